@@ -1,0 +1,294 @@
+//! The engine's data: everything a call is, serializable so the store can persist it.
+
+use graph::requests::RecordResponse;
+use graph::*;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::collections::{BTreeMap, VecDeque};
+
+/// Milliseconds since the Unix epoch; the engine never reads a clock.
+pub type Ms = u64;
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub enum CallKind {
+    /// Bot and one other party; no roster notifications (reference §9.3).
+    PeerToPeer,
+    /// Ad-hoc group call created with several targets, or escalated by invite.
+    Group,
+    /// A call that joined an online meeting.
+    Meeting,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Call {
+    pub id: String,
+    pub tenant_id: String,
+    pub app_id: String,
+    pub app_name: Option<String>,
+    pub direction: CallDirection,
+    pub state: CallState,
+    pub kind: CallKind,
+    pub callback_uri: String,
+    pub source: ParticipantInfo,
+    pub targets: Vec<InvitationParticipantInfo>,
+    pub requested_modalities: Vec<Modality>,
+    pub media_config: Option<MediaConfig>,
+    pub chat_info: Option<ChatInfo>,
+    pub meeting_info: Option<MeetingInfo>,
+    pub subject: Option<String>,
+    pub call_options: CallOptions,
+    pub ringing_timeout_s: Option<i64>,
+    pub my_participant_id: String,
+    pub call_chain_id: String,
+    pub conf_id: String,
+    pub media_active: bool,
+    pub result_info: Option<ResultInfo>,
+    pub termination_reason: Option<String>,
+    pub answered_by: Option<ParticipantInfo>,
+    pub tone_subscribed: bool,
+    pub tone_seq: i64,
+    pub tone_info: Option<(i64, Tone)>,
+    pub transcription: Option<(TranscriptionState, Ms)>,
+    pub recording: bool,
+    pub operations: BTreeMap<String, Operation>,
+    pub media_queue: VecDeque<String>,
+    pub routing_groups: Vec<AudioRoutingGroup>,
+    pub keepalive_at: Ms,
+    pub answer_deadline: Option<Ms>,
+    /// Highest conference roster sequence already notified to this call (delta roster).
+    pub roster_sent_seq: i64,
+    /// Transfer in progress: the leg ringing the target.
+    pub transfer: Option<TransferState>,
+    /// Redirect in progress: the legs ringing the new targets.
+    pub redirect: Option<RedirectState>,
+    pub created_at: Ms,
+    pub extra: Extra,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TransferState {
+    pub target_leg: Option<String>,
+    pub transferee_leg: String,
+    pub deadline: Ms,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RedirectState {
+    pub legs: Vec<String>,
+    pub deadline: Ms,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub enum OpKind {
+    PlayPrompt,
+    Record,
+    SubscribeToTone,
+    CancelMediaProcessing,
+    SendDtmfTones,
+    MuteParticipant,
+    UnmuteParticipant,
+    MuteParticipants,
+    InviteParticipants,
+    UpdateRecordingStatus,
+    AddLargeGalleryView,
+    StartHoldMusic,
+    StopHoldMusic,
+    StartRecording,
+    StopRecording,
+    StartTranscription,
+    StopTranscription,
+}
+
+impl OpKind {
+    pub fn odata_type(&self) -> &'static str {
+        match self {
+            OpKind::PlayPrompt => "#microsoft.graph.playPromptOperation",
+            OpKind::Record => "#microsoft.graph.recordOperation",
+            OpKind::SubscribeToTone => "#microsoft.graph.subscribeToToneOperation",
+            OpKind::CancelMediaProcessing => "#microsoft.graph.cancelMediaProcessingOperation",
+            OpKind::SendDtmfTones => "#microsoft.graph.sendDtmfTonesOperation",
+            OpKind::MuteParticipant => "#microsoft.graph.muteParticipantOperation",
+            OpKind::UnmuteParticipant => "#microsoft.graph.unmuteParticipantOperation",
+            OpKind::MuteParticipants => "#microsoft.graph.muteParticipantsOperation",
+            OpKind::InviteParticipants => "#microsoft.graph.inviteParticipantsOperation",
+            OpKind::UpdateRecordingStatus => "#microsoft.graph.updateRecordingStatusOperation",
+            OpKind::AddLargeGalleryView => "#microsoft.graph.addLargeGalleryViewOperation",
+            OpKind::StartHoldMusic => "#microsoft.graph.startHoldMusicOperation",
+            OpKind::StopHoldMusic => "#microsoft.graph.stopHoldMusicOperation",
+            OpKind::StartRecording => "#microsoft.graph.startRecordingOperation",
+            OpKind::StopRecording => "#microsoft.graph.stopRecordingOperation",
+            OpKind::StartTranscription => "#microsoft.graph.startTranscriptionOperation",
+            OpKind::StopTranscription => "#microsoft.graph.stopTranscriptionOperation",
+        }
+    }
+}
+
+/// Progress of a media operation (playPrompt / recordResponse) in the call's FIFO.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub enum MediaPhase {
+    Queued,
+    /// Prompts being fetched: their durations are not known yet.
+    Fetching,
+    Playing { until: Option<Ms> },
+    Beep { until: Ms },
+    Recording { started: Ms, max_until: Ms, silence_until: Ms },
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct MediaWork {
+    pub prompts: Vec<MediaPrompt>,
+    /// Duration of each prompt once fetched.
+    pub durations: Vec<Option<u64>>,
+    pub loop_forever: bool,
+    pub phase: MediaPhase,
+    pub record: Option<RecordResponse>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Operation {
+    pub id: String,
+    pub kind: OpKind,
+    pub status: OperationStatus,
+    pub client_context: Option<String>,
+    pub result_info: Option<ResultInfo>,
+    pub completion_reason: Option<String>,
+    pub recording_location: Option<String>,
+    pub recording_access_token: Option<String>,
+    pub participants: Option<Value>,
+    pub media: Option<MediaWork>,
+    /// Generic completion deadline (sendDtmfTones, addLargeGalleryView, …).
+    pub due: Option<Ms>,
+    /// Invite: participant ids still ringing, and failures seen so far.
+    pub pending: Vec<String>,
+    pub failures: Vec<String>,
+}
+
+impl Operation {
+    pub fn is_final(&self) -> bool {
+        matches!(self.status, OperationStatus::Completed | OperationStatus::Failed)
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub enum MemberEndpoint {
+    Bot { call_id: String },
+    Leg { leg_id: String },
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Member {
+    pub id: String,
+    pub info: ParticipantInfo,
+    pub endpoint: MemberEndpoint,
+    pub joined: bool,
+    pub muted: bool,
+    pub hidden: bool,
+    pub held: bool,
+    pub hold_music: bool,
+    pub screen_sharing: bool,
+    pub large_gallery: bool,
+    pub recording: Option<(RecordingStatus, IdentitySet)>,
+    pub seq: i64,
+    /// The invite operation (call id, op id) that brought this member, while pending.
+    pub invited_by: Option<(String, String)>,
+    pub source_id: u32,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Tombstone {
+    pub member: Member,
+    pub reason: String,
+}
+
+/// A conference: the media/roster space shared by everyone in one call or meeting.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Conference {
+    pub id: String,
+    pub tenant_id: String,
+    pub meeting_id: Option<String>,
+    pub members: Vec<Member>,
+    pub removed: Vec<Tombstone>,
+    pub seq: i64,
+    pub next_source_id: u32,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub enum LegState {
+    Ringing,
+    Connected,
+    Ended,
+}
+
+/// Why a leg exists: what its answer or failure means to the engine.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub enum LegRole {
+    /// Rung as a target of an outgoing call or an invite; joins the conference on answer.
+    Member { call_id: String },
+    /// A caller that rang an app: the other side of an incoming call.
+    Caller { call_id: String },
+    /// Rung by a redirect of `call_id`; bridged to the caller on answer.
+    RedirectTarget { call_id: String },
+    /// Rung by a transfer of `call_id`; bridged to the transferee on answer.
+    TransferTarget { call_id: String },
+    /// Part of a conference with no bot (after a redirect or transfer completed).
+    Bridged,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Leg {
+    pub id: String,
+    pub party: Party,
+    pub info: ParticipantInfo,
+    pub state: LegState,
+    pub role: LegRole,
+    pub conf_id: Option<String>,
+    pub participant_id: Option<String>,
+    pub ring_deadline: Option<Ms>,
+    /// Per-call scripted behaviour for simulated endpoints (the target's `ringside` property).
+    pub script: Option<Value>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Meeting {
+    pub id: String,
+    pub tenant_id: String,
+    pub thread_id: String,
+    pub join_meeting_id: String,
+    pub passcode: String,
+    pub organizer: IdentitySet,
+    pub subject: Option<String>,
+    pub join_web_url: String,
+    pub created_at: Ms,
+    pub start: Option<String>,
+    pub end: Option<String>,
+    pub conf_id: Option<String>,
+}
+
+/// Persistable object kinds, keyed for the store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum ObjKind {
+    Call,
+    Conference,
+    Leg,
+    Meeting,
+}
+
+impl ObjKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ObjKind::Call => "call",
+            ObjKind::Conference => "conference",
+            ObjKind::Leg => "leg",
+            ObjKind::Meeting => "meeting",
+        }
+    }
+    pub fn parse(s: &str) -> Option<ObjKind> {
+        Some(match s {
+            "call" => ObjKind::Call,
+            "conference" => ObjKind::Conference,
+            "leg" => ObjKind::Leg,
+            "meeting" => ObjKind::Meeting,
+            _ => return None,
+        })
+    }
+}

@@ -1,0 +1,331 @@
+//! Configuration and directory (tenants, applications, users) from one TOML file.
+//! First start with no file seeds a dev tenant, one app and three simulated users.
+
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+fn default_listen() -> String {
+    "127.0.0.1:8480".into()
+}
+fn default_max_body() -> usize {
+    1024 * 1024
+}
+fn default_keepalive() -> u64 {
+    45
+}
+fn default_answer_deadline() -> u64 {
+    15
+}
+fn default_max_calls() -> usize {
+    100
+}
+fn default_attempts() -> i64 {
+    10
+}
+fn default_backoff() -> u64 {
+    500
+}
+fn default_true() -> bool {
+    true
+}
+fn default_prompt_bytes() -> usize {
+    20 * 1024 * 1024
+}
+fn default_prompt_timeout() -> u64 {
+    10_000
+}
+fn default_retention() -> u64 {
+    60
+}
+fn default_token_lifetime() -> u64 {
+    3600
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Address the HTTP API listens on (loopback by default).
+    #[serde(default = "default_listen")]
+    pub listen: String,
+    /// The URL bots and phones reach ringside at; used in Location headers, join URLs and
+    /// recording locations. Defaults to `http://{listen}`.
+    #[serde(default)]
+    pub public_url: Option<String>,
+    #[serde(default = "default_max_body")]
+    pub max_body_bytes: usize,
+    #[serde(default = "default_keepalive")]
+    pub keepalive_minutes: u64,
+    #[serde(default = "default_answer_deadline")]
+    pub answer_deadline_seconds: u64,
+    #[serde(default = "default_max_calls")]
+    pub max_calls_per_app: usize,
+    /// Delivery attempts before a notification is dead-lettered.
+    #[serde(default = "default_attempts")]
+    pub notification_max_attempts: i64,
+    /// First retry delay; doubles per attempt up to one minute.
+    #[serde(default = "default_backoff")]
+    pub notification_backoff_ms: u64,
+    /// Development mode: plain-http callbacks and prompt URLs are allowed.
+    #[serde(default = "default_true")]
+    pub dev_mode: bool,
+    #[serde(default = "default_prompt_bytes")]
+    pub prompt_max_bytes: usize,
+    #[serde(default = "default_prompt_timeout")]
+    pub prompt_timeout_ms: u64,
+    /// `file://` prompt URIs are served only from below this folder.
+    #[serde(default)]
+    pub prompt_folder: Option<PathBuf>,
+    #[serde(default = "default_retention")]
+    pub recording_retention_minutes: u64,
+    #[serde(default = "default_token_lifetime")]
+    pub token_lifetime_seconds: u64,
+    /// fsync every commit (survives power loss, not only process crashes).
+    #[serde(default)]
+    pub fsync: bool,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        toml::from_str("").expect("defaults")
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminConfig {
+    pub token: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Tenant {
+    pub id: String,
+    #[serde(default)]
+    pub name: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct App {
+    pub id: String,
+    pub tenant: String,
+    #[serde(default)]
+    pub name: Option<String>,
+    pub secret: String,
+    #[serde(default = "default_permissions")]
+    pub permissions: Vec<String>,
+    /// The calling webhook: incoming calls are notified here.
+    #[serde(default)]
+    pub webhook: Option<String>,
+    /// Extra addresses (SIP URIs, phone numbers) that route calls to this app.
+    #[serde(default)]
+    pub addresses: Vec<String>,
+}
+
+pub fn default_permissions() -> Vec<String> {
+    ["Calls.Initiate.All", "Calls.InitiateGroupCall.All", "Calls.JoinGroupCall.All", "Calls.JoinGroupCallAsGuest.All", "Calls.AccessMedia.All"]
+        .into_iter()
+        .map(String::from)
+        .collect()
+}
+
+/// Scripted behaviour of a simulated endpoint; set in config per user, or per call through a
+/// target's `ringside` property (same keys, camelCase).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Behaviour {
+    /// answer (default), busy, decline, noAnswer, unavailable
+    #[serde(default)]
+    pub action: Option<String>,
+    #[serde(default, alias = "answer_after_ms")]
+    pub answer_after_ms: Option<u64>,
+    #[serde(default, alias = "hangup_after_ms")]
+    pub hangup_after_ms: Option<u64>,
+    #[serde(default, alias = "hold_at_ms")]
+    pub hold_at_ms: Option<u64>,
+    #[serde(default, alias = "resume_at_ms")]
+    pub resume_at_ms: Option<u64>,
+    /// Digits pressed after the call is connected.
+    #[serde(default)]
+    pub dtmf: Vec<DtmfPress>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct DtmfPress {
+    #[serde(alias = "at_ms")]
+    pub at_ms: u64,
+    pub digits: String,
+    #[serde(default, alias = "gap_ms")]
+    pub gap_ms: Option<u64>,
+}
+
+impl Behaviour {
+    /// Per-call script overrides the configured behaviour key by key.
+    pub fn merged(&self, over: &Behaviour) -> Behaviour {
+        Behaviour {
+            action: over.action.clone().or(self.action.clone()),
+            answer_after_ms: over.answer_after_ms.or(self.answer_after_ms),
+            hangup_after_ms: over.hangup_after_ms.or(self.hangup_after_ms),
+            hold_at_ms: over.hold_at_ms.or(self.hold_at_ms),
+            resume_at_ms: over.resume_at_ms.or(self.resume_at_ms),
+            dtmf: if over.dtmf.is_empty() { self.dtmf.clone() } else { over.dtmf.clone() },
+        }
+    }
+    pub fn validate(&self) -> Result<(), String> {
+        if let Some(a) = &self.action
+            && !["answer", "busy", "decline", "noanswer", "unavailable"].contains(&a.to_ascii_lowercase().as_str())
+        {
+            return Err(format!("action '{a}' must be answer, busy, decline, noAnswer or unavailable"));
+        }
+        for d in &self.dtmf {
+            if let Some(c) = d.digits.chars().find(|c| graph::Tone::from_char(*c).is_none()) {
+                return Err(format!("dtmf digit '{c}' is not a DTMF key (0-9, *, #, A-D)"));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct User {
+    pub id: String,
+    pub tenant: String,
+    #[serde(default)]
+    pub display_name: Option<String>,
+    /// `simulated` (scripted, in-process) — SIP and WebRTC arrive with later issues.
+    #[serde(default = "default_endpoint")]
+    pub endpoint: String,
+    #[serde(default)]
+    pub behaviour: Behaviour,
+}
+
+fn default_endpoint() -> String {
+    "simulated".into()
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default)]
+    pub server: ServerConfig,
+    pub admin: Option<AdminConfig>,
+    #[serde(default)]
+    pub tenants: Vec<Tenant>,
+    #[serde(default)]
+    pub apps: Vec<App>,
+    #[serde(default)]
+    pub users: Vec<User>,
+}
+
+impl Config {
+    pub fn load(path: &Path) -> Result<Config, String> {
+        let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        let c: Config = toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+        c.validate()?;
+        Ok(c)
+    }
+
+    pub fn save(&self, path: &Path) -> Result<(), String> {
+        let text = toml::to_string_pretty(self).map_err(|e| e.to_string())?;
+        let tmp = path.with_extension("toml.tmp");
+        std::fs::write(&tmp, text).map_err(|e| format!("cannot write {}: {e}", tmp.display()))?;
+        std::fs::rename(&tmp, path).map_err(|e| format!("cannot replace {}: {e}", path.display()))
+    }
+
+    pub fn validate(&self) -> Result<(), String> {
+        for a in &self.apps {
+            if !self.tenants.iter().any(|t| t.id == a.tenant) {
+                return Err(format!("app {} names unknown tenant {}", a.id, a.tenant));
+            }
+        }
+        for u in &self.users {
+            if !self.tenants.iter().any(|t| t.id == u.tenant) {
+                return Err(format!("user {} names unknown tenant {}", u.id, u.tenant));
+            }
+            u.behaviour.validate().map_err(|e| format!("user {}: {e}", u.id))?;
+        }
+        Ok(())
+    }
+
+    pub fn public_url(&self) -> String {
+        self.server.public_url.clone().unwrap_or_else(|| format!("http://{}", self.server.listen)).trim_end_matches('/').to_string()
+    }
+
+    pub fn app(&self, id: &str) -> Option<&App> {
+        self.apps.iter().find(|a| a.id.eq_ignore_ascii_case(id))
+    }
+
+    pub fn user(&self, id: &str) -> Option<&User> {
+        self.users.iter().find(|u| u.id.eq_ignore_ascii_case(id))
+    }
+
+    /// The app an address (app id, `sip:` URI or phone number) routes to.
+    pub fn app_for_address(&self, addr: &str) -> Option<&App> {
+        self.app(addr).or_else(|| self.apps.iter().find(|a| a.addresses.iter().any(|x| x.eq_ignore_ascii_case(addr))))
+    }
+
+    /// A fresh development directory: one tenant, one app, three simulated users.
+    pub fn seed_dev() -> Config {
+        let id = || uuid::Uuid::new_v4().to_string();
+        let tenant = id();
+        let secret: String = {
+            use rand::Rng;
+            let mut r = rand::rng();
+            (0..40).map(|_| char::from(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"[r.random_range(0..62)])).collect()
+        };
+        let admin: String = {
+            use rand::Rng;
+            let mut r = rand::rng();
+            (0..32).map(|_| format!("{:x}", r.random_range(0..16))).collect()
+        };
+        let users = [("Alice", 1000), ("Bob", 2000), ("Carol", 3000)]
+            .into_iter()
+            .map(|(n, ms)| User {
+                id: id(),
+                tenant: tenant.clone(),
+                display_name: Some(n.to_string()),
+                endpoint: "simulated".into(),
+                behaviour: Behaviour { action: Some("answer".into()), answer_after_ms: Some(ms), ..Default::default() },
+            })
+            .collect();
+        Config {
+            server: ServerConfig::default(),
+            admin: Some(AdminConfig { token: admin }),
+            tenants: vec![Tenant { id: tenant.clone(), name: Some("Dev tenant".into()) }],
+            apps: vec![App {
+                id: id(),
+                tenant,
+                name: Some("Dev bot".into()),
+                secret,
+                permissions: default_permissions(),
+                webhook: Some("http://127.0.0.1:9000/callback".into()),
+                addresses: vec![],
+            }],
+            users,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seeded_dev_config_round_trips_through_toml() {
+        let c = Config::seed_dev();
+        let text = toml::to_string_pretty(&c).unwrap();
+        let back: Config = toml::from_str(&text).unwrap();
+        back.validate().unwrap();
+        assert_eq!(back.users.len(), 3);
+        assert_eq!(back.apps[0].secret, c.apps[0].secret);
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_scripts_are_refused() {
+        assert!(toml::from_str::<Config>("[server]\nlisten_on = \"x\"").is_err());
+        let b = Behaviour { dtmf: vec![DtmfPress { at_ms: 0, digits: "12x".into(), gap_ms: None }], ..Default::default() };
+        assert!(b.validate().unwrap_err().contains("'x'"));
+    }
+}

@@ -1,0 +1,176 @@
+//! The call driver: one thread owning the engine and the store. It takes a batch of inputs,
+//! feeds them to the engine, commits the changed objects and the new notifications in one
+//! transaction (group commit), and only then replies and carries out the effects.
+
+use engine::{ApiError, AppCtx, Command, Effect, Engine, LegEvent, Reply, Version};
+use graph::ParticipantInfo;
+use serde_json::Value;
+use std::sync::mpsc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use store::{DeadLetter, OutboxChange, OutboxRow, Store};
+use tokio::sync::oneshot;
+
+pub fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
+pub type ApiResult = Result<Reply, ApiError>;
+
+pub enum Msg {
+    Api { app: AppCtx, call_id: Option<String>, cmd: Command, ver: Version, reply: oneshot::Sender<ApiResult> },
+    Incoming { app: AppCtx, webhook: String, caller: ParticipantInfo, script: Option<Value>, reply: oneshot::Sender<(String, String)> },
+    Leg { leg_id: String, event: LegEvent },
+    Fetched { call_id: String, op_id: String, index: usize, result: Result<u64, String> },
+    Outbox(OutboxChange),
+    CreateMeeting { app: AppCtx, subject: Option<String>, organizer: graph::IdentitySet, start: Option<String>, end: Option<String>, reply: oneshot::Sender<Value> },
+    GetMeeting { tenant: String, id: String, reply: oneshot::Sender<Option<Value>> },
+    DeadLetters { reply: oneshot::Sender<Vec<DeadLetter>> },
+    Redeliver { seq: i64, reply: oneshot::Sender<Option<OutboxRow>> },
+    LogQuality { tenant: String, app: String, json: Value, reply: oneshot::Sender<Result<i64, String>> },
+    ListQuality { tenant: String, reply: oneshot::Sender<Vec<(i64, String, i64, Value)>> },
+    AddRecording { id: String, call_id: String, token: String, path: String, retention_ms: u64 },
+    GetRecording { id: String, reply: oneshot::Sender<Option<(String, String, i64)>> },
+    Snapshot { reply: oneshot::Sender<Value> },
+}
+
+/// Where effects go once committed.
+pub struct Sinks {
+    pub outbox: tokio::sync::mpsc::UnboundedSender<OutboxRow>,
+    pub legs: tokio::sync::mpsc::UnboundedSender<crate::endpoints::Control>,
+    pub fetch: tokio::sync::mpsc::UnboundedSender<(String, String, usize, String, Option<String>)>,
+    pub recordings: tokio::sync::mpsc::UnboundedSender<(String, String, String, u64)>,
+}
+
+const MAX_BATCH: usize = 512;
+
+pub fn run(mut engine: Engine, mut store: Store, rx: mpsc::Receiver<Msg>, sinks: Sinks) {
+    loop {
+        let wait = engine.poll_timeout().map(|t| Duration::from_millis(t.saturating_sub(now_ms()))).unwrap_or(Duration::from_secs(3600));
+        let first = match rx.recv_timeout(wait) {
+            Ok(m) => Some(m),
+            Err(mpsc::RecvTimeoutError::Timeout) => None,
+            Err(mpsc::RecvTimeoutError::Disconnected) => return,
+        };
+        let mut batch: Vec<Msg> = first.into_iter().collect();
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(m) => batch.push(m),
+                Err(_) => break,
+            }
+        }
+        let now = now_ms();
+        let mut replies: Vec<Box<dyn FnOnce(bool)>> = Vec::new();
+        let mut changes = Vec::new();
+        for m in batch {
+            match m {
+                Msg::Api { app, call_id, cmd, ver, reply } => {
+                    let r = engine.handle_api(now, &app, call_id.as_deref(), cmd, ver);
+                    replies.push(Box::new(move |ok| {
+                        let _ = reply.send(if ok { r } else { Err(unavailable()) });
+                    }));
+                }
+                Msg::Incoming { app, webhook, caller, script, reply } => {
+                    let r = engine.incoming_call(now, &app, &webhook, caller, script);
+                    replies.push(Box::new(move |_| {
+                        let _ = reply.send(r);
+                    }));
+                }
+                Msg::Leg { leg_id, event } => engine.handle_leg(now, &leg_id, event),
+                Msg::Fetched { call_id, op_id, index, result } => engine.prompt_fetched(now, &call_id, &op_id, index, result),
+                Msg::Outbox(c) => changes.push(c),
+                Msg::CreateMeeting { app, subject, organizer, start, end, reply } => {
+                    let v = engine.create_meeting(now, &app, subject, organizer, start, end);
+                    replies.push(Box::new(move |_| {
+                        let _ = reply.send(v);
+                    }));
+                }
+                Msg::GetMeeting { tenant, id, reply } => {
+                    let _ = reply.send(engine.get_meeting(&tenant, &id));
+                }
+                Msg::DeadLetters { reply } => {
+                    let _ = reply.send(store.dead_letters().unwrap_or_default());
+                }
+                Msg::Redeliver { seq, reply } => {
+                    let row = store.redeliver(seq).unwrap_or(None);
+                    if let Some(r) = &row {
+                        let _ = sinks.outbox.send(r.clone());
+                    }
+                    let _ = reply.send(row);
+                }
+                Msg::LogQuality { tenant, app, json, reply } => {
+                    let _ = reply.send(store.log_device_quality(&tenant, &app, now as i64, &json).map_err(|e| e.to_string()));
+                }
+                Msg::ListQuality { tenant, reply } => {
+                    let _ = reply.send(store.device_quality(&tenant).unwrap_or_default());
+                }
+                Msg::AddRecording { id, call_id, token, path, retention_ms } => {
+                    if let Err(e) = store.add_recording(&id, &call_id, &token, &path, now as i64, (now + retention_ms) as i64) {
+                        tracing::error!(error = %e, "cannot record recording");
+                    }
+                }
+                Msg::GetRecording { id, reply } => {
+                    let _ = reply.send(store.recording(&id).unwrap_or(None));
+                }
+                Msg::Snapshot { reply } => {
+                    let _ = reply.send(snapshot(&engine));
+                }
+            }
+        }
+        engine.handle_timeout(now_ms());
+        let effects = engine.drain_effects();
+        let dirty = engine.take_dirty();
+        let notes: Vec<engine::Notification> = effects
+            .iter()
+            .filter_map(|e| match e {
+                Effect::Notify(n) => Some(n.clone()),
+                _ => None,
+            })
+            .collect();
+        let committed = match store.commit(&dirty, &notes, &changes) {
+            Ok(rows) => Some(rows),
+            Err(e) => {
+                tracing::error!(error = %e, "store commit failed; replying 503");
+                None
+            }
+        };
+        let ok = committed.is_some();
+        for r in replies {
+            r(ok);
+        }
+        if let Some(rows) = committed {
+            for row in rows {
+                let _ = sinks.outbox.send(row);
+            }
+        }
+        for e in effects {
+            match e {
+                Effect::Notify(_) => {}
+                Effect::Leg(a) => {
+                    let _ = sinks.legs.send(crate::endpoints::Control::Action(a));
+                }
+                Effect::FetchPrompt { call_id, op_id, index, uri, resource_id } => {
+                    let _ = sinks.fetch.send((call_id, op_id, index, uri, resource_id));
+                }
+                Effect::SaveRecording { id, call_id, token, duration_ms } => {
+                    let _ = sinks.recordings.send((id, call_id, token, duration_ms));
+                }
+            }
+        }
+    }
+}
+
+fn unavailable() -> ApiError {
+    ApiError { status: 503, code: "ServiceUnavailable".into(), message: "The request could not be committed to storage; retry.".into() }
+}
+
+fn snapshot(e: &Engine) -> Value {
+    let calls: Vec<Value> = e
+        .all_calls()
+        .map(|c| serde_json::json!({"id": c.id, "tenantId": c.tenant_id, "appId": c.app_id, "state": c.state, "direction": c.direction, "conference": c.conf_id}))
+        .collect();
+    let legs: Vec<Value> = e
+        .all_legs()
+        .map(|l| serde_json::json!({"id": l.id, "party": l.party, "state": format!("{:?}", l.state), "role": format!("{:?}", l.role), "conference": l.conf_id}))
+        .collect();
+    serde_json::json!({ "calls": calls, "legs": legs })
+}

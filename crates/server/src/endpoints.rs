@@ -1,0 +1,319 @@
+//! Endpoints behind the leg interface. Two live here:
+//! * simulated users: scripted phones for bot developers' tests (answer after N ms, busy,
+//!   decline, never answer, hang up, hold/resume, press DTMF), and
+//! * applications: a leg rung towards an app becomes that app's incoming call, so bots can
+//!   call, redirect to and transfer to each other.
+//! SIP and WebRTC endpoints will implement the same `LegAction` → `LegEvent` contract.
+
+use crate::config::Behaviour;
+use crate::driver::{Msg, now_ms};
+use crate::state::Shared;
+use engine::{AppCtx, LegAction, LegEvent};
+use graph::{Party, ParticipantInfo, Tone};
+use serde::Serialize;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+
+/// What a simulated user experienced on one leg: shown by the admin API and the CLI.
+#[derive(Debug, Clone, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LegLog {
+    pub leg_id: String,
+    pub user_id: Option<String>,
+    pub state: String,
+    pub events: Vec<LogEntry>,
+    pub tones_heard: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LogEntry {
+    pub at_ms: u64,
+    pub event: String,
+}
+
+#[derive(Default)]
+pub struct Registry {
+    pub logs: Mutex<HashMap<String, LegLog>>,
+}
+
+impl Registry {
+    pub fn log(&self, leg: &str, user: Option<&str>, event: impl Into<String>) {
+        let mut logs = self.logs.lock().expect("registry");
+        if logs.len() > 10_000 {
+            // Bounded: drop finished legs first.
+            logs.retain(|_, l| l.state != "ended");
+        }
+        let l = logs.entry(leg.to_string()).or_insert_with(|| LegLog { leg_id: leg.to_string(), user_id: user.map(str::to_string), state: "ringing".into(), ..Default::default() });
+        let event = event.into();
+        match event.as_str() {
+            "answered" | "connected" => l.state = "connected".into(),
+            e if e.starts_with("ended") || e.starts_with("cancelled") || e.starts_with("rejected") || e.starts_with("hung up") || e.starts_with("failed") => {
+                l.state = "ended".into()
+            }
+            _ => {}
+        }
+        l.events.push(LogEntry { at_ms: now_ms(), event });
+    }
+    pub fn heard_tone(&self, leg: &str, tone: Tone) {
+        if let Some(l) = self.logs.lock().expect("registry").get_mut(leg) {
+            l.tones_heard.push(tone.to_char());
+            l.events.push(LogEntry { at_ms: now_ms(), event: format!("heard tone {}", tone.to_char()) });
+        }
+    }
+}
+
+struct SimLeg {
+    user_id: Option<String>,
+    behaviour: Behaviour,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+enum Kind {
+    Sim(SimLeg),
+    /// A leg rung towards an app, paired with the caller leg of that app's incoming call.
+    AppSide { peer: String },
+}
+
+pub struct Endpoints {
+    shared: Arc<Shared>,
+    legs: HashMap<String, Kind>,
+}
+
+impl Endpoints {
+    pub fn new(shared: Arc<Shared>) -> Endpoints {
+        Endpoints { shared, legs: HashMap::new() }
+    }
+
+    fn event(&self, leg: &str, event: LegEvent) {
+        let _ = self.shared.driver.send(Msg::Leg { leg_id: leg.to_string(), event });
+    }
+
+    fn later(&self, leg: &str, after_ms: u64, event: LegEvent) -> JoinHandle<()> {
+        let driver = self.shared.driver.clone();
+        let reg = self.shared.registry.clone();
+        let leg = leg.to_string();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(after_ms)).await;
+            let text = match &event {
+                LegEvent::Answered => "answered".to_string(),
+                LegEvent::Failed { sip_code, reason } => format!("failed {sip_code} {reason}"),
+                LegEvent::HungUp => "hung up".to_string(),
+                LegEvent::Held => "put the call on hold".to_string(),
+                LegEvent::Resumed => "resumed the call".to_string(),
+                LegEvent::Tone(t) => format!("pressed {}", t.to_char()),
+                LegEvent::Ringing => "ringing".to_string(),
+            };
+            reg.log(&leg, None, text);
+            let _ = driver.send(Msg::Leg { leg_id: leg, event });
+        })
+    }
+
+    /// Register a simulated caller leg (a simulated user calling an app).
+    pub fn add_caller(&mut self, leg: &str, user_id: &str, behaviour: Behaviour) {
+        self.shared.registry.log(leg, Some(user_id), "calling");
+        self.legs.insert(leg.to_string(), Kind::Sim(SimLeg { user_id: Some(user_id.to_string()), behaviour, tasks: vec![] }));
+    }
+
+    /// After connect: hang up, hold, resume and key presses at their scripted times.
+    fn start_script(&mut self, leg: &str) {
+        let Some(Kind::Sim(s)) = self.legs.get(leg) else { return };
+        let b = s.behaviour.clone();
+        let mut tasks = vec![];
+        if let Some(t) = b.hold_at_ms {
+            tasks.push(self.later(leg, t, LegEvent::Held));
+        }
+        if let Some(t) = b.resume_at_ms {
+            tasks.push(self.later(leg, t, LegEvent::Resumed));
+        }
+        for press in &b.dtmf {
+            let gap = press.gap_ms.unwrap_or(250);
+            for (i, c) in press.digits.chars().enumerate() {
+                if let Some(tone) = Tone::from_char(c) {
+                    tasks.push(self.later(leg, press.at_ms + i as u64 * gap, LegEvent::Tone(tone)));
+                }
+            }
+        }
+        if let Some(t) = b.hangup_after_ms {
+            tasks.push(self.later(leg, t, LegEvent::HungUp));
+        }
+        if let Some(Kind::Sim(s)) = self.legs.get_mut(leg) {
+            s.tasks.extend(tasks);
+        }
+    }
+
+    fn stop(&mut self, leg: &str) {
+        if let Some(Kind::Sim(s)) = self.legs.remove(leg) {
+            for t in s.tasks {
+                t.abort();
+            }
+        }
+    }
+
+    pub async fn handle(&mut self, action: LegAction) {
+        let reg = self.shared.registry.clone();
+        match action {
+            LegAction::Ring { leg_id, to, from, script } => self.ring(&leg_id, to, from, script).await,
+            LegAction::Answer { leg_id } => match self.legs.get(&leg_id) {
+                Some(Kind::Sim(_)) => {
+                    reg.log(&leg_id, None, "connected");
+                    self.event(&leg_id, LegEvent::Answered);
+                    self.start_script(&leg_id);
+                }
+                Some(Kind::AppSide { peer }) => {
+                    let peer = peer.clone();
+                    self.event(&leg_id, LegEvent::Answered);
+                    self.event(&peer, LegEvent::Answered);
+                }
+                None => self.event(&leg_id, LegEvent::Answered),
+            },
+            LegAction::Reject { leg_id, sip_code } => {
+                reg.log(&leg_id, None, format!("rejected {sip_code}"));
+                if let Some(Kind::AppSide { peer }) = self.legs.remove(&leg_id) {
+                    self.legs.remove(&peer);
+                    self.event(&peer, LegEvent::Failed { sip_code, reason: "the application rejected the call".into() });
+                }
+                self.stop(&leg_id);
+            }
+            LegAction::Cancel { leg_id } => {
+                reg.log(&leg_id, None, "cancelled");
+                if let Some(Kind::AppSide { peer }) = self.legs.remove(&leg_id) {
+                    self.legs.remove(&peer);
+                    self.event(&peer, LegEvent::HungUp);
+                }
+                self.stop(&leg_id);
+            }
+            LegAction::Hangup { leg_id, reason } => {
+                reg.log(&leg_id, None, format!("ended: {reason}"));
+                if let Some(Kind::AppSide { peer }) = self.legs.remove(&leg_id) {
+                    self.legs.remove(&peer);
+                    self.event(&peer, LegEvent::HungUp);
+                }
+                self.stop(&leg_id);
+            }
+            LegAction::SendTones { leg_id, tones, delay_ms } => match self.legs.get(&leg_id) {
+                Some(Kind::AppSide { peer }) => {
+                    let peer = peer.clone();
+                    let step = self.shared.engine_cfg.tone_ms + delay_ms;
+                    for (i, t) in tones.into_iter().enumerate() {
+                        self.later(&peer, i as u64 * step, LegEvent::Tone(t));
+                    }
+                }
+                _ => {
+                    for t in tones {
+                        reg.heard_tone(&leg_id, t);
+                    }
+                }
+            },
+            LegAction::HoldMusic { leg_id, on } => reg.log(&leg_id, None, if on { "hold music started" } else { "hold music stopped" }),
+        }
+    }
+
+    async fn ring(&mut self, leg: &str, to: Party, from: ParticipantInfo, script: Option<serde_json::Value>) {
+        let reg = self.shared.registry.clone();
+        match to {
+            Party::User(uid) => {
+                let user = self.shared.config.read().expect("config").user(&uid).cloned();
+                let Some(user) = user else {
+                    reg.log(leg, None, format!("failed 404 no user {uid}"));
+                    self.event(leg, LegEvent::Failed { sip_code: 404, reason: format!("user {uid} does not exist") });
+                    return;
+                };
+                if user.endpoint != "simulated" {
+                    self.event(leg, LegEvent::Failed { sip_code: 480, reason: format!("user {uid} has no reachable endpoint ({})", user.endpoint) });
+                    return;
+                }
+                let over: Behaviour = match script.map(serde_json::from_value::<Behaviour>) {
+                    None => Behaviour::default(),
+                    Some(Ok(b)) if b.validate().is_ok() => b,
+                    Some(Ok(b)) => {
+                        tracing::warn!(leg, error = %b.validate().unwrap_err(), "ignoring invalid per-call script");
+                        Behaviour::default()
+                    }
+                    Some(Err(e)) => {
+                        tracing::warn!(leg, error = %e, "ignoring invalid per-call script");
+                        Behaviour::default()
+                    }
+                };
+                let b = user.behaviour.merged(&over);
+                reg.log(leg, Some(&user.id), format!("ringing (from {})", from.identity.display_name().unwrap_or("unknown")));
+                self.event(leg, LegEvent::Ringing);
+                let after = b.answer_after_ms.unwrap_or(500);
+                let action = b.action.clone().unwrap_or_else(|| "answer".into()).to_ascii_lowercase();
+                let mut tasks = vec![];
+                match action.as_str() {
+                    "busy" => tasks.push(self.later(leg, after, LegEvent::Failed { sip_code: 486, reason: "busy".into() })),
+                    "decline" => tasks.push(self.later(leg, after, LegEvent::Failed { sip_code: 603, reason: "declined".into() })),
+                    "unavailable" => tasks.push(self.later(leg, 0, LegEvent::Failed { sip_code: 480, reason: "unavailable".into() })),
+                    "noanswer" => {}
+                    _ => tasks.push(self.later(leg, after, LegEvent::Answered)),
+                }
+                self.legs.insert(leg.to_string(), Kind::Sim(SimLeg { user_id: Some(user.id.clone()), behaviour: b.clone(), tasks }));
+                if action == "answer" {
+                    // The script runs from the moment of answer.
+                    let shift = after;
+                    let mut shifted = b;
+                    shifted.hold_at_ms = shifted.hold_at_ms.map(|t| t + shift);
+                    shifted.resume_at_ms = shifted.resume_at_ms.map(|t| t + shift);
+                    shifted.hangup_after_ms = shifted.hangup_after_ms.map(|t| t + shift);
+                    for d in &mut shifted.dtmf {
+                        d.at_ms += shift;
+                    }
+                    if let Some(Kind::Sim(s)) = self.legs.get_mut(leg) {
+                        s.behaviour = shifted;
+                    }
+                    self.start_script(leg);
+                }
+            }
+            Party::Application(id) | Party::ApplicationInstance(id) => {
+                let app = self.shared.config.read().expect("config").app(&id).cloned();
+                let Some(app) = app else {
+                    self.event(leg, LegEvent::Failed { sip_code: 404, reason: format!("application {id} does not exist") });
+                    return;
+                };
+                let Some(webhook) = app.webhook.clone() else {
+                    self.event(leg, LegEvent::Failed { sip_code: 480, reason: format!("application {id} has no calling webhook") });
+                    return;
+                };
+                let ctx = AppCtx { tenant_id: app.tenant.clone(), app_id: app.id.clone(), app_name: app.name.clone() };
+                let (tx, rx) = oneshot::channel();
+                let _ = self.shared.driver.send(Msg::Incoming { app: ctx, webhook, caller: from, script: None, reply: tx });
+                let Ok((_call, b_leg)) = rx.await else { return };
+                self.legs.insert(leg.to_string(), Kind::AppSide { peer: b_leg.clone() });
+                self.legs.insert(b_leg, Kind::AppSide { peer: leg.to_string() });
+                self.event(leg, LegEvent::Ringing);
+            }
+            Party::Phone(n) => {
+                self.event(leg, LegEvent::Failed { sip_code: 480, reason: format!("no SIP trunk is configured to reach {n}") });
+            }
+            Party::Guest(g) => {
+                self.event(leg, LegEvent::Failed { sip_code: 404, reason: format!("guest {g} cannot be called") });
+            }
+        }
+    }
+
+    pub fn user_of(&self, leg: &str) -> Option<String> {
+        match self.legs.get(leg) {
+            Some(Kind::Sim(s)) => s.user_id.clone(),
+            _ => None,
+        }
+    }
+}
+
+pub enum Control {
+    Action(LegAction),
+    AddCaller { leg: String, user_id: String, behaviour: Behaviour },
+}
+
+pub async fn run(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Control>) {
+    let mut eps = Endpoints::new(shared);
+    while let Some(c) = rx.recv().await {
+        match c {
+            Control::Action(a) => eps.handle(a).await,
+            Control::AddCaller { leg, user_id, behaviour } => eps.add_caller(&leg, &user_id, behaviour),
+        }
+    }
+}

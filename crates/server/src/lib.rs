@@ -1,0 +1,162 @@
+//! ringside's wiring: configuration, the call driver thread, notifier, endpoints, prompt
+//! fetcher and the HTTP API. `start` runs it all and returns once it listens.
+
+pub mod admin;
+pub mod api;
+pub mod auth;
+pub mod config;
+pub mod driver;
+pub mod endpoints;
+pub mod fetch;
+pub mod notifier;
+pub mod state;
+
+use config::Config;
+use engine::{Engine, IdSource, LegAction, LegState, ObjKind};
+use state::Shared;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+pub struct Options {
+    pub data_dir: PathBuf,
+    pub config: Option<PathBuf>,
+    pub listen: Option<String>,
+}
+
+pub struct Running {
+    pub addr: SocketAddr,
+    pub shared: Arc<Shared>,
+    /// Set when this start seeded a fresh development directory.
+    pub seeded: bool,
+    pub server: tokio::task::JoinHandle<()>,
+}
+
+struct UuidIds;
+
+impl IdSource for UuidIds {
+    fn next_id(&mut self) -> String {
+        uuid::Uuid::new_v4().to_string()
+    }
+}
+
+pub async fn start(opts: Options) -> Result<Running, String> {
+    std::fs::create_dir_all(&opts.data_dir).map_err(|e| format!("cannot create {}: {e}", opts.data_dir.display()))?;
+    let config_path = opts.config.clone().unwrap_or_else(|| opts.data_dir.join("ringside.toml"));
+    let (mut cfg, seeded) = if config_path.exists() {
+        (Config::load(&config_path)?, false)
+    } else {
+        let c = Config::seed_dev();
+        c.save(&config_path)?;
+        (c, true)
+    };
+    if let Some(l) = &opts.listen {
+        cfg.server.listen = l.clone();
+    }
+    let listener = tokio::net::TcpListener::bind(&cfg.server.listen).await.map_err(|e| format!("cannot listen on {}: {e}", cfg.server.listen))?;
+    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    if cfg.server.public_url.is_none() {
+        cfg.server.public_url = Some(format!("http://{addr}"));
+    }
+    let public_url = cfg.public_url();
+    let engine_cfg = engine::Config {
+        keepalive_ms: cfg.server.keepalive_minutes * 60_000,
+        answer_deadline_ms: cfg.server.answer_deadline_seconds * 1000,
+        public_url: public_url.clone(),
+        max_calls_per_app: cfg.server.max_calls_per_app,
+        ..engine::Config::default()
+    };
+
+    let store = store::Store::open(&opts.data_dir.join("ringside.db")).map_err(|e| e.to_string())?;
+    store.set_fsync(cfg.server.fsync).map_err(|e| e.to_string())?;
+    let mut engine = Engine::new(engine_cfg.clone(), Box::new(UuidIds));
+    let objects = store.load_objects().map_err(|e| e.to_string())?;
+    let (calls, others): (Vec<_>, Vec<_>) = objects.into_iter().partition(|(k, _)| *k == ObjKind::Call);
+    for (k, v) in others.into_iter().chain(calls) {
+        engine.restore(k, v).map_err(|e| format!("cannot restore state: {e}"))?;
+    }
+    let live_legs = engine.live_legs();
+    let pending = store.pending_outbox().map_err(|e| e.to_string())?;
+
+    let keys = auth::TokenKeys::load_or_create(&opts.data_dir).map_err(|e| format!("signing key: {e}"))?;
+    let (driver_tx, driver_rx) = std::sync::mpsc::channel();
+    let (outbox_tx, outbox_rx) = tokio::sync::mpsc::unbounded_channel();
+    let (legs_tx, legs_rx) = tokio::sync::mpsc::unbounded_channel();
+    let (fetch_tx, fetch_rx) = tokio::sync::mpsc::unbounded_channel();
+    let (rec_tx, rec_rx) = tokio::sync::mpsc::unbounded_channel();
+    let notifier_cfg = notifier::NotifierConfig {
+        max_attempts: cfg.server.notification_max_attempts,
+        backoff_ms: cfg.server.notification_backoff_ms,
+        timeout: Duration::from_secs(10),
+    };
+    let shared = Arc::new(Shared {
+        config: RwLock::new(cfg),
+        config_path,
+        data_dir: opts.data_dir.clone(),
+        keys,
+        driver: driver_tx.clone(),
+        endpoints: legs_tx.clone(),
+        registry: Arc::new(endpoints::Registry::default()),
+        engine_cfg,
+        public_url,
+    });
+    let sinks = driver::Sinks { outbox: outbox_tx.clone(), legs: legs_tx.clone(), fetch: fetch_tx, recordings: rec_tx };
+    std::thread::Builder::new().name("ringside-driver".into()).spawn(move || driver::run(engine, store, driver_rx, sinks)).map_err(|e| e.to_string())?;
+    tokio::spawn(notifier::run(notifier_cfg, outbox_rx, driver_tx));
+    tokio::spawn(endpoints::run(shared.clone(), legs_rx));
+    tokio::spawn(fetch::run(shared.clone(), fetch_rx));
+    tokio::spawn(fetch::recordings(shared.clone(), rec_rx));
+    for row in pending {
+        let _ = outbox_tx.send(row);
+    }
+    // Endpoints re-attach to legs that were ringing when ringside stopped.
+    for (leg_id, party, state, script) in live_legs {
+        if state == LegState::Ringing {
+            let _ = legs_tx.send(endpoints::Control::Action(LegAction::Ring { leg_id, to: party, from: Default::default(), script }));
+        }
+    }
+
+    let s2 = shared.clone();
+    let app = axum::Router::new().fallback(move |method, uri, headers, body| {
+        let s = s2.clone();
+        async move { api::handle(s, method, uri, headers, body).await }
+    });
+    let server = tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, app).await {
+            tracing::error!(error = %e, "HTTP server stopped");
+        }
+    });
+    Ok(Running { addr, shared, seeded, server })
+}
+
+/// The first-start banner: how to use the seeded dev directory.
+pub fn banner(r: &Running) -> String {
+    let c = r.shared.config.read().expect("config");
+    let base = &r.shared.public_url;
+    let mut s = format!("ringside is listening on {base}\n  config: {}\n  data:   {}\n", r.shared.config_path.display(), r.shared.data_dir.display());
+    if let Some(app) = c.apps.first() {
+        s.push_str(&format!(
+            "\nDev tenant : {}\nApp id     : {}\nApp secret : {}\nWebhook    : {}\n",
+            app.tenant,
+            app.id,
+            app.secret,
+            app.webhook.clone().unwrap_or_default()
+        ));
+        s.push_str(&format!(
+            "\nGet a token:\n  curl -s -d grant_type=client_credentials -d client_id={} -d client_secret={} -d scope=https://graph.microsoft.com/.default {base}/{}/oauth2/v2.0/token\n",
+            app.id, app.secret, app.tenant
+        ));
+        s.push_str(&format!("Graph base URLs: {base}/v1.0 and {base}/beta\n"));
+    }
+    if !c.users.is_empty() {
+        s.push_str("\nSimulated users (call them as targets {\"identity\":{\"user\":{\"id\":…}}}):\n");
+        for u in &c.users {
+            s.push_str(&format!("  {:<8} {}\n", u.display_name.clone().unwrap_or_default(), u.id));
+        }
+    }
+    if let Some(a) = &c.admin {
+        s.push_str(&format!("\nAdmin token: {}\n", a.token));
+    }
+    s
+}

@@ -1,0 +1,152 @@
+//! `ringside`: run the platform (`serve`) or manage a running one through its admin API.
+
+use clap::{Parser, Subcommand};
+use serde_json::{Value, json};
+use std::path::PathBuf;
+
+#[derive(Parser)]
+#[command(name = "ringside", version, about = "A self-hosted Microsoft Graph calls API")]
+struct Cli {
+    /// Data folder: database, signing key, recordings, and the default config file.
+    #[arg(long, global = true, default_value = "ringside-data", env = "RINGSIDE_DATA")]
+    data_dir: PathBuf,
+    /// Config file (default: <data-dir>/ringside.toml, created on first start).
+    #[arg(long, global = true, env = "RINGSIDE_CONFIG")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run ringside with its embedded defaults.
+    Serve {
+        /// Listen address (overrides server.listen).
+        #[arg(long)]
+        listen: Option<String>,
+    },
+    /// Show tenants, apps and users.
+    Directory,
+    /// Add a tenant.
+    AddTenant {
+        #[arg(long)]
+        name: Option<String>,
+        #[arg(long)]
+        id: Option<String>,
+    },
+    /// Add an application (prints its secret).
+    AddApp {
+        #[arg(long)]
+        tenant: String,
+        #[arg(long)]
+        name: Option<String>,
+        #[arg(long)]
+        webhook: Option<String>,
+        #[arg(long)]
+        id: Option<String>,
+    },
+    /// Set an application's calling webhook.
+    SetWebhook { app: String, url: String },
+    /// Add a simulated user; --behaviour takes JSON like {"action":"answer","answerAfterMs":500}.
+    AddUser {
+        #[arg(long)]
+        tenant: String,
+        #[arg(long)]
+        name: Option<String>,
+        #[arg(long)]
+        id: Option<String>,
+        #[arg(long)]
+        behaviour: Option<String>,
+    },
+    /// A simulated user calls an application (by app id or routed address).
+    Call {
+        user: String,
+        target: String,
+        /// JSON script, e.g. {"dtmf":[{"atMs":1000,"digits":"12#"}],"hangupAfterMs":10000}
+        #[arg(long)]
+        script: Option<String>,
+    },
+    /// What simulated users experienced on their legs.
+    Legs {
+        #[arg(long)]
+        user: Option<String>,
+    },
+    /// Notifications that could not be delivered.
+    DeadLetters,
+    /// Put a dead letter back in its call's notification queue.
+    Redeliver { seq: i64 },
+}
+
+fn main() {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,hyper=warn,reqwest=warn".into())).init();
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
+    let code = rt.block_on(run(cli));
+    std::process::exit(code);
+}
+
+async fn run(cli: Cli) -> i32 {
+    match cli.cmd {
+        Cmd::Serve { listen } => {
+            let opts = server::Options { data_dir: cli.data_dir, config: cli.config, listen };
+            match server::start(opts).await {
+                Ok(r) => {
+                    if r.seeded {
+                        println!("First start: seeded a development directory.\n");
+                    }
+                    println!("{}", server::banner(&r));
+                    let _ = tokio::signal::ctrl_c().await;
+                    0
+                }
+                Err(e) => {
+                    eprintln!("ringside: {e}");
+                    1
+                }
+            }
+        }
+        other => match admin(&cli.data_dir, cli.config, other).await {
+            Ok(v) => {
+                println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+                0
+            }
+            Err(e) => {
+                eprintln!("ringside: {e}");
+                1
+            }
+        },
+    }
+}
+
+/// CLI subcommands talk to the running server's admin API, found through the config file.
+async fn admin(data_dir: &std::path::Path, config: Option<PathBuf>, cmd: Cmd) -> Result<Value, String> {
+    let path = config.unwrap_or_else(|| data_dir.join("ringside.toml"));
+    let cfg = server::config::Config::load(&path)?;
+    let token = cfg.admin.as_ref().map(|a| a.token.clone()).ok_or("the config has no [admin] token")?;
+    let base = format!("{}/admin", cfg.public_url());
+    let client = reqwest::Client::new();
+    let parse_json = |s: Option<String>| -> Result<Value, String> { s.map(|s| serde_json::from_str(&s).map_err(|e| format!("bad JSON: {e}"))).unwrap_or(Ok(json!({}))) };
+    let (method, path, body) = match cmd {
+        Cmd::Serve { .. } => unreachable!(),
+        Cmd::Directory => ("GET", "/directory".to_string(), None),
+        Cmd::AddTenant { name, id } => ("POST", "/tenants".into(), Some(json!({"name": name, "id": id}))),
+        Cmd::AddApp { tenant, name, webhook, id } => ("POST", "/apps".into(), Some(json!({"tenant": tenant, "name": name, "webhook": webhook, "id": id}))),
+        Cmd::SetWebhook { app, url } => ("PATCH", format!("/apps/{app}"), Some(json!({ "webhook": url }))),
+        Cmd::AddUser { tenant, name, id, behaviour } => ("POST", "/users".into(), Some(json!({"tenant": tenant, "displayName": name, "id": id, "behaviour": parse_json(behaviour)?}))),
+        Cmd::Call { user, target, script } => ("POST", format!("/users/{user}/call"), Some(json!({"target": target, "script": parse_json(script)?}))),
+        Cmd::Legs { user } => ("GET", format!("/legs{}", user.map(|u| format!("?user={u}")).unwrap_or_default()), None),
+        Cmd::DeadLetters => ("GET", "/dead-letters".into(), None),
+        Cmd::Redeliver { seq } => ("POST", format!("/dead-letters/{seq}/redeliver"), None),
+    };
+    let mut req = client.request(method.parse().expect("method"), format!("{base}{path}")).bearer_auth(token);
+    if let Some(mut b) = body {
+        if let Value::Object(m) = &mut b {
+            m.retain(|_, v| !v.is_null());
+        }
+        req = req.json(&b);
+    }
+    let resp = req.send().await.map_err(|e| format!("cannot reach ringside at {base}: {e}"))?;
+    let status = resp.status();
+    let text = resp.text().await.unwrap_or_default();
+    let v: Value = serde_json::from_str(&text).unwrap_or(if text.is_empty() { json!({"status": status.as_u16()}) } else { Value::String(text) });
+    if status.is_success() { Ok(v) } else { Err(format!("HTTP {status}: {v}")) }
+}

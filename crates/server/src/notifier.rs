@@ -1,0 +1,147 @@
+//! Notification delivery: POSTs outbox rows to callback URIs strictly in order per call, at
+//! least once, with exponential backoff; dead-letters after the configured attempts. Every
+//! outcome goes back to the driver, which records it in the store.
+
+use crate::driver::{Msg, now_ms};
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::mpsc::Sender;
+use std::time::Duration;
+use store::{OutboxChange, OutboxRow};
+use tokio::sync::mpsc;
+
+#[derive(Clone)]
+pub struct NotifierConfig {
+    pub max_attempts: i64,
+    pub backoff_ms: u64,
+    pub timeout: Duration,
+}
+
+enum Done {
+    Delivered { call_id: String, seq: i64 },
+    Failed { call_id: String, seq: i64, error: String },
+}
+
+pub async fn run(cfg: NotifierConfig, mut rows: mpsc::UnboundedReceiver<OutboxRow>, driver: Sender<Msg>) {
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(cfg.timeout)
+        .pool_max_idle_per_host(64)
+        .build()
+        .expect("http client");
+    let mut queues: HashMap<String, VecDeque<OutboxRow>> = HashMap::new();
+    let mut busy: HashSet<String> = HashSet::new();
+    let mut seen: HashSet<i64> = HashSet::new();
+    let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Done>();
+
+    let start = |row: OutboxRow, busy: &mut HashSet<String>| {
+        busy.insert(row.call_id.clone());
+        let client = client.clone();
+        let done = done_tx.clone();
+        let delay = row.next_attempt_ms.saturating_sub(now_ms() as i64).max(0) as u64;
+        tokio::spawn(async move {
+            if delay > 0 {
+                tokio::time::sleep(Duration::from_millis(delay)).await;
+            }
+            let r = deliver(&client, &row).await;
+            let _ = done.send(match r {
+                Ok(()) => Done::Delivered { call_id: row.call_id, seq: row.seq },
+                Err(error) => Done::Failed { call_id: row.call_id, seq: row.seq, error },
+            });
+        });
+    };
+
+    loop {
+        tokio::select! {
+            row = rows.recv() => {
+                let Some(row) = row else { return };
+                if !seen.insert(row.seq) {
+                    continue;
+                }
+                let call = row.call_id.clone();
+                let q = queues.entry(call.clone()).or_default();
+                // Keep per-call order even when a redelivered dead letter comes back.
+                let pos = q.iter().position(|r| r.seq > row.seq).unwrap_or(q.len());
+                let front_changed = pos == 0 && !busy.contains(&call);
+                q.insert(pos, row);
+                if front_changed || !busy.contains(&call) {
+                    if let Some(head) = queues.get(&call).and_then(|q| q.front()).cloned() {
+                        start(head, &mut busy);
+                    }
+                }
+            }
+            d = done_rx.recv() => {
+                let Some(d) = d else { return };
+                let call_id = match d {
+                    Done::Delivered { call_id, seq } => {
+                        let _ = driver.send(Msg::Outbox(OutboxChange::Delivered(seq)));
+                        seen.remove(&seq);
+                        if let Some(q) = queues.get_mut(&call_id) { q.pop_front(); }
+                        call_id
+                    }
+                    Done::Failed { call_id, seq, error } => {
+                        let q = queues.get_mut(&call_id).expect("queue of in-flight row");
+                        let head = q.front_mut().expect("in-flight row");
+                        head.attempts += 1;
+                        tracing::warn!(seq, call_id = %call_id, attempt = head.attempts, error = %error, "notification delivery failed");
+                        if head.attempts >= cfg.max_attempts {
+                            let _ = driver.send(Msg::Outbox(OutboxChange::Dead { seq, error, now_ms: now_ms() as i64 }));
+                            seen.remove(&seq);
+                            q.pop_front();
+                        } else {
+                            let backoff = cfg.backoff_ms.saturating_mul(1u64 << (head.attempts - 1).min(16) as u32).min(60_000);
+                            head.next_attempt_ms = (now_ms() + backoff) as i64;
+                            head.last_error = Some(error.clone());
+                            let _ = driver.send(Msg::Outbox(OutboxChange::Retry { seq, attempts: head.attempts, next_attempt_ms: head.next_attempt_ms, error }));
+                        }
+                        call_id
+                    }
+                };
+                busy.remove(&call_id);
+                match queues.get(&call_id).and_then(|q| q.front()).cloned() {
+                    Some(next) => start(next, &mut busy),
+                    None => { queues.remove(&call_id); }
+                }
+            }
+        }
+    }
+}
+
+/// One POST; 302/307/308 are followed for the incoming-call notification (reference §8.4).
+async fn deliver(client: &reqwest::Client, row: &OutboxRow) -> Result<(), String> {
+    let mut url = row.url.clone();
+    for _hop in 0..5 {
+        let resp = client
+            .post(&url)
+            .header("content-type", "application/json")
+            .header("client-request-id", uuid::Uuid::new_v4().to_string())
+            .header("scenario-id", &row.call_id)
+            .body(row.body.clone())
+            .send()
+            .await
+            .map_err(|e| format!("POST {url}: {}", error_chain(&e)))?;
+        let status = resp.status();
+        if status.is_success() {
+            return Ok(());
+        }
+        if row.incoming && matches!(status.as_u16(), 301 | 302 | 303 | 307 | 308) {
+            let Some(loc) = resp.headers().get("location").and_then(|v| v.to_str().ok()) else {
+                return Err(format!("POST {url}: {status} without Location"));
+            };
+            url = reqwest::Url::parse(&url).and_then(|base| base.join(loc)).map_err(|e| format!("bad Location {loc}: {e}"))?.to_string();
+            continue;
+        }
+        return Err(format!("POST {url}: HTTP {status}"));
+    }
+    Err(format!("POST {}: too many redirects", row.url))
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}

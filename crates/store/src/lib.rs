@@ -1,0 +1,340 @@
+//! Durable state: engine objects and the notification outbox, written in one transaction
+//! per batch so nothing acknowledged is lost (SQLite in WAL mode; a process crash keeps
+//! every committed transaction).
+
+use engine::{Notification, ObjKind};
+use rusqlite::{Connection, OptionalExtension, params};
+use serde_json::Value;
+use std::path::Path;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database error: {0}")]
+    Db(#[from] rusqlite::Error),
+    #[error("corrupt stored object {0}: {1}")]
+    Corrupt(String, String),
+}
+
+pub type Result<T> = std::result::Result<T, StoreError>;
+
+/// One notification waiting for (re)delivery.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OutboxRow {
+    pub seq: i64,
+    pub call_id: String,
+    pub tenant_id: String,
+    pub app_id: String,
+    pub url: String,
+    pub body: String,
+    pub incoming: bool,
+    pub attempts: i64,
+    pub next_attempt_ms: i64,
+    pub last_error: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeadLetter {
+    pub seq: i64,
+    pub row: OutboxRow,
+    pub died_ms: i64,
+}
+
+/// What a batch changes besides engine objects.
+#[derive(Debug, Clone)]
+pub enum OutboxChange {
+    Delivered(i64),
+    Retry { seq: i64, attempts: i64, next_attempt_ms: i64, error: String },
+    Dead { seq: i64, error: String, now_ms: i64 },
+}
+
+pub struct Store {
+    conn: Connection,
+}
+
+const SCHEMA: &str = r#"
+CREATE TABLE IF NOT EXISTS objects (
+    kind TEXT NOT NULL,
+    id TEXT NOT NULL,
+    json TEXT NOT NULL,
+    PRIMARY KEY (kind, id)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS outbox (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    call_id TEXT NOT NULL,
+    tenant_id TEXT NOT NULL,
+    app_id TEXT NOT NULL,
+    url TEXT NOT NULL,
+    body TEXT NOT NULL,
+    incoming INTEGER NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_attempt_ms INTEGER NOT NULL DEFAULT 0,
+    last_error TEXT
+);
+CREATE TABLE IF NOT EXISTS dead_letters (
+    seq INTEGER PRIMARY KEY,
+    call_id TEXT NOT NULL,
+    tenant_id TEXT NOT NULL,
+    app_id TEXT NOT NULL,
+    url TEXT NOT NULL,
+    body TEXT NOT NULL,
+    incoming INTEGER NOT NULL,
+    attempts INTEGER NOT NULL,
+    last_error TEXT,
+    died_ms INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS device_quality (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    tenant_id TEXT NOT NULL,
+    app_id TEXT NOT NULL,
+    received_ms INTEGER NOT NULL,
+    json TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS recordings (
+    id TEXT PRIMARY KEY,
+    call_id TEXT NOT NULL,
+    token TEXT NOT NULL,
+    path TEXT NOT NULL,
+    created_ms INTEGER NOT NULL,
+    expires_ms INTEGER NOT NULL
+);
+"#;
+
+impl Store {
+    pub fn open(path: &Path) -> Result<Store> {
+        let conn = Connection::open(path)?;
+        Self::init(conn)
+    }
+
+    pub fn open_in_memory() -> Result<Store> {
+        Self::init(Connection::open_in_memory()?)
+    }
+
+    fn init(conn: Connection) -> Result<Store> {
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        // In WAL mode NORMAL survives a process crash (kill -9); only power loss can drop
+        // the last transactions. FULL is available through `set_fsync`.
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        conn.execute_batch(SCHEMA)?;
+        Ok(Store { conn })
+    }
+
+    /// fsync every commit (power-loss durability) at the cost of commit latency.
+    pub fn set_fsync(&self, on: bool) -> Result<()> {
+        self.conn.pragma_update(None, "synchronous", if on { "FULL" } else { "NORMAL" })?;
+        Ok(())
+    }
+
+    /// Persist a batch: object upserts/deletes, new notifications, outbox progress. Returns
+    /// the outbox rows created, in order, with their sequence numbers.
+    pub fn commit(&mut self, objects: &[(ObjKind, String, Option<Value>)], notes: &[Notification], changes: &[OutboxChange]) -> Result<Vec<OutboxRow>> {
+        let tx = self.conn.transaction()?;
+        let mut rows = Vec::with_capacity(notes.len());
+        {
+            let mut up = tx.prepare_cached("INSERT INTO objects(kind,id,json) VALUES(?1,?2,?3) ON CONFLICT(kind,id) DO UPDATE SET json=excluded.json")?;
+            let mut del = tx.prepare_cached("DELETE FROM objects WHERE kind=?1 AND id=?2")?;
+            for (kind, id, v) in objects {
+                match v {
+                    Some(v) => {
+                        up.execute(params![kind.as_str(), id, v.to_string()])?;
+                    }
+                    None => {
+                        del.execute(params![kind.as_str(), id])?;
+                    }
+                }
+            }
+            let mut ins = tx.prepare_cached("INSERT INTO outbox(call_id,tenant_id,app_id,url,body,incoming) VALUES(?1,?2,?3,?4,?5,?6)")?;
+            for n in notes {
+                let body = n.body.to_string();
+                ins.execute(params![n.call_id, n.tenant_id, n.app_id, n.url, body, n.incoming as i64])?;
+                rows.push(OutboxRow {
+                    seq: tx.last_insert_rowid(),
+                    call_id: n.call_id.clone(),
+                    tenant_id: n.tenant_id.clone(),
+                    app_id: n.app_id.clone(),
+                    url: n.url.clone(),
+                    body,
+                    incoming: n.incoming,
+                    attempts: 0,
+                    next_attempt_ms: 0,
+                    last_error: None,
+                });
+            }
+            let mut done = tx.prepare_cached("DELETE FROM outbox WHERE seq=?1")?;
+            let mut retry = tx.prepare_cached("UPDATE outbox SET attempts=?2, next_attempt_ms=?3, last_error=?4 WHERE seq=?1")?;
+            let mut dead = tx.prepare_cached(
+                "INSERT INTO dead_letters(seq,call_id,tenant_id,app_id,url,body,incoming,attempts,last_error,died_ms)
+                 SELECT seq,call_id,tenant_id,app_id,url,body,incoming,attempts+1,?2,?3 FROM outbox WHERE seq=?1",
+            )?;
+            for c in changes {
+                match c {
+                    OutboxChange::Delivered(seq) => {
+                        done.execute(params![seq])?;
+                    }
+                    OutboxChange::Retry { seq, attempts, next_attempt_ms, error } => {
+                        retry.execute(params![seq, attempts, next_attempt_ms, error])?;
+                    }
+                    OutboxChange::Dead { seq, error, now_ms } => {
+                        dead.execute(params![seq, error, now_ms])?;
+                        done.execute(params![seq])?;
+                    }
+                }
+            }
+        }
+        tx.commit()?;
+        Ok(rows)
+    }
+
+    pub fn load_objects(&self) -> Result<Vec<(ObjKind, Value)>> {
+        let mut st = self.conn.prepare("SELECT kind, id, json FROM objects ORDER BY kind, id")?;
+        let rows = st.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?)))?;
+        let mut out = vec![];
+        for row in rows {
+            let (kind, id, json) = row?;
+            let k = ObjKind::parse(&kind).ok_or_else(|| StoreError::Corrupt(id.clone(), format!("unknown kind {kind}")))?;
+            let v = serde_json::from_str(&json).map_err(|e| StoreError::Corrupt(id.clone(), e.to_string()))?;
+            out.push((k, v));
+        }
+        Ok(out)
+    }
+
+    pub fn pending_outbox(&self) -> Result<Vec<OutboxRow>> {
+        let mut st = self.conn.prepare(
+            "SELECT seq,call_id,tenant_id,app_id,url,body,incoming,attempts,next_attempt_ms,last_error FROM outbox ORDER BY seq",
+        )?;
+        let rows = st.query_map([], row_of)?;
+        Ok(rows.collect::<std::result::Result<_, _>>()?)
+    }
+
+    pub fn dead_letters(&self) -> Result<Vec<DeadLetter>> {
+        let mut st = self.conn.prepare(
+            "SELECT seq,call_id,tenant_id,app_id,url,body,incoming,attempts,0,last_error,died_ms FROM dead_letters ORDER BY seq",
+        )?;
+        let rows = st.query_map([], |r| Ok(DeadLetter { seq: r.get(0)?, row: row_of(r)?, died_ms: r.get(10)? }))?;
+        Ok(rows.collect::<std::result::Result<_, _>>()?)
+    }
+
+    /// Move a dead letter back into the outbox (keeping its place in its call's order).
+    pub fn redeliver(&mut self, seq: i64) -> Result<Option<OutboxRow>> {
+        let tx = self.conn.transaction()?;
+        let n = tx.execute(
+            "INSERT INTO outbox(seq,call_id,tenant_id,app_id,url,body,incoming,attempts,next_attempt_ms,last_error)
+             SELECT seq,call_id,tenant_id,app_id,url,body,incoming,0,0,last_error FROM dead_letters WHERE seq=?1",
+            params![seq],
+        )?;
+        if n == 0 {
+            return Ok(None);
+        }
+        tx.execute("DELETE FROM dead_letters WHERE seq=?1", params![seq])?;
+        let row = tx
+            .query_row(
+                "SELECT seq,call_id,tenant_id,app_id,url,body,incoming,attempts,next_attempt_ms,last_error FROM outbox WHERE seq=?1",
+                params![seq],
+                row_of,
+            )
+            .optional()?;
+        tx.commit()?;
+        Ok(row)
+    }
+
+    pub fn log_device_quality(&self, tenant: &str, app: &str, now_ms: i64, json: &Value) -> Result<i64> {
+        self.conn.execute(
+            "INSERT INTO device_quality(tenant_id,app_id,received_ms,json) VALUES(?1,?2,?3,?4)",
+            params![tenant, app, now_ms, json.to_string()],
+        )?;
+        Ok(self.conn.last_insert_rowid())
+    }
+
+    pub fn device_quality(&self, tenant: &str) -> Result<Vec<(i64, String, i64, Value)>> {
+        let mut st = self.conn.prepare("SELECT id, app_id, received_ms, json FROM device_quality WHERE tenant_id=?1 ORDER BY id")?;
+        let rows = st.query_map(params![tenant], |r| {
+            let json: String = r.get(3)?;
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, serde_json::from_str(&json).unwrap_or(Value::Null)))
+        })?;
+        Ok(rows.collect::<std::result::Result<_, _>>()?)
+    }
+
+    pub fn add_recording(&self, id: &str, call_id: &str, token: &str, path: &str, now_ms: i64, expires_ms: i64) -> Result<()> {
+        self.conn.execute(
+            "INSERT OR REPLACE INTO recordings(id,call_id,token,path,created_ms,expires_ms) VALUES(?1,?2,?3,?4,?5,?6)",
+            params![id, call_id, token, path, now_ms, expires_ms],
+        )?;
+        Ok(())
+    }
+
+    /// The recording's file path if `token` matches and it has not expired.
+    pub fn recording(&self, id: &str) -> Result<Option<(String, String, i64)>> {
+        Ok(self
+            .conn
+            .query_row("SELECT token, path, expires_ms FROM recordings WHERE id=?1", params![id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .optional()?)
+    }
+
+    /// Forget expired recordings; returns their file paths for deletion.
+    pub fn expire_recordings(&self, now_ms: i64) -> Result<Vec<String>> {
+        let mut st = self.conn.prepare("SELECT path FROM recordings WHERE expires_ms <= ?1")?;
+        let paths: Vec<String> = st.query_map(params![now_ms], |r| r.get(0))?.collect::<std::result::Result<_, _>>()?;
+        self.conn.execute("DELETE FROM recordings WHERE expires_ms <= ?1", params![now_ms])?;
+        Ok(paths)
+    }
+}
+
+fn row_of(r: &rusqlite::Row<'_>) -> rusqlite::Result<OutboxRow> {
+    Ok(OutboxRow {
+        seq: r.get(0)?,
+        call_id: r.get(1)?,
+        tenant_id: r.get(2)?,
+        app_id: r.get(3)?,
+        url: r.get(4)?,
+        body: r.get(5)?,
+        incoming: r.get::<_, i64>(6)? != 0,
+        attempts: r.get(7)?,
+        next_attempt_ms: r.get(8)?,
+        last_error: r.get(9)?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn note(call: &str, n: i64) -> Notification {
+        Notification { call_id: call.into(), tenant_id: "t".into(), app_id: "a".into(), url: "http://x/cb".into(), body: json!({ "n": n }), incoming: false }
+    }
+
+    #[test]
+    fn objects_and_outbox_survive_reopen_in_one_transaction() {
+        let dir = std::env::temp_dir().join(format!("ringside-store-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("t.db");
+        let _ = std::fs::remove_file(&path);
+        {
+            let mut s = Store::open(&path).unwrap();
+            let rows = s.commit(&[(ObjKind::Call, "c1".into(), Some(json!({"id":"c1"})))], &[note("c1", 1), note("c1", 2)], &[]).unwrap();
+            assert_eq!(rows.len(), 2);
+            assert!(rows[0].seq < rows[1].seq);
+            s.commit(&[], &[], &[OutboxChange::Delivered(rows[0].seq)]).unwrap();
+        }
+        let s = Store::open(&path).unwrap();
+        assert_eq!(s.load_objects().unwrap(), vec![(ObjKind::Call, json!({"id":"c1"}))]);
+        let pending = s.pending_outbox().unwrap();
+        assert_eq!(pending.len(), 1);
+        assert_eq!(pending[0].body, json!({"n":2}).to_string());
+    }
+
+    #[test]
+    fn dead_letters_can_be_redelivered_in_their_original_place() {
+        let mut s = Store::open_in_memory().unwrap();
+        let rows = s.commit(&[], &[note("c1", 1)], &[]).unwrap();
+        s.commit(&[], &[], &[OutboxChange::Dead { seq: rows[0].seq, error: "HTTP 500".into(), now_ms: 5 }]).unwrap();
+        assert!(s.pending_outbox().unwrap().is_empty());
+        let dead = s.dead_letters().unwrap();
+        assert_eq!(dead.len(), 1);
+        assert_eq!(dead[0].row.last_error.as_deref(), Some("HTTP 500"));
+        let back = s.redeliver(rows[0].seq).unwrap().unwrap();
+        assert_eq!(back.seq, rows[0].seq);
+        assert!(s.dead_letters().unwrap().is_empty());
+        assert!(s.redeliver(999).unwrap().is_none());
+    }
+}
