@@ -11,7 +11,7 @@ fn default_max_body() -> usize {
     1024 * 1024
 }
 fn default_keepalive() -> u64 {
-    45
+    45 * 60
 }
 fn default_answer_deadline() -> u64 {
     15
@@ -53,8 +53,9 @@ pub struct ServerConfig {
     pub public_url: Option<String>,
     #[serde(default = "default_max_body")]
     pub max_body_bytes: usize,
+    /// A call with no keepAlive for this long ends with 408/8537 (Graph: 45 minutes).
     #[serde(default = "default_keepalive")]
-    pub keepalive_minutes: u64,
+    pub keepalive_seconds: u64,
     #[serde(default = "default_answer_deadline")]
     pub answer_deadline_seconds: u64,
     #[serde(default = "default_max_calls")]

@@ -61,7 +61,7 @@ pub async fn start(opts: Options) -> Result<Running, String> {
     }
     let public_url = cfg.public_url();
     let engine_cfg = engine::Config {
-        keepalive_ms: cfg.server.keepalive_minutes * 60_000,
+        keepalive_ms: cfg.server.keepalive_seconds * 1000,
         answer_deadline_ms: cfg.server.answer_deadline_seconds * 1000,
         public_url: public_url.clone(),
         max_calls_per_app: cfg.server.max_calls_per_app,

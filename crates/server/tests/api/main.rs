@@ -1,0 +1,4 @@
+//! Black-box HTTP scenarios against a real ringside (sockets, SQLite, webhooks).
+
+mod calls;
+mod common;
