@@ -207,22 +207,13 @@ fn create_call(e: &mut Engine, app: &AppCtx, mut req: CreateCall, ver: Version) 
     } else {
         CallKind::PeerToPeer
     };
-    let conf_id = match &meeting_id {
-        Some(mid) => legs::meeting_conference(e, mid),
-        None => {
-            let conf_id = e.id();
-            e.confs.insert(
-                conf_id.clone(),
-                Conference { id: conf_id.clone(), tenant_id: app.tenant_id.clone(), meeting_id: None, members: vec![], removed: vec![], seq: 0, next_source_id: 1 },
-            );
-            conf_id
-        }
-    };
     // An app may be in one meeting several times, each with its own identity; rejoining with
     // the same identity (a crashed bot re-creating its call) replaces the old call.
-    if kind == CallKind::Meeting {
+    if let Some(mid) = &meeting_id
+        && let Some(existing) = e.meetings[mid].conf_id.clone().filter(|c| e.confs.contains_key(c))
+    {
         let key = source.identity.party();
-        let replaced: Vec<String> = e.confs[&conf_id]
+        let replaced: Vec<String> = e.confs[&existing]
             .members
             .iter()
             .filter_map(|m| match &m.endpoint {
@@ -234,6 +225,17 @@ fn create_call(e: &mut Engine, app: &AppCtx, mut req: CreateCall, ver: Version) 
             terminate(e, &old, ResultInfo::new(200, 5000, "Removed: the application rejoined the meeting with the same identity."), None);
         }
     }
+    let conf_id = match &meeting_id {
+        Some(mid) => legs::meeting_conference(e, mid),
+        None => {
+            let conf_id = e.id();
+            e.confs.insert(
+                conf_id.clone(),
+                Conference { id: conf_id.clone(), tenant_id: app.tenant_id.clone(), meeting_id: None, members: vec![], removed: vec![], seq: 0, next_source_id: 1 },
+            );
+            conf_id
+        }
+    };
     let ring_s = req.ringing_timeout_in_seconds;
     let call = Call {
         id: call_id.clone(),

@@ -64,19 +64,24 @@ pub fn run(mut engine: Engine, mut store: Store, rx: mpsc::Receiver<Msg>, sinks:
         for m in batch {
             match m {
                 Msg::Api { app, call_id, cmd, ver, reply } => {
-                    let r = engine.handle_api(now, &app, call_id.as_deref(), cmd, ver);
+                    let r = guarded("api", || engine.handle_api(now, &app, call_id.as_deref(), cmd, ver)).unwrap_or_else(|| Err(internal()));
                     replies.push(Box::new(move |ok| {
                         let _ = reply.send(if ok { r } else { Err(unavailable()) });
                     }));
                 }
                 Msg::Incoming { app, webhook, caller, script, reply } => {
-                    let r = engine.incoming_call(now, &app, &webhook, caller, script);
-                    replies.push(Box::new(move |_| {
-                        let _ = reply.send(r);
-                    }));
+                    if let Some(r) = guarded("incoming", || engine.incoming_call(now, &app, &webhook, caller, script)) {
+                        replies.push(Box::new(move |_| {
+                            let _ = reply.send(r);
+                        }));
+                    }
                 }
-                Msg::Leg { leg_id, event } => engine.handle_leg(now, &leg_id, event),
-                Msg::Fetched { call_id, op_id, index, result } => engine.prompt_fetched(now, &call_id, &op_id, index, result),
+                Msg::Leg { leg_id, event } => {
+                    guarded("leg", || engine.handle_leg(now, &leg_id, event));
+                }
+                Msg::Fetched { call_id, op_id, index, result } => {
+                    guarded("fetch", || engine.prompt_fetched(now, &call_id, &op_id, index, result));
+                }
                 Msg::Outbox(c) => changes.push(c),
                 Msg::CreateMeeting { app, subject, organizer, start, end, reply } => {
                     let v = engine.create_meeting(now, &app, subject, organizer, start, end);
@@ -116,7 +121,7 @@ pub fn run(mut engine: Engine, mut store: Store, rx: mpsc::Receiver<Msg>, sinks:
                 }
             }
         }
-        engine.handle_timeout(now_ms());
+        guarded("timeout", || engine.handle_timeout(now_ms()));
         let effects = engine.drain_effects();
         let dirty = engine.take_dirty();
         let notes: Vec<engine::Notification> = effects
@@ -157,6 +162,22 @@ pub fn run(mut engine: Engine, mut store: Store, rx: mpsc::Receiver<Msg>, sinks:
             }
         }
     }
+}
+
+/// A bug in the engine must not take the service down: log it, fail that one input.
+fn guarded<T>(what: &str, f: impl FnOnce() -> T) -> Option<T> {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
+        Ok(v) => Some(v),
+        Err(p) => {
+            let msg = p.downcast_ref::<&str>().map(|s| s.to_string()).or_else(|| p.downcast_ref::<String>().cloned()).unwrap_or_default();
+            tracing::error!(input = what, panic = %msg, "engine bug: input dropped");
+            None
+        }
+    }
+}
+
+fn internal() -> ApiError {
+    ApiError { status: 500, code: "InternalServerError".into(), message: "ringside hit an internal error handling this request; it has been logged.".into() }
 }
 
 fn unavailable() -> ApiError {

@@ -2,3 +2,5 @@
 
 mod calls;
 mod common;
+mod media;
+mod meetings;
