@@ -264,10 +264,11 @@ async fn graph(shared: &Shared, ctx: &Ctx, ver: Version, method: &Method, rest: 
             let location = reply.location.map(|l| format!("{prefix}{l}"));
             Ok(match reply.body {
                 Some(mut b) => {
+                    let ctx_path = context_of(rest, &b);
                     if let Value::Object(m) = &mut b
                         && !m.contains_key("@odata.context")
                     {
-                        m.insert("@odata.context".into(), format!("{prefix}/$metadata#{}", context_of(rest)).into());
+                        m.insert("@odata.context".into(), format!("{prefix}/$metadata#{ctx_path}").into());
                     }
                     json_response(ctx, reply.status, &b, location)
                 }
@@ -316,11 +317,17 @@ fn stopped() -> ApiError {
     ApiError { status: 503, code: "ServiceUnavailable".into(), message: "ringside is shutting down.".into() }
 }
 
-fn context_of(rest: &[&str]) -> String {
-    match rest.len() {
-        0..=2 => "communications/calls/$entity".into(),
-        3 => "communications/calls/$entity".into(),
-        _ => format!("communications/calls('{}')/{}", rest.get(2).unwrap_or(&""), rest.get(3).unwrap_or(&"")),
+/// `@odata.context` as Graph writes it: the entity set, the navigation, or the returned type.
+fn context_of(rest: &[&str], body: &Value) -> String {
+    if body.get("value").is_some() {
+        return match rest.get(3) {
+            Some(nav) => format!("communications/calls('{}')/{}", rest.get(2).unwrap_or(&""), nav),
+            None => "communications/calls".into(),
+        };
+    }
+    match body.get("@odata.type").and_then(Value::as_str) {
+        Some("#microsoft.graph.call") | None => "communications/calls/$entity".into(),
+        Some(t) => t.trim_start_matches('#').trim_start_matches("microsoft.graph.").to_string(),
     }
 }
 

@@ -1,6 +1,8 @@
 //! Black-box HTTP scenarios against a real ringside (sockets, SQLite, webhooks).
 
+mod bad_input;
 mod calls;
 mod common;
+mod delivery;
 mod media;
 mod meetings;
