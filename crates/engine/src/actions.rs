@@ -9,24 +9,42 @@ use serde_json::{Value, json};
 
 type R = Result<Reply, ApiError>;
 
-pub(crate) fn dispatch(e: &mut Engine, app: &AppCtx, call_id: Option<&str>, cmd: Command, ver: Version) -> R {
+pub(crate) fn dispatch(
+    e: &mut Engine,
+    app: &AppCtx,
+    call_id: Option<&str>,
+    cmd: Command,
+    ver: Version,
+) -> R {
     if let Command::CreateCall(req) = cmd {
         return create_call(e, app, *req, ver);
     }
     if let Command::ListCalls = cmd {
-        let mut calls: Vec<&Call> = e.calls.values().filter(|c| c.app_id == app.app_id && c.tenant_id == app.tenant_id).collect();
+        let mut calls: Vec<&Call> = e
+            .calls
+            .values()
+            .filter(|c| c.app_id == app.app_id && c.tenant_id == app.tenant_id)
+            .collect();
         calls.sort_by_key(|c| (c.created_at, c.id.clone()));
         let value: Vec<Value> = calls.into_iter().map(|c| render::call(c, ver)).collect();
         return Ok(Reply::json(200, json!({ "value": value })));
     }
-    let id = call_id.ok_or_else(ApiError::call_not_found)?.to_ascii_lowercase();
-    let Some(call) = e.calls.get(&id) else { return Err(ApiError::call_not_found()) };
+    let id = call_id
+        .ok_or_else(ApiError::call_not_found)?
+        .to_ascii_lowercase();
+    let Some(call) = e.calls.get(&id) else {
+        return Err(ApiError::call_not_found());
+    };
     if call.app_id != app.app_id {
         // Another app's call is invisible: 404, so ids don't leak.
         return Err(ApiError::call_not_found());
     }
     if call.tenant_id != app.tenant_id {
-        return Err(ApiError { status: 403, code: "Forbidden".into(), message: "request authorization tenant mismatch".into() });
+        return Err(ApiError {
+            status: 403,
+            code: "Forbidden".into(),
+            message: "request authorization tenant mismatch".into(),
+        });
     }
     let id = id.as_str();
     match cmd {
@@ -47,11 +65,14 @@ pub(crate) fn dispatch(e: &mut Engine, app: &AppCtx, call_id: Option<&str>, cmd:
         Command::Answer(req) => answer(e, id, req),
         Command::Reject(req) => reject(e, id, req),
         Command::Redirect(req) => legs::redirect(e, id, req),
-        Command::Transfer(req) => legs::transfer(e, id, req),
+        Command::Transfer(req) => legs::transfer(e, id, *req),
         Command::ListParticipants => {
             let c = &e.calls[id];
             let conf = &e.confs[&c.conf_id];
-            let value: Vec<Value> = roster_for(c, conf).into_iter().map(|m| render::participant(m, None)).collect();
+            let value: Vec<Value> = roster_for(c, conf)
+                .into_iter()
+                .map(|m| render::participant(m, None))
+                .collect();
             Ok(Reply::json(200, json!({ "value": value })))
         }
         Command::GetParticipant(pid) => {
@@ -71,7 +92,11 @@ pub(crate) fn dispatch(e: &mut Engine, app: &AppCtx, call_id: Option<&str>, cmd:
         Command::StopHoldMusic(pid, req) => media::stop_hold_music(e, id, &pid, req),
         Command::CreateRoutingGroup(g) => create_routing_group(e, id, g),
         Command::ListRoutingGroups => {
-            let value: Vec<Value> = e.calls[id].routing_groups.iter().map(render::routing_group).collect();
+            let value: Vec<Value> = e.calls[id]
+                .routing_groups
+                .iter()
+                .map(render::routing_group)
+                .collect();
             Ok(Reply::json(200, json!({ "value": value })))
         }
         Command::GetRoutingGroup(gid) => e.calls[id]
@@ -84,7 +109,8 @@ pub(crate) fn dispatch(e: &mut Engine, app: &AppCtx, call_id: Option<&str>, cmd:
         Command::DeleteRoutingGroup(gid) => {
             let c = e.calls.get_mut(id).expect("checked");
             let before = c.routing_groups.len();
-            c.routing_groups.retain(|g| g.id.as_deref() != Some(gid.as_str()));
+            c.routing_groups
+                .retain(|g| g.id.as_deref() != Some(gid.as_str()));
             if c.routing_groups.len() == before {
                 return Err(ApiError::not_found("Audio routing group", &gid));
             }
@@ -95,7 +121,13 @@ pub(crate) fn dispatch(e: &mut Engine, app: &AppCtx, call_id: Option<&str>, cmd:
             req.validate().map_err(ApiError::bad_request)?;
             require_established(e, id, "addLargeGalleryView")?;
             let due = e.now;
-            let op = new_op(e, id, OpKind::AddLargeGalleryView, req.client_context, OperationStatus::Running);
+            let op = new_op(
+                e,
+                id,
+                OpKind::AddLargeGalleryView,
+                req.client_context,
+                OperationStatus::Running,
+            );
             set_op_due(e, id, &op, due);
             op_reply(e, id, &op, 202)
         }
@@ -107,32 +139,63 @@ pub(crate) fn dispatch(e: &mut Engine, app: &AppCtx, call_id: Option<&str>, cmd:
             require_service_hosted(e, id, "subscribeToTone")?;
             require_not_ended(e, id, "subscribeToTone")?;
             e.calls.get_mut(id).expect("checked").tone_subscribed = true;
-            let op = new_op(e, id, OpKind::SubscribeToTone, req.client_context, OperationStatus::Completed);
+            let op = new_op(
+                e,
+                id,
+                OpKind::SubscribeToTone,
+                req.client_context,
+                OperationStatus::Completed,
+            );
             op_reply(e, id, &op, 200)
         }
         Command::SendDtmfTones(req) => media::send_dtmf(e, id, req),
         Command::Mute(req) => self_mute(e, id, req, true),
         Command::Unmute(req) => self_mute(e, id, req, false),
         Command::ChangeScreenSharingRole(req) => {
-            let role = req.role.ok_or_else(|| ApiError::bad_request("role is required (viewer or sharer)"))?;
+            let role = req
+                .role
+                .ok_or_else(|| ApiError::bad_request("role is required (viewer or sharer)"))?;
             require_group(e, id, "changeScreenSharingRole")?;
             require_established(e, id, "changeScreenSharingRole")?;
-            if e.calls[id].media_config.as_ref().is_some_and(MediaConfig::is_service_hosted) {
-                return Err(ApiError::bad_request("changeScreenSharingRole needs a call with appHostedMediaConfig"));
+            if e.calls[id]
+                .media_config
+                .as_ref()
+                .is_some_and(MediaConfig::is_service_hosted)
+            {
+                return Err(ApiError::bad_request(
+                    "changeScreenSharingRole needs a call with appHostedMediaConfig",
+                ));
             }
-            update_bot_member(e, id, |m| m.screen_sharing = role == ScreenSharingRole::Sharer);
+            update_bot_member(e, id, |m| {
+                m.screen_sharing = role == ScreenSharingRole::Sharer
+            });
             Ok(Reply::empty(202))
         }
         Command::UpdateRecordingStatus(req) => {
-            let status = req.status.ok_or_else(|| ApiError::bad_request("status is required (notRecording, recording or failed)"))?;
+            let status = req.status.ok_or_else(|| {
+                ApiError::bad_request("status is required (notRecording, recording or failed)")
+            })?;
             check_client_context(&req.client_context).map_err(ApiError::bad_request)?;
-            if !matches!(status, RecordingStatus::NotRecording | RecordingStatus::Recording | RecordingStatus::Failed) {
-                return Err(ApiError::bad_request("status must be notRecording, recording or failed"));
+            if !matches!(
+                status,
+                RecordingStatus::NotRecording
+                    | RecordingStatus::Recording
+                    | RecordingStatus::Failed
+            ) {
+                return Err(ApiError::bad_request(
+                    "status must be notRecording, recording or failed",
+                ));
             }
             require_established(e, id, "updateRecordingStatus")?;
             let who = e.calls[id].source.identity.clone();
             update_bot_member(e, id, |m| m.recording = Some((status, who)));
-            let op = new_op(e, id, OpKind::UpdateRecordingStatus, req.client_context, OperationStatus::Completed);
+            let op = new_op(
+                e,
+                id,
+                OpKind::UpdateRecordingStatus,
+                req.client_context,
+                OperationStatus::Completed,
+            );
             op_reply(e, id, &op, 200)
         }
         Command::StartRecording(req) => {
@@ -142,7 +205,13 @@ pub(crate) fn dispatch(e: &mut Engine, app: &AppCtx, call_id: Option<&str>, cmd:
                 return Err(ApiError::bad_request("The call is already being recorded."));
             }
             let due = e.now;
-            let op = new_op(e, id, OpKind::StartRecording, req.client_context, OperationStatus::Running);
+            let op = new_op(
+                e,
+                id,
+                OpKind::StartRecording,
+                req.client_context,
+                OperationStatus::Running,
+            );
             set_op_due(e, id, &op, due);
             op_reply(e, id, &op, 202)
         }
@@ -154,14 +223,26 @@ pub(crate) fn dispatch(e: &mut Engine, app: &AppCtx, call_id: Option<&str>, cmd:
             }
             e.calls.get_mut(id).expect("checked").recording = false;
             let who = e.calls[id].source.identity.clone();
-            update_bot_member(e, id, |m| m.recording = Some((RecordingStatus::NotRecording, who)));
-            let op = new_op(e, id, OpKind::StopRecording, req.client_context, OperationStatus::Completed);
+            update_bot_member(e, id, |m| {
+                m.recording = Some((RecordingStatus::NotRecording, who))
+            });
+            let op = new_op(
+                e,
+                id,
+                OpKind::StopRecording,
+                req.client_context,
+                OperationStatus::Completed,
+            );
             op_reply(e, id, &op, 202)
         }
         Command::StartTranscription(req) => transcription(e, id, req, true),
         Command::StopTranscription(req) => transcription(e, id, req, false),
         Command::ListOperations => {
-            let value: Vec<Value> = e.calls[id].operations.values().map(render::operation).collect();
+            let value: Vec<Value> = e.calls[id]
+                .operations
+                .values()
+                .map(render::operation)
+                .collect();
             Ok(Reply::json(200, json!({ "value": value })))
         }
         Command::GetOperation(op) => e.calls[id]
@@ -170,7 +251,9 @@ pub(crate) fn dispatch(e: &mut Engine, app: &AppCtx, call_id: Option<&str>, cmd:
             .map(|o| Reply::json(200, render::operation(o)))
             .ok_or_else(|| ApiError::not_found("Operation", &op)),
         Command::ListContentSharingSessions => Ok(Reply::json(200, json!({ "value": [] }))),
-        Command::GetContentSharingSession(sid) => Err(ApiError::not_found("Content sharing session", &sid)),
+        Command::GetContentSharingSession(sid) => {
+            Err(ApiError::not_found("Content sharing session", &sid))
+        }
     }
 }
 
@@ -181,17 +264,28 @@ fn create_call(e: &mut Engine, app: &AppCtx, mut req: CreateCall, ver: Version) 
     if let Some(t) = &req.tenant_id
         && !t.eq_ignore_ascii_case(&app.tenant_id)
     {
-        return Err(ApiError { status: 403, code: "Forbidden".into(), message: "request authorization tenant mismatch".into() });
+        return Err(ApiError {
+            status: 403,
+            code: "Forbidden".into(),
+            message: "request authorization tenant mismatch".into(),
+        });
     }
     if e.calls_of_app(&app.app_id) >= e.cfg.max_calls_per_app {
         return Err(ApiError {
             status: 429,
             code: "TooManyRequests".into(),
-            message: format!("The application has reached its limit of {} concurrent calls.", e.cfg.max_calls_per_app),
+            message: format!(
+                "The application has reached its limit of {} concurrent calls.",
+                e.cfg.max_calls_per_app
+            ),
         });
     }
     let joins_meeting = req.meeting_info.is_some();
-    let meeting_id = if joins_meeting { Some(legs::resolve_meeting(e, app, &req)?) } else { None };
+    let meeting_id = if joins_meeting {
+        Some(legs::resolve_meeting(e, app, &req)?)
+    } else {
+        None
+    };
 
     let mut source = req.source.clone().unwrap_or_default();
     if source.identity.application.is_none() {
@@ -210,19 +304,33 @@ fn create_call(e: &mut Engine, app: &AppCtx, mut req: CreateCall, ver: Version) 
     // An app may be in one meeting several times, each with its own identity; rejoining with
     // the same identity (a crashed bot re-creating its call) replaces the old call.
     if let Some(mid) = &meeting_id
-        && let Some(existing) = e.meetings[mid].conf_id.clone().filter(|c| e.confs.contains_key(c))
+        && let Some(existing) = e.meetings[mid]
+            .conf_id
+            .clone()
+            .filter(|c| e.confs.contains_key(c))
     {
         let key = source.identity.party();
         let replaced: Vec<String> = e.confs[&existing]
             .members
             .iter()
             .filter_map(|m| match &m.endpoint {
-                MemberEndpoint::Bot { call_id } if m.info.identity.party() == key => Some(call_id.clone()),
+                MemberEndpoint::Bot { call_id } if m.info.identity.party() == key => {
+                    Some(call_id.clone())
+                }
                 _ => None,
             })
             .collect();
         for old in replaced {
-            terminate(e, &old, ResultInfo::new(200, 5000, "Removed: the application rejoined the meeting with the same identity."), None);
+            terminate(
+                e,
+                &old,
+                ResultInfo::new(
+                    200,
+                    5000,
+                    "Removed: the application rejoined the meeting with the same identity.",
+                ),
+                None,
+            );
         }
     }
     let conf_id = match &meeting_id {
@@ -231,7 +339,15 @@ fn create_call(e: &mut Engine, app: &AppCtx, mut req: CreateCall, ver: Version) 
             let conf_id = e.id();
             e.confs.insert(
                 conf_id.clone(),
-                Conference { id: conf_id.clone(), tenant_id: app.tenant_id.clone(), meeting_id: None, members: vec![], removed: vec![], seq: 0, next_source_id: 1 },
+                Conference {
+                    id: conf_id.clone(),
+                    tenant_id: app.tenant_id.clone(),
+                    meeting_id: None,
+                    members: vec![],
+                    removed: vec![],
+                    seq: 0,
+                    next_source_id: 1,
+                },
             );
             conf_id
         }
@@ -251,7 +367,11 @@ fn create_call(e: &mut Engine, app: &AppCtx, mut req: CreateCall, ver: Version) 
         requested_modalities: req.requested_modalities.clone(),
         media_config: req.media_config.clone(),
         chat_info: match (&meeting_id, &req.chat_info) {
-            (Some(mid), _) => Some(ChatInfo { thread_id: Some(e.meetings[mid].thread_id.clone()), message_id: Some("0".into()), reply_chain_message_id: None }),
+            (Some(mid), _) => Some(ChatInfo {
+                thread_id: Some(e.meetings[mid].thread_id.clone()),
+                message_id: Some("0".into()),
+                reply_chain_message_id: None,
+            }),
             (None, ci) => ci.clone(),
         },
         meeting_info: req.meeting_info.clone(),
@@ -286,12 +406,23 @@ fn create_call(e: &mut Engine, app: &AppCtx, mut req: CreateCall, ver: Version) 
     e.touch_call(&call_id);
     add_bot_member(e, &conf_id, &call_id, &my_pid, source, false);
     e.notify_call(&call_id, json!({}));
-    if let Some(MediaConfig::ServiceHosted { pre_fetch_media, .. }) = &req.media_config {
+    if let Some(MediaConfig::ServiceHosted {
+        pre_fetch_media, ..
+    }) = &req.media_config
+    {
         for m in pre_fetch_media {
-            e.effect(Effect::FetchPrompt { call_id: call_id.clone(), op_id: String::new(), index: 0, uri: m.uri.clone(), resource_id: m.resource_id.clone() });
+            e.effect(Effect::FetchPrompt {
+                call_id: call_id.clone(),
+                op_id: String::new(),
+                index: 0,
+                uri: m.uri.clone(),
+                resource_id: m.resource_id.clone(),
+            });
         }
     }
-    let ring_ms = ring_s.map(|s| s as u64 * 1000).unwrap_or(e.cfg.default_ring_ms);
+    let ring_ms = ring_s
+        .map(|s| s as u64 * 1000)
+        .unwrap_or(e.cfg.default_ring_ms);
     match kind {
         CallKind::PeerToPeer => {
             let target = req.targets[0].clone();
@@ -305,11 +436,28 @@ fn create_call(e: &mut Engine, app: &AppCtx, mut req: CreateCall, ver: Version) 
         }
         CallKind::Meeting => establish(e, &call_id),
     }
-    Ok(Reply { status: 201, body: Some(body), location: Some(format!("/communications/calls/{call_id}")) })
+    Ok(Reply {
+        status: 201,
+        body: Some(body),
+        location: Some(format!("/communications/calls/{call_id}")),
+    })
 }
 
-pub(crate) fn add_bot_member(e: &mut Engine, conf_id: &str, call_id: &str, pid: &str, info: ParticipantInfo, joined: bool) {
-    let hidden = info.identity.application_instance.as_ref().and_then(|i| i.extra.get("hidden")).and_then(Value::as_bool).unwrap_or(false);
+pub(crate) fn add_bot_member(
+    e: &mut Engine,
+    conf_id: &str,
+    call_id: &str,
+    pid: &str,
+    info: ParticipantInfo,
+    joined: bool,
+) {
+    let hidden = info
+        .identity
+        .application_instance
+        .as_ref()
+        .and_then(|i| i.extra.get("hidden"))
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
     let conf = e.confs.get_mut(conf_id).expect("conference exists");
     conf.seq += 1;
     let source_id = conf.next_source_id;
@@ -317,7 +465,9 @@ pub(crate) fn add_bot_member(e: &mut Engine, conf_id: &str, call_id: &str, pid: 
     conf.members.push(Member {
         id: pid.to_string(),
         info,
-        endpoint: MemberEndpoint::Bot { call_id: call_id.to_string() },
+        endpoint: MemberEndpoint::Bot {
+            call_id: call_id.to_string(),
+        },
         joined,
         muted: false,
         hidden,
@@ -335,7 +485,9 @@ pub(crate) fn add_bot_member(e: &mut Engine, conf_id: &str, call_id: &str, pid: 
 
 /// The bot's leg is connected: `established`, media active, bot visible in the roster.
 pub(crate) fn establish(e: &mut Engine, call_id: &str) {
-    let Some(c) = e.calls.get_mut(call_id) else { return };
+    let Some(c) = e.calls.get_mut(call_id) else {
+        return;
+    };
     if c.state == CallState::Established {
         return;
     }
@@ -344,7 +496,10 @@ pub(crate) fn establish(e: &mut Engine, call_id: &str) {
     c.answer_deadline = None;
     let (conf_id, pid) = (c.conf_id.clone(), c.my_participant_id.clone());
     e.touch_call(call_id);
-    e.notify_call(call_id, json!({"mediaState":{"@odata.type":"#microsoft.graph.callMediaState","audio":"active"}}));
+    e.notify_call(
+        call_id,
+        json!({"mediaState":{"@odata.type":"#microsoft.graph.callMediaState","audio":"active"}}),
+    );
     update_member(e, &conf_id, &pid, |m| m.joined = true);
 }
 
@@ -368,9 +523,18 @@ fn answer(e: &mut Engine, id: &str, req: Answer) -> R {
     c.answer_deadline = None;
     let caller = legs::caller_leg(e, id);
     e.set_state(id, CallState::Establishing);
-    if let Some(MediaConfig::ServiceHosted { pre_fetch_media, .. }) = &req.media_config {
+    if let Some(MediaConfig::ServiceHosted {
+        pre_fetch_media, ..
+    }) = &req.media_config
+    {
         for m in pre_fetch_media {
-            e.effect(Effect::FetchPrompt { call_id: id.to_string(), op_id: String::new(), index: 0, uri: m.uri.clone(), resource_id: m.resource_id.clone() });
+            e.effect(Effect::FetchPrompt {
+                call_id: id.to_string(),
+                op_id: String::new(),
+                index: 0,
+                uri: m.uri.clone(),
+                resource_id: m.resource_id.clone(),
+            });
         }
     }
     if let Some(leg) = caller {
@@ -394,10 +558,22 @@ fn reject(e: &mut Engine, id: &str, req: Reject) -> R {
         _ => (603, "declined"),
     };
     if let Some(leg) = legs::caller_leg(e, id) {
-        e.leg_action(LegAction::Reject { leg_id: leg.clone(), sip_code: sip });
+        e.leg_action(LegAction::Reject {
+            leg_id: leg.clone(),
+            sip_code: sip,
+        });
         legs::end_leg(e, &leg);
     }
-    terminate(e, id, ResultInfo::new(200, 7000, &format!("The call was rejected by the application ({text}).")), None);
+    terminate(
+        e,
+        id,
+        ResultInfo::new(
+            200,
+            7000,
+            &format!("The call was rejected by the application ({text})."),
+        ),
+        None,
+    );
     Ok(Reply::empty(202))
 }
 
@@ -406,28 +582,63 @@ pub(crate) fn hang_up(e: &mut Engine, id: &str) {
     let state = e.calls[id].state;
     if state == CallState::Incoming {
         if let Some(leg) = legs::caller_leg(e, id) {
-            e.leg_action(LegAction::Reject { leg_id: leg.clone(), sip_code: 603 });
+            e.leg_action(LegAction::Reject {
+                leg_id: leg.clone(),
+                sip_code: 603,
+            });
             legs::end_leg(e, &leg);
         }
     } else {
         e.set_state(id, CallState::Terminating);
     }
-    terminate(e, id, ResultInfo::new(200, 5001, "The conversation has ended."), None);
+    terminate(
+        e,
+        id,
+        ResultInfo::new(200, 5001, "The conversation has ended."),
+        None,
+    );
 }
 
 /// End a call: fail its running operations, leave the conference, `deleted` + `terminated`.
-pub(crate) fn terminate(e: &mut Engine, id: &str, result: ResultInfo, termination_reason: Option<&str>) {
-    let Some(c) = e.calls.get(id) else { return };
+pub(crate) fn terminate(
+    e: &mut Engine,
+    id: &str,
+    result: ResultInfo,
+    termination_reason: Option<&str>,
+) {
+    let Some(c) = e.calls.get_mut(id) else { return };
     if c.state == CallState::Terminated {
         return;
     }
-    let running: Vec<String> = c.operations.values().filter(|o| !o.is_final()).map(|o| o.id.clone()).collect();
+    // Mark first: leaving the conference below can re-enter terminate for this call.
+    c.state = CallState::Terminated;
+    let running: Vec<String> = c
+        .operations
+        .values()
+        .filter(|o| !o.is_final())
+        .map(|o| o.id.clone())
+        .collect();
     for op in running {
-        finish_op(e, id, &op, OperationStatus::Failed, Some(ResultInfo::new(410, 8510, "The call ended before the operation completed.")), None);
+        finish_op(
+            e,
+            id,
+            &op,
+            OperationStatus::Failed,
+            Some(ResultInfo::new(
+                410,
+                8510,
+                "The call ended before the operation completed.",
+            )),
+            None,
+        );
     }
     let (conf_id, pid, kind) = {
         let c = &e.calls[id];
-        (c.conf_id.clone(), c.my_participant_id.clone(), c.kind.clone())
+        (
+            c.conf_id.clone(),
+            c.my_participant_id.clone(),
+            c.kind.clone(),
+        )
     };
     // Legs rung on behalf of this call stop ringing.
     let owned: Vec<String> = e
@@ -437,22 +648,44 @@ pub(crate) fn terminate(e: &mut Engine, id: &str, result: ResultInfo, terminatio
         .map(|l| l.id.clone())
         .collect();
     for leg in owned {
-        e.leg_action(LegAction::Cancel { leg_id: leg.clone() });
+        e.leg_action(LegAction::Cancel {
+            leg_id: leg.clone(),
+        });
         legs::end_leg(e, &leg);
         legs::remove_leg_member(e, &leg, "cancelled");
     }
     remove_member(e, &conf_id, &pid, "left");
     // In a peer-to-peer call the other party goes too.
     if kind == CallKind::PeerToPeer {
-        let others: Vec<String> = e.confs.get(&conf_id).map(|c| c.members.iter().filter_map(|m| match &m.endpoint {
-            MemberEndpoint::Leg { leg_id } => Some(leg_id.clone()),
-            _ => None,
-        }).collect()).unwrap_or_default();
+        let others: Vec<String> = e
+            .confs
+            .get(&conf_id)
+            .map(|c| {
+                c.members
+                    .iter()
+                    .filter_map(|m| match &m.endpoint {
+                        MemberEndpoint::Leg { leg_id } => Some(leg_id.clone()),
+                        _ => None,
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
         for leg in others {
-            if e.legs.get(&leg).is_some_and(|l| l.state != LegState::Ended && l.role != LegRole::Bridged) {
-                e.leg_action(LegAction::Hangup { leg_id: leg.clone(), reason: "the application hung up".into() });
+            if e.legs
+                .get(&leg)
+                .is_some_and(|l| l.state != LegState::Ended && l.role != LegRole::Bridged)
+            {
+                e.leg_action(LegAction::Hangup {
+                    leg_id: leg.clone(),
+                    reason: "the application hung up".into(),
+                });
                 legs::end_leg(e, &leg);
-                remove_member(e, &conf_id, &legs::member_id_of_leg(e, &conf_id, &leg).unwrap_or_default(), "left");
+                remove_member(
+                    e,
+                    &conf_id,
+                    &legs::member_id_of_leg(e, &conf_id, &leg).unwrap_or_default(),
+                    "left",
+                );
             }
         }
     }
@@ -478,7 +711,9 @@ pub(crate) fn terminate(e: &mut Engine, id: &str, result: ResultInfo, terminatio
 }
 
 pub(crate) fn gc_conference(e: &mut Engine, conf_id: &str) {
-    let Some(conf) = e.confs.get(conf_id) else { return };
+    let Some(conf) = e.confs.get(conf_id) else {
+        return;
+    };
     if conf.members.is_empty() {
         if let Some(mid) = conf.meeting_id.clone()
             && let Some(m) = e.meetings.get_mut(&mid)
@@ -494,7 +729,9 @@ pub(crate) fn gc_conference(e: &mut Engine, conf_id: &str) {
 // ------------------------------------------------------------------ roster
 
 pub(crate) fn update_member(e: &mut Engine, conf_id: &str, pid: &str, f: impl FnOnce(&mut Member)) {
-    let Some(conf) = e.confs.get_mut(conf_id) else { return };
+    let Some(conf) = e.confs.get_mut(conf_id) else {
+        return;
+    };
     conf.seq += 1;
     let seq = conf.seq;
     if let Some(m) = conf.members.iter_mut().find(|m| m.id == pid) {
@@ -505,18 +742,28 @@ pub(crate) fn update_member(e: &mut Engine, conf_id: &str, pid: &str, f: impl Fn
 }
 
 fn update_bot_member(e: &mut Engine, call_id: &str, f: impl FnOnce(&mut Member)) {
-    let (conf, pid) = (e.calls[call_id].conf_id.clone(), e.calls[call_id].my_participant_id.clone());
+    let (conf, pid) = (
+        e.calls[call_id].conf_id.clone(),
+        e.calls[call_id].my_participant_id.clone(),
+    );
     update_member(e, &conf, &pid, f);
 }
 
 pub(crate) fn remove_member(e: &mut Engine, conf_id: &str, pid: &str, reason: &str) {
-    let Some(conf) = e.confs.get_mut(conf_id) else { return };
-    let Some(i) = conf.members.iter().position(|m| m.id == pid) else { return };
+    let Some(conf) = e.confs.get_mut(conf_id) else {
+        return;
+    };
+    let Some(i) = conf.members.iter().position(|m| m.id == pid) else {
+        return;
+    };
     let mut m = conf.members.remove(i);
     conf.seq += 1;
     m.seq = conf.seq;
     if m.joined {
-        conf.removed.push(Tombstone { member: m, reason: reason.to_string() });
+        conf.removed.push(Tombstone {
+            member: m,
+            reason: reason.to_string(),
+        });
         if conf.removed.len() > 64 {
             conf.removed.remove(0);
         }
@@ -526,13 +773,18 @@ pub(crate) fn remove_member(e: &mut Engine, conf_id: &str, pid: &str, reason: &s
 
 /// What a bot sees in its roster: joined members, hidden ones only if it is them.
 pub(crate) fn roster_for<'a>(c: &Call, conf: &'a Conference) -> Vec<&'a Member> {
-    conf.members.iter().filter(|m| m.joined && (!m.hidden || m.id == c.my_participant_id)).collect()
+    conf.members
+        .iter()
+        .filter(|m| m.joined && (!m.hidden || m.id == c.my_participant_id))
+        .collect()
 }
 
 /// Roster notifications to every bot in the conference (reference §9.3): the full roster, or
 /// only what changed since the last one when `isDeltaRosterEnabled`.
 pub(crate) fn send_rosters(e: &mut Engine, conf_id: &str) {
-    let Some(conf) = e.confs.get(conf_id) else { return };
+    let Some(conf) = e.confs.get(conf_id) else {
+        return;
+    };
     let bots: Vec<String> = conf
         .members
         .iter()
@@ -542,8 +794,12 @@ pub(crate) fn send_rosters(e: &mut Engine, conf_id: &str) {
         })
         .collect();
     for call_id in bots {
-        let Some(c) = e.calls.get(&call_id) else { continue };
-        if c.kind == CallKind::PeerToPeer || !matches!(c.state, CallState::Established | CallState::Hold) {
+        let Some(c) = e.calls.get(&call_id) else {
+            continue;
+        };
+        if c.kind == CallKind::PeerToPeer
+            || !matches!(c.state, CallState::Established | CallState::Hold)
+        {
             continue;
         }
         let conf = &e.confs[conf_id];
@@ -552,11 +808,23 @@ pub(crate) fn send_rosters(e: &mut Engine, conf_id: &str) {
         }
         let delta = c.call_options.is_delta_roster_enabled.unwrap_or(false);
         let data: Vec<Value> = if delta {
-            let mut v: Vec<Value> = roster_for(c, conf).into_iter().filter(|m| m.seq > c.roster_sent_seq).map(|m| render::participant(m, None)).collect();
-            v.extend(conf.removed.iter().filter(|t| t.member.seq > c.roster_sent_seq && (!t.member.hidden)).map(|t| render::participant(&t.member, Some(&t.reason))));
+            let mut v: Vec<Value> = roster_for(c, conf)
+                .into_iter()
+                .filter(|m| m.seq > c.roster_sent_seq)
+                .map(|m| render::participant(m, None))
+                .collect();
+            v.extend(
+                conf.removed
+                    .iter()
+                    .filter(|t| t.member.seq > c.roster_sent_seq && (!t.member.hidden))
+                    .map(|t| render::participant(&t.member, Some(&t.reason))),
+            );
             v
         } else {
-            roster_for(c, conf).into_iter().map(|m| render::participant(m, None)).collect()
+            roster_for(c, conf)
+                .into_iter()
+                .map(|m| render::participant(m, None))
+                .collect()
         };
         let seq = conf.seq;
         e.calls.get_mut(&call_id).expect("exists").roster_sent_seq = seq;
@@ -564,7 +832,12 @@ pub(crate) fn send_rosters(e: &mut Engine, conf_id: &str) {
         if delta && data.is_empty() {
             continue;
         }
-        e.notify(&call_id, ChangeType::Updated, "/participants", Value::Array(data));
+        e.notify(
+            &call_id,
+            ChangeType::Updated,
+            "/participants",
+            Value::Array(data),
+        );
     }
 }
 
@@ -573,25 +846,55 @@ fn delete_participant(e: &mut Engine, id: &str, pid: &str) -> R {
     let c = &e.calls[id];
     let conf_id = c.conf_id.clone();
     if pid.eq_ignore_ascii_case(&c.my_participant_id) {
-        return Err(ApiError::bad_request("To leave the call, DELETE the call itself."));
+        return Err(ApiError::bad_request(
+            "To leave the call, DELETE the call itself.",
+        ));
     }
-    let Some(m) = e.confs[&conf_id].members.iter().find(|m| m.id.eq_ignore_ascii_case(pid)).cloned() else {
+    let Some(m) = e.confs[&conf_id]
+        .members
+        .iter()
+        .find(|m| m.id.eq_ignore_ascii_case(pid))
+        .cloned()
+    else {
         return Err(ApiError::not_found("Participant", pid));
     };
     match &m.endpoint {
         MemberEndpoint::Bot { call_id } => {
-            terminate(e, call_id, ResultInfo::new(200, 5000, "Removed from the conversation by another participant."), None);
+            terminate(
+                e,
+                call_id,
+                ResultInfo::new(
+                    200,
+                    5000,
+                    "Removed from the conversation by another participant.",
+                ),
+                None,
+            );
         }
         MemberEndpoint::Leg { leg_id } => {
-            let ringing = e.legs.get(leg_id).is_some_and(|l| l.state == LegState::Ringing);
+            let ringing = e
+                .legs
+                .get(leg_id)
+                .is_some_and(|l| l.state == LegState::Ringing);
             e.leg_action(if ringing {
-                LegAction::Cancel { leg_id: leg_id.clone() }
+                LegAction::Cancel {
+                    leg_id: leg_id.clone(),
+                }
             } else {
-                LegAction::Hangup { leg_id: leg_id.clone(), reason: "removed by another participant".into() }
+                LegAction::Hangup {
+                    leg_id: leg_id.clone(),
+                    reason: "removed by another participant".into(),
+                }
             });
             legs::end_leg(e, leg_id);
             if let Some((call, op)) = &m.invited_by {
-                legs::invitee_resolved(e, call, op, &m.id, Some("The invitation was cancelled.".into()));
+                legs::invitee_resolved(
+                    e,
+                    call,
+                    op,
+                    &m.id,
+                    Some("The invitation was cancelled.".into()),
+                );
             }
             remove_member(e, &conf_id, &m.id, "removedByApplication");
             legs::after_member_left(e, &conf_id);
@@ -605,12 +908,22 @@ fn mute_participant(e: &mut Engine, id: &str, pid: &str, req: ClientContext) -> 
     require_group(e, id, "mute")?;
     require_established(e, id, "mute")?;
     let conf_id = e.calls[id].conf_id.clone();
-    let Some(m) = e.confs[&conf_id].members.iter().find(|m| m.joined && m.id.eq_ignore_ascii_case(pid)) else {
+    let Some(m) = e.confs[&conf_id]
+        .members
+        .iter()
+        .find(|m| m.joined && m.id.eq_ignore_ascii_case(pid))
+    else {
         return Err(ApiError::not_found("Participant", pid));
     };
     let mid = m.id.clone();
     update_member(e, &conf_id, &mid, |m| m.muted = true);
-    let op = new_op(e, id, OpKind::MuteParticipant, req.client_context, OperationStatus::Completed);
+    let op = new_op(
+        e,
+        id,
+        OpKind::MuteParticipant,
+        req.client_context,
+        OperationStatus::Completed,
+    );
     op_reply(e, id, &op, 200)
 }
 
@@ -621,7 +934,12 @@ fn mute_all(e: &mut Engine, id: &str, req: MuteAll) -> R {
     let c = &e.calls[id];
     let conf_id = c.conf_id.clone();
     let me = c.my_participant_id.clone();
-    let members: Vec<String> = e.confs[&conf_id].members.iter().filter(|m| m.joined).map(|m| m.id.clone()).collect();
+    let members: Vec<String> = e.confs[&conf_id]
+        .members
+        .iter()
+        .filter(|m| m.joined)
+        .map(|m| m.id.clone())
+        .collect();
     let targets: Vec<String> = if req.participants.is_empty() {
         members.iter().filter(|m| **m != me).cloned().collect()
     } else {
@@ -630,13 +948,29 @@ fn mute_all(e: &mut Engine, id: &str, req: MuteAll) -> R {
                 return Err(ApiError::not_found("Participant", p));
             }
         }
-        members.iter().filter(|m| req.participants.iter().any(|p| p.eq_ignore_ascii_case(m))).cloned().collect()
+        members
+            .iter()
+            .filter(|m| req.participants.iter().any(|p| p.eq_ignore_ascii_case(m)))
+            .cloned()
+            .collect()
     };
     for t in &targets {
         update_member(e, &conf_id, t, |m| m.muted = true);
     }
-    let op = new_op(e, id, OpKind::MuteParticipants, req.client_context, OperationStatus::Completed);
-    e.calls.get_mut(id).expect("exists").operations.get_mut(&op).expect("op").participants = Some(json!(targets));
+    let op = new_op(
+        e,
+        id,
+        OpKind::MuteParticipants,
+        req.client_context,
+        OperationStatus::Completed,
+    );
+    e.calls
+        .get_mut(id)
+        .expect("exists")
+        .operations
+        .get_mut(&op)
+        .expect("op")
+        .participants = Some(json!(targets));
     op_reply(e, id, &op, 200)
 }
 
@@ -646,30 +980,62 @@ fn self_mute(e: &mut Engine, id: &str, req: ClientContext, mute: bool) -> R {
     require_group(e, id, action)?;
     require_established(e, id, action)?;
     update_bot_member(e, id, |m| m.muted = mute);
-    let kind = if mute { OpKind::MuteParticipant } else { OpKind::UnmuteParticipant };
+    let kind = if mute {
+        OpKind::MuteParticipant
+    } else {
+        OpKind::UnmuteParticipant
+    };
     let op = new_op(e, id, kind, req.client_context, OperationStatus::Completed);
     op_reply(e, id, &op, 200)
 }
 
 fn transcription(e: &mut Engine, id: &str, req: Transcription, start: bool) -> R {
     req.validate().map_err(ApiError::bad_request)?;
-    require_established(e, id, if start { "startTranscription" } else { "stopTranscription" })?;
-    let active = matches!(e.calls[id].transcription, Some((TranscriptionState::Active, _)));
+    require_established(
+        e,
+        id,
+        if start {
+            "startTranscription"
+        } else {
+            "stopTranscription"
+        },
+    )?;
+    let active = matches!(
+        e.calls[id].transcription,
+        Some((TranscriptionState::Active, _))
+    );
     if start == active {
-        return Err(ApiError::bad_request(if start { "Transcription is already active." } else { "Transcription is not active." }));
+        return Err(ApiError::bad_request(if start {
+            "Transcription is already active."
+        } else {
+            "Transcription is not active."
+        }));
     }
     if start {
         let due = e.now;
-        let op = new_op(e, id, OpKind::StartTranscription, req.client_context, OperationStatus::Running);
+        let op = new_op(
+            e,
+            id,
+            OpKind::StartTranscription,
+            req.client_context,
+            OperationStatus::Running,
+        );
         set_op_due(e, id, &op, due);
         op_reply(e, id, &op, 202)
     } else {
         let now = e.now;
-        e.calls.get_mut(id).expect("exists").transcription = Some((TranscriptionState::Inactive, now));
+        e.calls.get_mut(id).expect("exists").transcription =
+            Some((TranscriptionState::Inactive, now));
         e.touch_call(id);
         let t = render::transcription(&e.calls[id]);
         e.notify_call(id, json!({ "transcription": t }));
-        let op = new_op(e, id, OpKind::StopTranscription, req.client_context, OperationStatus::Completed);
+        let op = new_op(
+            e,
+            id,
+            OpKind::StopTranscription,
+            req.client_context,
+            OperationStatus::Completed,
+        );
         op_reply(e, id, &op, 202)
     }
 }
@@ -679,23 +1045,39 @@ fn transcription(e: &mut Engine, id: &str, req: Transcription, start: bool) -> R
 fn check_routing_group(e: &Engine, id: &str, g: &AudioRoutingGroup) -> Result<(), ApiError> {
     match g.routing_mode {
         RoutingMode::OneToOne if g.sources.len() != 1 || g.receivers.len() != 1 => {
-            return Err(ApiError::bad_request("A oneToOne routing group has exactly one source and one receiver."));
+            return Err(ApiError::bad_request(
+                "A oneToOne routing group has exactly one source and one receiver.",
+            ));
         }
         RoutingMode::Multicast if g.sources.len() != 1 || g.receivers.is_empty() => {
-            return Err(ApiError::bad_request("A multicast routing group has exactly one source and at least one receiver."));
+            return Err(ApiError::bad_request(
+                "A multicast routing group has exactly one source and at least one receiver.",
+            ));
         }
-        RoutingMode::UnknownFutureValue => return Err(ApiError::bad_request("routingMode must be oneToOne or multicast.")),
+        RoutingMode::UnknownFutureValue => {
+            return Err(ApiError::bad_request(
+                "routingMode must be oneToOne or multicast.",
+            ));
+        }
         _ => {}
     }
     let c = &e.calls[id];
     let conf = &e.confs[&c.conf_id];
     for p in g.sources.iter().chain(g.receivers.iter()) {
-        if !conf.members.iter().any(|m| m.joined && m.id.eq_ignore_ascii_case(p)) {
-            return Err(ApiError::bad_request(format!("Participant '{p}' is not in the call.")));
+        if !conf
+            .members
+            .iter()
+            .any(|m| m.joined && m.id.eq_ignore_ascii_case(p))
+        {
+            return Err(ApiError::bad_request(format!(
+                "Participant '{p}' is not in the call."
+            )));
         }
     }
     if g.sources.iter().any(|s| g.receivers.contains(s)) {
-        return Err(ApiError::bad_request("A participant cannot be both source and receiver of one routing group."));
+        return Err(ApiError::bad_request(
+            "A participant cannot be both source and receiver of one routing group.",
+        ));
     }
     Ok(())
 }
@@ -711,10 +1093,15 @@ fn create_routing_group(e: &mut Engine, id: &str, mut g: AudioRoutingGroup) -> R
     }
     let c = e.calls.get_mut(id).expect("checked");
     if c.routing_groups.iter().any(|x| x.id == g.id) {
-        return Err(ApiError::conflict(format!("An audio routing group with id '{}' already exists.", g.id.clone().unwrap_or_default())));
+        return Err(ApiError::conflict(format!(
+            "An audio routing group with id '{}' already exists.",
+            g.id.clone().unwrap_or_default()
+        )));
     }
     if c.routing_groups.len() >= 64 {
-        return Err(ApiError::bad_request("A call can have at most 64 audio routing groups."));
+        return Err(ApiError::bad_request(
+            "A call can have at most 64 audio routing groups.",
+        ));
     }
     let body = render::routing_group(&g);
     c.routing_groups.push(g);
@@ -723,12 +1110,21 @@ fn create_routing_group(e: &mut Engine, id: &str, mut g: AudioRoutingGroup) -> R
 }
 
 fn update_routing_group(e: &mut Engine, id: &str, gid: &str, patch: Value) -> R {
-    let Some(mut g) = e.calls[id].routing_groups.iter().find(|g| g.id.as_deref() == Some(gid)).cloned() else {
+    let Some(mut g) = e.calls[id]
+        .routing_groups
+        .iter()
+        .find(|g| g.id.as_deref() == Some(gid))
+        .cloned()
+    else {
         return Err(ApiError::not_found("Audio routing group", gid));
     };
-    let Value::Object(p) = patch else { return Err(ApiError::bad_request("The body must be a JSON object.")) };
+    let Value::Object(p) = patch else {
+        return Err(ApiError::bad_request("The body must be a JSON object."));
+    };
     let list = |v: &Value, name: &str| -> Result<Vec<String>, ApiError> {
-        serde_json::from_value::<Vec<String>>(v.clone()).map_err(|_| ApiError::bad_request(format!("{name} must be an array of participant ids")))
+        serde_json::from_value::<Vec<String>>(v.clone()).map_err(|_| {
+            ApiError::bad_request(format!("{name} must be an array of participant ids"))
+        })
     };
     if let Some(v) = p.get("sources") {
         g.sources = list(v, "sources")?;
@@ -737,12 +1133,17 @@ fn update_routing_group(e: &mut Engine, id: &str, gid: &str, patch: Value) -> R 
         g.receivers = list(v, "receivers")?;
     }
     if let Some(v) = p.get("routingMode") {
-        g.routing_mode = serde_json::from_value(v.clone()).map_err(|e| ApiError::bad_request(format!("routingMode: {e}")))?;
+        g.routing_mode = serde_json::from_value(v.clone())
+            .map_err(|e| ApiError::bad_request(format!("routingMode: {e}")))?;
     }
     check_routing_group(e, id, &g)?;
     let body = render::routing_group(&g);
     let c = e.calls.get_mut(id).expect("checked");
-    if let Some(slot) = c.routing_groups.iter_mut().find(|x| x.id.as_deref() == Some(gid)) {
+    if let Some(slot) = c
+        .routing_groups
+        .iter_mut()
+        .find(|x| x.id.as_deref() == Some(gid))
+    {
         *slot = g;
     }
     e.touch_call(id);
@@ -751,7 +1152,13 @@ fn update_routing_group(e: &mut Engine, id: &str, gid: &str, patch: Value) -> R 
 
 // ------------------------------------------------------------------ operations
 
-pub(crate) fn new_op(e: &mut Engine, call_id: &str, kind: OpKind, cc: Option<String>, status: OperationStatus) -> String {
+pub(crate) fn new_op(
+    e: &mut Engine,
+    call_id: &str,
+    kind: OpKind,
+    cc: Option<String>,
+    status: OperationStatus,
+) -> String {
     let id = e.id();
     let op = Operation {
         id: id.clone(),
@@ -768,13 +1175,21 @@ pub(crate) fn new_op(e: &mut Engine, call_id: &str, kind: OpKind, cc: Option<Str
         pending: vec![],
         failures: vec![],
     };
-    e.calls.get_mut(call_id).expect("call exists").operations.insert(id.clone(), op);
+    e.calls
+        .get_mut(call_id)
+        .expect("call exists")
+        .operations
+        .insert(id.clone(), op);
     e.touch_call(call_id);
     id
 }
 
 pub(crate) fn set_op_due(e: &mut Engine, call_id: &str, op: &str, due: Ms) {
-    if let Some(o) = e.calls.get_mut(call_id).and_then(|c| c.operations.get_mut(op)) {
+    if let Some(o) = e
+        .calls
+        .get_mut(call_id)
+        .and_then(|c| c.operations.get_mut(op))
+    {
         o.due = Some(due);
     }
     e.touch_call(call_id);
@@ -782,17 +1197,36 @@ pub(crate) fn set_op_due(e: &mut Engine, call_id: &str, op: &str, due: Ms) {
 
 pub(crate) fn op_reply(e: &Engine, call_id: &str, op: &str, status: u16) -> R {
     let o = &e.calls[call_id].operations[op];
-    Ok(Reply { status, body: Some(render::operation(o)), location: Some(format!("/communications/calls/{call_id}/operations/{op}")) })
+    Ok(Reply {
+        status,
+        body: Some(render::operation(o)),
+        location: Some(format!("/communications/calls/{call_id}/operations/{op}")),
+    })
 }
 
 /// Move a running operation to its final status and send its one `deleted` notification.
-pub(crate) fn finish_op(e: &mut Engine, call_id: &str, op: &str, status: OperationStatus, result: Option<ResultInfo>, reason: Option<&str>) {
-    let Some(o) = e.calls.get_mut(call_id).and_then(|c| c.operations.get_mut(op)) else { return };
+pub(crate) fn finish_op(
+    e: &mut Engine,
+    call_id: &str,
+    op: &str,
+    status: OperationStatus,
+    result: Option<ResultInfo>,
+    reason: Option<&str>,
+) {
+    let Some(o) = e
+        .calls
+        .get_mut(call_id)
+        .and_then(|c| c.operations.get_mut(op))
+    else {
+        return;
+    };
     if o.is_final() {
         return;
     }
     o.status = status;
-    o.result_info = result.or_else(|| (status == OperationStatus::Completed).then(|| ResultInfo::new(200, 0, "Success")));
+    o.result_info = result.or_else(|| {
+        (status == OperationStatus::Completed).then(|| ResultInfo::new(200, 0, "Success"))
+    });
     o.due = None;
     if let Some(r) = reason {
         o.completion_reason = Some(r.to_string());
@@ -802,13 +1236,19 @@ pub(crate) fn finish_op(e: &mut Engine, call_id: &str, op: &str, status: Operati
         o.recording_access_token.get_or_insert_with(String::new);
     }
     let data = render::operation(o);
-    let suppress = o.media.as_ref().is_some_and(|m| m.loop_forever) && status == OperationStatus::Completed;
+    let suppress =
+        o.media.as_ref().is_some_and(|m| m.loop_forever) && status == OperationStatus::Completed;
     e.touch_call(call_id);
     if let Some(c) = e.calls.get_mut(call_id) {
         c.media_queue.retain(|x| x != op);
     }
     if !suppress {
-        e.notify(call_id, ChangeType::Deleted, &format!("/operations/{op}"), data);
+        e.notify(
+            call_id,
+            ChangeType::Deleted,
+            &format!("/operations/{op}"),
+            data,
+        );
     }
 }
 
@@ -816,7 +1256,9 @@ pub(crate) fn finish_op(e: &mut Engine, call_id: &str, op: &str, status: Operati
 
 pub(crate) fn require_group(e: &Engine, id: &str, action: &str) -> Result<(), ApiError> {
     if e.calls[id].kind == CallKind::PeerToPeer {
-        return Err(ApiError::bad_request(format!("{action} is only supported in group calls and meetings, not in a peer-to-peer call.")));
+        return Err(ApiError::bad_request(format!(
+            "{action} is only supported in group calls and meetings, not in a peer-to-peer call."
+        )));
     }
     Ok(())
 }
@@ -831,15 +1273,24 @@ pub(crate) fn require_established(e: &Engine, id: &str, action: &str) -> Result<
 
 pub(crate) fn require_not_ended(e: &Engine, id: &str, action: &str) -> Result<(), ApiError> {
     let s = e.calls[id].state;
-    if matches!(s, CallState::Terminating | CallState::Terminated | CallState::Incoming) {
+    if matches!(
+        s,
+        CallState::Terminating | CallState::Terminated | CallState::Incoming
+    ) {
         return Err(ApiError::wrong_state(action, s));
     }
     Ok(())
 }
 
 pub(crate) fn require_service_hosted(e: &Engine, id: &str, action: &str) -> Result<(), ApiError> {
-    if !e.calls[id].media_config.as_ref().is_some_and(MediaConfig::is_service_hosted) {
-        return Err(ApiError::bad_request(format!("{action} is only supported for calls with serviceHostedMediaConfig.")));
+    if !e.calls[id]
+        .media_config
+        .as_ref()
+        .is_some_and(MediaConfig::is_service_hosted)
+    {
+        return Err(ApiError::bad_request(format!(
+            "{action} is only supported for calls with serviceHostedMediaConfig."
+        )));
     }
     Ok(())
 }
@@ -848,7 +1299,12 @@ pub(crate) fn require_service_hosted(e: &Engine, id: &str, action: &str) -> Resu
 
 pub(crate) fn next_deadline(e: &Engine, call_id: &str) -> Option<Ms> {
     let c = e.calls.get(call_id)?;
-    let mut due = vec![Some(c.keepalive_at), c.answer_deadline, c.redirect.as_ref().map(|r| r.deadline), c.transfer.as_ref().map(|t| t.deadline)];
+    let mut due = vec![
+        Some(c.keepalive_at),
+        c.answer_deadline,
+        c.redirect.as_ref().map(|r| r.deadline),
+        c.transfer.as_ref().map(|t| t.deadline),
+    ];
     for o in c.operations.values().filter(|o| !o.is_final()) {
         due.push(o.due);
         if let Some(m) = &o.media {
@@ -868,21 +1324,44 @@ pub(crate) fn next_deadline(e: &Engine, call_id: &str) -> Option<Ms> {
 
 pub(crate) fn fire_timers(e: &mut Engine, call_id: &str) {
     let now = e.now;
-    let Some(c) = e.calls.get(call_id) else { return };
+    let Some(c) = e.calls.get(call_id) else {
+        return;
+    };
     if c.keepalive_at <= now {
-        terminate(e, call_id, ResultInfo::new(408, 8537, "Keep Alive timeout: the call was inactive and has been cleaned up."), None);
+        terminate(
+            e,
+            call_id,
+            ResultInfo::new(
+                408,
+                8537,
+                "Keep Alive timeout: the call was inactive and has been cleaned up.",
+            ),
+            None,
+        );
         return;
     }
     if c.answer_deadline.is_some_and(|d| d <= now) {
         if let Some(leg) = legs::caller_leg(e, call_id) {
-            e.leg_action(LegAction::Reject { leg_id: leg.clone(), sip_code: 408 });
+            e.leg_action(LegAction::Reject {
+                leg_id: leg.clone(),
+                sip_code: 408,
+            });
             legs::end_leg(e, &leg);
         }
-        terminate(e, call_id, ResultInfo::new(408, 1106, "Call acceptance was not acknowledged in time."), None);
+        terminate(
+            e,
+            call_id,
+            ResultInfo::new(408, 1106, "Call acceptance was not acknowledged in time."),
+            None,
+        );
         return;
     }
     if c.redirect.as_ref().is_some_and(|r| r.deadline <= now) {
-        legs::redirect_failed(e, call_id, ResultInfo::new(408, 10057, "Redirect timed out: no target answered."));
+        legs::redirect_failed(
+            e,
+            call_id,
+            ResultInfo::new(408, 10057, "Redirect timed out: no target answered."),
+        );
         return;
     }
     if c.transfer.as_ref().is_some_and(|t| t.deadline <= now) {
@@ -891,15 +1370,35 @@ pub(crate) fn fire_timers(e: &mut Engine, call_id: &str) {
     let ringing: Vec<String> = e
         .legs
         .values()
-        .filter(|l| l.state == LegState::Ringing && l.ring_deadline.is_some_and(|d| d <= now) && matches!(&l.role, LegRole::Member { call_id: o } if o == call_id))
+        .filter(|l| {
+            l.state == LegState::Ringing
+                && l.ring_deadline.is_some_and(|d| d <= now)
+                && matches!(&l.role, LegRole::Member { call_id: o } if o == call_id)
+        })
         .map(|l| l.id.clone())
         .collect();
     for leg in ringing {
-        e.leg_action(LegAction::Cancel { leg_id: leg.clone() });
-        legs::on_event(e, &leg, LegEvent::Failed { sip_code: 408, reason: "no answer".into() });
+        e.leg_action(LegAction::Cancel {
+            leg_id: leg.clone(),
+        });
+        legs::on_event(
+            e,
+            &leg,
+            LegEvent::Failed {
+                sip_code: 408,
+                reason: "no answer".into(),
+            },
+        );
     }
-    let Some(c) = e.calls.get(call_id) else { return };
-    let due_ops: Vec<(String, OpKind)> = c.operations.values().filter(|o| !o.is_final() && o.due.is_some_and(|d| d <= now)).map(|o| (o.id.clone(), o.kind.clone())).collect();
+    let Some(c) = e.calls.get(call_id) else {
+        return;
+    };
+    let due_ops: Vec<(String, OpKind)> = c
+        .operations
+        .values()
+        .filter(|o| !o.is_final() && o.due.is_some_and(|d| d <= now))
+        .map(|o| (o.id.clone(), o.kind.clone()))
+        .collect();
     for (op, kind) in due_ops {
         complete_timed_op(e, call_id, &op, kind);
     }
@@ -913,11 +1412,14 @@ fn complete_timed_op(e: &mut Engine, call_id: &str, op: &str, kind: OpKind) {
         OpKind::StartRecording => {
             e.calls.get_mut(call_id).expect("exists").recording = true;
             let who = e.calls[call_id].source.identity.clone();
-            update_bot_member(e, call_id, |m| m.recording = Some((RecordingStatus::Recording, who)));
+            update_bot_member(e, call_id, |m| {
+                m.recording = Some((RecordingStatus::Recording, who))
+            });
         }
         OpKind::StartTranscription => {
             let now = e.now;
-            e.calls.get_mut(call_id).expect("exists").transcription = Some((TranscriptionState::Active, now));
+            e.calls.get_mut(call_id).expect("exists").transcription =
+                Some((TranscriptionState::Active, now));
             let t = render::transcription(&e.calls[call_id]);
             e.notify_call(call_id, json!({ "transcription": t }));
         }
@@ -926,7 +1428,14 @@ fn complete_timed_op(e: &mut Engine, call_id: &str, op: &str, kind: OpKind) {
             return;
         }
         OpKind::SendDtmfTones => {
-            finish_op(e, call_id, op, OperationStatus::Completed, None, Some("completedSuccessfully"));
+            finish_op(
+                e,
+                call_id,
+                op,
+                OperationStatus::Completed,
+                None,
+                Some("completedSuccessfully"),
+            );
             return;
         }
         OpKind::StartHoldMusic => {

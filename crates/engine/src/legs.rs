@@ -9,26 +9,58 @@ use graph::requests::*;
 use serde_json::json;
 
 pub(crate) fn caller_leg(e: &Engine, call_id: &str) -> Option<String> {
-    e.legs.values().find(|l| matches!(&l.role, LegRole::Caller { call_id: c } if c == call_id) && l.state != LegState::Ended).map(|l| l.id.clone())
+    e.legs
+        .values()
+        .find(|l| {
+            matches!(&l.role, LegRole::Caller { call_id: c } if c == call_id)
+                && l.state != LegState::Ended
+        })
+        .map(|l| l.id.clone())
 }
 
+/// A leg is over: forget it and take it out of its conference's roster.
 pub(crate) fn end_leg(e: &mut Engine, leg_id: &str) {
-    if let Some(l) = e.legs.get_mut(leg_id) {
-        l.state = LegState::Ended;
-        e.legs.remove(leg_id);
-        e.touch_leg(leg_id);
+    let Some(l) = e.legs.remove(leg_id) else {
+        return;
+    };
+    e.touch_leg(leg_id);
+    if let Some(conf) = l.conf_id
+        && let Some(pid) = member_id_of_leg(e, &conf, leg_id)
+    {
+        remove_member(e, &conf, &pid, "left");
+        after_member_left(e, &conf);
     }
 }
 
 pub(crate) fn member_id_of_leg(e: &Engine, conf_id: &str, leg_id: &str) -> Option<String> {
-    e.confs.get(conf_id)?.members.iter().find(|m| m.endpoint == MemberEndpoint::Leg { leg_id: leg_id.to_string() }).map(|m| m.id.clone())
+    e.confs
+        .get(conf_id)?
+        .members
+        .iter()
+        .find(|m| {
+            m.endpoint
+                == MemberEndpoint::Leg {
+                    leg_id: leg_id.to_string(),
+                }
+        })
+        .map(|m| m.id.clone())
 }
 
 pub(crate) fn remove_leg_member(e: &mut Engine, leg_id: &str, reason: &str) {
     let confs: Vec<(String, String)> = e
         .confs
         .values()
-        .filter_map(|c| c.members.iter().find(|m| m.endpoint == MemberEndpoint::Leg { leg_id: leg_id.to_string() }).map(|m| (c.id.clone(), m.id.clone())))
+        .filter_map(|c| {
+            c.members
+                .iter()
+                .find(|m| {
+                    m.endpoint
+                        == MemberEndpoint::Leg {
+                            leg_id: leg_id.to_string(),
+                        }
+                })
+                .map(|m| (c.id.clone(), m.id.clone()))
+        })
         .collect();
     for (conf, pid) in confs {
         remove_member(e, &conf, &pid, reason);
@@ -36,31 +68,77 @@ pub(crate) fn remove_leg_member(e: &mut Engine, leg_id: &str, reason: &str) {
     }
 }
 
-fn new_leg(e: &mut Engine, party: Party, info: ParticipantInfo, role: LegRole, conf_id: Option<String>, ring_ms: Option<u64>, script: Option<Value>) -> String {
+fn new_leg(
+    e: &mut Engine,
+    party: Party,
+    info: ParticipantInfo,
+    role: LegRole,
+    conf_id: Option<String>,
+    ring_ms: Option<u64>,
+    script: Option<Value>,
+) -> String {
     let id = e.id();
-    let leg = Leg { id: id.clone(), party, info, state: LegState::Ringing, role, conf_id, participant_id: None, ring_deadline: ring_ms.map(|m| e.now + m), script };
+    let leg = Leg {
+        id: id.clone(),
+        party,
+        info,
+        state: LegState::Ringing,
+        role,
+        conf_id,
+        participant_id: None,
+        ring_deadline: ring_ms.map(|m| e.now + m),
+        script,
+    };
     e.legs.insert(id.clone(), leg);
     e.touch_leg(&id);
     id
 }
 
 fn script_of(t: &InvitationParticipantInfo) -> Option<Value> {
-    t.extra.get("ringside").cloned().or_else(|| t.identity.extra.get("ringside").cloned())
+    t.extra
+        .get("ringside")
+        .cloned()
+        .or_else(|| t.identity.extra.get("ringside").cloned())
 }
 
 fn info_of_target(t: &InvitationParticipantInfo) -> ParticipantInfo {
     let mut identity = t.identity.clone();
     identity.extra.remove("ringside");
-    ParticipantInfo { identity, endpoint_type: t.endpoint_type, ..Default::default() }
+    ParticipantInfo {
+        identity,
+        endpoint_type: t.endpoint_type,
+        ..Default::default()
+    }
 }
 
 /// Ring `target` as a future member of `conf_id` on behalf of `call_id`; returns the pending participant id.
-pub(crate) fn ring_member(e: &mut Engine, call_id: &str, conf_id: &str, target: &InvitationParticipantInfo, ring_ms: u64, invite_op: Option<&str>) -> String {
+pub(crate) fn ring_member(
+    e: &mut Engine,
+    call_id: &str,
+    conf_id: &str,
+    target: &InvitationParticipantInfo,
+    ring_ms: u64,
+    invite_op: Option<&str>,
+) -> String {
     let party = target.identity.party().expect("validated target");
     let info = info_of_target(target);
     let script = script_of(target);
-    let leg = new_leg(e, party.clone(), info.clone(), LegRole::Member { call_id: call_id.to_string() }, Some(conf_id.to_string()), Some(ring_ms), script.clone());
-    let pid = target.participant_id.clone().filter(|p| !p.is_empty()).unwrap_or_else(|| e.id());
+    let leg = new_leg(
+        e,
+        party.clone(),
+        info.clone(),
+        LegRole::Member {
+            call_id: call_id.to_string(),
+        },
+        Some(conf_id.to_string()),
+        Some(ring_ms),
+        script.clone(),
+    );
+    let pid = target
+        .participant_id
+        .clone()
+        .filter(|p| !p.is_empty())
+        .unwrap_or_else(|| e.id());
     let conf = e.confs.get_mut(conf_id).expect("conference");
     conf.seq += 1;
     let source_id = conf.next_source_id;
@@ -68,7 +146,9 @@ pub(crate) fn ring_member(e: &mut Engine, call_id: &str, conf_id: &str, target: 
     conf.members.push(Member {
         id: pid.clone(),
         info,
-        endpoint: MemberEndpoint::Leg { leg_id: leg.clone() },
+        endpoint: MemberEndpoint::Leg {
+            leg_id: leg.clone(),
+        },
         joined: false,
         muted: false,
         hidden: target.hidden.unwrap_or(false),
@@ -85,23 +165,54 @@ pub(crate) fn ring_member(e: &mut Engine, call_id: &str, conf_id: &str, target: 
     if let Some(l) = e.legs.get_mut(&leg) {
         l.participant_id = Some(pid.clone());
     }
-    let from = e.calls.get(call_id).map(|c| c.source.clone()).unwrap_or_default();
-    e.leg_action(LegAction::Ring { leg_id: leg, to: party, from, script });
+    let from = e
+        .calls
+        .get(call_id)
+        .map(|c| c.source.clone())
+        .unwrap_or_default();
+    e.leg_action(LegAction::Ring {
+        leg_id: leg,
+        to: party,
+        from: Box::new(from),
+        script,
+    });
     pid
 }
 
 /// A caller rings an app: the incoming call and its `created` notification (reference §7.5).
-pub(crate) fn incoming(e: &mut Engine, app: &AppCtx, webhook: &str, caller: ParticipantInfo, script: Option<Value>) -> (String, String) {
+pub(crate) fn incoming(
+    e: &mut Engine,
+    app: &AppCtx,
+    webhook: &str,
+    caller: ParticipantInfo,
+    script: Option<Value>,
+) -> (String, String) {
     let call_id = e.id();
     let conf_id = e.id();
     let my_pid = e.id();
     let chain = e.id();
-    let party = caller.identity.party().unwrap_or(Party::Guest("anonymous".into()));
-    let leg = new_leg(e, party, caller.clone(), LegRole::Caller { call_id: call_id.clone() }, Some(conf_id.clone()), None, script);
+    let party = caller
+        .identity
+        .party()
+        .unwrap_or(Party::Guest("anonymous".into()));
+    let leg = new_leg(
+        e,
+        party,
+        caller.clone(),
+        LegRole::Caller {
+            call_id: call_id.clone(),
+        },
+        Some(conf_id.clone()),
+        None,
+        script,
+    );
     if let Some(l) = e.legs.get_mut(&leg) {
         l.state = LegState::Connected;
     }
-    let target = InvitationParticipantInfo { identity: IdentitySet::application(&app.app_id, app.app_name.as_deref()), ..Default::default() };
+    let target = InvitationParticipantInfo {
+        identity: IdentitySet::application(&app.app_id, app.app_name.as_deref()),
+        ..Default::default()
+    };
     let call = Call {
         id: call_id.clone(),
         tenant_id: app.tenant_id.clone(),
@@ -143,7 +254,18 @@ pub(crate) fn incoming(e: &mut Engine, app: &AppCtx, webhook: &str, caller: Part
         created_at: e.now,
         extra: Default::default(),
     };
-    e.confs.insert(conf_id.clone(), Conference { id: conf_id.clone(), tenant_id: app.tenant_id.clone(), meeting_id: None, members: vec![], removed: vec![], seq: 0, next_source_id: 1 });
+    e.confs.insert(
+        conf_id.clone(),
+        Conference {
+            id: conf_id.clone(),
+            tenant_id: app.tenant_id.clone(),
+            meeting_id: None,
+            members: vec![],
+            removed: vec![],
+            seq: 0,
+            next_source_id: 1,
+        },
+    );
     let created = json!({
         "@odata.type":"#microsoft.graph.call","@odata.id":format!("/communications/calls/{call_id}"),
         "id": call_id, "state":"incoming","direction":"incoming","callbackUri": webhook,
@@ -160,7 +282,9 @@ pub(crate) fn incoming(e: &mut Engine, app: &AppCtx, webhook: &str, caller: Part
     conf.members.push(Member {
         id: caller_pid,
         info: caller,
-        endpoint: MemberEndpoint::Leg { leg_id: leg.clone() },
+        endpoint: MemberEndpoint::Leg {
+            leg_id: leg.clone(),
+        },
         joined: true,
         muted: false,
         hidden: false,
@@ -175,18 +299,32 @@ pub(crate) fn incoming(e: &mut Engine, app: &AppCtx, webhook: &str, caller: Part
     });
     conf.next_source_id = 11;
     e.touch_conf(&conf_id);
-    actions::add_bot_member(e, &conf_id, &call_id, &my_pid, ParticipantInfo { identity: target.identity, ..Default::default() }, false);
+    actions::add_bot_member(
+        e,
+        &conf_id,
+        &call_id,
+        &my_pid,
+        ParticipantInfo {
+            identity: target.identity,
+            ..Default::default()
+        },
+        false,
+    );
     e.notify(&call_id, ChangeType::Created, "", created);
     (call_id, leg)
 }
 
 /// What happens when an endpoint reports on a leg.
 pub(crate) fn on_event(e: &mut Engine, leg_id: &str, ev: LegEvent) {
-    let Some(leg) = e.legs.get(leg_id).cloned() else { return };
+    let Some(leg) = e.legs.get(leg_id).cloned() else {
+        return;
+    };
     match ev {
         LegEvent::Ringing => {
             if let LegRole::Member { call_id } = &leg.role
-                && e.calls.get(call_id).is_some_and(|c| c.kind == CallKind::PeerToPeer && c.state == CallState::Establishing)
+                && e.calls.get(call_id).is_some_and(|c| {
+                    c.kind == CallKind::PeerToPeer && c.state == CallState::Establishing
+                })
             {
                 e.set_state(call_id, CallState::Ringing);
             }
@@ -215,10 +353,19 @@ pub(crate) fn on_event(e: &mut Engine, leg_id: &str, ev: LegEvent) {
                 return;
             }
             let Some(conf) = &leg.conf_id else { return };
-            let bots: Vec<String> = e.confs.get(conf).map(|c| c.members.iter().filter_map(|m| match &m.endpoint {
-                MemberEndpoint::Bot { call_id } if m.joined => Some(call_id.clone()),
-                _ => None,
-            }).collect()).unwrap_or_default();
+            let bots: Vec<String> = e
+                .confs
+                .get(conf)
+                .map(|c| {
+                    c.members
+                        .iter()
+                        .filter_map(|m| match &m.endpoint {
+                            MemberEndpoint::Bot { call_id } if m.joined => Some(call_id.clone()),
+                            _ => None,
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
             for call_id in bots {
                 crate::media::on_tone(e, &call_id, tone);
             }
@@ -227,19 +374,28 @@ pub(crate) fn on_event(e: &mut Engine, leg_id: &str, ev: LegEvent) {
 }
 
 fn p2p_calls_of(e: &Engine, conf_id: &str) -> Vec<String> {
-    e.calls.values().filter(|c| c.conf_id == conf_id && c.kind == CallKind::PeerToPeer).map(|c| c.id.clone()).collect()
+    e.calls
+        .values()
+        .filter(|c| c.conf_id == conf_id && c.kind == CallKind::PeerToPeer)
+        .map(|c| c.id.clone())
+        .collect()
 }
 
 fn on_answered(e: &mut Engine, leg: &Leg) {
     match &leg.role {
         LegRole::Caller { call_id } => {
             // The caller's endpoint confirmed our answer (ACK): media flows.
-            if e.calls.get(call_id).is_some_and(|c| c.state == CallState::Establishing) {
+            if e.calls
+                .get(call_id)
+                .is_some_and(|c| c.state == CallState::Establishing)
+            {
                 establish(e, call_id);
             }
         }
         LegRole::Member { call_id } => {
-            let Some(l) = e.legs.get_mut(&leg.id) else { return };
+            let Some(l) = e.legs.get_mut(&leg.id) else {
+                return;
+            };
             if l.state != LegState::Ringing {
                 return;
             }
@@ -247,13 +403,22 @@ fn on_answered(e: &mut Engine, leg: &Leg) {
             l.ring_deadline = None;
             e.touch_leg(&leg.id);
             let conf = leg.conf_id.clone().unwrap_or_default();
-            let Some(pid) = member_id_of_leg(e, &conf, &leg.id) else { return };
-            let invited_by = e.confs[&conf].members.iter().find(|m| m.id == pid).and_then(|m| m.invited_by.clone());
+            let Some(pid) = member_id_of_leg(e, &conf, &leg.id) else {
+                return;
+            };
+            let invited_by = e.confs[&conf]
+                .members
+                .iter()
+                .find(|m| m.id == pid)
+                .and_then(|m| m.invited_by.clone());
             update_member(e, &conf, &pid, |m| {
                 m.joined = true;
                 m.invited_by = None;
             });
-            if e.calls.get(call_id).is_some_and(|c| c.kind == CallKind::PeerToPeer && matches!(c.state, CallState::Establishing | CallState::Ringing)) {
+            if e.calls.get(call_id).is_some_and(|c| {
+                c.kind == CallKind::PeerToPeer
+                    && matches!(c.state, CallState::Establishing | CallState::Ringing)
+            }) {
                 establish(e, call_id);
             }
             if let Some((c, op)) = invited_by {
@@ -261,12 +426,16 @@ fn on_answered(e: &mut Engine, leg: &Leg) {
             }
         }
         LegRole::RedirectTarget { call_id } => {
-            let Some(c) = e.calls.get(call_id) else { return };
+            let Some(c) = e.calls.get(call_id) else {
+                return;
+            };
             let Some(r) = c.redirect.clone() else { return };
             let conf_id = c.conf_id.clone();
             for other in r.legs.iter().filter(|l| **l != leg.id) {
                 if e.legs.contains_key(other) {
-                    e.leg_action(LegAction::Cancel { leg_id: other.clone() });
+                    e.leg_action(LegAction::Cancel {
+                        leg_id: other.clone(),
+                    });
                     end_leg(e, other);
                 }
             }
@@ -288,7 +457,12 @@ fn on_answered(e: &mut Engine, leg: &Leg) {
             let c = e.calls.get_mut(call_id).expect("exists");
             c.redirect = None;
             c.answered_by = Some(leg.info.clone());
-            terminate(e, call_id, ResultInfo::new(200, 5001, "The call was redirected and answered."), None);
+            terminate(
+                e,
+                call_id,
+                ResultInfo::new(200, 5001, "The call was redirected and answered."),
+                None,
+            );
         }
         LegRole::TransferTarget { call_id } => transfer_answered(e, call_id, leg),
         LegRole::Bridged => {}
@@ -298,14 +472,18 @@ fn on_answered(e: &mut Engine, leg: &Leg) {
 /// Add a connected leg as a joined member of a bot-less conference.
 fn join_bridge(e: &mut Engine, conf_id: &str, leg: &Leg) {
     let pid = e.id();
-    let Some(conf) = e.confs.get_mut(conf_id) else { return };
+    let Some(conf) = e.confs.get_mut(conf_id) else {
+        return;
+    };
     conf.seq += 1;
     let source_id = conf.next_source_id;
     conf.next_source_id += 10;
     conf.members.push(Member {
         id: pid,
         info: leg.info.clone(),
-        endpoint: MemberEndpoint::Leg { leg_id: leg.id.clone() },
+        endpoint: MemberEndpoint::Leg {
+            leg_id: leg.id.clone(),
+        },
         joined: true,
         muted: false,
         hidden: false,
@@ -331,9 +509,17 @@ fn failure_result(sip_code: u16, reason: &str) -> ResultInfo {
         486 => ResultInfo::new(486, 10076, &format!("Callee is busy: {reason}")),
         603 => ResultInfo::new(603, 10076, &format!("Callee declined the call: {reason}")),
         404 => ResultInfo::new(480, 10037, &format!("No callee endpoints found: {reason}")),
-        408 => ResultInfo::new(408, 10057, &format!("Timed out: no answer from the callee ({reason}).")),
+        408 => ResultInfo::new(
+            408,
+            10057,
+            &format!("Timed out: no answer from the callee ({reason})."),
+        ),
         403 => ResultInfo::new(403, 10076, &format!("Callee refused the call: {reason}")),
-        _ => ResultInfo::new(480, 10076, &format!("Callee could not be reached: {reason}")),
+        _ => ResultInfo::new(
+            480,
+            10076,
+            &format!("Callee could not be reached: {reason}"),
+        ),
     }
 }
 
@@ -343,22 +529,46 @@ fn on_failed(e: &mut Engine, leg: &Leg, sip_code: u16, reason: &str) {
         LegRole::Member { call_id } => {
             let conf = leg.conf_id.clone().unwrap_or_default();
             let pid = member_id_of_leg(e, &conf, &leg.id);
-            let invited_by = pid.as_ref().and_then(|p| e.confs.get(&conf)?.members.iter().find(|m| &m.id == p)?.invited_by.clone());
+            let invited_by = pid.as_ref().and_then(|p| {
+                e.confs
+                    .get(&conf)?
+                    .members
+                    .iter()
+                    .find(|m| &m.id == p)?
+                    .invited_by
+                    .clone()
+            });
             if let Some(p) = &pid {
                 remove_member(e, &conf, p, "failed");
             }
-            if e.calls.get(call_id).is_some_and(|c| c.kind == CallKind::PeerToPeer && matches!(c.state, CallState::Establishing | CallState::Ringing)) {
+            if e.calls.get(call_id).is_some_and(|c| {
+                c.kind == CallKind::PeerToPeer
+                    && matches!(c.state, CallState::Establishing | CallState::Ringing)
+            }) {
                 terminate(e, call_id, failure_result(sip_code, reason), None);
                 return;
             }
             if let (Some((c, op)), Some(p)) = (invited_by, pid) {
                 let r = failure_result(sip_code, reason);
-                invitee_resolved(e, &c, &op, &p, Some(format!("{} ({}/{})", r.message.unwrap_or_default(), r.code, r.subcode)));
+                invitee_resolved(
+                    e,
+                    &c,
+                    &op,
+                    &p,
+                    Some(format!(
+                        "{} ({}/{})",
+                        r.message.unwrap_or_default(),
+                        r.code,
+                        r.subcode
+                    )),
+                );
             }
             after_member_left(e, &conf);
         }
         LegRole::RedirectTarget { call_id } => {
-            let Some(c) = e.calls.get_mut(call_id) else { return };
+            let Some(c) = e.calls.get_mut(call_id) else {
+                return;
+            };
             if let Some(r) = &mut c.redirect {
                 r.legs.retain(|l| *l != leg.id);
                 if r.legs.is_empty() {
@@ -366,9 +576,18 @@ fn on_failed(e: &mut Engine, leg: &Leg, sip_code: u16, reason: &str) {
                 }
             }
         }
-        LegRole::TransferTarget { call_id } => transfer_failed(e, call_id, &format!("The transfer target failed: {reason} ({sip_code}).")),
+        LegRole::TransferTarget { call_id } => transfer_failed(
+            e,
+            call_id,
+            &format!("The transfer target failed: {reason} ({sip_code})."),
+        ),
         LegRole::Caller { call_id } => {
-            terminate(e, call_id, ResultInfo::new(200, 4521, "The caller hung up."), None);
+            terminate(
+                e,
+                call_id,
+                ResultInfo::new(200, 4521, "The caller hung up."),
+                None,
+            );
         }
         LegRole::Bridged => remove_leg_member(e, &leg.id, "left"),
     }
@@ -378,17 +597,47 @@ fn on_hung_up(e: &mut Engine, leg: &Leg) {
     end_leg(e, &leg.id);
     match &leg.role {
         LegRole::Caller { call_id } => {
-            terminate(e, call_id, ResultInfo::new(200, 4521, "Call ended by the other participant of a P2P call."), None);
+            terminate(
+                e,
+                call_id,
+                ResultInfo::new(
+                    200,
+                    4521,
+                    "Call ended by the other participant of a P2P call.",
+                ),
+                None,
+            );
         }
-        LegRole::Member { call_id } if e.calls.get(call_id).is_some_and(|c| c.kind == CallKind::PeerToPeer) => {
+        LegRole::Member { call_id }
+            if e.calls
+                .get(call_id)
+                .is_some_and(|c| c.kind == CallKind::PeerToPeer) =>
+        {
             let conf = leg.conf_id.clone().unwrap_or_default();
             if let Some(p) = member_id_of_leg(e, &conf, &leg.id) {
                 remove_member(e, &conf, &p, "left");
             }
-            if e.calls.get(call_id).is_some_and(|c| matches!(c.state, CallState::Establishing | CallState::Ringing)) {
-                terminate(e, call_id, failure_result(487, "the callee hung up before answering"), None);
+            if e.calls
+                .get(call_id)
+                .is_some_and(|c| matches!(c.state, CallState::Establishing | CallState::Ringing))
+            {
+                terminate(
+                    e,
+                    call_id,
+                    failure_result(487, "the callee hung up before answering"),
+                    None,
+                );
             } else {
-                terminate(e, call_id, ResultInfo::new(200, 4521, "Call ended by the other participant of a P2P call."), None);
+                terminate(
+                    e,
+                    call_id,
+                    ResultInfo::new(
+                        200,
+                        4521,
+                        "Call ended by the other participant of a P2P call.",
+                    ),
+                    None,
+                );
             }
         }
         _ => remove_leg_member(e, &leg.id, "left"),
@@ -398,20 +647,36 @@ fn on_hung_up(e: &mut Engine, leg: &Leg) {
 /// A bot-less bridge (after redirect/transfer) ends when one side is left alone;
 /// an ad-hoc group call ends when all others left.
 pub(crate) fn after_member_left(e: &mut Engine, conf_id: &str) {
-    let Some(conf) = e.confs.get(conf_id) else { return };
-    let bots: Vec<String> = conf.members.iter().filter_map(|m| match &m.endpoint {
-        MemberEndpoint::Bot { call_id } => Some(call_id.clone()),
-        _ => None,
-    }).collect();
-    let legs: Vec<String> = conf.members.iter().filter_map(|m| match &m.endpoint {
-        MemberEndpoint::Leg { leg_id } => Some(leg_id.clone()),
-        _ => None,
-    }).collect();
+    let Some(conf) = e.confs.get(conf_id) else {
+        return;
+    };
+    let bots: Vec<String> = conf
+        .members
+        .iter()
+        .filter_map(|m| match &m.endpoint {
+            MemberEndpoint::Bot { call_id } => Some(call_id.clone()),
+            _ => None,
+        })
+        .collect();
+    let legs: Vec<String> = conf
+        .members
+        .iter()
+        .filter_map(|m| match &m.endpoint {
+            MemberEndpoint::Leg { leg_id } => Some(leg_id.clone()),
+            _ => None,
+        })
+        .collect();
     let is_meeting = conf.meeting_id.is_some();
     if bots.is_empty() && !is_meeting && legs.len() == 1 {
         let last = legs[0].clone();
-        if e.legs.get(&last).is_some_and(|l| l.role == LegRole::Bridged) {
-            e.leg_action(LegAction::Hangup { leg_id: last.clone(), reason: "the other party hung up".into() });
+        if e.legs
+            .get(&last)
+            .is_some_and(|l| l.role == LegRole::Bridged)
+        {
+            e.leg_action(LegAction::Hangup {
+                leg_id: last.clone(),
+                reason: "the other party hung up".into(),
+            });
             end_leg(e, &last);
             if let Some(p) = member_id_of_leg(e, conf_id, &last) {
                 remove_member(e, conf_id, &p, "left");
@@ -420,11 +685,29 @@ pub(crate) fn after_member_left(e: &mut Engine, conf_id: &str) {
     }
     if bots.len() == 1 && legs.is_empty() && !is_meeting {
         let call_id = &bots[0];
-        let alone = e.calls.get(call_id).is_some_and(|c| c.kind == CallKind::Group && c.state == CallState::Established);
-        let pending_invites = e.legs.values().any(|l| l.state == LegState::Ringing && l.conf_id.as_deref() == Some(conf_id));
-        if alone && !pending_invites && e.confs.get(conf_id).is_some_and(|c| c.removed.iter().any(|t| matches!(t.member.endpoint, MemberEndpoint::Leg { .. }))) {
+        let alone = e
+            .calls
+            .get(call_id)
+            .is_some_and(|c| c.kind == CallKind::Group && c.state == CallState::Established);
+        let pending_invites = e
+            .legs
+            .values()
+            .any(|l| l.state == LegState::Ringing && l.conf_id.as_deref() == Some(conf_id));
+        if alone
+            && !pending_invites
+            && e.confs.get(conf_id).is_some_and(|c| {
+                c.removed
+                    .iter()
+                    .any(|t| matches!(t.member.endpoint, MemberEndpoint::Leg { .. }))
+            })
+        {
             let id = call_id.clone();
-            terminate(e, &id, ResultInfo::new(200, 5002, "Ended because all other participants left."), None);
+            terminate(
+                e,
+                &id,
+                ResultInfo::new(200, 5002, "Ended because all other participants left."),
+                None,
+            );
         }
     }
     actions::gc_conference(e, conf_id);
@@ -441,31 +724,64 @@ pub(crate) fn invite(e: &mut Engine, id: &str, mut req: Invite) -> Result<Reply,
     // The same identity can't be invited twice (reference §11).
     for p in &req.participants {
         let party = p.identity.party();
-        if e.confs[&conf_id].members.iter().any(|m| m.info.identity.party() == party) {
-            return Err(ApiError::conflict(format!("{} is already in the call or being invited.", describe(&p.identity))));
+        if e.confs[&conf_id]
+            .members
+            .iter()
+            .any(|m| m.info.identity.party() == party)
+        {
+            return Err(ApiError::conflict(format!(
+                "{} is already in the call or being invited.",
+                describe(&p.identity)
+            )));
         }
         if let Some(r) = &p.replaces_call_id {
-            let rc = e.calls.get(&r.to_ascii_lowercase()).filter(|rc| rc.app_id == app_id);
+            let rc = e
+                .calls
+                .get(&r.to_ascii_lowercase())
+                .filter(|rc| rc.app_id == app_id);
             match rc {
-                None => return Err(ApiError::bad_request(format!("replacesCallId '{r}' is not a call of this application."))),
-                Some(rc) if rc.id == id => return Err(ApiError::bad_request("replacesCallId cannot be the call itself.")),
+                None => {
+                    return Err(ApiError::bad_request(format!(
+                        "replacesCallId '{r}' is not a call of this application."
+                    )));
+                }
+                Some(rc) if rc.id == id => {
+                    return Err(ApiError::bad_request(
+                        "replacesCallId cannot be the call itself.",
+                    ));
+                }
                 Some(rc) if !matches!(rc.state, CallState::Established | CallState::Hold) => {
-                    return Err(ApiError::bad_request(format!("The call to replace is {}, not established.", rc.state)));
+                    return Err(ApiError::bad_request(format!(
+                        "The call to replace is {}, not established.",
+                        rc.state
+                    )));
                 }
                 _ => {}
             }
         }
     }
     let mut unique = std::collections::BTreeSet::new();
-    if !req.participants.iter().all(|p| unique.insert(p.identity.party())) {
-        return Err(ApiError::bad_request("The same identity appears twice in participants."));
+    if !req
+        .participants
+        .iter()
+        .all(|p| unique.insert(p.identity.party()))
+    {
+        return Err(ApiError::bad_request(
+            "The same identity appears twice in participants.",
+        ));
     }
     // A peer-to-peer call is escalated to a group call by an invite (reference §9.4).
     if e.calls[id].kind == CallKind::PeerToPeer {
         e.calls.get_mut(id).expect("exists").kind = CallKind::Group;
         e.roster_changed(&conf_id);
     }
-    let op = actions::new_op(e, id, OpKind::InviteParticipants, req.client_context.clone(), OperationStatus::Running);
+    let op = actions::new_op(
+        e,
+        id,
+        OpKind::InviteParticipants,
+        req.client_context.clone(),
+        OperationStatus::Running,
+    );
     let mut shown = vec![];
     let mut pending = vec![];
     for p in &req.participants {
@@ -482,7 +798,13 @@ pub(crate) fn invite(e: &mut Engine, id: &str, mut req: Invite) -> Result<Reply,
         shown.push(shown_p);
     }
     let now = e.now;
-    let o = e.calls.get_mut(id).expect("exists").operations.get_mut(&op).expect("op");
+    let o = e
+        .calls
+        .get_mut(id)
+        .expect("exists")
+        .operations
+        .get_mut(&op)
+        .expect("op");
     o.participants = Some(Value::Array(shown));
     o.pending = pending.clone();
     if pending.is_empty() {
@@ -504,19 +826,35 @@ fn describe(i: &IdentitySet) -> String {
 
 /// Escalation / moving a participant: take the matching (or only) other leg of call `from`
 /// into `conf_id`, then end `from` (reference §9.4).
-fn move_from_call(e: &mut Engine, from: &str, conf_id: &str, p: &InvitationParticipantInfo) -> String {
+fn move_from_call(
+    e: &mut Engine,
+    from: &str,
+    conf_id: &str,
+    p: &InvitationParticipantInfo,
+) -> String {
     let from_conf = e.calls[from].conf_id.clone();
     let want = p.identity.party();
-    let candidates: Vec<Member> = e.confs[&from_conf].members.iter().filter(|m| matches!(m.endpoint, MemberEndpoint::Leg { .. }) && m.joined).cloned().collect();
+    let candidates: Vec<Member> = e.confs[&from_conf]
+        .members
+        .iter()
+        .filter(|m| matches!(m.endpoint, MemberEndpoint::Leg { .. }) && m.joined)
+        .cloned()
+        .collect();
     let chosen = candidates
         .iter()
-        .find(|m| p.participant_id.as_deref().is_some_and(|pid| pid.eq_ignore_ascii_case(&m.id)))
+        .find(|m| {
+            p.participant_id
+                .as_deref()
+                .is_some_and(|pid| pid.eq_ignore_ascii_case(&m.id))
+        })
         .or_else(|| candidates.iter().find(|m| m.info.identity.party() == want))
         .or_else(|| candidates.first())
         .cloned();
     let pid = e.id();
     if let Some(m) = chosen {
-        let MemberEndpoint::Leg { leg_id } = &m.endpoint else { unreachable!() };
+        let MemberEndpoint::Leg { leg_id } = &m.endpoint else {
+            unreachable!()
+        };
         // Detach the leg from the old conference quietly: it is not hung up, it moves.
         if let Some(conf) = e.confs.get_mut(&from_conf) {
             conf.members.retain(|x| x.id != m.id);
@@ -525,22 +863,57 @@ fn move_from_call(e: &mut Engine, from: &str, conf_id: &str, p: &InvitationParti
         e.touch_conf(&from_conf);
         if let Some(l) = e.legs.get_mut(leg_id) {
             l.conf_id = Some(conf_id.to_string());
-            l.role = LegRole::Member { call_id: e.calls.values().find(|c| c.conf_id == conf_id).map(|c| c.id.clone()).unwrap_or_default() };
+            l.role = LegRole::Member {
+                call_id: e
+                    .calls
+                    .values()
+                    .find(|c| c.conf_id == conf_id)
+                    .map(|c| c.id.clone())
+                    .unwrap_or_default(),
+            };
         }
         e.touch_leg(leg_id);
         let conf = e.confs.get_mut(conf_id).expect("conference");
         conf.seq += 1;
         let source_id = conf.next_source_id;
         conf.next_source_id += 10;
-        conf.members.push(Member { id: pid.clone(), seq: conf.seq, source_id, joined: true, invited_by: None, ..m });
+        conf.members.push(Member {
+            id: pid.clone(),
+            seq: conf.seq,
+            source_id,
+            joined: true,
+            invited_by: None,
+            ..m
+        });
         e.roster_changed(conf_id);
     }
-    terminate(e, from, ResultInfo::new(200, 5000, "The call was replaced: its participant moved to another call."), None);
+    terminate(
+        e,
+        from,
+        ResultInfo::new(
+            200,
+            5000,
+            "The call was replaced: its participant moved to another call.",
+        ),
+        None,
+    );
     pid
 }
 
-pub(crate) fn invitee_resolved(e: &mut Engine, call_id: &str, op: &str, pid: &str, failure: Option<String>) {
-    let Some(o) = e.calls.get_mut(call_id).and_then(|c| c.operations.get_mut(op)) else { return };
+pub(crate) fn invitee_resolved(
+    e: &mut Engine,
+    call_id: &str,
+    op: &str,
+    pid: &str,
+    failure: Option<String>,
+) {
+    let Some(o) = e
+        .calls
+        .get_mut(call_id)
+        .and_then(|c| c.operations.get_mut(op))
+    else {
+        return;
+    };
     o.pending.retain(|p| p != pid);
     if let Some(f) = failure {
         o.failures.push(f);
@@ -550,7 +923,9 @@ pub(crate) fn invitee_resolved(e: &mut Engine, call_id: &str, op: &str, pid: &st
 }
 
 pub(crate) fn check_invite_done(e: &mut Engine, call_id: &str, op: &str) {
-    let Some(o) = e.calls.get(call_id).and_then(|c| c.operations.get(op)) else { return };
+    let Some(o) = e.calls.get(call_id).and_then(|c| c.operations.get(op)) else {
+        return;
+    };
     if !o.pending.is_empty() {
         return;
     }
@@ -558,7 +933,14 @@ pub(crate) fn check_invite_done(e: &mut Engine, call_id: &str, op: &str) {
         finish_op(e, call_id, op, OperationStatus::Completed, None, None);
     } else {
         let msg = format!("addParticipants failed: {}", o.failures.join("; "));
-        finish_op(e, call_id, op, OperationStatus::Failed, Some(ResultInfo::new(412, 9999, &msg)), None);
+        finish_op(
+            e,
+            call_id,
+            op,
+            OperationStatus::Failed,
+            Some(ResultInfo::new(412, 9999, &msg)),
+            None,
+        );
     }
 }
 
@@ -570,9 +952,14 @@ pub(crate) fn redirect(e: &mut Engine, id: &str, mut req: Redirect) -> Result<Re
     if c.state != CallState::Incoming {
         return Err(ApiError::wrong_state("redirect", c.state));
     }
-    let Some(caller) = caller_leg(e, id) else { return Err(ApiError::wrong_state("redirect", c.state)) };
+    let Some(caller) = caller_leg(e, id) else {
+        return Err(ApiError::wrong_state("redirect", c.state));
+    };
     let from = if req.mask_caller.unwrap_or(false) {
-        ParticipantInfo { identity: IdentitySet::application(&c.app_id, c.app_name.as_deref()), ..Default::default() }
+        ParticipantInfo {
+            identity: IdentitySet::application(&c.app_id, c.app_name.as_deref()),
+            ..Default::default()
+        }
     } else {
         e.legs[&caller].info.clone()
     };
@@ -586,8 +973,23 @@ pub(crate) fn redirect(e: &mut Engine, id: &str, mut req: Redirect) -> Result<Re
     for t in &req.targets {
         let party = t.identity.party().expect("validated");
         let script = script_of(t);
-        let leg = new_leg(e, party.clone(), info_of_target(t), LegRole::RedirectTarget { call_id: id.to_string() }, None, None, script.clone());
-        e.leg_action(LegAction::Ring { leg_id: leg.clone(), to: party, from: from.clone(), script });
+        let leg = new_leg(
+            e,
+            party.clone(),
+            info_of_target(t),
+            LegRole::RedirectTarget {
+                call_id: id.to_string(),
+            },
+            None,
+            None,
+            script.clone(),
+        );
+        e.leg_action(LegAction::Ring {
+            leg_id: leg.clone(),
+            to: party,
+            from: Box::new(from.clone()),
+            script,
+        });
         legs.push(leg);
     }
     let deadline = e.now + timeout_ms;
@@ -598,7 +1000,9 @@ pub(crate) fn redirect(e: &mut Engine, id: &str, mut req: Redirect) -> Result<Re
 }
 
 pub(crate) fn redirect_failed(e: &mut Engine, call_id: &str, result: ResultInfo) {
-    let Some(c) = e.calls.get_mut(call_id) else { return };
+    let Some(c) = e.calls.get_mut(call_id) else {
+        return;
+    };
     let legs = c.redirect.take().map(|r| r.legs).unwrap_or_default();
     for l in legs {
         if e.legs.contains_key(&l) {
@@ -607,7 +1011,10 @@ pub(crate) fn redirect_failed(e: &mut Engine, call_id: &str, result: ResultInfo)
         }
     }
     if let Some(cl) = caller_leg(e, call_id) {
-        e.leg_action(LegAction::Reject { leg_id: cl.clone(), sip_code: if result.code == 408 { 408 } else { 480 } });
+        e.leg_action(LegAction::Reject {
+            leg_id: cl.clone(),
+            sip_code: if result.code == 408 { 408 } else { 480 },
+        });
         end_leg(e, &cl);
     }
     terminate(e, call_id, result, None);
@@ -625,35 +1032,77 @@ pub(crate) fn transfer(e: &mut Engine, id: &str, mut req: Transfer) -> Result<Re
     let target = req.transfer_target.clone().expect("validated");
     // The transferee: the other party of a P2P call, or the named participant of a group call.
     let transferee = match (&c.kind, &req.transferee) {
-        (CallKind::PeerToPeer, _) => e.confs[&conf_id].members.iter().find(|m| matches!(m.endpoint, MemberEndpoint::Leg { .. }) && m.joined).cloned(),
+        (CallKind::PeerToPeer, _) => e.confs[&conf_id]
+            .members
+            .iter()
+            .find(|m| matches!(m.endpoint, MemberEndpoint::Leg { .. }) && m.joined)
+            .cloned(),
         (_, Some(t)) => {
             let want = t.identity.party();
             e.confs[&conf_id]
                 .members
                 .iter()
-                .find(|m| m.joined && (t.participant_id.as_deref().is_some_and(|p| p.eq_ignore_ascii_case(&m.id)) || (want.is_some() && m.info.identity.party() == want)))
+                .find(|m| {
+                    m.joined
+                        && (t
+                            .participant_id
+                            .as_deref()
+                            .is_some_and(|p| p.eq_ignore_ascii_case(&m.id))
+                            || (want.is_some() && m.info.identity.party() == want))
+                })
                 .cloned()
         }
-        (_, None) => return Err(ApiError::bad_request("transferee is required when transferring from a group call.")),
+        (_, None) => {
+            return Err(ApiError::bad_request(
+                "transferee is required when transferring from a group call.",
+            ));
+        }
     };
-    let Some(transferee) = transferee else { return Err(ApiError::bad_request("The transferee is not a participant of this call.")) };
-    let MemberEndpoint::Leg { leg_id: transferee_leg } = transferee.endpoint.clone() else {
-        return Err(ApiError::bad_request("An application cannot be transferred."));
+    let Some(transferee) = transferee else {
+        return Err(ApiError::bad_request(
+            "The transferee is not a participant of this call.",
+        ));
+    };
+    let MemberEndpoint::Leg {
+        leg_id: transferee_leg,
+    } = transferee.endpoint.clone()
+    else {
+        return Err(ApiError::bad_request(
+            "An application cannot be transferred.",
+        ));
     };
     if let Some(r) = &target.replaces_call_id {
         // Consultative transfer: bridge the transferee with the party of the other call.
         let rid = r.to_ascii_lowercase();
-        let Some(rc) = e.calls.get(&rid).filter(|rc| rc.app_id == e.calls[id].app_id && rc.id != id) else {
-            return Err(ApiError::bad_request(format!("replacesCallId '{r}' is not another call of this application.")));
+        let Some(rc) = e
+            .calls
+            .get(&rid)
+            .filter(|rc| rc.app_id == e.calls[id].app_id && rc.id != id)
+        else {
+            return Err(ApiError::bad_request(format!(
+                "replacesCallId '{r}' is not another call of this application."
+            )));
         };
         if rc.state != CallState::Established {
-            return Err(ApiError::bad_request(format!("The call to replace is {}, not established.", rc.state)));
+            return Err(ApiError::bad_request(format!(
+                "The call to replace is {}, not established.",
+                rc.state
+            )));
         }
         let rconf = rc.conf_id.clone();
-        let Some(other) = e.confs[&rconf].members.iter().find(|m| matches!(m.endpoint, MemberEndpoint::Leg { .. }) && m.joined).cloned() else {
-            return Err(ApiError::bad_request("The call to replace has no party to transfer to."));
+        let Some(other) = e.confs[&rconf]
+            .members
+            .iter()
+            .find(|m| matches!(m.endpoint, MemberEndpoint::Leg { .. }) && m.joined)
+            .cloned()
+        else {
+            return Err(ApiError::bad_request(
+                "The call to replace has no party to transfer to.",
+            ));
         };
-        let MemberEndpoint::Leg { leg_id: other_leg } = other.endpoint.clone() else { unreachable!() };
+        let MemberEndpoint::Leg { leg_id: other_leg } = other.endpoint.clone() else {
+            unreachable!()
+        };
         e.set_state(id, CallState::Transferring);
         e.set_state(id, CallState::TransferAccepted);
         let bridge = detach_into_bridge(e, &conf_id, &transferee_leg, &transferee);
@@ -664,16 +1113,40 @@ pub(crate) fn transfer(e: &mut Engine, id: &str, mut req: Transfer) -> Result<Re
         if let Some(l) = e.legs.get(&other_leg).cloned() {
             join_bridge(e, &bridge, &l);
         }
-        terminate(e, &rid, ResultInfo::new(200, 7015, "GracefulTransferCompleted"), Some("AppTransferred"));
+        terminate(
+            e,
+            &rid,
+            ResultInfo::new(200, 7015, "GracefulTransferCompleted"),
+            Some("AppTransferred"),
+        );
         finish_transfer(e, id);
         return Ok(Reply::empty(202));
     }
     let party = target.identity.party().expect("validated");
     let script = script_of(&target);
-    let leg = new_leg(e, party.clone(), info_of_target(&target), LegRole::TransferTarget { call_id: id.to_string() }, None, None, script.clone());
-    e.leg_action(LegAction::Ring { leg_id: leg.clone(), to: party, from: transferee.info.clone(), script });
+    let leg = new_leg(
+        e,
+        party.clone(),
+        info_of_target(&target),
+        LegRole::TransferTarget {
+            call_id: id.to_string(),
+        },
+        None,
+        None,
+        script.clone(),
+    );
+    e.leg_action(LegAction::Ring {
+        leg_id: leg.clone(),
+        to: party,
+        from: Box::new(transferee.info.clone()),
+        script,
+    });
     let deadline = e.now + e.cfg.default_ring_ms;
-    e.calls.get_mut(id).expect("exists").transfer = Some(TransferState { target_leg: Some(leg), transferee_leg, deadline });
+    e.calls.get_mut(id).expect("exists").transfer = Some(TransferState {
+        target_leg: Some(leg),
+        transferee_leg,
+        deadline,
+    });
     e.set_state(id, CallState::Transferring);
     e.touch_call(id);
     Ok(Reply::empty(202))
@@ -687,8 +1160,23 @@ fn detach_into_bridge(e: &mut Engine, conf_id: &str, leg_id: &str, member: &Memb
     }
     e.roster_changed(conf_id);
     let bridge = e.id();
-    let tenant = e.confs.get(conf_id).map(|c| c.tenant_id.clone()).unwrap_or_default();
-    e.confs.insert(bridge.clone(), Conference { id: bridge.clone(), tenant_id: tenant, meeting_id: None, members: vec![], removed: vec![], seq: 0, next_source_id: 1 });
+    let tenant = e
+        .confs
+        .get(conf_id)
+        .map(|c| c.tenant_id.clone())
+        .unwrap_or_default();
+    e.confs.insert(
+        bridge.clone(),
+        Conference {
+            id: bridge.clone(),
+            tenant_id: tenant,
+            meeting_id: None,
+            members: vec![],
+            removed: vec![],
+            seq: 0,
+            next_source_id: 1,
+        },
+    );
     if let Some(l) = e.legs.get(leg_id).cloned() {
         join_bridge(e, &bridge, &l);
     }
@@ -696,14 +1184,30 @@ fn detach_into_bridge(e: &mut Engine, conf_id: &str, leg_id: &str, member: &Memb
 }
 
 fn transfer_answered(e: &mut Engine, call_id: &str, target: &Leg) {
-    let Some(t) = e.calls.get(call_id).and_then(|c| c.transfer.clone()) else { return };
+    let Some(t) = e.calls.get(call_id).and_then(|c| c.transfer.clone()) else {
+        return;
+    };
     if let Some(l) = e.legs.get_mut(&target.id) {
         l.state = LegState::Connected;
     }
     e.set_state(call_id, CallState::TransferAccepted);
     let conf_id = e.calls[call_id].conf_id.clone();
-    let Some(member) = e.confs[&conf_id].members.iter().find(|m| m.endpoint == MemberEndpoint::Leg { leg_id: t.transferee_leg.clone() }).cloned() else {
-        transfer_failed(e, call_id, "The transferee left before the transfer completed.");
+    let Some(member) = e.confs[&conf_id]
+        .members
+        .iter()
+        .find(|m| {
+            m.endpoint
+                == MemberEndpoint::Leg {
+                    leg_id: t.transferee_leg.clone(),
+                }
+        })
+        .cloned()
+    else {
+        transfer_failed(
+            e,
+            call_id,
+            "The transferee left before the transfer completed.",
+        );
         return;
     };
     let bridge = detach_into_bridge(e, &conf_id, &t.transferee_leg, &member);
@@ -714,12 +1218,19 @@ fn transfer_answered(e: &mut Engine, call_id: &str, target: &Leg) {
 }
 
 fn finish_transfer(e: &mut Engine, call_id: &str) {
-    let Some(c) = e.calls.get_mut(call_id) else { return };
+    let Some(c) = e.calls.get_mut(call_id) else {
+        return;
+    };
     c.transfer = None;
     c.media_active = false;
     e.touch_call(call_id);
     if e.calls[call_id].kind == CallKind::PeerToPeer {
-        terminate(e, call_id, ResultInfo::new(0, 7015, "GracefulTransferCompleted"), None);
+        terminate(
+            e,
+            call_id,
+            ResultInfo::new(0, 7015, "GracefulTransferCompleted"),
+            None,
+        );
     } else {
         e.calls.get_mut(call_id).expect("exists").media_active = true;
         e.set_state(call_id, CallState::Established);
@@ -727,7 +1238,9 @@ fn finish_transfer(e: &mut Engine, call_id: &str) {
 }
 
 pub(crate) fn transfer_failed(e: &mut Engine, call_id: &str, message: &str) {
-    let Some(c) = e.calls.get_mut(call_id) else { return };
+    let Some(c) = e.calls.get_mut(call_id) else {
+        return;
+    };
     let Some(t) = c.transfer.take() else { return };
     if let Some(l) = t.target_leg
         && e.legs.contains_key(&l)
@@ -747,12 +1260,24 @@ pub(crate) fn transfer_failed(e: &mut Engine, call_id: &str, message: &str) {
 
 /// Find the meeting a create-call body joins (reference §3.5). An unknown chat thread with an
 /// organizer creates the meeting on first join, so bots can meet on any agreed thread id.
-pub(crate) fn resolve_meeting(e: &mut Engine, app: &AppCtx, req: &CreateCall) -> Result<String, ApiError> {
+pub(crate) fn resolve_meeting(
+    e: &mut Engine,
+    app: &AppCtx,
+    req: &CreateCall,
+) -> Result<String, ApiError> {
     let tenant = &app.tenant_id;
     match req.meeting_info.as_ref().expect("checked") {
         MeetingInfo::Organizer { organizer, .. } => {
-            let thread = req.chat_info.as_ref().and_then(|c| c.thread_id.clone()).expect("validated");
-            if let Some(m) = e.meetings.values().find(|m| &m.tenant_id == tenant && m.thread_id == thread) {
+            let thread = req
+                .chat_info
+                .as_ref()
+                .and_then(|c| c.thread_id.clone())
+                .expect("validated");
+            if let Some(m) = e
+                .meetings
+                .values()
+                .find(|m| &m.tenant_id == tenant && m.thread_id == thread)
+            {
                 return Ok(m.id.clone());
             }
             let id = e.id();
@@ -764,7 +1289,7 @@ pub(crate) fn resolve_meeting(e: &mut Engine, app: &AppCtx, req: &CreateCall) ->
                     thread_id: thread,
                     join_meeting_id: String::new(),
                     passcode: String::new(),
-                    organizer: organizer.clone(),
+                    organizer: (**organizer).clone(),
                     subject: req.subject.clone(),
                     join_web_url: String::new(),
                     created_at: e.now,
@@ -782,15 +1307,32 @@ pub(crate) fn resolve_meeting(e: &mut Engine, app: &AppCtx, req: &CreateCall) ->
             .find(|m| &m.tenant_id == tenant && (m.id == *token || m.join_web_url == *token))
             .map(|m| m.id.clone())
             .ok_or_else(|| ApiError::not_found("Meeting for tokenMeetingInfo", token)),
-        MeetingInfo::JoinMeetingId { join_meeting_id, passcode, .. } => {
-            let wanted: String = join_meeting_id.chars().filter(|c| !c.is_whitespace()).collect();
+        MeetingInfo::JoinMeetingId {
+            join_meeting_id,
+            passcode,
+            ..
+        } => {
+            let wanted: String = join_meeting_id
+                .chars()
+                .filter(|c| !c.is_whitespace())
+                .collect();
             let m = e
                 .meetings
                 .values()
-                .find(|m| &m.tenant_id == tenant && !m.join_meeting_id.is_empty() && m.join_meeting_id == wanted)
-                .ok_or_else(|| ApiError::not_found("Meeting with joinMeetingId", join_meeting_id))?;
+                .find(|m| {
+                    &m.tenant_id == tenant
+                        && !m.join_meeting_id.is_empty()
+                        && m.join_meeting_id == wanted
+                })
+                .ok_or_else(|| {
+                    ApiError::not_found("Meeting with joinMeetingId", join_meeting_id)
+                })?;
             if passcode.as_deref().unwrap_or("") != m.passcode {
-                return Err(ApiError { status: 403, code: "Forbidden".into(), message: "The meeting passcode is wrong or missing.".into() });
+                return Err(ApiError {
+                    status: 403,
+                    code: "Forbidden".into(),
+                    message: "The meeting passcode is wrong or missing.".into(),
+                });
             }
             Ok(m.id.clone())
         }
@@ -806,7 +1348,18 @@ pub(crate) fn meeting_conference(e: &mut Engine, meeting_id: &str) -> String {
     }
     let conf_id = e.id();
     let tenant = e.meetings[meeting_id].tenant_id.clone();
-    e.confs.insert(conf_id.clone(), Conference { id: conf_id.clone(), tenant_id: tenant, meeting_id: Some(meeting_id.to_string()), members: vec![], removed: vec![], seq: 0, next_source_id: 1 });
+    e.confs.insert(
+        conf_id.clone(),
+        Conference {
+            id: conf_id.clone(),
+            tenant_id: tenant,
+            meeting_id: Some(meeting_id.to_string()),
+            members: vec![],
+            removed: vec![],
+            seq: 0,
+            next_source_id: 1,
+        },
+    );
     e.meetings.get_mut(meeting_id).expect("exists").conf_id = Some(conf_id.clone());
     e.touch_meeting(meeting_id);
     e.touch_conf(&conf_id);

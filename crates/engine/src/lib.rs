@@ -2,11 +2,11 @@
 //! effects (notifications, leg actions, fetches) and the set of objects to persist.
 //! It never opens a socket, reads a clock or draws a random number.
 
-pub mod model;
-pub mod render;
 mod actions;
 mod legs;
 mod media;
+pub mod model;
+pub mod render;
 
 use graph::*;
 pub use model::*;
@@ -30,13 +30,25 @@ pub struct ApiError {
 
 impl ApiError {
     pub fn bad_request(msg: impl Into<String>) -> ApiError {
-        ApiError { status: 400, code: "BadRequest".into(), message: msg.into() }
+        ApiError {
+            status: 400,
+            code: "BadRequest".into(),
+            message: msg.into(),
+        }
     }
     pub fn call_not_found() -> ApiError {
-        ApiError { status: 404, code: "8522".into(), message: "Call not found.".into() }
+        ApiError {
+            status: 404,
+            code: "8522".into(),
+            message: "Call not found.".into(),
+        }
     }
     pub fn not_found(what: &str, id: &str) -> ApiError {
-        ApiError { status: 404, code: "ItemNotFound".into(), message: format!("{what} '{id}' not found.") }
+        ApiError {
+            status: 404,
+            code: "ItemNotFound".into(),
+            message: format!("{what} '{id}' not found."),
+        }
     }
     pub fn wrong_state(action: &str, state: CallState) -> ApiError {
         ApiError {
@@ -46,7 +58,11 @@ impl ApiError {
         }
     }
     pub fn conflict(msg: impl Into<String>) -> ApiError {
-        ApiError { status: 409, code: "Conflict".into(), message: msg.into() }
+        ApiError {
+            status: 409,
+            code: "Conflict".into(),
+            message: msg.into(),
+        }
     }
 }
 
@@ -60,10 +76,18 @@ pub struct Reply {
 
 impl Reply {
     pub fn empty(status: u16) -> Reply {
-        Reply { status, body: None, location: None }
+        Reply {
+            status,
+            body: None,
+            location: None,
+        }
     }
     pub fn json(status: u16, body: Value) -> Reply {
-        Reply { status, body: Some(body), location: None }
+        Reply {
+            status,
+            body: Some(body),
+            location: None,
+        }
     }
 }
 
@@ -82,13 +106,35 @@ pub struct Notification {
 /// What the engine asks an endpoint (simulated, SIP, WebRTC) to do with a leg.
 #[derive(Debug, Clone, PartialEq)]
 pub enum LegAction {
-    Ring { leg_id: String, to: Party, from: ParticipantInfo, script: Option<Value> },
-    Answer { leg_id: String },
-    Reject { leg_id: String, sip_code: u16 },
-    Cancel { leg_id: String },
-    Hangup { leg_id: String, reason: String },
-    SendTones { leg_id: String, tones: Vec<Tone>, delay_ms: u64 },
-    HoldMusic { leg_id: String, on: bool },
+    Ring {
+        leg_id: String,
+        to: Party,
+        from: Box<ParticipantInfo>,
+        script: Option<Value>,
+    },
+    Answer {
+        leg_id: String,
+    },
+    Reject {
+        leg_id: String,
+        sip_code: u16,
+    },
+    Cancel {
+        leg_id: String,
+    },
+    Hangup {
+        leg_id: String,
+        reason: String,
+    },
+    SendTones {
+        leg_id: String,
+        tones: Vec<Tone>,
+        delay_ms: u64,
+    },
+    HoldMusic {
+        leg_id: String,
+        on: bool,
+    },
 }
 
 impl LegAction {
@@ -111,7 +157,10 @@ pub enum LegEvent {
     Ringing,
     Answered,
     /// The far end refused or could not be reached: SIP-like status (404, 480, 486, 603, 408).
-    Failed { sip_code: u16, reason: String },
+    Failed {
+        sip_code: u16,
+        reason: String,
+    },
     HungUp,
     Held,
     Resumed,
@@ -123,9 +172,20 @@ pub enum Effect {
     Notify(Notification),
     Leg(LegAction),
     /// Fetch a prompt and report its playing time with [`Engine::prompt_fetched`].
-    FetchPrompt { call_id: String, op_id: String, index: usize, uri: String, resource_id: Option<String> },
+    FetchPrompt {
+        call_id: String,
+        op_id: String,
+        index: usize,
+        uri: String,
+        resource_id: Option<String>,
+    },
     /// A recordResponse finished: write `duration_ms` of what was heard under `id`.
-    SaveRecording { id: String, call_id: String, token: String, duration_ms: u64 },
+    SaveRecording {
+        id: String,
+        call_id: String,
+        token: String,
+        duration_ms: u64,
+    },
 }
 
 pub trait IdSource: Send {
@@ -168,6 +228,9 @@ impl Default for Config {
 }
 
 /// Commands from the API: one variant per Graph action (reference §0).
+// Each command is built once per request and moved straight into the engine: boxing the
+// larger request bodies would buy nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone)]
 pub enum Command {
     CreateCall(Box<requests::CreateCall>),
@@ -178,7 +241,7 @@ pub enum Command {
     Answer(requests::Answer),
     Reject(requests::Reject),
     Redirect(requests::Redirect),
-    Transfer(requests::Transfer),
+    Transfer(Box<requests::Transfer>),
     ListParticipants,
     GetParticipant(String),
     DeleteParticipant(String),
@@ -253,7 +316,14 @@ impl Engine {
     // ---------------------------------------------------------------- inputs
 
     /// Handle one API command. `call_id` is the `{id}` path segment where the route has one.
-    pub fn handle_api(&mut self, now: Ms, app: &AppCtx, call_id: Option<&str>, cmd: Command, ver: Version) -> Result<Reply, ApiError> {
+    pub fn handle_api(
+        &mut self,
+        now: Ms,
+        app: &AppCtx,
+        call_id: Option<&str>,
+        cmd: Command,
+        ver: Version,
+    ) -> Result<Reply, ApiError> {
         self.now = self.now.max(now);
         let r = actions::dispatch(self, app, call_id, cmd, ver);
         self.flush();
@@ -267,7 +337,14 @@ impl Engine {
     }
 
     /// A caller (simulated user, SIP UA, …) rings an application: creates the incoming call.
-    pub fn incoming_call(&mut self, now: Ms, app: &AppCtx, webhook: &str, caller: ParticipantInfo, script: Option<Value>) -> (String, String) {
+    pub fn incoming_call(
+        &mut self,
+        now: Ms,
+        app: &AppCtx,
+        webhook: &str,
+        caller: ParticipantInfo,
+        script: Option<Value>,
+    ) -> (String, String) {
         self.now = self.now.max(now);
         let r = legs::incoming(self, app, webhook, caller, script);
         self.flush();
@@ -275,7 +352,14 @@ impl Engine {
     }
 
     /// The result of an [`Effect::FetchPrompt`]: the prompt's playing time, or why it can't play.
-    pub fn prompt_fetched(&mut self, now: Ms, call_id: &str, op_id: &str, index: usize, result: Result<u64, String>) {
+    pub fn prompt_fetched(
+        &mut self,
+        now: Ms,
+        call_id: &str,
+        op_id: &str,
+        index: usize,
+        result: Result<u64, String>,
+    ) {
         self.now = self.now.max(now);
         media::prompt_fetched(self, call_id, op_id, index, result);
         self.flush();
@@ -301,19 +385,37 @@ impl Engine {
         self.timers.first().map(|(t, _)| *t)
     }
 
-    pub fn create_meeting(&mut self, now: Ms, app: &AppCtx, subject: Option<String>, organizer: IdentitySet, start: Option<String>, end: Option<String>) -> Value {
+    pub fn create_meeting(
+        &mut self,
+        now: Ms,
+        app: &AppCtx,
+        subject: Option<String>,
+        organizer: IdentitySet,
+        start: Option<String>,
+        end: Option<String>,
+    ) -> Value {
         self.now = self.now.max(now);
         let id = self.id();
         let n = self.meetings.len() as u64 + 1;
         let digits: String = id.chars().filter(|c| c.is_ascii_hexdigit()).collect();
-        let numeric: u64 = u64::from_str_radix(&digits[digits.len().saturating_sub(10)..], 16).unwrap_or(n);
+        let numeric: u64 =
+            u64::from_str_radix(&digits[digits.len().saturating_sub(10)..], 16).unwrap_or(n);
         let join_meeting_id = format!("{:012}", numeric % 1_000_000_000_000);
         let passcode = format!("{:06}", (numeric / 7) % 1_000_000);
-        let thread_id = format!("19:meeting_{}@thread.v2", digits.get(..24).unwrap_or(&digits));
+        let thread_id = format!(
+            "19:meeting_{}@thread.v2",
+            digits.get(..24).unwrap_or(&digits)
+        );
         let oid = organizer.party().map(|p| match p {
-            Party::User(s) | Party::Application(s) | Party::ApplicationInstance(s) | Party::Phone(s) | Party::Guest(s) => s,
+            Party::User(s)
+            | Party::Application(s)
+            | Party::ApplicationInstance(s)
+            | Party::Phone(s)
+            | Party::Guest(s) => s,
         });
-        let context = json!({"Tid": app.tenant_id, "Oid": oid.unwrap_or_else(|| app.app_id.clone())}).to_string();
+        let context =
+            json!({"Tid": app.tenant_id, "Oid": oid.unwrap_or_else(|| app.app_id.clone())})
+                .to_string();
         let enc = |s: &str| {
             let mut out = String::new();
             for b in s.bytes() {
@@ -353,7 +455,10 @@ impl Engine {
     }
 
     pub fn get_meeting(&self, tenant_id: &str, id: &str) -> Option<Value> {
-        self.meetings.get(id).filter(|m| m.tenant_id == tenant_id).map(|m| render::meeting(m, &self.cfg.public_url))
+        self.meetings
+            .get(id)
+            .filter(|m| m.tenant_id == tenant_id)
+            .map(|m| render::meeting(m, &self.cfg.public_url))
     }
 
     // ---------------------------------------------------------------- outputs
@@ -377,10 +482,22 @@ impl Engine {
             .into_iter()
             .map(|(k, id)| {
                 let v = match k {
-                    ObjKind::Call => self.calls.get(&id).map(|c| serde_json::to_value(c).unwrap_or_default()),
-                    ObjKind::Conference => self.confs.get(&id).map(|c| serde_json::to_value(c).unwrap_or_default()),
-                    ObjKind::Leg => self.legs.get(&id).map(|c| serde_json::to_value(c).unwrap_or_default()),
-                    ObjKind::Meeting => self.meetings.get(&id).map(|c| serde_json::to_value(c).unwrap_or_default()),
+                    ObjKind::Call => self
+                        .calls
+                        .get(&id)
+                        .map(|c| serde_json::to_value(c).unwrap_or_default()),
+                    ObjKind::Conference => self
+                        .confs
+                        .get(&id)
+                        .map(|c| serde_json::to_value(c).unwrap_or_default()),
+                    ObjKind::Leg => self
+                        .legs
+                        .get(&id)
+                        .map(|c| serde_json::to_value(c).unwrap_or_default()),
+                    ObjKind::Meeting => self
+                        .meetings
+                        .get(&id)
+                        .map(|c| serde_json::to_value(c).unwrap_or_default()),
                 };
                 (k, id, v)
             })
@@ -414,7 +531,18 @@ impl Engine {
 
     /// Legs that are live after a restore: endpoints re-attach to them.
     pub fn live_legs(&self) -> Vec<(String, Party, LegState, Option<Value>)> {
-        self.legs.values().filter(|l| l.state != LegState::Ended).map(|l| (l.id.clone(), l.party.clone(), l.state.clone(), l.script.clone())).collect()
+        self.legs
+            .values()
+            .filter(|l| l.state != LegState::Ended)
+            .map(|l| {
+                (
+                    l.id.clone(),
+                    l.party.clone(),
+                    l.state.clone(),
+                    l.script.clone(),
+                )
+            })
+            .collect()
     }
 
     pub fn call_count(&self) -> usize {
@@ -473,8 +601,16 @@ impl Engine {
     }
 
     /// Notify a call's bot (reference §6). `data` is the partial resource.
-    pub(crate) fn notify(&mut self, call_id: &str, change: ChangeType, resource_suffix: &str, data: Value) {
-        let Some(c) = self.calls.get(call_id) else { return };
+    pub(crate) fn notify(
+        &mut self,
+        call_id: &str,
+        change: ChangeType,
+        resource_suffix: &str,
+        data: Value,
+    ) {
+        let Some(c) = self.calls.get(call_id) else {
+            return;
+        };
         let url = format!("/communications/calls/{}{}", c.id, resource_suffix);
         let body = json!({
             "@odata.type": "#microsoft.graph.commsNotifications",
@@ -500,7 +636,9 @@ impl Engine {
 
     /// A call `updated` notification with `state` plus the given fields.
     pub(crate) fn notify_call(&mut self, call_id: &str, fields: Value) {
-        let Some(c) = self.calls.get(call_id) else { return };
+        let Some(c) = self.calls.get(call_id) else {
+            return;
+        };
         let mut data = json!({"@odata.type":"#microsoft.graph.call","@odata.id":format!("/communications/calls/{}", c.id),"id":c.id,"state":c.state});
         if let (Value::Object(d), Value::Object(f)) = (&mut data, fields) {
             d.extend(f);
@@ -524,8 +662,12 @@ impl Engine {
         for conf_id in confs {
             actions::send_rosters(self, &conf_id);
         }
-        let touched: Vec<String> =
-            self.dirty.iter().filter(|(k, _)| *k == ObjKind::Call).map(|(_, id)| id.clone()).collect();
+        let touched: Vec<String> = self
+            .dirty
+            .iter()
+            .filter(|(k, _)| *k == ObjKind::Call)
+            .map(|(_, id)| id.clone())
+            .collect();
         for id in touched {
             self.refresh_timer(&id);
         }

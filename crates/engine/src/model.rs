@@ -129,9 +129,17 @@ pub enum MediaPhase {
     Queued,
     /// Prompts being fetched: their durations are not known yet.
     Fetching,
-    Playing { until: Option<Ms> },
-    Beep { until: Ms },
-    Recording { started: Ms, max_until: Ms, silence_until: Ms },
+    Playing {
+        until: Option<Ms>,
+    },
+    Beep {
+        until: Ms,
+    },
+    Recording {
+        started: Ms,
+        max_until: Ms,
+        silence_until: Ms,
+    },
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -165,7 +173,10 @@ pub struct Operation {
 
 impl Operation {
     pub fn is_final(&self) -> bool {
-        matches!(self.status, OperationStatus::Completed | OperationStatus::Failed)
+        matches!(
+            self.status,
+            OperationStatus::Completed | OperationStatus::Failed
+        )
     }
 }
 

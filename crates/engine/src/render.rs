@@ -43,7 +43,10 @@ fn chrono_like(secs: i64, nanos: u32) -> String {
 pub fn participant_info(info: &ParticipantInfo) -> Value {
     let mut v = serde_json::to_value(info).unwrap_or_default();
     if let Value::Object(m) = &mut v {
-        m.insert("@odata.type".into(), "#microsoft.graph.participantInfo".into());
+        m.insert(
+            "@odata.type".into(),
+            "#microsoft.graph.participantInfo".into(),
+        );
     }
     v
 }
@@ -51,7 +54,10 @@ pub fn participant_info(info: &ParticipantInfo) -> Value {
 pub fn invitation_info(info: &InvitationParticipantInfo) -> Value {
     let mut v = serde_json::to_value(info).unwrap_or_default();
     if let Value::Object(m) = &mut v {
-        m.insert("@odata.type".into(), "#microsoft.graph.invitationParticipantInfo".into());
+        m.insert(
+            "@odata.type".into(),
+            "#microsoft.graph.invitationParticipantInfo".into(),
+        );
     }
     v
 }
@@ -105,12 +111,28 @@ pub fn operation(op: &Operation) -> Value {
     });
     match op.kind {
         OpKind::PlayPrompt | OpKind::SendDtmfTones => {
-            v["completionReason"] = op.completion_reason.clone().map(Value::String).unwrap_or(Value::Null);
+            v["completionReason"] = op
+                .completion_reason
+                .clone()
+                .map(Value::String)
+                .unwrap_or(Value::Null);
         }
         OpKind::Record => {
-            v["completionReason"] = op.completion_reason.clone().map(Value::String).unwrap_or(Value::Null);
-            v["recordingLocation"] = op.recording_location.clone().map(Value::String).unwrap_or(Value::Null);
-            v["recordingAccessToken"] = op.recording_access_token.clone().map(Value::String).unwrap_or(Value::Null);
+            v["completionReason"] = op
+                .completion_reason
+                .clone()
+                .map(Value::String)
+                .unwrap_or(Value::Null);
+            v["recordingLocation"] = op
+                .recording_location
+                .clone()
+                .map(Value::String)
+                .unwrap_or(Value::Null);
+            v["recordingAccessToken"] = op
+                .recording_access_token
+                .clone()
+                .map(Value::String)
+                .unwrap_or(Value::Null);
         }
         OpKind::InviteParticipants | OpKind::MuteParticipants => {
             v["participants"] = op.participants.clone().unwrap_or(Value::Array(vec![]));
@@ -134,27 +156,76 @@ pub fn call(c: &Call, ver: Version) -> Value {
     put("callChainId", c.call_chain_id.clone().into());
     put("callRoutes", json!([]));
     put("source", participant_info(&c.source));
-    put("targets", Value::Array(c.targets.iter().map(invitation_info).collect()));
+    put(
+        "targets",
+        Value::Array(c.targets.iter().map(invitation_info).collect()),
+    );
     put("requestedModalities", json!(c.requested_modalities));
-    put("mediaConfig", c.media_config.as_ref().map(MediaConfig::to_value).unwrap_or(Value::Null));
-    put("chatInfo", c.chat_info.as_ref().map(chat_info).unwrap_or(Value::Null));
-    put("meetingInfo", c.meeting_info.as_ref().map(MeetingInfo::to_value).unwrap_or(Value::Null));
+    put(
+        "mediaConfig",
+        c.media_config
+            .as_ref()
+            .map(MediaConfig::to_value)
+            .unwrap_or(Value::Null),
+    );
+    put(
+        "chatInfo",
+        c.chat_info.as_ref().map(chat_info).unwrap_or(Value::Null),
+    );
+    put(
+        "meetingInfo",
+        c.meeting_info
+            .as_ref()
+            .map(MeetingInfo::to_value)
+            .unwrap_or(Value::Null),
+    );
     put("tenantId", c.tenant_id.clone().into());
     put("myParticipantId", c.my_participant_id.clone().into());
-    put("subject", c.subject.clone().map(Value::String).unwrap_or(Value::Null));
+    put(
+        "subject",
+        c.subject.clone().map(Value::String).unwrap_or(Value::Null),
+    );
     put("mediaState", media_state(c));
-    put("resultInfo", c.result_info.as_ref().map(ResultInfo::to_value).unwrap_or(Value::Null));
+    put(
+        "resultInfo",
+        c.result_info
+            .as_ref()
+            .map(ResultInfo::to_value)
+            .unwrap_or(Value::Null),
+    );
     put("toneInfo", tone_info(c));
     put("transcription", transcription(c));
     put("callOptions", call_options(&c.call_options));
     put("incomingContext", Value::Null);
     if ver == Version::Beta {
-        put("activeModalities", if c.media_active { json!(c.requested_modalities) } else { json!([]) });
-        put("answeredBy", c.answered_by.as_ref().map(participant_info).unwrap_or(Value::Null));
+        put(
+            "activeModalities",
+            if c.media_active {
+                json!(c.requested_modalities)
+            } else {
+                json!([])
+            },
+        );
+        put(
+            "answeredBy",
+            c.answered_by
+                .as_ref()
+                .map(participant_info)
+                .unwrap_or(Value::Null),
+        );
         put("meetingCapability", Value::Null);
         put("routingPolicies", json!([]));
-        put("ringingTimeoutInSeconds", c.ringing_timeout_s.map(Value::from).unwrap_or(Value::Null));
-        put("terminationReason", c.termination_reason.clone().map(Value::String).unwrap_or(Value::Null));
+        put(
+            "ringingTimeoutInSeconds",
+            c.ringing_timeout_s.map(Value::from).unwrap_or(Value::Null),
+        );
+        put(
+            "terminationReason",
+            c.termination_reason
+                .clone()
+                .map(Value::String)
+                .unwrap_or(Value::Null),
+        );
     }
     for (k, v) in &c.extra {
         m.entry(k.clone()).or_insert_with(|| v.clone());
@@ -181,13 +252,17 @@ pub fn call_options(o: &CallOptions) -> Value {
 pub fn media_state(c: &Call) -> Value {
     match c.state {
         CallState::Incoming | CallState::Establishing | CallState::Ringing => Value::Null,
-        _ => json!({"@odata.type":"#microsoft.graph.callMediaState","audio": if c.media_active { "active" } else { "inactive" }}),
+        _ => {
+            json!({"@odata.type":"#microsoft.graph.callMediaState","audio": if c.media_active { "active" } else { "inactive" }})
+        }
     }
 }
 
 pub fn tone_info(c: &Call) -> Value {
     match c.tone_info {
-        Some((seq, tone)) => json!({"@odata.type":"#microsoft.graph.toneInfo","sequenceId":seq,"tone":tone}),
+        Some((seq, tone)) => {
+            json!({"@odata.type":"#microsoft.graph.toneInfo","sequenceId":seq,"tone":tone})
+        }
         None => Value::Null,
     }
 }

@@ -116,17 +116,43 @@ impl Tone {
     /// The DTMF character for a tone (`tone1` → '1', `pound` → '#').
     pub fn to_char(self) -> char {
         match self {
-            Tone::Tone0 => '0', Tone::Tone1 => '1', Tone::Tone2 => '2', Tone::Tone3 => '3', Tone::Tone4 => '4',
-            Tone::Tone5 => '5', Tone::Tone6 => '6', Tone::Tone7 => '7', Tone::Tone8 => '8', Tone::Tone9 => '9',
-            Tone::Star => '*', Tone::Pound => '#', Tone::A => 'A', Tone::B => 'B', Tone::C => 'C', Tone::D => 'D',
+            Tone::Tone0 => '0',
+            Tone::Tone1 => '1',
+            Tone::Tone2 => '2',
+            Tone::Tone3 => '3',
+            Tone::Tone4 => '4',
+            Tone::Tone5 => '5',
+            Tone::Tone6 => '6',
+            Tone::Tone7 => '7',
+            Tone::Tone8 => '8',
+            Tone::Tone9 => '9',
+            Tone::Star => '*',
+            Tone::Pound => '#',
+            Tone::A => 'A',
+            Tone::B => 'B',
+            Tone::C => 'C',
+            Tone::D => 'D',
             Tone::Flash => '!',
         }
     }
     pub fn from_char(c: char) -> Option<Tone> {
         Some(match c.to_ascii_uppercase() {
-            '0' => Tone::Tone0, '1' => Tone::Tone1, '2' => Tone::Tone2, '3' => Tone::Tone3, '4' => Tone::Tone4,
-            '5' => Tone::Tone5, '6' => Tone::Tone6, '7' => Tone::Tone7, '8' => Tone::Tone8, '9' => Tone::Tone9,
-            '*' => Tone::Star, '#' => Tone::Pound, 'A' => Tone::A, 'B' => Tone::B, 'C' => Tone::C, 'D' => Tone::D,
+            '0' => Tone::Tone0,
+            '1' => Tone::Tone1,
+            '2' => Tone::Tone2,
+            '3' => Tone::Tone3,
+            '4' => Tone::Tone4,
+            '5' => Tone::Tone5,
+            '6' => Tone::Tone6,
+            '7' => Tone::Tone7,
+            '8' => Tone::Tone8,
+            '9' => Tone::Tone9,
+            '*' => Tone::Star,
+            '#' => Tone::Pound,
+            'A' => Tone::A,
+            'B' => Tone::B,
+            'C' => Tone::C,
+            'D' => Tone::D,
             '!' => Tone::Flash,
             _ => return None,
         })
@@ -151,8 +177,13 @@ mod tests {
         assert_eq!(s, CallState::Established);
         let s: CallState = serde_json::from_str("3").unwrap();
         assert_eq!(s, CallState::Established);
-        assert_eq!(serde_json::to_string(&CallState::TransferAccepted).unwrap(), "\"transferAccepted\"");
-        let err = serde_json::from_str::<RejectReason>("\"maybe\"").unwrap_err().to_string();
+        assert_eq!(
+            serde_json::to_string(&CallState::TransferAccepted).unwrap(),
+            "\"transferAccepted\""
+        );
+        let err = serde_json::from_str::<RejectReason>("\"maybe\"")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("none, busy, forbidden"), "{err}");
     }
 

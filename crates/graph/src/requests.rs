@@ -19,7 +19,11 @@ pub const MAX_STRING: usize = 2048;
 /// Parse a JSON body; the error names the path of the offending field.
 /// An empty body counts as `{}` (actions whose parameters are all optional).
 pub fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, String> {
-    let body = if body.iter().all(|b| b.is_ascii_whitespace()) { b"{}".as_slice() } else { body };
+    let body = if body.iter().all(|b| b.is_ascii_whitespace()) {
+        b"{}".as_slice()
+    } else {
+        body
+    };
     let de = &mut serde_json::Deserializer::from_slice(body);
     match serde_path_to_error::deserialize::<_, T>(de) {
         Ok(v) => Ok(v),
@@ -31,7 +35,10 @@ pub fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, String> {
             } else if path == "." || path.is_empty() {
                 Err(format!("Invalid request body: {inner}"))
             } else {
-                Err(format!("Invalid value for '{path}': {}", strip_position(&inner.to_string())))
+                Err(format!(
+                    "Invalid value for '{path}': {}",
+                    strip_position(&inner.to_string())
+                ))
             }
         }
     }
@@ -46,9 +53,10 @@ fn strip_position(msg: &str) -> String {
 
 pub fn check_client_context(cc: &Option<String>) -> Result<(), String> {
     match cc {
-        Some(c) if c.chars().count() > MAX_CLIENT_CONTEXT => {
-            Err(format!("clientContext is {} characters; the limit is {MAX_CLIENT_CONTEXT}", c.chars().count()))
-        }
+        Some(c) if c.chars().count() > MAX_CLIENT_CONTEXT => Err(format!(
+            "clientContext is {} characters; the limit is {MAX_CLIENT_CONTEXT}",
+            c.chars().count()
+        )),
         _ => Ok(()),
     }
 }
@@ -56,7 +64,9 @@ pub fn check_client_context(cc: &Option<String>) -> Result<(), String> {
 fn check_targets(field: &str, targets: &[InvitationParticipantInfo]) -> Result<(), String> {
     for (i, t) in targets.iter().enumerate() {
         if t.identity.party().is_none() {
-            return Err(format!("{field}[{i}].identity names no user, application, applicationInstance, phone or guest with an id"));
+            return Err(format!(
+                "{field}[{i}].identity names no user, application, applicationInstance, phone or guest with an id"
+            ));
         }
     }
     Ok(())
@@ -67,8 +77,13 @@ pub fn check_callback_uri(uri: &str) -> Result<(), String> {
     if uri.len() > MAX_STRING {
         return Err("callbackUri is too long".into());
     }
-    if !(lower.starts_with("https://") || lower.starts_with("http://")) || uri.len() < 10 || uri.contains(char::is_whitespace) {
-        return Err(format!("callbackUri '{uri}' is not an absolute http(s) URL"));
+    if !(lower.starts_with("https://") || lower.starts_with("http://"))
+        || uri.len() < 10
+        || uri.contains(char::is_whitespace)
+    {
+        return Err(format!(
+            "callbackUri '{uri}' is not an absolute http(s) URL"
+        ));
     }
     Ok(())
 }
@@ -104,14 +119,31 @@ pub struct CreateCall {
 
 /// Keys of `call` that are server-populated or handled above; everything else in `extra` is echoed.
 const CALL_READ_ONLY: &[&str] = &[
-    "@odata.type", "@odata.context", "id", "state", "direction", "myParticipantId", "callChainId", "resultInfo",
-    "mediaState", "toneInfo", "transcription", "answeredBy", "activeModalities", "terminationReason",
-    "callRoutes", "incomingContext", "meetingCapability", "routingPolicies",
+    "@odata.type",
+    "@odata.context",
+    "id",
+    "state",
+    "direction",
+    "myParticipantId",
+    "callChainId",
+    "resultInfo",
+    "mediaState",
+    "toneInfo",
+    "transcription",
+    "answeredBy",
+    "activeModalities",
+    "terminationReason",
+    "callRoutes",
+    "incomingContext",
+    "meetingCapability",
+    "routingPolicies",
 ];
 
 impl CreateCall {
     pub fn validate(&mut self) -> Result<(), String> {
-        let Some(cb) = &self.callback_uri else { return Err("callbackUri is required".into()) };
+        let Some(cb) = &self.callback_uri else {
+            return Err("callbackUri is required".into());
+        };
         check_callback_uri(cb)?;
         if self.media_config.is_none() {
             return Err("mediaConfig is required (#microsoft.graph.serviceHostedMediaConfig or #microsoft.graph.appHostedMediaConfig)".into());
@@ -127,7 +159,11 @@ impl CreateCall {
             return Err("targets cannot be combined with chatInfo/meetingInfo; join the meeting, then invite".into());
         }
         if let Some(MeetingInfo::Organizer { .. }) = &self.meeting_info
-            && self.chat_info.as_ref().and_then(|c| c.thread_id.as_ref()).is_none()
+            && self
+                .chat_info
+                .as_ref()
+                .and_then(|c| c.thread_id.as_ref())
+                .is_none()
         {
             return Err("organizerMeetingInfo must be combined with chatInfo.threadId".into());
         }
@@ -135,13 +171,18 @@ impl CreateCall {
             return Err("chatInfo needs meetingInfo (organizerMeetingInfo)".into());
         }
         if self.targets.len() > MAX_GROUP_TARGETS {
-            return Err(format!("A call can be created with at most {MAX_GROUP_TARGETS} targets; got {}", self.targets.len()));
+            return Err(format!(
+                "A call can be created with at most {MAX_GROUP_TARGETS} targets; got {}",
+                self.targets.len()
+            ));
         }
         check_targets("targets", &self.targets)?;
         if let Some(t) = self.ringing_timeout_in_seconds
             && !(1..=MAX_RINGING_TIMEOUT).contains(&t)
         {
-            return Err(format!("ringingTimeoutInSeconds must be between 1 and {MAX_RINGING_TIMEOUT}; got {t}"));
+            return Err(format!(
+                "ringingTimeoutInSeconds must be between 1 and {MAX_RINGING_TIMEOUT}; got {t}"
+            ));
         }
         if self.subject.as_ref().is_some_and(|s| s.len() > MAX_STRING) {
             return Err("subject is too long".into());
@@ -183,10 +224,21 @@ impl Answer {
         if self.media_config.is_none() {
             return Err("mediaConfig is required".into());
         }
-        if self.accepted_modalities.iter().any(|m| !matches!(m, Modality::Audio | Modality::Video | Modality::VideoBasedScreenSharing)) {
-            return Err("acceptedModalities may contain audio, video and videoBasedScreenSharing only".into());
+        if self.accepted_modalities.iter().any(|m| {
+            !matches!(
+                m,
+                Modality::Audio | Modality::Video | Modality::VideoBasedScreenSharing
+            )
+        }) {
+            return Err(
+                "acceptedModalities may contain audio, video and videoBasedScreenSharing only"
+                    .into(),
+            );
         }
-        if self.participant_capacity.is_some_and(|c| !(0..=10_000).contains(&c)) {
+        if self
+            .participant_capacity
+            .is_some_and(|c| !(0..=10_000).contains(&c))
+        {
             return Err("participantCapacity must be between 0 and 10000".into());
         }
         Ok(())
@@ -223,23 +275,31 @@ impl Redirect {
             return Err("targets is required".into());
         }
         if self.targets.len() > MAX_REDIRECT_TARGETS {
-            return Err(format!("redirect allows at most {MAX_REDIRECT_TARGETS} targets; got {}", self.targets.len()));
+            return Err(format!(
+                "redirect allows at most {MAX_REDIRECT_TARGETS} targets; got {}",
+                self.targets.len()
+            ));
         }
         check_targets("targets", &self.targets)?;
         if let Some(t) = self.timeout
             && !(15..=90).contains(&t)
         {
-            return Err(format!("timeout must be between 15 and 90 seconds; got {t}"));
+            return Err(format!(
+                "timeout must be between 15 and 90 seconds; got {t}"
+            ));
         }
         if let Some(cb) = &self.callback_uri {
             check_callback_uri(cb)?;
         }
-        self.targets.iter_mut().for_each(InvitationParticipantInfo::sanitize);
+        self.targets
+            .iter_mut()
+            .for_each(InvitationParticipantInfo::sanitize);
         Ok(())
     }
     /// Default timeout: 55 s for one target, 60 s for simultaneous ring (reference §7.7).
     pub fn timeout_seconds(&self) -> i64 {
-        self.timeout.unwrap_or(if self.targets.len() > 1 { 60 } else { 55 })
+        self.timeout
+            .unwrap_or(if self.targets.len() > 1 { 60 } else { 55 })
     }
 }
 
@@ -254,7 +314,9 @@ pub struct Transfer {
 
 impl Transfer {
     pub fn validate(&mut self) -> Result<(), String> {
-        let Some(t) = &mut self.transfer_target else { return Err("transferTarget is required".into()) };
+        let Some(t) = &mut self.transfer_target else {
+            return Err("transferTarget is required".into());
+        };
         check_targets("transferTarget", std::slice::from_ref(t))?;
         t.sanitize();
         Ok(())
@@ -276,15 +338,24 @@ impl Invite {
             return Err("participants is required".into());
         }
         if self.participants.len() > MAX_INVITE {
-            return Err(format!("invite allows at most {MAX_INVITE} participants per request; got {}", self.participants.len()));
+            return Err(format!(
+                "invite allows at most {MAX_INVITE} participants per request; got {}",
+                self.participants.len()
+            ));
         }
         check_targets("participants", &self.participants)?;
         check_client_context(&self.client_context)?;
         // With replacesCallId only the first participant is processed (reference §7.12).
-        if self.participants.iter().any(|p| p.replaces_call_id.is_some()) {
+        if self
+            .participants
+            .iter()
+            .any(|p| p.replaces_call_id.is_some())
+        {
             self.participants.truncate(1);
         }
-        self.participants.iter_mut().for_each(InvitationParticipantInfo::sanitize);
+        self.participants
+            .iter_mut()
+            .for_each(InvitationParticipantInfo::sanitize);
         Ok(())
     }
 }
@@ -338,7 +409,10 @@ fn check_prompt_uri(p: &MediaPrompt) -> Result<(), String> {
     if uri.len() > MAX_STRING {
         return Err("mediaInfo.uri is too long".into());
     }
-    if !(lower.starts_with("https://") || lower.starts_with("http://") || lower.starts_with("file://")) {
+    if !(lower.starts_with("https://")
+        || lower.starts_with("http://")
+        || lower.starts_with("file://"))
+    {
         return Err(format!("mediaInfo.uri '{uri}' must be an http(s) URL"));
     }
     Ok(())
@@ -350,7 +424,10 @@ impl PlayPrompt {
             return Err("prompts is required and must not be empty".into());
         }
         if self.prompts.len() > MAX_PROMPTS {
-            return Err(format!("playPrompt allows at most {MAX_PROMPTS} prompts; got {}", self.prompts.len()));
+            return Err(format!(
+                "playPrompt allows at most {MAX_PROMPTS} prompts; got {}",
+                self.prompts.len()
+            ));
         }
         self.prompts.iter().try_for_each(check_prompt_uri)?;
         check_client_context(&self.client_context)
@@ -381,13 +458,25 @@ pub struct RecordResponse {
 impl RecordResponse {
     pub fn validate(&self) -> Result<(), String> {
         if self.prompts.len() > 1 {
-            return Err(format!("recordResponse allows at most 1 prompt; got {}", self.prompts.len()));
+            return Err(format!(
+                "recordResponse allows at most 1 prompt; got {}",
+                self.prompts.len()
+            ));
         }
         self.prompts.iter().try_for_each(check_prompt_uri)?;
         for (name, v) in [
-            ("initialSilenceTimeoutInSeconds", self.initial_silence_timeout_in_seconds),
-            ("maxSilenceTimeoutInSeconds", self.max_silence_timeout_in_seconds),
-            ("maxRecordDurationInSeconds", self.max_record_duration_in_seconds),
+            (
+                "initialSilenceTimeoutInSeconds",
+                self.initial_silence_timeout_in_seconds,
+            ),
+            (
+                "maxSilenceTimeoutInSeconds",
+                self.max_silence_timeout_in_seconds,
+            ),
+            (
+                "maxRecordDurationInSeconds",
+                self.max_record_duration_in_seconds,
+            ),
         ] {
             if let Some(v) = v
                 && !(1..=120).contains(&v)
@@ -397,13 +486,18 @@ impl RecordResponse {
         }
         for t in &self.stop_tones {
             if Tone::parse_loose(t).is_none() {
-                return Err(format!("stopTones contains '{t}', which is not a DTMF tone (0-9, *, #, A-D)"));
+                return Err(format!(
+                    "stopTones contains '{t}', which is not a DTMF tone (0-9, *, #, A-D)"
+                ));
             }
         }
         check_client_context(&self.client_context)
     }
     pub fn stop_tones(&self) -> Vec<Tone> {
-        self.stop_tones.iter().filter_map(|t| Tone::parse_loose(t)).collect()
+        self.stop_tones
+            .iter()
+            .filter_map(|t| Tone::parse_loose(t))
+            .collect()
     }
 }
 
@@ -429,7 +523,9 @@ impl SendDtmfTones {
         if let Some(d) = self.delay_between_tones_ms
             && !(0..=10_000).contains(&d)
         {
-            return Err(format!("delayBetweenTonesMs must be between 0 and 10000; got {d}"));
+            return Err(format!(
+                "delayBetweenTonesMs must be between 0 and 10000; got {d}"
+            ));
         }
         check_client_context(&self.client_context)
     }
@@ -480,9 +576,19 @@ pub struct LogTeleconferenceDeviceQuality {
 
 impl LogTeleconferenceDeviceQuality {
     pub fn validate(&self) -> Result<(), String> {
-        let Some(q) = &self.quality else { return Err("quality is required".into()) };
-        let Some(obj) = q.as_object() else { return Err("quality must be an object".into()) };
-        for k in ["callChainId", "participantId", "mediaLegId", "deviceName", "deviceDescription"] {
+        let Some(q) = &self.quality else {
+            return Err("quality is required".into());
+        };
+        let Some(obj) = q.as_object() else {
+            return Err("quality must be an object".into());
+        };
+        for k in [
+            "callChainId",
+            "participantId",
+            "mediaLegId",
+            "deviceName",
+            "deviceDescription",
+        ] {
             if !obj.get(k).is_some_and(Value::is_string) {
                 return Err(format!("quality.{k} is required and must be a string"));
             }

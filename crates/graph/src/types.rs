@@ -17,7 +17,13 @@ pub fn odata_type_is(value: &Value, name: &str) -> bool {
 pub fn odata_type_name(value: &Value) -> Option<&str> {
     let t = value.get("@odata.type")?.as_str()?;
     let t = t.trim_start_matches('#');
-    Some(if t.len() > 16 && t[..16].eq_ignore_ascii_case("microsoft.graph.") { &t[16..] } else { t })
+    Some(
+        if t.len() > 16 && t[..16].eq_ignore_ascii_case("microsoft.graph.") {
+            &t[16..]
+        } else {
+            t
+        },
+    )
 }
 
 fn drop_odata_type(extra: &mut Extra) {
@@ -37,7 +43,11 @@ pub struct Identity {
 
 impl Identity {
     pub fn new(id: &str, display_name: Option<&str>) -> Identity {
-        Identity { id: Some(id.to_string()), display_name: display_name.map(str::to_string), extra: Extra::new() }
+        Identity {
+            id: Some(id.to_string()),
+            display_name: display_name.map(str::to_string),
+            extra: Extra::new(),
+        }
     }
 }
 
@@ -75,14 +85,24 @@ pub enum Party {
 
 impl IdentitySet {
     pub fn user(id: &str, name: Option<&str>) -> IdentitySet {
-        IdentitySet { user: Some(Identity::new(id, name)), ..Default::default() }
+        IdentitySet {
+            user: Some(Identity::new(id, name)),
+            ..Default::default()
+        }
     }
     pub fn application(id: &str, name: Option<&str>) -> IdentitySet {
-        IdentitySet { application: Some(Identity::new(id, name)), ..Default::default() }
+        IdentitySet {
+            application: Some(Identity::new(id, name)),
+            ..Default::default()
+        }
     }
     /// The addressable party: user, then applicationInstance, application, phone, guest.
     pub fn party(&self) -> Option<Party> {
-        let id = |i: &Option<Identity>| i.as_ref().and_then(|i| i.id.clone()).filter(|s| !s.is_empty());
+        let id = |i: &Option<Identity>| {
+            i.as_ref()
+                .and_then(|i| i.id.clone())
+                .filter(|s| !s.is_empty())
+        };
         if let Some(v) = id(&self.user) {
             return Some(Party::User(v.to_ascii_lowercase()));
         }
@@ -101,10 +121,16 @@ impl IdentitySet {
         None
     }
     pub fn display_name(&self) -> Option<&str> {
-        [&self.user, &self.application_instance, &self.application, &self.phone, &self.guest]
-            .into_iter()
-            .flatten()
-            .find_map(|i| i.display_name.as_deref())
+        [
+            &self.user,
+            &self.application_instance,
+            &self.application,
+            &self.phone,
+            &self.guest,
+        ]
+        .into_iter()
+        .flatten()
+        .find_map(|i| i.display_name.as_deref())
     }
     pub fn sanitize(&mut self) {
         drop_odata_type(&mut self.extra);
@@ -150,11 +176,19 @@ pub struct InvitationParticipantInfo {
     pub identity: IdentitySet,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub endpoint_type: Option<EndpointType>,
-    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "lenient::opt_bool")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "lenient::opt_bool"
+    )]
     pub hidden: Option<bool>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub participant_id: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "lenient::opt_bool")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "lenient::opt_bool"
+    )]
     pub remove_from_default_audio_routing_group: Option<bool>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub replaces_call_id: Option<String>,
@@ -180,8 +214,14 @@ pub struct MediaInfo {
 /// `mediaConfig` is abstract: `@odata.type` decides (reference §3.4, §14.1).
 #[derive(Debug, Clone, PartialEq)]
 pub enum MediaConfig {
-    ServiceHosted { pre_fetch_media: Vec<MediaInfo>, extra: Extra },
-    AppHosted { blob: Option<String>, extra: Extra },
+    ServiceHosted {
+        pre_fetch_media: Vec<MediaInfo>,
+        extra: Extra,
+    },
+    AppHosted {
+        blob: Option<String>,
+        extra: Extra,
+    },
 }
 
 impl MediaConfig {
@@ -191,14 +231,29 @@ impl MediaConfig {
     pub fn to_value(&self) -> Value {
         let mut m = Map::new();
         match self {
-            MediaConfig::ServiceHosted { pre_fetch_media, extra } => {
-                m.insert("@odata.type".into(), "#microsoft.graph.serviceHostedMediaConfig".into());
-                m.insert("preFetchMedia".into(), serde_json::to_value(pre_fetch_media).unwrap_or_default());
+            MediaConfig::ServiceHosted {
+                pre_fetch_media,
+                extra,
+            } => {
+                m.insert(
+                    "@odata.type".into(),
+                    "#microsoft.graph.serviceHostedMediaConfig".into(),
+                );
+                m.insert(
+                    "preFetchMedia".into(),
+                    serde_json::to_value(pre_fetch_media).unwrap_or_default(),
+                );
                 m.extend(extra.clone());
             }
             MediaConfig::AppHosted { blob, extra } => {
-                m.insert("@odata.type".into(), "#microsoft.graph.appHostedMediaConfig".into());
-                m.insert("blob".into(), blob.clone().map(Value::String).unwrap_or(Value::Null));
+                m.insert(
+                    "@odata.type".into(),
+                    "#microsoft.graph.appHostedMediaConfig".into(),
+                );
+                m.insert(
+                    "blob".into(),
+                    blob.clone().map(Value::String).unwrap_or(Value::Null),
+                );
                 m.extend(extra.clone());
             }
         }
@@ -224,9 +279,13 @@ impl<'de> Deserialize<'de> for MediaConfig {
             Some("servicehostedmediaconfig") => {
                 let pre = match obj.remove("preFetchMedia") {
                     None | Some(Value::Null) => Vec::new(),
-                    Some(p) => serde_json::from_value(p).map_err(|e| de::Error::custom(format!("preFetchMedia: {e}")))?,
+                    Some(p) => serde_json::from_value(p)
+                        .map_err(|e| de::Error::custom(format!("preFetchMedia: {e}")))?,
                 };
-                Ok(MediaConfig::ServiceHosted { pre_fetch_media: pre, extra: obj })
+                Ok(MediaConfig::ServiceHosted {
+                    pre_fetch_media: pre,
+                    extra: obj,
+                })
             }
             Some("apphostedmediaconfig") => {
                 let blob = match obj.remove("blob") {
@@ -260,7 +319,9 @@ impl<'de> Deserialize<'de> for MediaPrompt {
         let v = Value::deserialize(d)?;
         match odata_type_name(&v) {
             Some(t) if !t.eq_ignore_ascii_case("mediaPrompt") => {
-                return Err(de::Error::custom(format!("unsupported prompt @odata.type '{t}'; expected #microsoft.graph.mediaPrompt")));
+                return Err(de::Error::custom(format!(
+                    "unsupported prompt @odata.type '{t}'; expected #microsoft.graph.mediaPrompt"
+                )));
             }
             _ => {}
         }
@@ -272,8 +333,15 @@ impl<'de> Deserialize<'de> for MediaPrompt {
             loop_count: Option<i64>,
         }
         let raw: Raw = serde_json::from_value(v).map_err(de::Error::custom)?;
-        let media_info = raw.media_info.ok_or_else(|| de::Error::custom("mediaPrompt needs mediaInfo"))?;
-        Ok(MediaPrompt { media_info, loop_count: raw.loop_count.map(|l| l.clamp(i32::MIN as i64, i32::MAX as i64) as i32) })
+        let media_info = raw
+            .media_info
+            .ok_or_else(|| de::Error::custom("mediaPrompt needs mediaInfo"))?;
+        Ok(MediaPrompt {
+            media_info,
+            loop_count: raw
+                .loop_count
+                .map(|l| l.clamp(i32::MIN as i64, i32::MAX as i64) as i32),
+        })
     }
 }
 
@@ -291,9 +359,19 @@ pub struct ChatInfo {
 /// `meetingInfo` is abstract (reference §3.5).
 #[derive(Debug, Clone, PartialEq)]
 pub enum MeetingInfo {
-    Organizer { organizer: IdentitySet, extra: Extra },
-    Token { token: String, extra: Extra },
-    JoinMeetingId { join_meeting_id: String, passcode: Option<String>, extra: Extra },
+    Organizer {
+        organizer: Box<IdentitySet>,
+        extra: Extra,
+    },
+    Token {
+        token: String,
+        extra: Extra,
+    },
+    JoinMeetingId {
+        join_meeting_id: String,
+        passcode: Option<String>,
+        extra: Extra,
+    },
 }
 
 impl MeetingInfo {
@@ -301,19 +379,38 @@ impl MeetingInfo {
         let mut m = Map::new();
         match self {
             MeetingInfo::Organizer { organizer, extra } => {
-                m.insert("@odata.type".into(), "#microsoft.graph.organizerMeetingInfo".into());
-                m.insert("organizer".into(), serde_json::to_value(organizer).unwrap_or_default());
+                m.insert(
+                    "@odata.type".into(),
+                    "#microsoft.graph.organizerMeetingInfo".into(),
+                );
+                m.insert(
+                    "organizer".into(),
+                    serde_json::to_value(organizer).unwrap_or_default(),
+                );
                 m.extend(extra.clone());
             }
             MeetingInfo::Token { token, extra } => {
-                m.insert("@odata.type".into(), "#microsoft.graph.tokenMeetingInfo".into());
+                m.insert(
+                    "@odata.type".into(),
+                    "#microsoft.graph.tokenMeetingInfo".into(),
+                );
                 m.insert("token".into(), token.clone().into());
                 m.extend(extra.clone());
             }
-            MeetingInfo::JoinMeetingId { join_meeting_id, passcode, extra } => {
-                m.insert("@odata.type".into(), "#microsoft.graph.joinMeetingIdMeetingInfo".into());
+            MeetingInfo::JoinMeetingId {
+                join_meeting_id,
+                passcode,
+                extra,
+            } => {
+                m.insert(
+                    "@odata.type".into(),
+                    "#microsoft.graph.joinMeetingIdMeetingInfo".into(),
+                );
                 m.insert("joinMeetingId".into(), join_meeting_id.clone().into());
-                m.insert("passcode".into(), passcode.clone().map(Value::String).unwrap_or(Value::Null));
+                m.insert(
+                    "passcode".into(),
+                    passcode.clone().map(Value::String).unwrap_or(Value::Null),
+                );
                 m.extend(extra.clone());
             }
         }
@@ -340,26 +437,39 @@ impl<'de> Deserialize<'de> for MeetingInfo {
                 None | Some(Value::Null) => Ok(None),
                 Some(Value::String(s)) => Ok(Some(s)),
                 Some(Value::Number(n)) => Ok(Some(n.to_string())),
-                Some(_) => Err(de::Error::custom(format!("meetingInfo.{key} must be a string"))),
+                Some(_) => Err(de::Error::custom(format!(
+                    "meetingInfo.{key} must be a string"
+                ))),
             }
         };
         match kind.as_deref() {
             Some("organizermeetinginfo") => {
-                let organizer = obj.remove("organizer").ok_or_else(|| de::Error::custom("organizerMeetingInfo needs organizer"))?;
-                let mut organizer: IdentitySet =
-                    serde_json::from_value(organizer).map_err(|e| de::Error::custom(format!("organizer: {e}")))?;
+                let organizer = obj
+                    .remove("organizer")
+                    .ok_or_else(|| de::Error::custom("organizerMeetingInfo needs organizer"))?;
+                let mut organizer: IdentitySet = serde_json::from_value(organizer)
+                    .map_err(|e| de::Error::custom(format!("organizer: {e}")))?;
                 organizer.sanitize();
-                Ok(MeetingInfo::Organizer { organizer, extra: obj })
+                Ok(MeetingInfo::Organizer {
+                    organizer: Box::new(organizer),
+                    extra: obj,
+                })
             }
             Some("tokenmeetinginfo") => {
-                let token = take_str(&mut obj, "token")?.ok_or_else(|| de::Error::custom("tokenMeetingInfo needs token"))?;
+                let token = take_str(&mut obj, "token")?
+                    .ok_or_else(|| de::Error::custom("tokenMeetingInfo needs token"))?;
                 Ok(MeetingInfo::Token { token, extra: obj })
             }
             Some("joinmeetingidmeetinginfo") => {
-                let id = take_str(&mut obj, "joinMeetingId")?
-                    .ok_or_else(|| de::Error::custom("joinMeetingIdMeetingInfo needs joinMeetingId"))?;
+                let id = take_str(&mut obj, "joinMeetingId")?.ok_or_else(|| {
+                    de::Error::custom("joinMeetingIdMeetingInfo needs joinMeetingId")
+                })?;
                 let passcode = take_str(&mut obj, "passcode")?;
-                Ok(MeetingInfo::JoinMeetingId { join_meeting_id: id, passcode, extra: obj })
+                Ok(MeetingInfo::JoinMeetingId {
+                    join_meeting_id: id,
+                    passcode,
+                    extra: obj,
+                })
             }
             Some(other) => Err(de::Error::custom(format!(
                 "unsupported meetingInfo @odata.type '{other}'; expected organizerMeetingInfo, tokenMeetingInfo or joinMeetingIdMeetingInfo"
@@ -375,13 +485,29 @@ impl<'de> Deserialize<'de> for MeetingInfo {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct CallOptions {
-    #[serde(default, deserialize_with = "lenient::opt_bool", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "lenient::opt_bool",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub hide_bot_after_escalation: Option<bool>,
-    #[serde(default, deserialize_with = "lenient::opt_bool", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "lenient::opt_bool",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub is_content_sharing_notification_enabled: Option<bool>,
-    #[serde(default, deserialize_with = "lenient::opt_bool", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "lenient::opt_bool",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub is_delta_roster_enabled: Option<bool>,
-    #[serde(default, deserialize_with = "lenient::opt_bool", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "lenient::opt_bool",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub is_interactive_roster_enabled: Option<bool>,
     #[serde(flatten)]
     pub extra: Extra,
@@ -397,7 +523,11 @@ pub struct ResultInfo {
 
 impl ResultInfo {
     pub fn new(code: i32, subcode: i32, message: &str) -> ResultInfo {
-        ResultInfo { code, subcode, message: Some(message.to_string()) }
+        ResultInfo {
+            code,
+            subcode,
+            message: Some(message.to_string()),
+        }
     }
     pub fn to_value(&self) -> Value {
         serde_json::json!({"@odata.type":"#microsoft.graph.resultInfo","code":self.code,"subcode":self.subcode,"message":self.message})

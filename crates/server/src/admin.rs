@@ -24,11 +24,21 @@ pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 }
 
 fn ok(v: Value) -> Result<Response, ApiError> {
-    Ok((StatusCode::OK, [("content-type", "application/json")], v.to_string()).into_response())
+    Ok((
+        StatusCode::OK,
+        [("content-type", "application/json")],
+        v.to_string(),
+    )
+        .into_response())
 }
 
 fn created(v: Value) -> Result<Response, ApiError> {
-    Ok((StatusCode::CREATED, [("content-type", "application/json")], v.to_string()).into_response())
+    Ok((
+        StatusCode::CREATED,
+        [("content-type", "application/json")],
+        v.to_string(),
+    )
+        .into_response())
 }
 
 fn nf(what: &str, id: &str) -> ApiError {
@@ -110,17 +120,48 @@ struct PlaceCall {
 fn new_secret() -> String {
     use rand::Rng;
     let mut r = rand::rng();
-    (0..40).map(|_| char::from(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"[r.random_range(0..62)])).collect()
+    (0..40)
+        .map(|_| {
+            char::from(
+                b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
+                    [r.random_range(0..62)],
+            )
+        })
+        .collect()
 }
 
-pub async fn handle(shared: &Shared, _ctx: &Ctx, method: &Method, rest: &[&str], query: Option<&str>, headers: &HeaderMap, body: Body) -> Result<Response, ApiError> {
-    let want = shared.config.read().expect("config").admin.as_ref().map(|a| a.token.clone());
-    let given = headers.get("authorization").and_then(|v| v.to_str().ok()).and_then(|h| h.strip_prefix("Bearer ")).unwrap_or("").trim().to_string();
+pub async fn handle(
+    shared: &Shared,
+    _ctx: &Ctx,
+    method: &Method,
+    rest: &[&str],
+    query: Option<&str>,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let want = shared
+        .config
+        .read()
+        .expect("config")
+        .admin
+        .as_ref()
+        .map(|a| a.token.clone());
+    let given = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|h| h.strip_prefix("Bearer "))
+        .unwrap_or("")
+        .trim()
+        .to_string();
     match want {
         Some(w) if !given.is_empty() && constant_time_eq(w.as_bytes(), given.as_bytes()) => {}
         _ => {
             tracing::info!(target: "audit", event = "admin_auth_failure");
-            return Err(ApiError { status: 401, code: "InvalidAuthenticationToken".into(), message: "The admin token is missing or wrong.".into() });
+            return Err(ApiError {
+                status: 401,
+                code: "InvalidAuthenticationToken".into(),
+                message: "The admin token is missing or wrong.".into(),
+            });
         }
     }
     let b = read_body(shared, body).await?;
@@ -128,7 +169,9 @@ pub async fn handle(shared: &Shared, _ctx: &Ctx, method: &Method, rest: &[&str],
     match (m, rest) {
         (Method::GET, ["directory"]) => {
             let c = shared.config.read().expect("config");
-            ok(json!({"tenants": c.tenants, "apps": c.apps.iter().map(app_view).collect::<Vec<_>>(), "users": c.users}))
+            ok(
+                json!({"tenants": c.tenants, "apps": c.apps.iter().map(app_view).collect::<Vec<_>>(), "users": c.users}),
+            )
         }
         (Method::POST, ["tenants"]) => {
             let t: NewTenant = parse(&b)?;
@@ -138,7 +181,10 @@ pub async fn handle(shared: &Shared, _ctx: &Ctx, method: &Method, rest: &[&str],
                 if c.tenants.iter().any(|x| x.id.eq_ignore_ascii_case(&id)) {
                     return Err(conflict(format!("Tenant {id} exists.")));
                 }
-                c.tenants.push(Tenant { id: id.clone(), name: t.name.clone() });
+                c.tenants.push(Tenant {
+                    id: id.clone(),
+                    name: t.name.clone(),
+                });
             }
             shared.save_config().map_err(bad)?;
             audit("tenant_created", &id);
@@ -150,8 +196,12 @@ pub async fn handle(shared: &Shared, _ctx: &Ctx, method: &Method, rest: &[&str],
                 if !c.tenants.iter().any(|x| x.id.eq_ignore_ascii_case(id)) {
                     return Err(nf("Tenant", id));
                 }
-                if c.apps.iter().any(|a| a.tenant.eq_ignore_ascii_case(id)) || c.users.iter().any(|u| u.tenant.eq_ignore_ascii_case(id)) {
-                    return Err(conflict(format!("Tenant {id} still has apps or users; delete them first.")));
+                if c.apps.iter().any(|a| a.tenant.eq_ignore_ascii_case(id))
+                    || c.users.iter().any(|u| u.tenant.eq_ignore_ascii_case(id))
+                {
+                    return Err(conflict(format!(
+                        "Tenant {id} still has apps or users; delete them first."
+                    )));
                 }
                 c.tenants.retain(|x| !x.id.eq_ignore_ascii_case(id));
             }
@@ -175,7 +225,11 @@ pub async fn handle(shared: &Shared, _ctx: &Ctx, method: &Method, rest: &[&str],
             };
             {
                 let mut c = shared.config.write().expect("config");
-                if !c.tenants.iter().any(|t| t.id.eq_ignore_ascii_case(&app.tenant)) {
+                if !c
+                    .tenants
+                    .iter()
+                    .any(|t| t.id.eq_ignore_ascii_case(&app.tenant))
+                {
                     return Err(bad(format!("Tenant {} does not exist.", app.tenant)));
                 }
                 if c.app(&app.id).is_some() {
@@ -196,7 +250,9 @@ pub async fn handle(shared: &Shared, _ctx: &Ctx, method: &Method, rest: &[&str],
             }
             let view = {
                 let mut c = shared.config.write().expect("config");
-                let Some(a) = c.apps.iter_mut().find(|a| a.id.eq_ignore_ascii_case(id)) else { return Err(nf("App", id)) };
+                let Some(a) = c.apps.iter_mut().find(|a| a.id.eq_ignore_ascii_case(id)) else {
+                    return Err(nf("App", id));
+                };
                 if let Some(v) = p.name {
                     a.name = Some(v);
                 }
@@ -234,10 +290,20 @@ pub async fn handle(shared: &Shared, _ctx: &Ctx, method: &Method, rest: &[&str],
         (Method::POST, ["users"]) => {
             let u: NewUser = parse(&b)?;
             u.behaviour.validate().map_err(bad)?;
-            let user = User { id: u.id.unwrap_or_else(|| uuid::Uuid::new_v4().to_string()), tenant: u.tenant, display_name: u.display_name, endpoint: "simulated".into(), behaviour: u.behaviour };
+            let user = User {
+                id: u.id.unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
+                tenant: u.tenant,
+                display_name: u.display_name,
+                endpoint: "simulated".into(),
+                behaviour: u.behaviour,
+            };
             {
                 let mut c = shared.config.write().expect("config");
-                if !c.tenants.iter().any(|t| t.id.eq_ignore_ascii_case(&user.tenant)) {
+                if !c
+                    .tenants
+                    .iter()
+                    .any(|t| t.id.eq_ignore_ascii_case(&user.tenant))
+                {
                     return Err(bad(format!("Tenant {} does not exist.", user.tenant)));
                 }
                 if c.user(&user.id).is_some() {
@@ -256,7 +322,9 @@ pub async fn handle(shared: &Shared, _ctx: &Ctx, method: &Method, rest: &[&str],
             }
             let v = {
                 let mut c = shared.config.write().expect("config");
-                let Some(u) = c.users.iter_mut().find(|u| u.id.eq_ignore_ascii_case(id)) else { return Err(nf("User", id)) };
+                let Some(u) = c.users.iter_mut().find(|u| u.id.eq_ignore_ascii_case(id)) else {
+                    return Err(nf("User", id));
+                };
                 if let Some(n) = p.display_name {
                     u.display_name = Some(n);
                 }
@@ -287,35 +355,78 @@ pub async fn handle(shared: &Shared, _ctx: &Ctx, method: &Method, rest: &[&str],
             req.script.validate().map_err(bad)?;
             let (user, app) = {
                 let c = shared.config.read().expect("config");
-                let Some(user) = c.user(id).cloned() else { return Err(nf("User", id)) };
-                let Some(app) = c.app_for_address(&req.target).cloned() else { return Err(nf("Application or address", &req.target)) };
+                let Some(user) = c.user(id).cloned() else {
+                    return Err(nf("User", id));
+                };
+                let Some(app) = c.app_for_address(&req.target).cloned() else {
+                    return Err(nf("Application or address", &req.target));
+                };
                 (user, app)
             };
-            let Some(webhook) = app.webhook.clone() else { return Err(bad(format!("App {} has no calling webhook configured.", app.id))) };
-            let caller = ParticipantInfo { identity: IdentitySet::user(&user.id, user.display_name.as_deref()), ..Default::default() };
+            let Some(webhook) = app.webhook.clone() else {
+                return Err(bad(format!(
+                    "App {} has no calling webhook configured.",
+                    app.id
+                )));
+            };
+            let caller = ParticipantInfo {
+                identity: IdentitySet::user(&user.id, user.display_name.as_deref()),
+                ..Default::default()
+            };
             let mut caller = caller;
             if let Some(u) = &mut caller.identity.user {
-                u.extra.insert("tenantId".into(), user.tenant.clone().into());
+                u.extra
+                    .insert("tenantId".into(), user.tenant.clone().into());
             }
-            let ctx = AppCtx { tenant_id: app.tenant.clone(), app_id: app.id.clone(), app_name: app.name.clone() };
+            let ctx = AppCtx {
+                tenant_id: app.tenant.clone(),
+                app_id: app.id.clone(),
+                app_name: app.name.clone(),
+            };
             let (tx, rx) = oneshot::channel();
-            shared.driver.send(Msg::Incoming { app: ctx, webhook, caller, script: None, reply: tx }).map_err(|_| bad("ringside is stopping"))?;
+            shared
+                .driver
+                .send(Msg::Incoming {
+                    app: ctx,
+                    webhook,
+                    caller,
+                    script: None,
+                    reply: tx,
+                })
+                .map_err(|_| bad("ringside is stopping"))?;
             let (call_id, leg_id) = rx.await.map_err(|_| bad("ringside is stopping"))?;
             let behaviour = user.behaviour.merged(&req.script);
-            let _ = shared.endpoints.send(Control::AddCaller { leg: leg_id.clone(), user_id: user.id.clone(), behaviour });
+            let _ = shared.endpoints.send(Control::AddCaller {
+                leg: leg_id.clone(),
+                user_id: user.id.clone(),
+                behaviour,
+            });
             created(json!({"callId": call_id, "legId": leg_id, "appId": app.id}))
         }
         (Method::GET, ["legs"]) => {
             let logs = shared.registry.logs.lock().expect("registry");
             let mut v: Vec<_> = logs.values().cloned().collect();
             v.sort_by_key(|l| l.events.first().map(|e| e.at_ms).unwrap_or(0));
-            let filter = query.and_then(|q| q.strip_prefix("user=")).map(str::to_ascii_lowercase);
-            let v: Vec<_> = v.into_iter().filter(|l| filter.as_ref().is_none_or(|f| l.user_id.as_deref().is_some_and(|u| u.eq_ignore_ascii_case(f)))).collect();
+            let filter = query
+                .and_then(|q| q.strip_prefix("user="))
+                .map(str::to_ascii_lowercase);
+            let v: Vec<_> = v
+                .into_iter()
+                .filter(|l| {
+                    filter.as_ref().is_none_or(|f| {
+                        l.user_id
+                            .as_deref()
+                            .is_some_and(|u| u.eq_ignore_ascii_case(f))
+                    })
+                })
+                .collect();
             ok(json!({ "value": v }))
         }
         (Method::GET, ["legs", id]) => {
             let logs = shared.registry.logs.lock().expect("registry");
-            logs.get(*id).map(|l| ok(serde_json::to_value(l).unwrap_or_default())).unwrap_or_else(|| Err(nf("Leg", id)))
+            logs.get(*id)
+                .map(|l| ok(serde_json::to_value(l).unwrap_or_default()))
+                .unwrap_or_else(|| Err(nf("Leg", id)))
         }
         (Method::GET, ["calls"]) => {
             let (tx, rx) = oneshot::channel();
@@ -333,7 +444,9 @@ pub async fn handle(shared: &Shared, _ctx: &Ctx, method: &Method, rest: &[&str],
             ok(json!({ "value": v }))
         }
         (Method::POST, ["dead-letters", seq, "redeliver"]) => {
-            let seq: i64 = seq.parse().map_err(|_| bad(format!("'{seq}' is not a dead-letter sequence number")))?;
+            let seq: i64 = seq
+                .parse()
+                .map_err(|_| bad(format!("'{seq}' is not a dead-letter sequence number")))?;
             let (tx, rx) = oneshot::channel();
             let _ = shared.driver.send(Msg::Redeliver { seq, reply: tx });
             match rx.await.unwrap_or(None) {
@@ -345,12 +458,22 @@ pub async fn handle(shared: &Shared, _ctx: &Ctx, method: &Method, rest: &[&str],
             }
         }
         (Method::GET, ["device-quality"]) => {
-            let tenant = query.and_then(|q| q.strip_prefix("tenant=")).map(str::to_string).ok_or_else(|| bad("?tenant=<id> is required"))?;
+            let tenant = query
+                .and_then(|q| q.strip_prefix("tenant="))
+                .map(str::to_string)
+                .ok_or_else(|| bad("?tenant=<id> is required"))?;
             let (tx, rx) = oneshot::channel();
             let _ = shared.driver.send(Msg::ListQuality { tenant, reply: tx });
             let v: Vec<Value> = rx.await.unwrap_or_default().into_iter().map(|(id, app, at, q)| json!({"id": id, "appId": app, "receivedMs": at, "quality": q})).collect();
             ok(json!({ "value": v }))
         }
-        _ => Err(ApiError { status: 404, code: "UnknownResource".into(), message: format!("No admin resource matches {method} /admin/{}.", rest.join("/")) }),
+        _ => Err(ApiError {
+            status: 404,
+            code: "UnknownResource".into(),
+            message: format!(
+                "No admin resource matches {method} /admin/{}.",
+                rest.join("/")
+            ),
+        }),
     }
 }

@@ -26,12 +26,19 @@ pub fn error_response(ctx: &Ctx, e: &ApiError) -> Response {
         "innerError": {"date": date, "request-id": ctx.request_id, "client-request-id": ctx.client_request_id}
     }});
     let status = StatusCode::from_u16(e.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    let mut r = (status, [("content-type", "application/json")], body.to_string()).into_response();
+    let mut r = (
+        status,
+        [("content-type", "application/json")],
+        body.to_string(),
+    )
+        .into_response();
     if e.status == 429 {
-        r.headers_mut().insert("retry-after", HeaderValue::from_static("1"));
+        r.headers_mut()
+            .insert("retry-after", HeaderValue::from_static("1"));
     }
     if e.status == 401 {
-        r.headers_mut().insert("www-authenticate", HeaderValue::from_static("Bearer"));
+        r.headers_mut()
+            .insert("www-authenticate", HeaderValue::from_static("Bearer"));
     }
     stamp(ctx, r)
 }
@@ -41,14 +48,23 @@ fn stamp(ctx: &Ctx, mut r: Response) -> Response {
     if let Ok(v) = HeaderValue::from_str(&ctx.request_id) {
         h.insert("request-id", v);
     }
-    if let Some(c) = ctx.client_request_id.as_deref().and_then(|c| HeaderValue::from_str(c).ok()) {
+    if let Some(c) = ctx
+        .client_request_id
+        .as_deref()
+        .and_then(|c| HeaderValue::from_str(c).ok())
+    {
         h.insert("client-request-id", c);
     }
     r
 }
 
 fn json_response(ctx: &Ctx, status: u16, body: &Value, location: Option<String>) -> Response {
-    let mut r = (StatusCode::from_u16(status).unwrap_or(StatusCode::OK), [("content-type", "application/json")], body.to_string()).into_response();
+    let mut r = (
+        StatusCode::from_u16(status).unwrap_or(StatusCode::OK),
+        [("content-type", "application/json")],
+        body.to_string(),
+    )
+        .into_response();
     if let Some(l) = location.and_then(|l| HeaderValue::from_str(&l).ok()) {
         r.headers_mut().insert("location", l);
     }
@@ -56,7 +72,9 @@ fn json_response(ctx: &Ctx, status: u16, body: &Value, location: Option<String>)
 }
 
 fn empty_response(ctx: &Ctx, status: u16, location: Option<String>) -> Response {
-    let mut r = StatusCode::from_u16(status).unwrap_or(StatusCode::OK).into_response();
+    let mut r = StatusCode::from_u16(status)
+        .unwrap_or(StatusCode::OK)
+        .into_response();
     if let Some(l) = location.and_then(|l| HeaderValue::from_str(&l).ok()) {
         r.headers_mut().insert("location", l);
     }
@@ -68,50 +86,90 @@ pub fn bad(msg: impl Into<String>) -> ApiError {
 }
 
 fn not_found_route(method: &Method, path: &str) -> ApiError {
-    ApiError { status: 404, code: "UnknownResource".into(), message: format!("No resource matches {method} {path}.") }
+    ApiError {
+        status: 404,
+        code: "UnknownResource".into(),
+        message: format!("No resource matches {method} {path}."),
+    }
 }
 
 fn method_not_allowed(method: &Method, path: &str) -> ApiError {
-    ApiError { status: 405, code: "MethodNotAllowed".into(), message: format!("{method} is not supported on {path}.") }
+    ApiError {
+        status: 405,
+        code: "MethodNotAllowed".into(),
+        message: format!("{method} is not supported on {path}."),
+    }
 }
 
 /// Action segments: case-insensitive, with or without the `microsoft.graph.` namespace.
 pub fn action_name(seg: &str) -> String {
     let l = seg.to_ascii_lowercase();
-    l.strip_prefix("microsoft.graph.").map(str::to_string).unwrap_or(l)
+    l.strip_prefix("microsoft.graph.")
+        .map(str::to_string)
+        .unwrap_or(l)
 }
 
 fn decode(seg: &str) -> String {
-    percent_encoding::percent_decode_str(seg).decode_utf8_lossy().into_owned()
+    percent_encoding::percent_decode_str(seg)
+        .decode_utf8_lossy()
+        .into_owned()
 }
 
 /// Read the body with the configured limit: 413 with a Graph envelope when over.
 pub async fn read_body(shared: &Shared, body: Body) -> Result<Vec<u8>, ApiError> {
     let limit = shared.config.read().expect("config").server.max_body_bytes;
-    axum::body::to_bytes(body, limit).await.map(|b| b.to_vec()).map_err(|_| ApiError {
-        status: 413,
-        code: "RequestEntityTooLarge".into(),
-        message: format!("The request body is larger than the limit of {limit} bytes."),
-    })
+    axum::body::to_bytes(body, limit)
+        .await
+        .map(|b| b.to_vec())
+        .map_err(|_| ApiError {
+            status: 413,
+            code: "RequestEntityTooLarge".into(),
+            message: format!("The request body is larger than the limit of {limit} bytes."),
+        })
 }
 
-pub async fn handle(shared: Arc<Shared>, method: Method, uri: Uri, headers: HeaderMap, body: Body) -> Response {
+pub async fn handle(
+    shared: Arc<Shared>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
     let ctx = Ctx {
         request_id: uuid::Uuid::new_v4().to_string(),
-        client_request_id: headers.get("client-request-id").and_then(|v| v.to_str().ok()).map(|s| s.chars().take(128).collect()),
+        client_request_id: headers
+            .get("client-request-id")
+            .and_then(|v| v.to_str().ok())
+            .map(|s| s.chars().take(128).collect()),
     };
     let path = uri.path().to_string();
-    let segs: Vec<String> = path.split('/').filter(|s| !s.is_empty()).map(decode).collect();
+    let segs: Vec<String> = path
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .map(decode)
+        .collect();
     let s: Vec<&str> = segs.iter().map(String::as_str).collect();
     let r = match s.as_slice() {
         ["healthz"] => Ok((StatusCode::OK, "ok").into_response()),
-        ["admin", rest @ ..] => crate::admin::handle(&shared, &ctx, &method, rest, uri.query(), &headers, body).await,
-        [tenant, "oauth2", "v2.0", "token"] if method == Method::POST => token(&shared, tenant, body).await,
-        [tenant, "v2.0", ".well-known", "openid-configuration"] if method == Method::GET => Ok(openid(&shared, tenant)),
+        ["admin", rest @ ..] => {
+            crate::admin::handle(&shared, &ctx, &method, rest, uri.query(), &headers, body).await
+        }
+        [tenant, "oauth2", "v2.0", "token"] if method == Method::POST => {
+            token(&shared, tenant, body).await
+        }
+        [tenant, "v2.0", ".well-known", "openid-configuration"] if method == Method::GET => {
+            Ok(openid(&shared, tenant))
+        }
         ["recordings", id] if method == Method::GET => recording(&shared, id, &headers).await,
         ["l", "meetup-join", ..] if method == Method::GET => Ok(meetup_page(&path)),
-        [ver, rest @ ..] if ver.eq_ignore_ascii_case("v1.0") || ver.eq_ignore_ascii_case("beta") => {
-            let v = if ver.eq_ignore_ascii_case("beta") { Version::Beta } else { Version::V1 };
+        [ver, rest @ ..]
+            if ver.eq_ignore_ascii_case("v1.0") || ver.eq_ignore_ascii_case("beta") =>
+        {
+            let v = if ver.eq_ignore_ascii_case("beta") {
+                Version::Beta
+            } else {
+                Version::V1
+            };
             graph(&shared, &ctx, v, &method, rest, &path, &headers, body).await
         }
         _ => Err(not_found_route(&method, &path)),
@@ -125,12 +183,21 @@ pub async fn handle(shared: Arc<Shared>, method: Method, uri: Uri, headers: Head
 // ------------------------------------------------------------------ auth
 
 pub fn authenticate(shared: &Shared, headers: &HeaderMap) -> Result<AppCtx, ApiError> {
-    let unauthorized = |m: &str| ApiError { status: 401, code: "InvalidAuthenticationToken".into(), message: m.to_string() };
+    let unauthorized = |m: &str| ApiError {
+        status: 401,
+        code: "InvalidAuthenticationToken".into(),
+        message: m.to_string(),
+    };
     let Some(h) = headers.get("authorization").and_then(|v| v.to_str().ok()) else {
         return Err(unauthorized("Access token is empty."));
     };
-    let Some(token) = h.strip_prefix("Bearer ").or_else(|| h.strip_prefix("bearer ")) else {
-        return Err(unauthorized("The Authorization header must be 'Bearer <token>'."));
+    let Some(token) = h
+        .strip_prefix("Bearer ")
+        .or_else(|| h.strip_prefix("bearer "))
+    else {
+        return Err(unauthorized(
+            "The Authorization header must be 'Bearer <token>'.",
+        ));
     };
     let claims: Claims = shared.keys.validate(token.trim()).map_err(|m| {
         tracing::info!(target: "audit", event = "auth_failure", reason = %m);
@@ -138,12 +205,20 @@ pub fn authenticate(shared: &Shared, headers: &HeaderMap) -> Result<AppCtx, ApiE
     })?;
     let cfg = shared.config.read().expect("config");
     let Some(app) = cfg.app(&claims.appid) else {
-        return Err(unauthorized("The application of this token no longer exists."));
+        return Err(unauthorized(
+            "The application of this token no longer exists.",
+        ));
     };
     if !app.tenant.eq_ignore_ascii_case(&claims.tid) {
-        return Err(unauthorized("The token's tenant does not match its application."));
+        return Err(unauthorized(
+            "The token's tenant does not match its application.",
+        ));
     }
-    Ok(AppCtx { tenant_id: app.tenant.clone(), app_id: app.id.clone(), app_name: app.name.clone() })
+    Ok(AppCtx {
+        tenant_id: app.tenant.clone(),
+        app_id: app.id.clone(),
+        app_name: app.name.clone(),
+    })
 }
 
 async fn token(shared: &Shared, tenant: &str, body: Body) -> Result<Response, ApiError> {
@@ -157,26 +232,55 @@ async fn token(shared: &Shared, tenant: &str, body: Body) -> Result<Response, Ap
     }
     let oauth_err = |status: StatusCode, code: &str, desc: &str| {
         let body = json!({"error": code, "error_description": desc, "error_codes": [], "timestamp": chrono::Utc::now().to_rfc3339(), "trace_id": uuid::Uuid::new_v4().to_string(), "correlation_id": uuid::Uuid::new_v4().to_string()});
-        (status, [("content-type", "application/json")], body.to_string()).into_response()
+        (
+            status,
+            [("content-type", "application/json")],
+            body.to_string(),
+        )
+            .into_response()
     };
     let bytes = read_body(shared, body).await?;
     let Ok(form) = serde_urlencoded::from_bytes::<Form>(&bytes) else {
-        return Ok(oauth_err(StatusCode::BAD_REQUEST, "invalid_request", "The body must be application/x-www-form-urlencoded."));
+        return Ok(oauth_err(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "The body must be application/x-www-form-urlencoded.",
+        ));
     };
     if form.grant_type.as_deref() != Some("client_credentials") {
-        return Ok(oauth_err(StatusCode::BAD_REQUEST, "unsupported_grant_type", "Only grant_type=client_credentials is supported."));
+        return Ok(oauth_err(
+            StatusCode::BAD_REQUEST,
+            "unsupported_grant_type",
+            "Only grant_type=client_credentials is supported.",
+        ));
     }
     if form.client_assertion.is_some() {
-        return Ok(oauth_err(StatusCode::BAD_REQUEST, "invalid_request", "Client certificate assertions are not supported yet; use client_secret."));
+        return Ok(oauth_err(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "Client certificate assertions are not supported yet; use client_secret.",
+        ));
     }
     let (Some(id), Some(secret)) = (form.client_id, form.client_secret) else {
-        return Ok(oauth_err(StatusCode::BAD_REQUEST, "invalid_request", "client_id and client_secret are required."));
+        return Ok(oauth_err(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "client_id and client_secret are required.",
+        ));
     };
     let cfg = shared.config.read().expect("config");
-    let app = cfg.app(&id).filter(|a| a.tenant.eq_ignore_ascii_case(tenant));
-    let Some(app) = app.filter(|a| crate::admin::constant_time_eq(a.secret.as_bytes(), secret.as_bytes())) else {
+    let app = cfg
+        .app(&id)
+        .filter(|a| a.tenant.eq_ignore_ascii_case(tenant));
+    let Some(app) =
+        app.filter(|a| crate::admin::constant_time_eq(a.secret.as_bytes(), secret.as_bytes()))
+    else {
         tracing::info!(target: "audit", event = "token_refused", client_id = %id, tenant = %tenant);
-        return Ok(oauth_err(StatusCode::UNAUTHORIZED, "invalid_client", "The client id, secret or tenant is wrong."));
+        return Ok(oauth_err(
+            StatusCode::UNAUTHORIZED,
+            "invalid_client",
+            "The client id, secret or tenant is wrong.",
+        ));
     };
     let now = now_ms() / 1000;
     let life = cfg.server.token_lifetime_seconds;
@@ -194,7 +298,12 @@ async fn token(shared: &Shared, tenant: &str, body: Body) -> Result<Response, Ap
     };
     let t = shared.keys.issue(&claims);
     let body = json!({"token_type": "Bearer", "expires_in": life, "ext_expires_in": life, "access_token": t});
-    Ok((StatusCode::OK, [("content-type", "application/json")], body.to_string()).into_response())
+    Ok((
+        StatusCode::OK,
+        [("content-type", "application/json")],
+        body.to_string(),
+    )
+        .into_response())
 }
 
 fn openid(shared: &Shared, tenant: &str) -> Response {
@@ -209,24 +318,55 @@ fn openid(shared: &Shared, tenant: &str) -> Response {
         "grant_types_supported": ["client_credentials"],
         "tenant_region_scope": null,
     });
-    (StatusCode::OK, [("content-type", "application/json")], body.to_string()).into_response()
+    (
+        StatusCode::OK,
+        [("content-type", "application/json")],
+        body.to_string(),
+    )
+        .into_response()
 }
 
 async fn recording(shared: &Shared, id: &str, headers: &HeaderMap) -> Result<Response, ApiError> {
-    let token = headers.get("authorization").and_then(|v| v.to_str().ok()).and_then(|h| h.strip_prefix("Bearer ")).unwrap_or("").trim().to_string();
+    let token = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|h| h.strip_prefix("Bearer "))
+        .unwrap_or("")
+        .trim()
+        .to_string();
     let (tx, rx) = oneshot::channel();
-    let _ = shared.driver.send(Msg::GetRecording { id: id.to_string(), reply: tx });
+    let _ = shared.driver.send(Msg::GetRecording {
+        id: id.to_string(),
+        reply: tx,
+    });
     let found = rx.await.unwrap_or(None);
-    let denied = || ApiError { status: 401, code: "InvalidAuthenticationToken".into(), message: "The recordingAccessToken is missing or wrong.".into() };
-    let Some((want, path, expires)) = found else { return Err(ApiError::not_found("Recording", id)) };
+    let denied = || ApiError {
+        status: 401,
+        code: "InvalidAuthenticationToken".into(),
+        message: "The recordingAccessToken is missing or wrong.".into(),
+    };
+    let Some((want, path, expires)) = found else {
+        return Err(ApiError::not_found("Recording", id));
+    };
     if token.is_empty() || !crate::admin::constant_time_eq(want.as_bytes(), token.as_bytes()) {
         return Err(denied());
     }
     if expires <= now_ms() as i64 {
-        return Err(ApiError { status: 404, code: "ItemNotFound".into(), message: "The recording has expired.".into() });
+        return Err(ApiError {
+            status: 404,
+            code: "ItemNotFound".into(),
+            message: "The recording has expired.".into(),
+        });
     }
-    let bytes = tokio::fs::read(&path).await.map_err(|_| ApiError::not_found("Recording", id))?;
-    Ok((StatusCode::OK, [("content-type", "application/octet-stream")], bytes).into_response())
+    let bytes = tokio::fs::read(&path)
+        .await
+        .map_err(|_| ApiError::not_found("Recording", id))?;
+    Ok((
+        StatusCode::OK,
+        [("content-type", "application/octet-stream")],
+        bytes,
+    )
+        .into_response())
 }
 
 fn meetup_page(path: &str) -> Response {
@@ -234,32 +374,79 @@ fn meetup_page(path: &str) -> Response {
         "<!doctype html><title>ringside meeting</title><p>This is a ringside meeting link.</p><p>Bots join it with chatInfo and meetingInfo, or with the join meeting id and passcode.</p><code>{}</code>",
         path.replace('<', "&lt;")
     );
-    (StatusCode::OK, [("content-type", "text/html; charset=utf-8")], html).into_response()
+    (
+        StatusCode::OK,
+        [("content-type", "text/html; charset=utf-8")],
+        html,
+    )
+        .into_response()
 }
 
 // ------------------------------------------------------------------ Graph routes
 
+// Built once per request and consumed at once; boxing would only add an allocation.
+#[allow(clippy::large_enum_variant)]
 enum Target {
-    Engine { call_id: Option<String>, cmd: Command, count: bool },
+    Engine {
+        call_id: Option<String>,
+        cmd: Command,
+        count: bool,
+    },
     CreateMeeting(Value),
     GetMeeting(String),
     LogQuality(Value),
 }
 
 #[allow(clippy::too_many_arguments)]
-async fn graph(shared: &Shared, ctx: &Ctx, ver: Version, method: &Method, rest: &[&str], path: &str, headers: &HeaderMap, body: Body) -> Result<Response, ApiError> {
+async fn graph(
+    shared: &Shared,
+    ctx: &Ctx,
+    ver: Version,
+    method: &Method,
+    rest: &[&str],
+    path: &str,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
     let app = authenticate(shared, headers)?;
     let bytes = read_body(shared, body).await?;
     let target = route(method, rest, path, &bytes)?;
-    let prefix = format!("{}/{}", shared.public_url, if ver == Version::Beta { "beta" } else { "v1.0" });
+    let prefix = format!(
+        "{}/{}",
+        shared.public_url,
+        if ver == Version::Beta { "beta" } else { "v1.0" }
+    );
     match target {
-        Target::Engine { call_id, cmd, count } => {
+        Target::Engine {
+            call_id,
+            cmd,
+            count,
+        } => {
             let (tx, rx) = oneshot::channel();
-            shared.driver.send(Msg::Api { app, call_id, cmd, ver, reply: tx }).map_err(|_| stopped())?;
+            shared
+                .driver
+                .send(Msg::Api {
+                    app,
+                    call_id,
+                    cmd,
+                    ver,
+                    reply: tx,
+                })
+                .map_err(|_| stopped())?;
             let reply: Reply = rx.await.map_err(|_| stopped())??;
             if count {
-                let n = reply.body.as_ref().and_then(|b| b["value"].as_array()).map(Vec::len).unwrap_or(0);
-                return Ok((StatusCode::OK, [("content-type", "text/plain")], n.to_string()).into_response());
+                let n = reply
+                    .body
+                    .as_ref()
+                    .and_then(|b| b["value"].as_array())
+                    .map(Vec::len)
+                    .unwrap_or(0);
+                return Ok((
+                    StatusCode::OK,
+                    [("content-type", "text/plain")],
+                    n.to_string(),
+                )
+                    .into_response());
             }
             let location = reply.location.map(|l| format!("{prefix}{l}"));
             Ok(match reply.body {
@@ -268,7 +455,10 @@ async fn graph(shared: &Shared, ctx: &Ctx, ver: Version, method: &Method, rest: 
                     if let Value::Object(m) = &mut b
                         && !m.contains_key("@odata.context")
                     {
-                        m.insert("@odata.context".into(), format!("{prefix}/$metadata#{ctx_path}").into());
+                        m.insert(
+                            "@odata.context".into(),
+                            format!("{prefix}/$metadata#{ctx_path}").into(),
+                        );
                     }
                     json_response(ctx, reply.status, &b, location)
                 }
@@ -281,53 +471,115 @@ async fn graph(shared: &Shared, ctx: &Ctx, ver: Version, method: &Method, rest: 
                 .pointer("/participants/organizer/identity")
                 .and_then(|i| serde_json::from_value::<graph::IdentitySet>(i.clone()).ok())
                 .filter(|i| i.party().is_some())
-                .unwrap_or_else(|| graph::IdentitySet::application(&app.app_id, app.app_name.as_deref()));
-            let start = v.get("startDateTime").and_then(Value::as_str).map(str::to_string);
-            let end = v.get("endDateTime").and_then(Value::as_str).map(str::to_string);
+                .unwrap_or_else(|| {
+                    graph::IdentitySet::application(&app.app_id, app.app_name.as_deref())
+                });
+            let start = v
+                .get("startDateTime")
+                .and_then(Value::as_str)
+                .map(str::to_string);
+            let end = v
+                .get("endDateTime")
+                .and_then(Value::as_str)
+                .map(str::to_string);
             let (tx, rx) = oneshot::channel();
-            shared.driver.send(Msg::CreateMeeting { app, subject, organizer, start, end, reply: tx }).map_err(|_| stopped())?;
+            shared
+                .driver
+                .send(Msg::CreateMeeting {
+                    app,
+                    subject,
+                    organizer,
+                    start,
+                    end,
+                    reply: tx,
+                })
+                .map_err(|_| stopped())?;
             let mut m = rx.await.map_err(|_| stopped())?;
             let id = m["id"].as_str().unwrap_or_default().to_string();
-            m["@odata.context"] = format!("{prefix}/$metadata#communications/onlineMeetings/$entity").into();
-            Ok(json_response(ctx, 201, &m, Some(format!("{prefix}/communications/onlineMeetings/{id}"))))
+            m["@odata.context"] =
+                format!("{prefix}/$metadata#communications/onlineMeetings/$entity").into();
+            Ok(json_response(
+                ctx,
+                201,
+                &m,
+                Some(format!("{prefix}/communications/onlineMeetings/{id}")),
+            ))
         }
         Target::GetMeeting(id) => {
             let (tx, rx) = oneshot::channel();
-            shared.driver.send(Msg::GetMeeting { tenant: app.tenant_id, id: id.clone(), reply: tx }).map_err(|_| stopped())?;
+            shared
+                .driver
+                .send(Msg::GetMeeting {
+                    tenant: app.tenant_id,
+                    id: id.clone(),
+                    reply: tx,
+                })
+                .map_err(|_| stopped())?;
             match rx.await.map_err(|_| stopped())? {
                 Some(m) => Ok(json_response(ctx, 200, &m, None)),
                 None => Err(ApiError::not_found("Online meeting", &id)),
             }
         }
         Target::LogQuality(q) => {
-            let ua = headers.get("user-agent").and_then(|v| v.to_str().ok()).unwrap_or("");
-            let ok = ua.split_whitespace().next().is_some_and(|p| p.split_once('/').is_some_and(|(n, v)| !n.is_empty() && !v.is_empty()));
+            let ua = headers
+                .get("user-agent")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("");
+            let ok = ua.split_whitespace().next().is_some_and(|p| {
+                p.split_once('/')
+                    .is_some_and(|(n, v)| !n.is_empty() && !v.is_empty())
+            });
             if !ok {
-                return Err(bad("logTeleconferenceDeviceQuality requires a User-Agent header of the form ApplicationName/Version."));
+                return Err(bad(
+                    "logTeleconferenceDeviceQuality requires a User-Agent header of the form ApplicationName/Version.",
+                ));
             }
             let (tx, rx) = oneshot::channel();
-            shared.driver.send(Msg::LogQuality { tenant: app.tenant_id, app: app.app_id, json: q, reply: tx }).map_err(|_| stopped())?;
-            rx.await.map_err(|_| stopped())?.map_err(|e| ApiError { status: 503, code: "ServiceUnavailable".into(), message: e })?;
+            shared
+                .driver
+                .send(Msg::LogQuality {
+                    tenant: app.tenant_id,
+                    app: app.app_id,
+                    json: q,
+                    reply: tx,
+                })
+                .map_err(|_| stopped())?;
+            rx.await.map_err(|_| stopped())?.map_err(|e| ApiError {
+                status: 503,
+                code: "ServiceUnavailable".into(),
+                message: e,
+            })?;
             Ok(empty_response(ctx, 200, None))
         }
     }
 }
 
 fn stopped() -> ApiError {
-    ApiError { status: 503, code: "ServiceUnavailable".into(), message: "ringside is shutting down.".into() }
+    ApiError {
+        status: 503,
+        code: "ServiceUnavailable".into(),
+        message: "ringside is shutting down.".into(),
+    }
 }
 
 /// `@odata.context` as Graph writes it: the entity set, the navigation, or the returned type.
 fn context_of(rest: &[&str], body: &Value) -> String {
     if body.get("value").is_some() {
         return match rest.get(3) {
-            Some(nav) => format!("communications/calls('{}')/{}", rest.get(2).unwrap_or(&""), nav),
+            Some(nav) => format!(
+                "communications/calls('{}')/{}",
+                rest.get(2).unwrap_or(&""),
+                nav
+            ),
             None => "communications/calls".into(),
         };
     }
     match body.get("@odata.type").and_then(Value::as_str) {
         Some("#microsoft.graph.call") | None => "communications/calls/$entity".into(),
-        Some(t) => t.trim_start_matches('#').trim_start_matches("microsoft.graph.").to_string(),
+        Some(t) => t
+            .trim_start_matches('#')
+            .trim_start_matches("microsoft.graph.")
+            .to_string(),
     }
 }
 
@@ -340,16 +592,37 @@ fn route(method: &Method, rest: &[&str], path: &str, body: &[u8]) -> Result<Targ
     let nf = || not_found_route(method, path);
     let na = || method_not_allowed(method, path);
     let (root, tail) = match rest {
-        [c, "calls", tail @ ..] if c.eq_ignore_ascii_case("communications") || c.eq_ignore_ascii_case("app") => ("calls", tail),
-        [c, m, tail @ ..] if (c.eq_ignore_ascii_case("communications") || c.eq_ignore_ascii_case("app")) && m.eq_ignore_ascii_case("onlineMeetings") => ("meetings", tail),
+        [c, "calls", tail @ ..]
+            if c.eq_ignore_ascii_case("communications") || c.eq_ignore_ascii_case("app") =>
+        {
+            ("calls", tail)
+        }
+        [c, m, tail @ ..]
+            if (c.eq_ignore_ascii_case("communications") || c.eq_ignore_ascii_case("app"))
+                && m.eq_ignore_ascii_case("onlineMeetings") =>
+        {
+            ("meetings", tail)
+        }
         _ => return Err(nf()),
     };
     let get = *method == Method::GET;
     let post = *method == Method::POST;
     let del = *method == Method::DELETE;
     let patch = *method == Method::PATCH;
-    let e = |call_id: Option<&str>, cmd: Command| Ok(Target::Engine { call_id: call_id.map(str::to_string), cmd, count: false });
-    let count = |call_id: Option<&str>, cmd: Command| Ok(Target::Engine { call_id: call_id.map(str::to_string), cmd, count: true });
+    let e = |call_id: Option<&str>, cmd: Command| {
+        Ok(Target::Engine {
+            call_id: call_id.map(str::to_string),
+            cmd,
+            count: false,
+        })
+    };
+    let count = |call_id: Option<&str>, cmd: Command| {
+        Ok(Target::Engine {
+            call_id: call_id.map(str::to_string),
+            cmd,
+            count: true,
+        })
+    };
     if root == "meetings" {
         return match tail {
             [] if post => Ok(Target::CreateMeeting(p::<Value>(body)?)),
@@ -383,12 +656,14 @@ fn route(method: &Method, rest: &[&str], path: &str, body: &[u8]) -> Result<Targ
                 "audioroutinggroups" if get => e(id, Command::ListRoutingGroups),
                 "audioroutinggroups" if post => e(id, Command::CreateRoutingGroup(p(body)?)),
                 "contentsharingsessions" if get => e(id, Command::ListContentSharingSessions),
-                "participants" | "operations" | "audioroutinggroups" | "contentsharingsessions" => Err(na()),
+                "participants" | "operations" | "audioroutinggroups" | "contentsharingsessions" => {
+                    Err(na())
+                }
                 _ if !post => Err(na()),
                 "answer" => e(id, Command::Answer(p(body)?)),
                 "reject" => e(id, Command::Reject(p(body)?)),
                 "redirect" => e(id, Command::Redirect(p(body)?)),
-                "transfer" => e(id, Command::Transfer(p(body)?)),
+                "transfer" => e(id, Command::Transfer(Box::new(p(body)?))),
                 "keepalive" => e(id, Command::KeepAlive),
                 "playprompt" => e(id, Command::PlayPrompt(p(body)?)),
                 "recordresponse" | "record" => e(id, Command::RecordResponse(p(body)?)),
@@ -428,10 +703,17 @@ fn route(method: &Method, rest: &[&str], path: &str, body: &[u8]) -> Result<Targ
                 ("participants", _) if del => e(id, Command::DeleteParticipant(item)),
                 ("operations", _) if get => e(id, Command::GetOperation(item)),
                 ("audioroutinggroups", _) if get => e(id, Command::GetRoutingGroup(item)),
-                ("audioroutinggroups", _) if patch => e(id, Command::UpdateRoutingGroup(item, p(body)?)),
+                ("audioroutinggroups", _) if patch => {
+                    e(id, Command::UpdateRoutingGroup(item, p(body)?))
+                }
                 ("audioroutinggroups", _) if del => e(id, Command::DeleteRoutingGroup(item)),
-                ("contentsharingsessions", _) if get => e(id, Command::GetContentSharingSession(item)),
-                ("participants" | "operations" | "audioroutinggroups" | "contentsharingsessions", _) => Err(na()),
+                ("contentsharingsessions", _) if get => {
+                    e(id, Command::GetContentSharingSession(item))
+                }
+                (
+                    "participants" | "operations" | "audioroutinggroups" | "contentsharingsessions",
+                    _,
+                ) => Err(na()),
                 _ => Err(nf()),
             }
         }
@@ -454,8 +736,13 @@ fn route(method: &Method, rest: &[&str], path: &str, body: &[u8]) -> Result<Targ
 
 /// Fuzzing entry: every request parser behind the routing table, fed arbitrary bytes.
 pub fn fuzz_route(method_idx: u8, path: &str, body: &[u8]) {
-    let method = [Method::GET, Method::POST, Method::DELETE, Method::PATCH][method_idx as usize % 4].clone();
-    let segs: Vec<String> = path.split('/').filter(|s| !s.is_empty()).map(decode).collect();
+    let method =
+        [Method::GET, Method::POST, Method::DELETE, Method::PATCH][method_idx as usize % 4].clone();
+    let segs: Vec<String> = path
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .map(decode)
+        .collect();
     let s: Vec<&str> = segs.iter().map(String::as_str).collect();
     let _ = route(&method, &s, path, body);
 }
@@ -471,26 +758,76 @@ mod tests {
 
     #[test]
     fn action_segments_are_case_insensitive_and_may_be_qualified() {
-        for a in ["StartRecording", "microsoft.graph.StartRecording", "MICROSOFT.GRAPH.startrecording"] {
+        for a in [
+            "StartRecording",
+            "microsoft.graph.StartRecording",
+            "MICROSOFT.GRAPH.startrecording",
+        ] {
             let t = r(Method::POST, &format!("communications/calls/c1/{a}"), "").unwrap();
-            assert!(matches!(t, Target::Engine { cmd: Command::StartRecording(_), .. }), "{a}");
+            assert!(
+                matches!(
+                    t,
+                    Target::Engine {
+                        cmd: Command::StartRecording(_),
+                        ..
+                    }
+                ),
+                "{a}"
+            );
         }
-        assert!(matches!(r(Method::POST, "app/calls/c1/participants/invite", r#"{"participants":[]}"#).unwrap(), Target::Engine { cmd: Command::Invite(_), .. }));
+        assert!(matches!(
+            r(
+                Method::POST,
+                "app/calls/c1/participants/invite",
+                r#"{"participants":[]}"#
+            )
+            .unwrap(),
+            Target::Engine {
+                cmd: Command::Invite(_),
+                ..
+            }
+        ));
     }
 
     #[test]
     fn wrong_methods_and_unknown_paths_are_named() {
-        assert_eq!(r(Method::PUT, "communications/calls", "").err().unwrap().status, 405);
-        assert_eq!(r(Method::POST, "communications/calls/c1/dance", "").err().unwrap().status, 404);
-        assert_eq!(r(Method::GET, "communications/calls/c1/answer", "").err().unwrap().status, 405);
+        assert_eq!(
+            r(Method::PUT, "communications/calls", "")
+                .err()
+                .unwrap()
+                .status,
+            405
+        );
+        assert_eq!(
+            r(Method::POST, "communications/calls/c1/dance", "")
+                .err()
+                .unwrap()
+                .status,
+            404
+        );
+        assert_eq!(
+            r(Method::GET, "communications/calls/c1/answer", "")
+                .err()
+                .unwrap()
+                .status,
+            405
+        );
     }
 
     #[test]
     fn bad_bodies_name_the_field() {
-        let e = r(Method::POST, "communications/calls/c1/playPrompt", r#"{"prompts":"x"}"#).err().unwrap();
+        let e = r(
+            Method::POST,
+            "communications/calls/c1/playPrompt",
+            r#"{"prompts":"x"}"#,
+        )
+        .err()
+        .unwrap();
         assert_eq!(e.status, 400);
         assert!(e.message.contains("prompts"), "{}", e.message);
-        let e = r(Method::POST, "communications/calls", "{not json").err().unwrap();
+        let e = r(Method::POST, "communications/calls", "{not json")
+            .err()
+            .unwrap();
         assert!(e.message.contains("not valid JSON"), "{}", e.message);
     }
 }

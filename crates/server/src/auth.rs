@@ -43,11 +43,15 @@ impl TokenKeys {
     }
 
     pub fn from_secret(key: &[u8]) -> TokenKeys {
-        TokenKeys { enc: EncodingKey::from_secret(key), dec: DecodingKey::from_secret(key) }
+        TokenKeys {
+            enc: EncodingKey::from_secret(key),
+            dec: DecodingKey::from_secret(key),
+        }
     }
 
     pub fn issue(&self, claims: &Claims) -> String {
-        encode(&Header::new(Algorithm::HS256), claims, &self.enc).expect("HS256 signing cannot fail")
+        encode(&Header::new(Algorithm::HS256), claims, &self.enc)
+            .expect("HS256 signing cannot fail")
     }
 
     /// Validate signature, `exp` and `nbf`; the caller checks tenant and app.
@@ -57,20 +61,35 @@ impl TokenKeys {
         v.validate_nbf = true;
         v.leeway = 30;
         v.set_required_spec_claims(&["exp", "nbf", "iss"]);
-        decode::<Claims>(token, &self.dec, &v).map(|d| d.claims).map_err(|e| match e.kind() {
-            jsonwebtoken::errors::ErrorKind::ExpiredSignature => "The access token has expired.".to_string(),
-            jsonwebtoken::errors::ErrorKind::ImmatureSignature => "The access token is not yet valid.".to_string(),
-            jsonwebtoken::errors::ErrorKind::InvalidSignature => "The access token signature is invalid.".to_string(),
-            jsonwebtoken::errors::ErrorKind::InvalidAlgorithm => "The access token uses an unsupported algorithm.".to_string(),
-            _ => format!("The access token is malformed: {e}"),
-        })
+        decode::<Claims>(token, &self.dec, &v)
+            .map(|d| d.claims)
+            .map_err(|e| match e.kind() {
+                jsonwebtoken::errors::ErrorKind::ExpiredSignature => {
+                    "The access token has expired.".to_string()
+                }
+                jsonwebtoken::errors::ErrorKind::ImmatureSignature => {
+                    "The access token is not yet valid.".to_string()
+                }
+                jsonwebtoken::errors::ErrorKind::InvalidSignature => {
+                    "The access token signature is invalid.".to_string()
+                }
+                jsonwebtoken::errors::ErrorKind::InvalidAlgorithm => {
+                    "The access token uses an unsupported algorithm.".to_string()
+                }
+                _ => format!("The access token is malformed: {e}"),
+            })
     }
 }
 
 /// The audience of a token requested for `scope` (`https://graph.microsoft.com/.default`).
 pub fn audience_of_scope(scope: Option<&str>) -> String {
-    let s = scope.and_then(|s| s.split_whitespace().next()).unwrap_or("https://graph.microsoft.com/.default");
-    s.trim_end_matches("/.default").trim_end_matches(".default").trim_end_matches('/').to_string()
+    let s = scope
+        .and_then(|s| s.split_whitespace().next())
+        .unwrap_or("https://graph.microsoft.com/.default");
+    s.trim_end_matches("/.default")
+        .trim_end_matches(".default")
+        .trim_end_matches('/')
+        .to_string()
 }
 
 #[cfg(test)]
@@ -78,7 +97,18 @@ mod tests {
     use super::*;
 
     fn claims(exp: u64) -> Claims {
-        Claims { iss: "i".into(), aud: "a".into(), tid: "t".into(), appid: "x".into(), azp: "x".into(), roles: vec![], iat: 0, nbf: 0, exp, idtyp: "app".into() }
+        Claims {
+            iss: "i".into(),
+            aud: "a".into(),
+            tid: "t".into(),
+            appid: "x".into(),
+            azp: "x".into(),
+            roles: vec![],
+            iat: 0,
+            nbf: 0,
+            exp,
+            idtyp: "app".into(),
+        }
     }
 
     #[test]
@@ -89,7 +119,11 @@ mod tests {
         assert_eq!(k.validate(&t).unwrap().tid, "t");
         let other = TokenKeys::from_secret(b"ffffffffffffffffffffffffffffffff");
         assert!(other.validate(&t).unwrap_err().contains("signature"));
-        assert!(k.validate(&k.issue(&claims(1))).unwrap_err().contains("expired"));
+        assert!(
+            k.validate(&k.issue(&claims(1)))
+                .unwrap_err()
+                .contains("expired")
+        );
         assert!(k.validate("not.a.jwt").is_err());
         // alg: none is refused.
         let none = "eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0.eyJ0aWQiOiJ0In0.";
@@ -98,7 +132,10 @@ mod tests {
 
     #[test]
     fn scope_becomes_audience() {
-        assert_eq!(audience_of_scope(Some("https://graph.microsoft.com/.default")), "https://graph.microsoft.com");
+        assert_eq!(
+            audience_of_scope(Some("https://graph.microsoft.com/.default")),
+            "https://graph.microsoft.com"
+        );
         assert_eq!(audience_of_scope(None), "https://graph.microsoft.com");
     }
 }

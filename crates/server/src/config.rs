@@ -124,10 +124,16 @@ pub struct App {
 }
 
 pub fn default_permissions() -> Vec<String> {
-    ["Calls.Initiate.All", "Calls.InitiateGroupCall.All", "Calls.JoinGroupCall.All", "Calls.JoinGroupCallAsGuest.All", "Calls.AccessMedia.All"]
-        .into_iter()
-        .map(String::from)
-        .collect()
+    [
+        "Calls.Initiate.All",
+        "Calls.InitiateGroupCall.All",
+        "Calls.JoinGroupCall.All",
+        "Calls.JoinGroupCallAsGuest.All",
+        "Calls.AccessMedia.All",
+    ]
+    .into_iter()
+    .map(String::from)
+    .collect()
 }
 
 /// Scripted behaviour of a simulated endpoint; set in config per user, or per call through a
@@ -170,18 +176,31 @@ impl Behaviour {
             hangup_after_ms: over.hangup_after_ms.or(self.hangup_after_ms),
             hold_at_ms: over.hold_at_ms.or(self.hold_at_ms),
             resume_at_ms: over.resume_at_ms.or(self.resume_at_ms),
-            dtmf: if over.dtmf.is_empty() { self.dtmf.clone() } else { over.dtmf.clone() },
+            dtmf: if over.dtmf.is_empty() {
+                self.dtmf.clone()
+            } else {
+                over.dtmf.clone()
+            },
         }
     }
     pub fn validate(&self) -> Result<(), String> {
         if let Some(a) = &self.action
-            && !["answer", "busy", "decline", "noanswer", "unavailable"].contains(&a.to_ascii_lowercase().as_str())
+            && !["answer", "busy", "decline", "noanswer", "unavailable"]
+                .contains(&a.to_ascii_lowercase().as_str())
         {
-            return Err(format!("action '{a}' must be answer, busy, decline, noAnswer or unavailable"));
+            return Err(format!(
+                "action '{a}' must be answer, busy, decline, noAnswer or unavailable"
+            ));
         }
         for d in &self.dtmf {
-            if let Some(c) = d.digits.chars().find(|c| graph::Tone::from_char(*c).is_none()) {
-                return Err(format!("dtmf digit '{c}' is not a DTMF key (0-9, *, #, A-D)"));
+            if let Some(c) = d
+                .digits
+                .chars()
+                .find(|c| graph::Tone::from_char(*c).is_none())
+            {
+                return Err(format!(
+                    "dtmf digit '{c}' is not a DTMF key (0-9, *, #, A-D)"
+                ));
             }
         }
         Ok(())
@@ -222,7 +241,8 @@ pub struct Config {
 
 impl Config {
     pub fn load(path: &Path) -> Result<Config, String> {
-        let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
         let c: Config = toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
         c.validate()?;
         Ok(c)
@@ -245,13 +265,20 @@ impl Config {
             if !self.tenants.iter().any(|t| t.id == u.tenant) {
                 return Err(format!("user {} names unknown tenant {}", u.id, u.tenant));
             }
-            u.behaviour.validate().map_err(|e| format!("user {}: {e}", u.id))?;
+            u.behaviour
+                .validate()
+                .map_err(|e| format!("user {}: {e}", u.id))?;
         }
         Ok(())
     }
 
     pub fn public_url(&self) -> String {
-        self.server.public_url.clone().unwrap_or_else(|| format!("http://{}", self.server.listen)).trim_end_matches('/').to_string()
+        self.server
+            .public_url
+            .clone()
+            .unwrap_or_else(|| format!("http://{}", self.server.listen))
+            .trim_end_matches('/')
+            .to_string()
     }
 
     pub fn app(&self, id: &str) -> Option<&App> {
@@ -264,7 +291,11 @@ impl Config {
 
     /// The app an address (app id, `sip:` URI or phone number) routes to.
     pub fn app_for_address(&self, addr: &str) -> Option<&App> {
-        self.app(addr).or_else(|| self.apps.iter().find(|a| a.addresses.iter().any(|x| x.eq_ignore_ascii_case(addr))))
+        self.app(addr).or_else(|| {
+            self.apps
+                .iter()
+                .find(|a| a.addresses.iter().any(|x| x.eq_ignore_ascii_case(addr)))
+        })
     }
 
     /// A fresh development directory: one tenant, one app, three simulated users.
@@ -274,12 +305,21 @@ impl Config {
         let secret: String = {
             use rand::Rng;
             let mut r = rand::rng();
-            (0..40).map(|_| char::from(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"[r.random_range(0..62)])).collect()
+            (0..40)
+                .map(|_| {
+                    char::from(
+                        b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
+                            [r.random_range(0..62)],
+                    )
+                })
+                .collect()
         };
         let admin: String = {
             use rand::Rng;
             let mut r = rand::rng();
-            (0..32).map(|_| format!("{:x}", r.random_range(0..16))).collect()
+            (0..32)
+                .map(|_| format!("{:x}", r.random_range(0..16)))
+                .collect()
         };
         let users = [("Alice", 1000), ("Bob", 2000), ("Carol", 3000)]
             .into_iter()
@@ -288,13 +328,20 @@ impl Config {
                 tenant: tenant.clone(),
                 display_name: Some(n.to_string()),
                 endpoint: "simulated".into(),
-                behaviour: Behaviour { action: Some("answer".into()), answer_after_ms: Some(ms), ..Default::default() },
+                behaviour: Behaviour {
+                    action: Some("answer".into()),
+                    answer_after_ms: Some(ms),
+                    ..Default::default()
+                },
             })
             .collect();
         Config {
             server: ServerConfig::default(),
             admin: Some(AdminConfig { token: admin }),
-            tenants: vec![Tenant { id: tenant.clone(), name: Some("Dev tenant".into()) }],
+            tenants: vec![Tenant {
+                id: tenant.clone(),
+                name: Some("Dev tenant".into()),
+            }],
             apps: vec![App {
                 id: id(),
                 tenant,
@@ -326,7 +373,14 @@ mod tests {
     #[test]
     fn unknown_keys_and_bad_scripts_are_refused() {
         assert!(toml::from_str::<Config>("[server]\nlisten_on = \"x\"").is_err());
-        let b = Behaviour { dtmf: vec![DtmfPress { at_ms: 0, digits: "12x".into(), gap_ms: None }], ..Default::default() };
+        let b = Behaviour {
+            dtmf: vec![DtmfPress {
+                at_ms: 0,
+                digits: "12x".into(),
+                gap_ms: None,
+            }],
+            ..Default::default()
+        };
         assert!(b.validate().unwrap_err().contains("'x'"));
     }
 }

@@ -11,26 +11,84 @@ use store::{DeadLetter, OutboxChange, OutboxRow, Store};
 use tokio::sync::oneshot;
 
 pub fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
 }
 
 pub type ApiResult = Result<Reply, ApiError>;
 
 pub enum Msg {
-    Api { app: AppCtx, call_id: Option<String>, cmd: Command, ver: Version, reply: oneshot::Sender<ApiResult> },
-    Incoming { app: AppCtx, webhook: String, caller: ParticipantInfo, script: Option<Value>, reply: oneshot::Sender<(String, String)> },
-    Leg { leg_id: String, event: LegEvent },
-    Fetched { call_id: String, op_id: String, index: usize, result: Result<u64, String> },
+    Api {
+        app: AppCtx,
+        call_id: Option<String>,
+        cmd: Command,
+        ver: Version,
+        reply: oneshot::Sender<ApiResult>,
+    },
+    Incoming {
+        app: AppCtx,
+        webhook: String,
+        caller: ParticipantInfo,
+        script: Option<Value>,
+        reply: oneshot::Sender<(String, String)>,
+    },
+    Leg {
+        leg_id: String,
+        event: LegEvent,
+    },
+    Fetched {
+        call_id: String,
+        op_id: String,
+        index: usize,
+        result: Result<u64, String>,
+    },
     Outbox(OutboxChange),
-    CreateMeeting { app: AppCtx, subject: Option<String>, organizer: graph::IdentitySet, start: Option<String>, end: Option<String>, reply: oneshot::Sender<Value> },
-    GetMeeting { tenant: String, id: String, reply: oneshot::Sender<Option<Value>> },
-    DeadLetters { reply: oneshot::Sender<Vec<DeadLetter>> },
-    Redeliver { seq: i64, reply: oneshot::Sender<Option<OutboxRow>> },
-    LogQuality { tenant: String, app: String, json: Value, reply: oneshot::Sender<Result<i64, String>> },
-    ListQuality { tenant: String, reply: oneshot::Sender<Vec<(i64, String, i64, Value)>> },
-    AddRecording { id: String, call_id: String, token: String, path: String, retention_ms: u64 },
-    GetRecording { id: String, reply: oneshot::Sender<Option<(String, String, i64)>> },
-    Snapshot { reply: oneshot::Sender<Value> },
+    CreateMeeting {
+        app: AppCtx,
+        subject: Option<String>,
+        organizer: graph::IdentitySet,
+        start: Option<String>,
+        end: Option<String>,
+        reply: oneshot::Sender<Value>,
+    },
+    GetMeeting {
+        tenant: String,
+        id: String,
+        reply: oneshot::Sender<Option<Value>>,
+    },
+    DeadLetters {
+        reply: oneshot::Sender<Vec<DeadLetter>>,
+    },
+    Redeliver {
+        seq: i64,
+        reply: oneshot::Sender<Option<OutboxRow>>,
+    },
+    LogQuality {
+        tenant: String,
+        app: String,
+        json: Value,
+        reply: oneshot::Sender<Result<i64, String>>,
+    },
+    ListQuality {
+        tenant: String,
+        reply: oneshot::Sender<Vec<(i64, String, i64, Value)>>,
+    },
+    AddRecording {
+        id: String,
+        call_id: String,
+        token: String,
+        path: String,
+        retention_ms: u64,
+    },
+    GetRecording {
+        id: String,
+        reply: oneshot::Sender<Option<(String, String, i64)>>,
+    },
+    Snapshot {
+        reply: oneshot::Sender<Value>,
+    },
 }
 
 /// Where effects go once committed.
@@ -45,7 +103,10 @@ const MAX_BATCH: usize = 512;
 
 pub fn run(mut engine: Engine, mut store: Store, rx: mpsc::Receiver<Msg>, sinks: Sinks) {
     loop {
-        let wait = engine.poll_timeout().map(|t| Duration::from_millis(t.saturating_sub(now_ms()))).unwrap_or(Duration::from_secs(3600));
+        let wait = engine
+            .poll_timeout()
+            .map(|t| Duration::from_millis(t.saturating_sub(now_ms())))
+            .unwrap_or(Duration::from_secs(3600));
         let first = match rx.recv_timeout(wait) {
             Ok(m) => Some(m),
             Err(mpsc::RecvTimeoutError::Timeout) => None,
@@ -63,14 +124,31 @@ pub fn run(mut engine: Engine, mut store: Store, rx: mpsc::Receiver<Msg>, sinks:
         let mut changes = Vec::new();
         for m in batch {
             match m {
-                Msg::Api { app, call_id, cmd, ver, reply } => {
-                    let r = guarded("api", || engine.handle_api(now, &app, call_id.as_deref(), cmd, ver)).unwrap_or_else(|| Err(internal()));
+                Msg::Api {
+                    app,
+                    call_id,
+                    cmd,
+                    ver,
+                    reply,
+                } => {
+                    let r = guarded("api", || {
+                        engine.handle_api(now, &app, call_id.as_deref(), cmd, ver)
+                    })
+                    .unwrap_or_else(|| Err(internal()));
                     replies.push(Box::new(move |ok| {
                         let _ = reply.send(if ok { r } else { Err(unavailable()) });
                     }));
                 }
-                Msg::Incoming { app, webhook, caller, script, reply } => {
-                    if let Some(r) = guarded("incoming", || engine.incoming_call(now, &app, &webhook, caller, script)) {
+                Msg::Incoming {
+                    app,
+                    webhook,
+                    caller,
+                    script,
+                    reply,
+                } => {
+                    if let Some(r) = guarded("incoming", || {
+                        engine.incoming_call(now, &app, &webhook, caller, script)
+                    }) {
                         replies.push(Box::new(move |_| {
                             let _ = reply.send(r);
                         }));
@@ -79,11 +157,25 @@ pub fn run(mut engine: Engine, mut store: Store, rx: mpsc::Receiver<Msg>, sinks:
                 Msg::Leg { leg_id, event } => {
                     guarded("leg", || engine.handle_leg(now, &leg_id, event));
                 }
-                Msg::Fetched { call_id, op_id, index, result } => {
-                    guarded("fetch", || engine.prompt_fetched(now, &call_id, &op_id, index, result));
+                Msg::Fetched {
+                    call_id,
+                    op_id,
+                    index,
+                    result,
+                } => {
+                    guarded("fetch", || {
+                        engine.prompt_fetched(now, &call_id, &op_id, index, result)
+                    });
                 }
                 Msg::Outbox(c) => changes.push(c),
-                Msg::CreateMeeting { app, subject, organizer, start, end, reply } => {
+                Msg::CreateMeeting {
+                    app,
+                    subject,
+                    organizer,
+                    start,
+                    end,
+                    reply,
+                } => {
                     let v = engine.create_meeting(now, &app, subject, organizer, start, end);
                     replies.push(Box::new(move |_| {
                         let _ = reply.send(v);
@@ -102,14 +194,36 @@ pub fn run(mut engine: Engine, mut store: Store, rx: mpsc::Receiver<Msg>, sinks:
                     }
                     let _ = reply.send(row);
                 }
-                Msg::LogQuality { tenant, app, json, reply } => {
-                    let _ = reply.send(store.log_device_quality(&tenant, &app, now as i64, &json).map_err(|e| e.to_string()));
+                Msg::LogQuality {
+                    tenant,
+                    app,
+                    json,
+                    reply,
+                } => {
+                    let _ = reply.send(
+                        store
+                            .log_device_quality(&tenant, &app, now as i64, &json)
+                            .map_err(|e| e.to_string()),
+                    );
                 }
                 Msg::ListQuality { tenant, reply } => {
                     let _ = reply.send(store.device_quality(&tenant).unwrap_or_default());
                 }
-                Msg::AddRecording { id, call_id, token, path, retention_ms } => {
-                    if let Err(e) = store.add_recording(&id, &call_id, &token, &path, now as i64, (now + retention_ms) as i64) {
+                Msg::AddRecording {
+                    id,
+                    call_id,
+                    token,
+                    path,
+                    retention_ms,
+                } => {
+                    if let Err(e) = store.add_recording(
+                        &id,
+                        &call_id,
+                        &token,
+                        &path,
+                        now as i64,
+                        (now + retention_ms) as i64,
+                    ) {
                         tracing::error!(error = %e, "cannot record recording");
                     }
                 }
@@ -153,10 +267,21 @@ pub fn run(mut engine: Engine, mut store: Store, rx: mpsc::Receiver<Msg>, sinks:
                 Effect::Leg(a) => {
                     let _ = sinks.legs.send(crate::endpoints::Control::Action(a));
                 }
-                Effect::FetchPrompt { call_id, op_id, index, uri, resource_id } => {
+                Effect::FetchPrompt {
+                    call_id,
+                    op_id,
+                    index,
+                    uri,
+                    resource_id,
+                } => {
                     let _ = sinks.fetch.send((call_id, op_id, index, uri, resource_id));
                 }
-                Effect::SaveRecording { id, call_id, token, duration_ms } => {
+                Effect::SaveRecording {
+                    id,
+                    call_id,
+                    token,
+                    duration_ms,
+                } => {
                     let _ = sinks.recordings.send((id, call_id, token, duration_ms));
                 }
             }
@@ -169,7 +294,11 @@ fn guarded<T>(what: &str, f: impl FnOnce() -> T) -> Option<T> {
     match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
         Ok(v) => Some(v),
         Err(p) => {
-            let msg = p.downcast_ref::<&str>().map(|s| s.to_string()).or_else(|| p.downcast_ref::<String>().cloned()).unwrap_or_default();
+            let msg = p
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| p.downcast_ref::<String>().cloned())
+                .unwrap_or_default();
             tracing::error!(input = what, panic = %msg, "engine bug: input dropped");
             None
         }
@@ -177,11 +306,19 @@ fn guarded<T>(what: &str, f: impl FnOnce() -> T) -> Option<T> {
 }
 
 fn internal() -> ApiError {
-    ApiError { status: 500, code: "InternalServerError".into(), message: "ringside hit an internal error handling this request; it has been logged.".into() }
+    ApiError {
+        status: 500,
+        code: "InternalServerError".into(),
+        message: "ringside hit an internal error handling this request; it has been logged.".into(),
+    }
 }
 
 fn unavailable() -> ApiError {
-    ApiError { status: 503, code: "ServiceUnavailable".into(), message: "The request could not be committed to storage; retry.".into() }
+    ApiError {
+        status: 503,
+        code: "ServiceUnavailable".into(),
+        message: "The request could not be committed to storage; retry.".into(),
+    }
 }
 
 fn snapshot(e: &Engine) -> Value {

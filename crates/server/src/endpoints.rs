@@ -3,13 +3,14 @@
 //!   decline, never answer, hang up, hold/resume, press DTMF), and
 //! * applications: a leg rung towards an app becomes that app's incoming call, so bots can
 //!   call, redirect to and transfer to each other.
+//!
 //! SIP and WebRTC endpoints will implement the same `LegAction` → `LegEvent` contract.
 
 use crate::config::Behaviour;
 use crate::driver::{Msg, now_ms};
 use crate::state::Shared;
 use engine::{AppCtx, LegAction, LegEvent};
-use graph::{Party, ParticipantInfo, Tone};
+use graph::{ParticipantInfo, Party, Tone};
 use serde::Serialize;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -47,21 +48,37 @@ impl Registry {
             // Bounded: drop finished legs first.
             logs.retain(|_, l| l.state != "ended");
         }
-        let l = logs.entry(leg.to_string()).or_insert_with(|| LegLog { leg_id: leg.to_string(), user_id: user.map(str::to_string), state: "ringing".into(), ..Default::default() });
+        let l = logs.entry(leg.to_string()).or_insert_with(|| LegLog {
+            leg_id: leg.to_string(),
+            user_id: user.map(str::to_string),
+            state: "ringing".into(),
+            ..Default::default()
+        });
         let event = event.into();
         match event.as_str() {
             "answered" | "connected" => l.state = "connected".into(),
-            e if e.starts_with("ended") || e.starts_with("cancelled") || e.starts_with("rejected") || e.starts_with("hung up") || e.starts_with("failed") => {
+            e if e.starts_with("ended")
+                || e.starts_with("cancelled")
+                || e.starts_with("rejected")
+                || e.starts_with("hung up")
+                || e.starts_with("failed") =>
+            {
                 l.state = "ended".into()
             }
             _ => {}
         }
-        l.events.push(LogEntry { at_ms: now_ms(), event });
+        l.events.push(LogEntry {
+            at_ms: now_ms(),
+            event,
+        });
     }
     pub fn heard_tone(&self, leg: &str, tone: Tone) {
         if let Some(l) = self.logs.lock().expect("registry").get_mut(leg) {
             l.tones_heard.push(tone.to_char());
-            l.events.push(LogEntry { at_ms: now_ms(), event: format!("heard tone {}", tone.to_char()) });
+            l.events.push(LogEntry {
+                at_ms: now_ms(),
+                event: format!("heard tone {}", tone.to_char()),
+            });
         }
     }
 }
@@ -75,7 +92,9 @@ struct SimLeg {
 enum Kind {
     Sim(SimLeg),
     /// A leg rung towards an app, paired with the caller leg of that app's incoming call.
-    AppSide { peer: String },
+    AppSide {
+        peer: String,
+    },
 }
 
 pub struct Endpoints {
@@ -85,11 +104,17 @@ pub struct Endpoints {
 
 impl Endpoints {
     pub fn new(shared: Arc<Shared>) -> Endpoints {
-        Endpoints { shared, legs: HashMap::new() }
+        Endpoints {
+            shared,
+            legs: HashMap::new(),
+        }
     }
 
     fn event(&self, leg: &str, event: LegEvent) {
-        let _ = self.shared.driver.send(Msg::Leg { leg_id: leg.to_string(), event });
+        let _ = self.shared.driver.send(Msg::Leg {
+            leg_id: leg.to_string(),
+            event,
+        });
     }
 
     fn later(&self, leg: &str, after_ms: u64, event: LegEvent) -> JoinHandle<()> {
@@ -115,12 +140,21 @@ impl Endpoints {
     /// Register a simulated caller leg (a simulated user calling an app).
     pub fn add_caller(&mut self, leg: &str, user_id: &str, behaviour: Behaviour) {
         self.shared.registry.log(leg, Some(user_id), "calling");
-        self.legs.insert(leg.to_string(), Kind::Sim(SimLeg { user_id: Some(user_id.to_string()), behaviour, tasks: vec![] }));
+        self.legs.insert(
+            leg.to_string(),
+            Kind::Sim(SimLeg {
+                user_id: Some(user_id.to_string()),
+                behaviour,
+                tasks: vec![],
+            }),
+        );
     }
 
     /// After connect: hang up, hold, resume and key presses at their scripted times.
     fn start_script(&mut self, leg: &str) {
-        let Some(Kind::Sim(s)) = self.legs.get(leg) else { return };
+        let Some(Kind::Sim(s)) = self.legs.get(leg) else {
+            return;
+        };
         let b = s.behaviour.clone();
         let mut tasks = vec![];
         if let Some(t) = b.hold_at_ms {
@@ -156,7 +190,12 @@ impl Endpoints {
     pub async fn handle(&mut self, action: LegAction) {
         let reg = self.shared.registry.clone();
         match action {
-            LegAction::Ring { leg_id, to, from, script } => self.ring(&leg_id, to, from, script).await,
+            LegAction::Ring {
+                leg_id,
+                to,
+                from,
+                script,
+            } => self.ring(&leg_id, to, *from, script).await,
             LegAction::Answer { leg_id } => match self.legs.get(&leg_id) {
                 Some(Kind::Sim(_)) => {
                     reg.log(&leg_id, None, "connected");
@@ -174,7 +213,13 @@ impl Endpoints {
                 reg.log(&leg_id, None, format!("rejected {sip_code}"));
                 if let Some(Kind::AppSide { peer }) = self.legs.remove(&leg_id) {
                     self.legs.remove(&peer);
-                    self.event(&peer, LegEvent::Failed { sip_code, reason: "the application rejected the call".into() });
+                    self.event(
+                        &peer,
+                        LegEvent::Failed {
+                            sip_code,
+                            reason: "the application rejected the call".into(),
+                        },
+                    );
                 }
                 self.stop(&leg_id);
             }
@@ -194,7 +239,11 @@ impl Endpoints {
                 }
                 self.stop(&leg_id);
             }
-            LegAction::SendTones { leg_id, tones, delay_ms } => match self.legs.get(&leg_id) {
+            LegAction::SendTones {
+                leg_id,
+                tones,
+                delay_ms,
+            } => match self.legs.get(&leg_id) {
                 Some(Kind::AppSide { peer }) => {
                     let peer = peer.clone();
                     let step = self.shared.engine_cfg.tone_ms + delay_ms;
@@ -208,22 +257,57 @@ impl Endpoints {
                     }
                 }
             },
-            LegAction::HoldMusic { leg_id, on } => reg.log(&leg_id, None, if on { "hold music started" } else { "hold music stopped" }),
+            LegAction::HoldMusic { leg_id, on } => reg.log(
+                &leg_id,
+                None,
+                if on {
+                    "hold music started"
+                } else {
+                    "hold music stopped"
+                },
+            ),
         }
     }
 
-    async fn ring(&mut self, leg: &str, to: Party, from: ParticipantInfo, script: Option<serde_json::Value>) {
+    async fn ring(
+        &mut self,
+        leg: &str,
+        to: Party,
+        from: ParticipantInfo,
+        script: Option<serde_json::Value>,
+    ) {
         let reg = self.shared.registry.clone();
         match to {
             Party::User(uid) => {
-                let user = self.shared.config.read().expect("config").user(&uid).cloned();
+                let user = self
+                    .shared
+                    .config
+                    .read()
+                    .expect("config")
+                    .user(&uid)
+                    .cloned();
                 let Some(user) = user else {
                     reg.log(leg, None, format!("failed 404 no user {uid}"));
-                    self.event(leg, LegEvent::Failed { sip_code: 404, reason: format!("user {uid} does not exist") });
+                    self.event(
+                        leg,
+                        LegEvent::Failed {
+                            sip_code: 404,
+                            reason: format!("user {uid} does not exist"),
+                        },
+                    );
                     return;
                 };
                 if user.endpoint != "simulated" {
-                    self.event(leg, LegEvent::Failed { sip_code: 480, reason: format!("user {uid} has no reachable endpoint ({})", user.endpoint) });
+                    self.event(
+                        leg,
+                        LegEvent::Failed {
+                            sip_code: 480,
+                            reason: format!(
+                                "user {uid} has no reachable endpoint ({})",
+                                user.endpoint
+                            ),
+                        },
+                    );
                     return;
                 }
                 let over: Behaviour = match script.map(serde_json::from_value::<Behaviour>) {
@@ -239,19 +323,58 @@ impl Endpoints {
                     }
                 };
                 let b = user.behaviour.merged(&over);
-                reg.log(leg, Some(&user.id), format!("ringing (from {})", from.identity.display_name().unwrap_or("unknown")));
+                reg.log(
+                    leg,
+                    Some(&user.id),
+                    format!(
+                        "ringing (from {})",
+                        from.identity.display_name().unwrap_or("unknown")
+                    ),
+                );
                 self.event(leg, LegEvent::Ringing);
                 let after = b.answer_after_ms.unwrap_or(500);
-                let action = b.action.clone().unwrap_or_else(|| "answer".into()).to_ascii_lowercase();
+                let action = b
+                    .action
+                    .clone()
+                    .unwrap_or_else(|| "answer".into())
+                    .to_ascii_lowercase();
                 let mut tasks = vec![];
                 match action.as_str() {
-                    "busy" => tasks.push(self.later(leg, after, LegEvent::Failed { sip_code: 486, reason: "busy".into() })),
-                    "decline" => tasks.push(self.later(leg, after, LegEvent::Failed { sip_code: 603, reason: "declined".into() })),
-                    "unavailable" => tasks.push(self.later(leg, 0, LegEvent::Failed { sip_code: 480, reason: "unavailable".into() })),
+                    "busy" => tasks.push(self.later(
+                        leg,
+                        after,
+                        LegEvent::Failed {
+                            sip_code: 486,
+                            reason: "busy".into(),
+                        },
+                    )),
+                    "decline" => tasks.push(self.later(
+                        leg,
+                        after,
+                        LegEvent::Failed {
+                            sip_code: 603,
+                            reason: "declined".into(),
+                        },
+                    )),
+                    "unavailable" => tasks.push(self.later(
+                        leg,
+                        0,
+                        LegEvent::Failed {
+                            sip_code: 480,
+                            reason: "unavailable".into(),
+                        },
+                    )),
                     "noanswer" => {}
                     _ => tasks.push(self.later(leg, after, LegEvent::Answered)),
                 }
-                self.legs.insert(leg.to_string(), Kind::Sim(SimLeg { user_id: Some(user.id.clone()), behaviour: b.clone(), tasks }));
+                self.legs.insert(
+                    leg.to_string(),
+                    Kind::Sim(SimLeg {
+                        user_id: Some(user.id.clone()),
+                        behaviour: b.clone(),
+                        tasks,
+                    }),
+                );
                 if action == "answer" {
                     // The script runs from the moment of answer.
                     let shift = after;
@@ -271,26 +394,70 @@ impl Endpoints {
             Party::Application(id) | Party::ApplicationInstance(id) => {
                 let app = self.shared.config.read().expect("config").app(&id).cloned();
                 let Some(app) = app else {
-                    self.event(leg, LegEvent::Failed { sip_code: 404, reason: format!("application {id} does not exist") });
+                    self.event(
+                        leg,
+                        LegEvent::Failed {
+                            sip_code: 404,
+                            reason: format!("application {id} does not exist"),
+                        },
+                    );
                     return;
                 };
                 let Some(webhook) = app.webhook.clone() else {
-                    self.event(leg, LegEvent::Failed { sip_code: 480, reason: format!("application {id} has no calling webhook") });
+                    self.event(
+                        leg,
+                        LegEvent::Failed {
+                            sip_code: 480,
+                            reason: format!("application {id} has no calling webhook"),
+                        },
+                    );
                     return;
                 };
-                let ctx = AppCtx { tenant_id: app.tenant.clone(), app_id: app.id.clone(), app_name: app.name.clone() };
+                let ctx = AppCtx {
+                    tenant_id: app.tenant.clone(),
+                    app_id: app.id.clone(),
+                    app_name: app.name.clone(),
+                };
                 let (tx, rx) = oneshot::channel();
-                let _ = self.shared.driver.send(Msg::Incoming { app: ctx, webhook, caller: from, script: None, reply: tx });
+                let _ = self.shared.driver.send(Msg::Incoming {
+                    app: ctx,
+                    webhook,
+                    caller: from,
+                    script: None,
+                    reply: tx,
+                });
                 let Ok((_call, b_leg)) = rx.await else { return };
-                self.legs.insert(leg.to_string(), Kind::AppSide { peer: b_leg.clone() });
-                self.legs.insert(b_leg, Kind::AppSide { peer: leg.to_string() });
+                self.legs.insert(
+                    leg.to_string(),
+                    Kind::AppSide {
+                        peer: b_leg.clone(),
+                    },
+                );
+                self.legs.insert(
+                    b_leg,
+                    Kind::AppSide {
+                        peer: leg.to_string(),
+                    },
+                );
                 self.event(leg, LegEvent::Ringing);
             }
             Party::Phone(n) => {
-                self.event(leg, LegEvent::Failed { sip_code: 480, reason: format!("no SIP trunk is configured to reach {n}") });
+                self.event(
+                    leg,
+                    LegEvent::Failed {
+                        sip_code: 480,
+                        reason: format!("no SIP trunk is configured to reach {n}"),
+                    },
+                );
             }
             Party::Guest(g) => {
-                self.event(leg, LegEvent::Failed { sip_code: 404, reason: format!("guest {g} cannot be called") });
+                self.event(
+                    leg,
+                    LegEvent::Failed {
+                        sip_code: 404,
+                        reason: format!("guest {g} cannot be called"),
+                    },
+                );
             }
         }
     }
@@ -305,7 +472,11 @@ impl Endpoints {
 
 pub enum Control {
     Action(LegAction),
-    AddCaller { leg: String, user_id: String, behaviour: Behaviour },
+    AddCaller {
+        leg: String,
+        user_id: String,
+        behaviour: Behaviour,
+    },
 }
 
 pub async fn run(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Control>) {
@@ -313,7 +484,11 @@ pub async fn run(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Control>) 
     while let Some(c) = rx.recv().await {
         match c {
             Control::Action(a) => eps.handle(a).await,
-            Control::AddCaller { leg, user_id, behaviour } => eps.add_caller(&leg, &user_id, behaviour),
+            Control::AddCaller {
+                leg,
+                user_id,
+                behaviour,
+            } => eps.add_caller(&leg, &user_id, behaviour),
         }
     }
 }

@@ -42,8 +42,12 @@ impl IdSource for UuidIds {
 }
 
 pub async fn start(opts: Options) -> Result<Running, String> {
-    std::fs::create_dir_all(&opts.data_dir).map_err(|e| format!("cannot create {}: {e}", opts.data_dir.display()))?;
-    let config_path = opts.config.clone().unwrap_or_else(|| opts.data_dir.join("ringside.toml"));
+    std::fs::create_dir_all(&opts.data_dir)
+        .map_err(|e| format!("cannot create {}: {e}", opts.data_dir.display()))?;
+    let config_path = opts
+        .config
+        .clone()
+        .unwrap_or_else(|| opts.data_dir.join("ringside.toml"));
     let (mut cfg, seeded) = if config_path.exists() {
         (Config::load(&config_path)?, false)
     } else {
@@ -54,7 +58,9 @@ pub async fn start(opts: Options) -> Result<Running, String> {
     if let Some(l) = &opts.listen {
         cfg.server.listen = l.clone();
     }
-    let listener = tokio::net::TcpListener::bind(&cfg.server.listen).await.map_err(|e| format!("cannot listen on {}: {e}", cfg.server.listen))?;
+    let listener = tokio::net::TcpListener::bind(&cfg.server.listen)
+        .await
+        .map_err(|e| format!("cannot listen on {}: {e}", cfg.server.listen))?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
     if cfg.server.public_url.is_none() {
         cfg.server.public_url = Some(format!("http://{addr}"));
@@ -68,18 +74,25 @@ pub async fn start(opts: Options) -> Result<Running, String> {
         ..engine::Config::default()
     };
 
-    let store = store::Store::open(&opts.data_dir.join("ringside.db")).map_err(|e| e.to_string())?;
-    store.set_fsync(cfg.server.fsync).map_err(|e| e.to_string())?;
+    let store =
+        store::Store::open(&opts.data_dir.join("ringside.db")).map_err(|e| e.to_string())?;
+    store
+        .set_fsync(cfg.server.fsync)
+        .map_err(|e| e.to_string())?;
     let mut engine = Engine::new(engine_cfg.clone(), Box::new(UuidIds));
     let objects = store.load_objects().map_err(|e| e.to_string())?;
-    let (calls, others): (Vec<_>, Vec<_>) = objects.into_iter().partition(|(k, _)| *k == ObjKind::Call);
+    let (calls, others): (Vec<_>, Vec<_>) =
+        objects.into_iter().partition(|(k, _)| *k == ObjKind::Call);
     for (k, v) in others.into_iter().chain(calls) {
-        engine.restore(k, v).map_err(|e| format!("cannot restore state: {e}"))?;
+        engine
+            .restore(k, v)
+            .map_err(|e| format!("cannot restore state: {e}"))?;
     }
     let live_legs = engine.live_legs();
     let pending = store.pending_outbox().map_err(|e| e.to_string())?;
 
-    let keys = auth::TokenKeys::load_or_create(&opts.data_dir).map_err(|e| format!("signing key: {e}"))?;
+    let keys =
+        auth::TokenKeys::load_or_create(&opts.data_dir).map_err(|e| format!("signing key: {e}"))?;
     let (driver_tx, driver_rx) = std::sync::mpsc::channel();
     let (outbox_tx, outbox_rx) = tokio::sync::mpsc::unbounded_channel();
     let (legs_tx, legs_rx) = tokio::sync::mpsc::unbounded_channel();
@@ -101,8 +114,16 @@ pub async fn start(opts: Options) -> Result<Running, String> {
         engine_cfg,
         public_url,
     });
-    let sinks = driver::Sinks { outbox: outbox_tx.clone(), legs: legs_tx.clone(), fetch: fetch_tx, recordings: rec_tx };
-    std::thread::Builder::new().name("ringside-driver".into()).spawn(move || driver::run(engine, store, driver_rx, sinks)).map_err(|e| e.to_string())?;
+    let sinks = driver::Sinks {
+        outbox: outbox_tx.clone(),
+        legs: legs_tx.clone(),
+        fetch: fetch_tx,
+        recordings: rec_tx,
+    };
+    std::thread::Builder::new()
+        .name("ringside-driver".into())
+        .spawn(move || driver::run(engine, store, driver_rx, sinks))
+        .map_err(|e| e.to_string())?;
     tokio::spawn(notifier::run(notifier_cfg, outbox_rx, driver_tx));
     tokio::spawn(endpoints::run(shared.clone(), legs_rx));
     tokio::spawn(fetch::run(shared.clone(), fetch_rx));
@@ -113,7 +134,12 @@ pub async fn start(opts: Options) -> Result<Running, String> {
     // Endpoints re-attach to legs that were ringing when ringside stopped.
     for (leg_id, party, state, script) in live_legs {
         if state == LegState::Ringing {
-            let _ = legs_tx.send(endpoints::Control::Action(LegAction::Ring { leg_id, to: party, from: Default::default(), script }));
+            let _ = legs_tx.send(endpoints::Control::Action(LegAction::Ring {
+                leg_id,
+                to: party,
+                from: Default::default(),
+                script,
+            }));
         }
     }
 
@@ -127,14 +153,23 @@ pub async fn start(opts: Options) -> Result<Running, String> {
             tracing::error!(error = %e, "HTTP server stopped");
         }
     });
-    Ok(Running { addr, shared, seeded, server })
+    Ok(Running {
+        addr,
+        shared,
+        seeded,
+        server,
+    })
 }
 
 /// The first-start banner: how to use the seeded dev directory.
 pub fn banner(r: &Running) -> String {
     let c = r.shared.config.read().expect("config");
     let base = &r.shared.public_url;
-    let mut s = format!("ringside is listening on {base}\n  config: {}\n  data:   {}\n", r.shared.config_path.display(), r.shared.data_dir.display());
+    let mut s = format!(
+        "ringside is listening on {base}\n  config: {}\n  data:   {}\n",
+        r.shared.config_path.display(),
+        r.shared.data_dir.display()
+    );
     if let Some(app) = c.apps.first() {
         s.push_str(&format!(
             "\nDev tenant : {}\nApp id     : {}\nApp secret : {}\nWebhook    : {}\n",
@@ -150,9 +185,15 @@ pub fn banner(r: &Running) -> String {
         s.push_str(&format!("Graph base URLs: {base}/v1.0 and {base}/beta\n"));
     }
     if !c.users.is_empty() {
-        s.push_str("\nSimulated users (call them as targets {\"identity\":{\"user\":{\"id\":…}}}):\n");
+        s.push_str(
+            "\nSimulated users (call them as targets {\"identity\":{\"user\":{\"id\":…}}}):\n",
+        );
         for u in &c.users {
-            s.push_str(&format!("  {:<8} {}\n", u.display_name.clone().unwrap_or_default(), u.id));
+            s.push_str(&format!(
+                "  {:<8} {}\n",
+                u.display_name.clone().unwrap_or_default(),
+                u.id
+            ));
         }
     }
     if let Some(a) = &c.admin {

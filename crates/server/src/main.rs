@@ -5,10 +5,19 @@ use serde_json::{Value, json};
 use std::path::PathBuf;
 
 #[derive(Parser)]
-#[command(name = "ringside", version, about = "A self-hosted Microsoft Graph calls API")]
+#[command(
+    name = "ringside",
+    version,
+    about = "A self-hosted Microsoft Graph calls API"
+)]
 struct Cli {
     /// Data folder: database, signing key, recordings, and the default config file.
-    #[arg(long, global = true, default_value = "ringside-data", env = "RINGSIDE_DATA")]
+    #[arg(
+        long,
+        global = true,
+        default_value = "ringside-data",
+        env = "RINGSIDE_DATA"
+    )]
     data_dir: PathBuf,
     /// Config file (default: <data-dir>/ringside.toml, created on first start).
     #[arg(long, global = true, env = "RINGSIDE_CONFIG")]
@@ -79,8 +88,16 @@ enum Cmd {
 
 fn main() {
     let cli = Cli::parse();
-    tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,hyper=warn,reqwest=warn".into())).init();
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,hyper=warn,reqwest=warn".into()),
+        )
+        .init();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
     let code = rt.block_on(run(cli));
     std::process::exit(code);
 }
@@ -88,7 +105,11 @@ fn main() {
 async fn run(cli: Cli) -> i32 {
     match cli.cmd {
         Cmd::Serve { listen } => {
-            let opts = server::Options { data_dir: cli.data_dir, config: cli.config, listen };
+            let opts = server::Options {
+                data_dir: cli.data_dir,
+                config: cli.config,
+                listen,
+            };
             match server::start(opts).await {
                 Ok(r) => {
                     if r.seeded {
@@ -118,35 +139,102 @@ async fn run(cli: Cli) -> i32 {
 }
 
 /// CLI subcommands talk to the running server's admin API, found through the config file.
-async fn admin(data_dir: &std::path::Path, config: Option<PathBuf>, cmd: Cmd) -> Result<Value, String> {
+async fn admin(
+    data_dir: &std::path::Path,
+    config: Option<PathBuf>,
+    cmd: Cmd,
+) -> Result<Value, String> {
     let path = config.unwrap_or_else(|| data_dir.join("ringside.toml"));
     let cfg = server::config::Config::load(&path)?;
-    let token = cfg.admin.as_ref().map(|a| a.token.clone()).ok_or("the config has no [admin] token")?;
+    let token = cfg
+        .admin
+        .as_ref()
+        .map(|a| a.token.clone())
+        .ok_or("the config has no [admin] token")?;
     let base = format!("{}/admin", cfg.public_url());
     let client = reqwest::Client::new();
-    let parse_json = |s: Option<String>| -> Result<Value, String> { s.map(|s| serde_json::from_str(&s).map_err(|e| format!("bad JSON: {e}"))).unwrap_or(Ok(json!({}))) };
+    let parse_json = |s: Option<String>| -> Result<Value, String> {
+        s.map(|s| serde_json::from_str(&s).map_err(|e| format!("bad JSON: {e}")))
+            .unwrap_or(Ok(json!({})))
+    };
     let (method, path, body) = match cmd {
         Cmd::Serve { .. } => unreachable!(),
         Cmd::Directory => ("GET", "/directory".to_string(), None),
-        Cmd::AddTenant { name, id } => ("POST", "/tenants".into(), Some(json!({"name": name, "id": id}))),
-        Cmd::AddApp { tenant, name, webhook, id } => ("POST", "/apps".into(), Some(json!({"tenant": tenant, "name": name, "webhook": webhook, "id": id}))),
-        Cmd::SetWebhook { app, url } => ("PATCH", format!("/apps/{app}"), Some(json!({ "webhook": url }))),
-        Cmd::AddUser { tenant, name, id, behaviour } => ("POST", "/users".into(), Some(json!({"tenant": tenant, "displayName": name, "id": id, "behaviour": parse_json(behaviour)?}))),
-        Cmd::Call { user, target, script } => ("POST", format!("/users/{user}/call"), Some(json!({"target": target, "script": parse_json(script)?}))),
-        Cmd::Legs { user } => ("GET", format!("/legs{}", user.map(|u| format!("?user={u}")).unwrap_or_default()), None),
+        Cmd::AddTenant { name, id } => (
+            "POST",
+            "/tenants".into(),
+            Some(json!({"name": name, "id": id})),
+        ),
+        Cmd::AddApp {
+            tenant,
+            name,
+            webhook,
+            id,
+        } => (
+            "POST",
+            "/apps".into(),
+            Some(json!({"tenant": tenant, "name": name, "webhook": webhook, "id": id})),
+        ),
+        Cmd::SetWebhook { app, url } => (
+            "PATCH",
+            format!("/apps/{app}"),
+            Some(json!({ "webhook": url })),
+        ),
+        Cmd::AddUser {
+            tenant,
+            name,
+            id,
+            behaviour,
+        } => (
+            "POST",
+            "/users".into(),
+            Some(
+                json!({"tenant": tenant, "displayName": name, "id": id, "behaviour": parse_json(behaviour)?}),
+            ),
+        ),
+        Cmd::Call {
+            user,
+            target,
+            script,
+        } => (
+            "POST",
+            format!("/users/{user}/call"),
+            Some(json!({"target": target, "script": parse_json(script)?})),
+        ),
+        Cmd::Legs { user } => (
+            "GET",
+            format!(
+                "/legs{}",
+                user.map(|u| format!("?user={u}")).unwrap_or_default()
+            ),
+            None,
+        ),
         Cmd::DeadLetters => ("GET", "/dead-letters".into(), None),
         Cmd::Redeliver { seq } => ("POST", format!("/dead-letters/{seq}/redeliver"), None),
     };
-    let mut req = client.request(method.parse().expect("method"), format!("{base}{path}")).bearer_auth(token);
+    let mut req = client
+        .request(method.parse().expect("method"), format!("{base}{path}"))
+        .bearer_auth(token);
     if let Some(mut b) = body {
         if let Value::Object(m) = &mut b {
             m.retain(|_, v| !v.is_null());
         }
         req = req.json(&b);
     }
-    let resp = req.send().await.map_err(|e| format!("cannot reach ringside at {base}: {e}"))?;
+    let resp = req
+        .send()
+        .await
+        .map_err(|e| format!("cannot reach ringside at {base}: {e}"))?;
     let status = resp.status();
     let text = resp.text().await.unwrap_or_default();
-    let v: Value = serde_json::from_str(&text).unwrap_or(if text.is_empty() { json!({"status": status.as_u16()}) } else { Value::String(text) });
-    if status.is_success() { Ok(v) } else { Err(format!("HTTP {status}: {v}")) }
+    let v: Value = serde_json::from_str(&text).unwrap_or(if text.is_empty() {
+        json!({"status": status.as_u16()})
+    } else {
+        Value::String(text)
+    });
+    if status.is_success() {
+        Ok(v)
+    } else {
+        Err(format!("HTTP {status}: {v}"))
+    }
 }

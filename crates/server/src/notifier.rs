@@ -17,11 +17,22 @@ pub struct NotifierConfig {
 }
 
 enum Done {
-    Delivered { call_id: String, seq: i64 },
-    Failed { call_id: String, seq: i64, error: String },
+    Delivered {
+        call_id: String,
+        seq: i64,
+    },
+    Failed {
+        call_id: String,
+        seq: i64,
+        error: String,
+    },
 }
 
-pub async fn run(cfg: NotifierConfig, mut rows: mpsc::UnboundedReceiver<OutboxRow>, driver: Sender<Msg>) {
+pub async fn run(
+    cfg: NotifierConfig,
+    mut rows: mpsc::UnboundedReceiver<OutboxRow>,
+    driver: Sender<Msg>,
+) {
     let client = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .timeout(cfg.timeout)
@@ -44,8 +55,15 @@ pub async fn run(cfg: NotifierConfig, mut rows: mpsc::UnboundedReceiver<OutboxRo
             }
             let r = deliver(&client, &row).await;
             let _ = done.send(match r {
-                Ok(()) => Done::Delivered { call_id: row.call_id, seq: row.seq },
-                Err(error) => Done::Failed { call_id: row.call_id, seq: row.seq, error },
+                Ok(()) => Done::Delivered {
+                    call_id: row.call_id,
+                    seq: row.seq,
+                },
+                Err(error) => Done::Failed {
+                    call_id: row.call_id,
+                    seq: row.seq,
+                    error,
+                },
             });
         });
     };
@@ -63,10 +81,10 @@ pub async fn run(cfg: NotifierConfig, mut rows: mpsc::UnboundedReceiver<OutboxRo
                 let pos = q.iter().position(|r| r.seq > row.seq).unwrap_or(q.len());
                 let front_changed = pos == 0 && !busy.contains(&call);
                 q.insert(pos, row);
-                if front_changed || !busy.contains(&call) {
-                    if let Some(head) = queues.get(&call).and_then(|q| q.front()).cloned() {
-                        start(head, &mut busy);
-                    }
+                if (front_changed || !busy.contains(&call))
+                    && let Some(head) = queues.get(&call).and_then(|q| q.front()).cloned()
+                {
+                    start(head, &mut busy);
                 }
             }
             d = done_rx.recv() => {
@@ -75,18 +93,20 @@ pub async fn run(cfg: NotifierConfig, mut rows: mpsc::UnboundedReceiver<OutboxRo
                     Done::Delivered { call_id, seq } => {
                         let _ = driver.send(Msg::Outbox(OutboxChange::Delivered(seq)));
                         seen.remove(&seq);
-                        if let Some(q) = queues.get_mut(&call_id) { q.pop_front(); }
+                        if let Some(q) = queues.get_mut(&call_id) {
+                            q.retain(|r| r.seq != seq);
+                        }
                         call_id
                     }
                     Done::Failed { call_id, seq, error } => {
                         let q = queues.get_mut(&call_id).expect("queue of in-flight row");
-                        let head = q.front_mut().expect("in-flight row");
+                        let head = q.iter_mut().find(|r| r.seq == seq).expect("in-flight row");
                         head.attempts += 1;
                         tracing::warn!(seq, call_id = %call_id, attempt = head.attempts, error = %error, "notification delivery failed");
                         if head.attempts >= cfg.max_attempts {
                             let _ = driver.send(Msg::Outbox(OutboxChange::Dead { seq, error, now_ms: now_ms() as i64 }));
                             seen.remove(&seq);
-                            q.pop_front();
+                            q.retain(|r| r.seq != seq);
                         } else {
                             let backoff = cfg.backoff_ms.saturating_mul(1u64 << (head.attempts - 1).min(16) as u32).min(60_000);
                             head.next_attempt_ms = (now_ms() + backoff) as i64;
@@ -127,7 +147,10 @@ async fn deliver(client: &reqwest::Client, row: &OutboxRow) -> Result<(), String
             let Some(loc) = resp.headers().get("location").and_then(|v| v.to_str().ok()) else {
                 return Err(format!("POST {url}: {status} without Location"));
             };
-            url = reqwest::Url::parse(&url).and_then(|base| base.join(loc)).map_err(|e| format!("bad Location {loc}: {e}"))?.to_string();
+            url = reqwest::Url::parse(&url)
+                .and_then(|base| base.join(loc))
+                .map_err(|e| format!("bad Location {loc}: {e}"))?
+                .to_string();
             continue;
         }
         return Err(format!("POST {url}: HTTP {status}"));

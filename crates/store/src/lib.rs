@@ -43,8 +43,17 @@ pub struct DeadLetter {
 #[derive(Debug, Clone)]
 pub enum OutboxChange {
     Delivered(i64),
-    Retry { seq: i64, attempts: i64, next_attempt_ms: i64, error: String },
-    Dead { seq: i64, error: String, now_ms: i64 },
+    Retry {
+        seq: i64,
+        attempts: i64,
+        next_attempt_ms: i64,
+        error: String,
+    },
+    Dead {
+        seq: i64,
+        error: String,
+        now_ms: i64,
+    },
 }
 
 pub struct Store {
@@ -121,13 +130,19 @@ impl Store {
 
     /// fsync every commit (power-loss durability) at the cost of commit latency.
     pub fn set_fsync(&self, on: bool) -> Result<()> {
-        self.conn.pragma_update(None, "synchronous", if on { "FULL" } else { "NORMAL" })?;
+        self.conn
+            .pragma_update(None, "synchronous", if on { "FULL" } else { "NORMAL" })?;
         Ok(())
     }
 
     /// Persist a batch: object upserts/deletes, new notifications, outbox progress. Returns
     /// the outbox rows created, in order, with their sequence numbers.
-    pub fn commit(&mut self, objects: &[(ObjKind, String, Option<Value>)], notes: &[Notification], changes: &[OutboxChange]) -> Result<Vec<OutboxRow>> {
+    pub fn commit(
+        &mut self,
+        objects: &[(ObjKind, String, Option<Value>)],
+        notes: &[Notification],
+        changes: &[OutboxChange],
+    ) -> Result<Vec<OutboxRow>> {
         let tx = self.conn.transaction()?;
         let mut rows = Vec::with_capacity(notes.len());
         {
@@ -146,7 +161,14 @@ impl Store {
             let mut ins = tx.prepare_cached("INSERT INTO outbox(call_id,tenant_id,app_id,url,body,incoming) VALUES(?1,?2,?3,?4,?5,?6)")?;
             for n in notes {
                 let body = n.body.to_string();
-                ins.execute(params![n.call_id, n.tenant_id, n.app_id, n.url, body, n.incoming as i64])?;
+                ins.execute(params![
+                    n.call_id,
+                    n.tenant_id,
+                    n.app_id,
+                    n.url,
+                    body,
+                    n.incoming as i64
+                ])?;
                 rows.push(OutboxRow {
                     seq: tx.last_insert_rowid(),
                     call_id: n.call_id.clone(),
@@ -161,7 +183,9 @@ impl Store {
                 });
             }
             let mut done = tx.prepare_cached("DELETE FROM outbox WHERE seq=?1")?;
-            let mut retry = tx.prepare_cached("UPDATE outbox SET attempts=?2, next_attempt_ms=?3, last_error=?4 WHERE seq=?1")?;
+            let mut retry = tx.prepare_cached(
+                "UPDATE outbox SET attempts=?2, next_attempt_ms=?3, last_error=?4 WHERE seq=?1",
+            )?;
             let mut dead = tx.prepare_cached(
                 "INSERT INTO dead_letters(seq,call_id,tenant_id,app_id,url,body,incoming,attempts,last_error,died_ms)
                  SELECT seq,call_id,tenant_id,app_id,url,body,incoming,attempts+1,?2,?3 FROM outbox WHERE seq=?1",
@@ -171,7 +195,12 @@ impl Store {
                     OutboxChange::Delivered(seq) => {
                         done.execute(params![seq])?;
                     }
-                    OutboxChange::Retry { seq, attempts, next_attempt_ms, error } => {
+                    OutboxChange::Retry {
+                        seq,
+                        attempts,
+                        next_attempt_ms,
+                        error,
+                    } => {
                         retry.execute(params![seq, attempts, next_attempt_ms, error])?;
                     }
                     OutboxChange::Dead { seq, error, now_ms } => {
@@ -186,13 +215,23 @@ impl Store {
     }
 
     pub fn load_objects(&self) -> Result<Vec<(ObjKind, Value)>> {
-        let mut st = self.conn.prepare("SELECT kind, id, json FROM objects ORDER BY kind, id")?;
-        let rows = st.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?)))?;
+        let mut st = self
+            .conn
+            .prepare("SELECT kind, id, json FROM objects ORDER BY kind, id")?;
+        let rows = st.query_map([], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+            ))
+        })?;
         let mut out = vec![];
         for row in rows {
             let (kind, id, json) = row?;
-            let k = ObjKind::parse(&kind).ok_or_else(|| StoreError::Corrupt(id.clone(), format!("unknown kind {kind}")))?;
-            let v = serde_json::from_str(&json).map_err(|e| StoreError::Corrupt(id.clone(), e.to_string()))?;
+            let k = ObjKind::parse(&kind)
+                .ok_or_else(|| StoreError::Corrupt(id.clone(), format!("unknown kind {kind}")))?;
+            let v = serde_json::from_str(&json)
+                .map_err(|e| StoreError::Corrupt(id.clone(), e.to_string()))?;
             out.push((k, v));
         }
         Ok(out)
@@ -210,7 +249,13 @@ impl Store {
         let mut st = self.conn.prepare(
             "SELECT seq,call_id,tenant_id,app_id,url,body,incoming,attempts,0,last_error,died_ms FROM dead_letters ORDER BY seq",
         )?;
-        let rows = st.query_map([], |r| Ok(DeadLetter { seq: r.get(0)?, row: row_of(r)?, died_ms: r.get(10)? }))?;
+        let rows = st.query_map([], |r| {
+            Ok(DeadLetter {
+                seq: r.get(0)?,
+                row: row_of(r)?,
+                died_ms: r.get(10)?,
+            })
+        })?;
         Ok(rows.collect::<std::result::Result<_, _>>()?)
     }
 
@@ -237,7 +282,13 @@ impl Store {
         Ok(row)
     }
 
-    pub fn log_device_quality(&self, tenant: &str, app: &str, now_ms: i64, json: &Value) -> Result<i64> {
+    pub fn log_device_quality(
+        &self,
+        tenant: &str,
+        app: &str,
+        now_ms: i64,
+        json: &Value,
+    ) -> Result<i64> {
         self.conn.execute(
             "INSERT INTO device_quality(tenant_id,app_id,received_ms,json) VALUES(?1,?2,?3,?4)",
             params![tenant, app, now_ms, json.to_string()],
@@ -249,12 +300,25 @@ impl Store {
         let mut st = self.conn.prepare("SELECT id, app_id, received_ms, json FROM device_quality WHERE tenant_id=?1 ORDER BY id")?;
         let rows = st.query_map(params![tenant], |r| {
             let json: String = r.get(3)?;
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?, serde_json::from_str(&json).unwrap_or(Value::Null)))
+            Ok((
+                r.get(0)?,
+                r.get(1)?,
+                r.get(2)?,
+                serde_json::from_str(&json).unwrap_or(Value::Null),
+            ))
         })?;
         Ok(rows.collect::<std::result::Result<_, _>>()?)
     }
 
-    pub fn add_recording(&self, id: &str, call_id: &str, token: &str, path: &str, now_ms: i64, expires_ms: i64) -> Result<()> {
+    pub fn add_recording(
+        &self,
+        id: &str,
+        call_id: &str,
+        token: &str,
+        path: &str,
+        now_ms: i64,
+        expires_ms: i64,
+    ) -> Result<()> {
         self.conn.execute(
             "INSERT OR REPLACE INTO recordings(id,call_id,token,path,created_ms,expires_ms) VALUES(?1,?2,?3,?4,?5,?6)",
             params![id, call_id, token, path, now_ms, expires_ms],
@@ -266,15 +330,26 @@ impl Store {
     pub fn recording(&self, id: &str) -> Result<Option<(String, String, i64)>> {
         Ok(self
             .conn
-            .query_row("SELECT token, path, expires_ms FROM recordings WHERE id=?1", params![id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .query_row(
+                "SELECT token, path, expires_ms FROM recordings WHERE id=?1",
+                params![id],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
             .optional()?)
     }
 
     /// Forget expired recordings; returns their file paths for deletion.
     pub fn expire_recordings(&self, now_ms: i64) -> Result<Vec<String>> {
-        let mut st = self.conn.prepare("SELECT path FROM recordings WHERE expires_ms <= ?1")?;
-        let paths: Vec<String> = st.query_map(params![now_ms], |r| r.get(0))?.collect::<std::result::Result<_, _>>()?;
-        self.conn.execute("DELETE FROM recordings WHERE expires_ms <= ?1", params![now_ms])?;
+        let mut st = self
+            .conn
+            .prepare("SELECT path FROM recordings WHERE expires_ms <= ?1")?;
+        let paths: Vec<String> = st
+            .query_map(params![now_ms], |r| r.get(0))?
+            .collect::<std::result::Result<_, _>>()?;
+        self.conn.execute(
+            "DELETE FROM recordings WHERE expires_ms <= ?1",
+            params![now_ms],
+        )?;
         Ok(paths)
     }
 }
@@ -300,7 +375,14 @@ mod tests {
     use serde_json::json;
 
     fn note(call: &str, n: i64) -> Notification {
-        Notification { call_id: call.into(), tenant_id: "t".into(), app_id: "a".into(), url: "http://x/cb".into(), body: json!({ "n": n }), incoming: false }
+        Notification {
+            call_id: call.into(),
+            tenant_id: "t".into(),
+            app_id: "a".into(),
+            url: "http://x/cb".into(),
+            body: json!({ "n": n }),
+            incoming: false,
+        }
     }
 
     #[test]
@@ -311,13 +393,23 @@ mod tests {
         let _ = std::fs::remove_file(&path);
         {
             let mut s = Store::open(&path).unwrap();
-            let rows = s.commit(&[(ObjKind::Call, "c1".into(), Some(json!({"id":"c1"})))], &[note("c1", 1), note("c1", 2)], &[]).unwrap();
+            let rows = s
+                .commit(
+                    &[(ObjKind::Call, "c1".into(), Some(json!({"id":"c1"})))],
+                    &[note("c1", 1), note("c1", 2)],
+                    &[],
+                )
+                .unwrap();
             assert_eq!(rows.len(), 2);
             assert!(rows[0].seq < rows[1].seq);
-            s.commit(&[], &[], &[OutboxChange::Delivered(rows[0].seq)]).unwrap();
+            s.commit(&[], &[], &[OutboxChange::Delivered(rows[0].seq)])
+                .unwrap();
         }
         let s = Store::open(&path).unwrap();
-        assert_eq!(s.load_objects().unwrap(), vec![(ObjKind::Call, json!({"id":"c1"}))]);
+        assert_eq!(
+            s.load_objects().unwrap(),
+            vec![(ObjKind::Call, json!({"id":"c1"}))]
+        );
         let pending = s.pending_outbox().unwrap();
         assert_eq!(pending.len(), 1);
         assert_eq!(pending[0].body, json!({"n":2}).to_string());
@@ -327,7 +419,16 @@ mod tests {
     fn dead_letters_can_be_redelivered_in_their_original_place() {
         let mut s = Store::open_in_memory().unwrap();
         let rows = s.commit(&[], &[note("c1", 1)], &[]).unwrap();
-        s.commit(&[], &[], &[OutboxChange::Dead { seq: rows[0].seq, error: "HTTP 500".into(), now_ms: 5 }]).unwrap();
+        s.commit(
+            &[],
+            &[],
+            &[OutboxChange::Dead {
+                seq: rows[0].seq,
+                error: "HTTP 500".into(),
+                now_ms: 5,
+            }],
+        )
+        .unwrap();
         assert!(s.pending_outbox().unwrap().is_empty());
         let dead = s.dead_letters().unwrap();
         assert_eq!(dead.len(), 1);

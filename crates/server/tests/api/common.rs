@@ -67,10 +67,16 @@ pub struct Harness {
 
 pub fn wav_bytes(ms: u64) -> Vec<u8> {
     let mut buf = std::io::Cursor::new(Vec::new());
-    let spec = hound::WavSpec { channels: 1, sample_rate: 16_000, bits_per_sample: 16, sample_format: hound::SampleFormat::Int };
+    let spec = hound::WavSpec {
+        channels: 1,
+        sample_rate: 16_000,
+        bits_per_sample: 16,
+        sample_format: hound::SampleFormat::Int,
+    };
     let mut w = hound::WavWriter::new(&mut buf, spec).unwrap();
     for i in 0..(ms * 16) {
-        w.write_sample(((i as f32 * 0.05).sin() * 8000.0) as i16).unwrap();
+        w.write_sample(((i as f32 * 0.05).sin() * 8000.0) as i16)
+            .unwrap();
     }
     w.finalize().unwrap();
     buf.into_inner()
@@ -87,43 +93,49 @@ async fn start_hooks() -> Hooks {
         received: Arc::new(AtomicUsize::new(0)),
     };
     let h = hooks.clone();
-    let app = axum::Router::new().fallback(move |method: axum::http::Method, uri: axum::http::Uri, body: axum::body::Bytes| {
-        let h = h.clone();
-        async move {
-            let path = uri.path().to_string();
-            if method == axum::http::Method::GET {
-                // Prompts: /prompt/<ms>.wav serves a WAV of that length; /notwav serves text.
-                if let Some(ms) = path.strip_prefix("/prompt/").and_then(|p| p.strip_suffix(".wav")).and_then(|p| p.parse::<u64>().ok()) {
-                    return (StatusCode::OK, wav_bytes(ms)).into_response_parts();
+    let app = axum::Router::new().fallback(
+        move |method: axum::http::Method, uri: axum::http::Uri, body: axum::body::Bytes| {
+            let h = h.clone();
+            async move {
+                let path = uri.path().to_string();
+                if method == axum::http::Method::GET {
+                    // Prompts: /prompt/<ms>.wav serves a WAV of that length; /notwav serves text.
+                    if let Some(ms) = path
+                        .strip_prefix("/prompt/")
+                        .and_then(|p| p.strip_suffix(".wav"))
+                        .and_then(|p| p.parse::<u64>().ok())
+                    {
+                        return (StatusCode::OK, wav_bytes(ms)).into_response_parts();
+                    }
+                    if path == "/notwav" {
+                        return (StatusCode::OK, b"hello".to_vec()).into_response_parts();
+                    }
+                    return (StatusCode::NOT_FOUND, vec![]).into_response_parts();
                 }
-                if path == "/notwav" {
-                    return (StatusCode::OK, b"hello".to_vec()).into_response_parts();
+                h.received.fetch_add(1, Ordering::SeqCst);
+                if h.fail_next.load(Ordering::SeqCst) > 0 {
+                    h.fail_next.fetch_sub(1, Ordering::SeqCst);
+                    return (StatusCode::INTERNAL_SERVER_ERROR, vec![]).into_response_parts();
                 }
-                return (StatusCode::NOT_FOUND, vec![]).into_response_parts();
+                let st = h.status.load(Ordering::SeqCst);
+                if st != 0 && st != 202 {
+                    return (StatusCode::from_u16(st).unwrap(), vec![]).into_response_parts();
+                }
+                let v: Value = serde_json::from_slice(&body).expect("notification is JSON");
+                assert_eq!(v["@odata.type"], "#microsoft.graph.commsNotifications");
+                let mut q = h.notes.lock().await;
+                for item in v["value"].as_array().expect("value array") {
+                    q.push_back(Note {
+                        path: path.clone(),
+                        change: item["changeType"].as_str().unwrap().to_string(),
+                        resource: item["resourceUrl"].as_str().unwrap().to_string(),
+                        data: item["resourceData"].clone(),
+                    });
+                }
+                (StatusCode::ACCEPTED, vec![]).into_response_parts()
             }
-            h.received.fetch_add(1, Ordering::SeqCst);
-            if h.fail_next.load(Ordering::SeqCst) > 0 {
-                h.fail_next.fetch_sub(1, Ordering::SeqCst);
-                return (StatusCode::INTERNAL_SERVER_ERROR, vec![]).into_response_parts();
-            }
-            let st = h.status.load(Ordering::SeqCst);
-            if st != 0 && st != 202 {
-                return (StatusCode::from_u16(st).unwrap(), vec![]).into_response_parts();
-            }
-            let v: Value = serde_json::from_slice(&body).expect("notification is JSON");
-            assert_eq!(v["@odata.type"], "#microsoft.graph.commsNotifications");
-            let mut q = h.notes.lock().await;
-            for item in v["value"].as_array().expect("value array") {
-                q.push_back(Note {
-                    path: path.clone(),
-                    change: item["changeType"].as_str().unwrap().to_string(),
-                    resource: item["resourceUrl"].as_str().unwrap().to_string(),
-                    data: item["resourceData"].clone(),
-                });
-            }
-            (StatusCode::ACCEPTED, vec![]).into_response_parts()
-        }
-    });
+        },
+    );
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
     hooks
 }
@@ -235,18 +247,44 @@ impl Harness {
     pub async fn start_with(extra_server: &str) -> Harness {
         let hooks = start_hooks().await;
         let n = COUNTER.fetch_add(1, Ordering::SeqCst);
-        let dir = std::env::temp_dir().join(format!("ringside-test-{}-{n}-{}", std::process::id(), uuid_like()));
+        let dir = std::env::temp_dir().join(format!(
+            "ringside-test-{}-{n}-{}",
+            std::process::id(),
+            uuid_like()
+        ));
         std::fs::create_dir_all(&dir).unwrap();
-        std::fs::write(dir.join("ringside.toml"), config_text(&hooks.url, extra_server)).unwrap();
-        let running = server::start(server::Options { data_dir: dir.clone(), config: None, listen: None }).await.expect("ringside starts");
+        std::fs::write(
+            dir.join("ringside.toml"),
+            config_text(&hooks.url, extra_server),
+        )
+        .unwrap();
+        let running = server::start(server::Options {
+            data_dir: dir.clone(),
+            config: None,
+            listen: None,
+        })
+        .await
+        .expect("ringside starts");
         let base = format!("http://{}", running.addr);
-        Harness { base, hooks, client: reqwest::Client::new(), dir, running, token: Default::default() }
+        Harness {
+            base,
+            hooks,
+            client: reqwest::Client::new(),
+            dir,
+            running,
+            token: Default::default(),
+        }
     }
 
     pub async fn token_for(&self, tenant: &str, app: &str, secret: &str) -> reqwest::Response {
         self.client
             .post(format!("{}/{tenant}/oauth2/v2.0/token", self.base))
-            .form(&[("grant_type", "client_credentials"), ("client_id", app), ("client_secret", secret), ("scope", "https://graph.microsoft.com/.default")])
+            .form(&[
+                ("grant_type", "client_credentials"),
+                ("client_id", app),
+                ("client_secret", secret),
+                ("scope", "https://graph.microsoft.com/.default"),
+            ])
             .send()
             .await
             .unwrap()
@@ -256,24 +294,48 @@ impl Harness {
         if let Some(t) = self.token.lock().unwrap().clone() {
             return t;
         }
-        let v: Value = self.token_for(TENANT, APP, SECRET).await.json().await.unwrap();
+        let v: Value = self
+            .token_for(TENANT, APP, SECRET)
+            .await
+            .json()
+            .await
+            .unwrap();
         let t = v["access_token"].as_str().unwrap().to_string();
         *self.token.lock().unwrap() = Some(t.clone());
         t
     }
 
     pub async fn app_token(&self, tenant: &str, app: &str, secret: &str) -> String {
-        let v: Value = self.token_for(tenant, app, secret).await.json().await.unwrap();
+        let v: Value = self
+            .token_for(tenant, app, secret)
+            .await
+            .json()
+            .await
+            .unwrap();
         v["access_token"].as_str().unwrap().to_string()
     }
 
-    pub async fn req(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value, reqwest::header::HeaderMap) {
+    pub async fn req(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<Value>,
+    ) -> (u16, Value, reqwest::header::HeaderMap) {
         let t = self.token().await;
         self.req_as(&t, method, path, body).await
     }
 
-    pub async fn req_as(&self, token: &str, method: &str, path: &str, body: Option<Value>) -> (u16, Value, reqwest::header::HeaderMap) {
-        let mut r = self.client.request(method.parse().unwrap(), format!("{}{path}", self.base)).bearer_auth(token);
+    pub async fn req_as(
+        &self,
+        token: &str,
+        method: &str,
+        path: &str,
+        body: Option<Value>,
+    ) -> (u16, Value, reqwest::header::HeaderMap) {
+        let mut r = self
+            .client
+            .request(method.parse().unwrap(), format!("{}{path}", self.base))
+            .bearer_auth(token);
         if let Some(b) = body {
             r = r.json(&b);
         }
@@ -281,12 +343,18 @@ impl Harness {
         let status = resp.status().as_u16();
         let headers = resp.headers().clone();
         let text = resp.text().await.unwrap();
-        let v = if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or(Value::String(text)) };
+        let v = if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or(Value::String(text))
+        };
         (status, v, headers)
     }
 
     pub async fn admin(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
-        let (s, v, _) = self.req_as(ADMIN, method, &format!("/admin{path}"), body).await;
+        let (s, v, _) = self
+            .req_as(ADMIN, method, &format!("/admin{path}"), body)
+            .await;
         (s, v)
     }
 
@@ -296,7 +364,13 @@ impl Harness {
 
     /// Create a P2P call from the bot to a user; returns the call id.
     pub async fn call_user(&self, user: &str) -> String {
-        let (s, v, _) = self.req("POST", "/v1.0/communications/calls", Some(p2p_body(&self.callback(), user))).await;
+        let (s, v, _) = self
+            .req(
+                "POST",
+                "/v1.0/communications/calls",
+                Some(p2p_body(&self.callback(), user)),
+            )
+            .await;
         assert_eq!(s, 201, "{v}");
         v["id"].as_str().unwrap().to_string()
     }
@@ -308,7 +382,12 @@ impl Harness {
         loop {
             {
                 let mut q = self.hooks.notes.lock().await;
-                let mine: Vec<usize> = q.iter().enumerate().filter(|(_, n)| n.resource.contains(call)).map(|(i, _)| i).collect();
+                let mine: Vec<usize> = q
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, n)| n.resource.contains(call))
+                    .map(|(i, _)| i)
+                    .collect();
                 if let Some(pos) = mine.iter().position(|&i| pred(&q[i])) {
                     let take: Vec<usize> = mine[..=pos].to_vec();
                     let mut out = vec![];
@@ -320,15 +399,23 @@ impl Harness {
             }
             if Instant::now() > deadline {
                 let q = self.hooks.notes.lock().await;
-                let mine: Vec<String> = q.iter().filter(|n| n.resource.contains(call)).map(|n| format!("{} {} {}", n.change, n.resource, n.data)).collect();
-                panic!("timed out waiting for {what} on call {call}; got:\n{}", mine.join("\n"));
+                let mine: Vec<String> = q
+                    .iter()
+                    .filter(|n| n.resource.contains(call))
+                    .map(|n| format!("{} {} {}", n.change, n.resource, n.data))
+                    .collect();
+                panic!(
+                    "timed out waiting for {what} on call {call}; got:\n{}",
+                    mine.join("\n")
+                );
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
 
     pub async fn until_state(&self, call: &str, state: &str) -> Vec<Note> {
-        self.until(call, state, |n| n.is_call() && n.state() == Some(state)).await
+        self.until(call, state, |n| n.is_call() && n.state() == Some(state))
+            .await
     }
 
     /// The next incoming-call notification (created) at the app webhook.
@@ -362,11 +449,21 @@ pub fn p2p_body(callback: &str, user: &str) -> Value {
 }
 
 pub fn states(notes: &[Note]) -> Vec<String> {
-    notes.iter().filter(|n| n.is_call()).filter_map(|n| n.state().map(str::to_string)).collect()
+    notes
+        .iter()
+        .filter(|n| n.is_call())
+        .filter_map(|n| n.state().map(str::to_string))
+        .collect()
 }
 
 fn uuid_like() -> String {
-    format!("{:x}", std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos())
+    format!(
+        "{:x}",
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    )
 }
 
 pub async fn eventually<F, Fut>(what: &str, f: F)

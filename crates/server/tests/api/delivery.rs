@@ -12,7 +12,11 @@ async fn failing_webhook_is_retried_and_notifications_stay_in_order() {
     h.hooks.fail_next.store(3, Ordering::SeqCst);
     let id = h.call_user(ALICE).await;
     let notes = h.until_state(&id, "established").await;
-    assert_eq!(states(&notes), ["establishing", "ringing", "established"], "retries keep the order");
+    assert_eq!(
+        states(&notes),
+        ["establishing", "ringing", "established"],
+        "retries keep the order"
+    );
     assert!(h.hooks.received.load(Ordering::SeqCst) >= 6);
 }
 
@@ -31,16 +35,28 @@ async fn undeliverable_notifications_are_dead_lettered_then_redelivered_in_place
     let (_, v) = h.admin("GET", "/dead-letters", None).await;
     dead = if dead.is_null() { v } else { dead };
     let letters = dead["value"].as_array().unwrap();
-    assert!(letters.iter().all(|l| l["callId"] == id.as_str() && l["attempts"] == 4));
+    assert!(
+        letters
+            .iter()
+            .all(|l| l["callId"] == id.as_str() && l["attempts"] == 4)
+    );
     assert!(letters[0]["lastError"].as_str().unwrap().contains("500"));
     h.hooks.status.store(0, Ordering::SeqCst);
     for l in letters {
-        let (s, _) = h.admin("POST", &format!("/dead-letters/{}/redeliver", l["seq"]), None).await;
+        let (s, _) = h
+            .admin(
+                "POST",
+                &format!("/dead-letters/{}/redeliver", l["seq"]),
+                None,
+            )
+            .await;
         assert_eq!(s, 202);
     }
     let notes = h.until_state(&id, "established").await;
     assert_eq!(states(&notes), ["establishing", "ringing", "established"]);
-    let (s, _) = h.admin("POST", "/dead-letters/999999/redeliver", None).await;
+    let (s, _) = h
+        .admin("POST", "/dead-letters/999999/redeliver", None)
+        .await;
     assert_eq!(s, 404);
 }
 
@@ -59,18 +75,40 @@ async fn incoming_call_notification_follows_307_to_another_instance() {
         async move {
             use axum::response::IntoResponse;
             if uri.path() == "/pinned" {
-                g.lock().await.push((uri.path().to_string(), serde_json::from_slice(&body).unwrap()));
+                g.lock().await.push((
+                    uri.path().to_string(),
+                    serde_json::from_slice(&body).unwrap(),
+                ));
                 return axum::http::StatusCode::ACCEPTED.into_response();
             }
-            (axum::http::StatusCode::TEMPORARY_REDIRECT, [("location", target)]).into_response()
+            (
+                axum::http::StatusCode::TEMPORARY_REDIRECT,
+                [("location", target)],
+            )
+                .into_response()
         }
     });
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    let (s, _) = h.admin("PATCH", &format!("/apps/{APP}"), Some(json!({"webhook": format!("http://{addr}/front")}))).await;
+    let (s, _) = h
+        .admin(
+            "PATCH",
+            &format!("/apps/{APP}"),
+            Some(json!({"webhook": format!("http://{addr}/front")})),
+        )
+        .await;
     assert_eq!(s, 200);
-    let (_, v) = h.admin("POST", &format!("/users/{ALICE}/call"), Some(json!({"target": APP}))).await;
+    let (_, v) = h
+        .admin(
+            "POST",
+            &format!("/users/{ALICE}/call"),
+            Some(json!({"target": APP})),
+        )
+        .await;
     let call = v["callId"].as_str().unwrap().to_string();
-    eventually("redirected delivery", || async { !got.lock().await.is_empty() }).await;
+    eventually("redirected delivery", || async {
+        !got.lock().await.is_empty()
+    })
+    .await;
     let first = got.lock().await[0].1.clone();
     assert_eq!(first["value"][0]["changeType"], "created");
     assert_eq!(first["value"][0]["resourceData"]["id"], call.as_str());
@@ -82,12 +120,32 @@ async fn incoming_call_notification_follows_307_to_another_instance() {
 async fn kill_9_loses_nothing_acknowledged() {
     let hooks_h = Harness::start().await; // only for its webhook receiver
     let hook = hooks_h.hooks.clone();
-    let dir = std::env::temp_dir().join(format!("ringside-crash-{}-{}", std::process::id(), rand_suffix()));
+    let dir = std::env::temp_dir().join(format!(
+        "ringside-crash-{}-{}",
+        std::process::id(),
+        rand_suffix()
+    ));
     std::fs::create_dir_all(&dir).unwrap();
     let port = free_port();
-    std::fs::write(dir.join("ringside.toml"), config_text(&hook.url, "").replace("listen = \"127.0.0.1:0\"", &format!("listen = \"127.0.0.1:{port}\""))).unwrap();
+    std::fs::write(
+        dir.join("ringside.toml"),
+        config_text(&hook.url, "").replace(
+            "listen = \"127.0.0.1:0\"",
+            &format!("listen = \"127.0.0.1:{port}\""),
+        ),
+    )
+    .unwrap();
     let bin = env!("CARGO_BIN_EXE_ringside");
-    let spawn = || std::process::Command::new(bin).arg("--data-dir").arg(&dir).arg("serve").stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()).spawn().unwrap();
+    let spawn = || {
+        std::process::Command::new(bin)
+            .arg("--data-dir")
+            .arg(&dir)
+            .arg("serve")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap()
+    };
     let base = format!("http://127.0.0.1:{port}");
     let client = reqwest::Client::new();
     let wait_up = || async {
@@ -103,7 +161,11 @@ async fn kill_9_loses_nothing_acknowledged() {
     wait_up().await;
     let tok: Value = client
         .post(format!("{base}/{TENANT}/oauth2/v2.0/token"))
-        .form(&[("grant_type", "client_credentials"), ("client_id", APP), ("client_secret", SECRET)])
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("client_id", APP),
+            ("client_secret", SECRET),
+        ])
         .send()
         .await
         .unwrap()
@@ -115,12 +177,30 @@ async fn kill_9_loses_nothing_acknowledged() {
     hook.status.store(503, Ordering::SeqCst);
     let mut calls = vec![];
     for _ in 0..5 {
-        let r = client.post(format!("{base}/v1.0/communications/calls")).bearer_auth(&token).json(&p2p_body(&format!("{}/callback", hook.url), CAROL_NO_ANSWER)).send().await.unwrap();
+        let r = client
+            .post(format!("{base}/v1.0/communications/calls"))
+            .bearer_auth(&token)
+            .json(&p2p_body(
+                &format!("{}/callback", hook.url),
+                CAROL_NO_ANSWER,
+            ))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(r.status(), 201);
         let v: Value = r.json().await.unwrap();
         calls.push(v["id"].as_str().unwrap().to_string());
     }
-    let r = client.post(format!("{base}/v1.0/communications/calls/{}/subscribeToTone", calls[0])).bearer_auth(&token).json(&json!({"clientContext": "before-crash"})).send().await.unwrap();
+    let r = client
+        .post(format!(
+            "{base}/v1.0/communications/calls/{}/subscribeToTone",
+            calls[0]
+        ))
+        .bearer_auth(&token)
+        .json(&json!({"clientContext": "before-crash"}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
     let op: Value = r.json().await.unwrap();
     let op_id = op["id"].as_str().unwrap().to_string();
@@ -131,34 +211,64 @@ async fn kill_9_loses_nothing_acknowledged() {
     let mut child = spawn();
     wait_up().await;
     for id in &calls {
-        let r = client.get(format!("{base}/v1.0/communications/calls/{id}")).bearer_auth(&token).send().await.unwrap();
+        let r = client
+            .get(format!("{base}/v1.0/communications/calls/{id}"))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap();
         assert_eq!(r.status(), 200, "call {id} survived");
     }
-    let r = client.get(format!("{base}/v1.0/communications/calls/{}/operations/{op_id}", calls[0])).bearer_auth(&token).send().await.unwrap();
+    let r = client
+        .get(format!(
+            "{base}/v1.0/communications/calls/{}/operations/{op_id}",
+            calls[0]
+        ))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200, "the acknowledged operation survived");
     let v: Value = r.json().await.unwrap();
     assert_eq!(v["clientContext"], "before-crash");
     // The tokens issued before the crash still work, and the pending notifications arrive.
     for id in &calls {
-        let notes = hooks_h.until(id, "establishing", |n| n.state() == Some("establishing")).await;
+        let notes = hooks_h
+            .until(id, "establishing", |n| n.state() == Some("establishing"))
+            .await;
         assert_eq!(notes[0].state(), Some("establishing"));
     }
     for id in &calls {
-        let r = client.delete(format!("{base}/v1.0/communications/calls/{id}")).bearer_auth(&token).send().await.unwrap();
+        let r = client
+            .delete(format!("{base}/v1.0/communications/calls/{id}"))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap();
         assert_eq!(r.status(), 204);
         let notes = hooks_h.until_state(id, "terminated").await;
         let st = states(&notes);
         assert_eq!(st.last().unwrap(), "terminated");
-        assert!(!st.contains(&"establishing".to_string()), "nothing delivered twice after the first ack: {st:?}");
+        assert!(
+            !st.contains(&"establishing".to_string()),
+            "nothing delivered twice after the first ack: {st:?}"
+        );
     }
     child.kill().unwrap();
     child.wait().unwrap();
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 fn rand_suffix() -> u128 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos()
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos()
 }

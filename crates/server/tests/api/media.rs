@@ -19,20 +19,43 @@ async fn play_prompt_completes_after_the_wav_has_played_and_echoes_client_contex
     let h = Harness::start().await;
     let id = established(&h, ALICE).await;
     let started = Instant::now();
-    let (s, v, headers) = h.req("POST", &format!("/v1.0/communications/calls/{id}/playPrompt"), Some(json!({"prompts": [prompt(&h, 700)], "clientContext": "ctx-1", "loop": false}))).await;
+    let (s, v, headers) = h
+        .req(
+            "POST",
+            &format!("/v1.0/communications/calls/{id}/playPrompt"),
+            Some(json!({"prompts": [prompt(&h, 700)], "clientContext": "ctx-1", "loop": false})),
+        )
+        .await;
     assert_eq!(s, 200, "{v}");
     assert_eq!(v["@odata.type"], "#microsoft.graph.playPromptOperation");
     assert_eq!(v["status"], "running");
     let op = v["id"].as_str().unwrap().to_string();
-    assert!(headers["location"].to_str().unwrap().ends_with(&format!("/v1.0/communications/calls/{id}/operations/{op}")));
-    let notes = h.until(&id, "prompt done", |n| n.resource.ends_with(&op)).await;
-    assert!(started.elapsed().as_millis() >= 700, "a 700 ms prompt took {:?}", started.elapsed());
+    assert!(
+        headers["location"]
+            .to_str()
+            .unwrap()
+            .ends_with(&format!("/v1.0/communications/calls/{id}/operations/{op}"))
+    );
+    let notes = h
+        .until(&id, "prompt done", |n| n.resource.ends_with(&op))
+        .await;
+    assert!(
+        started.elapsed().as_millis() >= 700,
+        "a 700 ms prompt took {:?}",
+        started.elapsed()
+    );
     let done = notes.last().unwrap();
     assert_eq!(done.change, "deleted");
     assert_eq!(done.data["status"], "completed");
     assert_eq!(done.data["clientContext"], "ctx-1");
     assert_eq!(done.data["completionReason"], "completedSuccessfully");
-    let (s, v, _) = h.req("GET", &format!("/v1.0/communications/calls/{id}/operations/{op}"), None).await;
+    let (s, v, _) = h
+        .req(
+            "GET",
+            &format!("/v1.0/communications/calls/{id}/operations/{op}"),
+            None,
+        )
+        .await;
     assert_eq!(s, 200);
     assert_eq!(v["status"], "completed");
 }
@@ -48,40 +71,112 @@ async fn prompts_play_in_order_and_bad_prompts_fail_their_operation_only() {
         json!({"prompts": [{"@odata.type": "#microsoft.graph.mediaPrompt", "mediaInfo": {"uri": format!("{}/missing.wav", h.hooks.url)}}], "clientContext": "missing"}),
         json!({"prompts": [prompt(&h, 200)], "clientContext": "second"}),
     ] {
-        let (s, v, _) = h.req("POST", &format!("/v1.0/communications/calls/{id}/playPrompt"), Some(body)).await;
+        let (s, v, _) = h
+            .req(
+                "POST",
+                &format!("/v1.0/communications/calls/{id}/playPrompt"),
+                Some(body),
+            )
+            .await;
         assert_eq!(s, 200, "{v}");
         ops.push(v["id"].as_str().unwrap().to_string());
     }
     let last = ops[3].clone();
-    let notes = h.until(&id, "last prompt", |n| n.resource.ends_with(&last)).await;
-    let done: Vec<(String, String)> = notes.iter().filter(|n| n.resource.contains("/operations/")).map(|n| (n.data["clientContext"].as_str().unwrap().to_string(), n.data["status"].as_str().unwrap().to_string())).collect();
+    let notes = h
+        .until(&id, "last prompt", |n| n.resource.ends_with(&last))
+        .await;
+    let done: Vec<(String, String)> = notes
+        .iter()
+        .filter(|n| n.resource.contains("/operations/"))
+        .map(|n| {
+            (
+                n.data["clientContext"].as_str().unwrap().to_string(),
+                n.data["status"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
     let first_pos = done.iter().position(|d| d.0 == "first").unwrap();
     let second_pos = done.iter().position(|d| d.0 == "second").unwrap();
     assert!(first_pos < second_pos, "FIFO order: {done:?}");
-    let bad = notes.iter().find(|n| n.data["clientContext"] == "bad").unwrap();
+    let bad = notes
+        .iter()
+        .find(|n| n.data["clientContext"] == "bad")
+        .unwrap();
     assert_eq!(bad.data["status"], "failed");
-    assert!(bad.data["resultInfo"]["message"].as_str().unwrap().contains("not a WAV"), "{}", bad.data);
-    let missing = notes.iter().find(|n| n.data["clientContext"] == "missing").unwrap();
-    assert!(missing.data["resultInfo"]["message"].as_str().unwrap().contains("404"), "{}", missing.data);
-    let (_, v, _) = h.req("GET", &format!("/v1.0/communications/calls/{id}"), None).await;
-    assert_eq!(v["state"], "established", "bad prompts leave the call alone");
+    assert!(
+        bad.data["resultInfo"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("not a WAV"),
+        "{}",
+        bad.data
+    );
+    let missing = notes
+        .iter()
+        .find(|n| n.data["clientContext"] == "missing")
+        .unwrap();
+    assert!(
+        missing.data["resultInfo"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("404"),
+        "{}",
+        missing.data
+    );
+    let (_, v, _) = h
+        .req("GET", &format!("/v1.0/communications/calls/{id}"), None)
+        .await;
+    assert_eq!(
+        v["state"], "established",
+        "bad prompts leave the call alone"
+    );
 }
 
 #[tokio::test]
 async fn cancel_media_processing_fails_running_and_queued_prompts() {
     let h = Harness::start().await;
     let id = established(&h, ALICE).await;
-    let (_, a, _) = h.req("POST", &format!("/beta/communications/calls/{id}/playPrompt"), Some(json!({"prompts": [prompt(&h, 200)], "loop": true, "clientContext": "looping"}))).await;
-    let (_, b, _) = h.req("POST", &format!("/beta/communications/calls/{id}/recordResponse"), Some(json!({"clientContext": "queued-record"}))).await;
+    let (_, a, _) = h
+        .req(
+            "POST",
+            &format!("/beta/communications/calls/{id}/playPrompt"),
+            Some(json!({"prompts": [prompt(&h, 200)], "loop": true, "clientContext": "looping"})),
+        )
+        .await;
+    let (_, b, _) = h
+        .req(
+            "POST",
+            &format!("/beta/communications/calls/{id}/recordResponse"),
+            Some(json!({"clientContext": "queued-record"})),
+        )
+        .await;
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-    let (s, v, _) = h.req("POST", &format!("/beta/communications/calls/{id}/cancelMediaProcessing"), Some(json!({"clientContext": "cancel"}))).await;
+    let (s, v, _) = h
+        .req(
+            "POST",
+            &format!("/beta/communications/calls/{id}/cancelMediaProcessing"),
+            Some(json!({"clientContext": "cancel"})),
+        )
+        .await;
     assert_eq!(s, 200);
     assert_eq!(v["status"], "completed");
-    assert_eq!(v["@odata.type"], "#microsoft.graph.cancelMediaProcessingOperation");
+    assert_eq!(
+        v["@odata.type"],
+        "#microsoft.graph.cancelMediaProcessingOperation"
+    );
     let b_id = b["id"].as_str().unwrap().to_string();
-    let notes = h.until(&id, "record cancelled", |n| n.resource.ends_with(&b_id)).await;
-    let ops: Vec<_> = notes.iter().filter(|n| n.resource.contains("/operations/")).collect();
-    assert_eq!(ops.len(), 2, "exactly one notification per cancelled operation, none for cancel itself");
+    let notes = h
+        .until(&id, "record cancelled", |n| n.resource.ends_with(&b_id))
+        .await;
+    let ops: Vec<_> = notes
+        .iter()
+        .filter(|n| n.resource.contains("/operations/"))
+        .collect();
+    assert_eq!(
+        ops.len(),
+        2,
+        "exactly one notification per cancelled operation, none for cancel itself"
+    );
     assert!(ops[0].resource.ends_with(a["id"].as_str().unwrap()));
     for n in &ops {
         assert_eq!(n.data["status"], "failed");
@@ -97,13 +192,42 @@ async fn digits_pressed_by_the_user_arrive_as_tone_info_in_order() {
     let h = Harness::start().await;
     let id = h.call_user(ERIN_DTMF).await;
     h.until_state(&id, "established").await;
-    let (s, v, _) = h.req("POST", &format!("/v1.0/communications/calls/{id}/subscribeToTone"), Some(json!({"clientContext": "tones"}))).await;
+    let (s, v, _) = h
+        .req(
+            "POST",
+            &format!("/v1.0/communications/calls/{id}/subscribeToTone"),
+            Some(json!({"clientContext": "tones"})),
+        )
+        .await;
     assert_eq!(s, 200);
     assert_eq!(v["status"], "completed");
-    let notes = h.until(&id, "third tone", |n| n.data["toneInfo"]["sequenceId"] == 3).await;
-    let tones: Vec<(i64, String)> = notes.iter().filter_map(|n| n.data.get("toneInfo")).map(|t| (t["sequenceId"].as_i64().unwrap(), t["tone"].as_str().unwrap().to_string())).collect();
-    assert_eq!(tones, [(1, "tone1".to_string()), (2, "tone2".to_string()), (3, "pound".to_string())]);
-    assert!(notes.iter().filter(|n| n.data.get("toneInfo").is_some()).all(|n| n.data["state"] == "established"));
+    let notes = h
+        .until(&id, "third tone", |n| n.data["toneInfo"]["sequenceId"] == 3)
+        .await;
+    let tones: Vec<(i64, String)> = notes
+        .iter()
+        .filter_map(|n| n.data.get("toneInfo"))
+        .map(|t| {
+            (
+                t["sequenceId"].as_i64().unwrap(),
+                t["tone"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        tones,
+        [
+            (1, "tone1".to_string()),
+            (2, "tone2".to_string()),
+            (3, "pound".to_string())
+        ]
+    );
+    assert!(
+        notes
+            .iter()
+            .filter(|n| n.data.get("toneInfo").is_some())
+            .all(|n| n.data["state"] == "established")
+    );
 }
 
 #[tokio::test]
@@ -112,11 +236,19 @@ async fn record_response_stops_on_pound_and_the_recording_downloads_with_its_tok
     let id = h.call_user(ERIN_DTMF).await;
     h.until_state(&id, "established").await;
     let body = json!({"playBeep": false, "stopTones": ["#"], "maxRecordDurationInSeconds": 10, "initialSilenceTimeoutInSeconds": 10, "clientContext": "rec"});
-    let (s, v, _) = h.req("POST", &format!("/v1.0/communications/calls/{id}/recordResponse"), Some(body)).await;
+    let (s, v, _) = h
+        .req(
+            "POST",
+            &format!("/v1.0/communications/calls/{id}/recordResponse"),
+            Some(body),
+        )
+        .await;
     assert_eq!(s, 200, "{v}");
     assert_eq!(v["@odata.type"], "#microsoft.graph.recordOperation");
     let op = v["id"].as_str().unwrap().to_string();
-    let notes = h.until(&id, "record done", |n| n.resource.ends_with(&op)).await;
+    let notes = h
+        .until(&id, "record done", |n| n.resource.ends_with(&op))
+        .await;
     let done = &notes.last().unwrap().data;
     assert_eq!(done["status"], "completed");
     assert_eq!(done["completionReason"], "stopToneDetected");
@@ -139,10 +271,21 @@ async fn record_response_without_speech_ends_on_initial_silence() {
     let h = Harness::start().await;
     let id = established(&h, ALICE).await;
     let body = json!({"prompts": [prompt(&h, 200)], "initialSilenceTimeoutInSeconds": 1, "maxRecordDurationInSeconds": 5});
-    let (_, v, _) = h.req("POST", &format!("/beta/communications/calls/{id}/recordResponse"), Some(body)).await;
+    let (_, v, _) = h
+        .req(
+            "POST",
+            &format!("/beta/communications/calls/{id}/recordResponse"),
+            Some(body),
+        )
+        .await;
     let op = v["id"].as_str().unwrap().to_string();
-    let notes = h.until(&id, "record done", |n| n.resource.ends_with(&op)).await;
-    assert_eq!(notes.last().unwrap().data["completionReason"], "initialSilenceTimeout");
+    let notes = h
+        .until(&id, "record done", |n| n.resource.ends_with(&op))
+        .await;
+    assert_eq!(
+        notes.last().unwrap().data["completionReason"],
+        "initialSilenceTimeout"
+    );
 }
 
 #[tokio::test]
@@ -153,10 +296,22 @@ async fn send_dtmf_tones_reach_the_user_and_complete() {
     assert_eq!(s, 200, "{v}");
     assert_eq!(v["status"], "running");
     let op = v["id"].as_str().unwrap().to_string();
-    let notes = h.until(&id, "dtmf done", |n| n.resource.ends_with(&op)).await;
-    assert_eq!(notes.last().unwrap().data["completionReason"], "completedSuccessfully");
+    let notes = h
+        .until(&id, "dtmf done", |n| n.resource.ends_with(&op))
+        .await;
+    assert_eq!(
+        notes.last().unwrap().data["completionReason"],
+        "completedSuccessfully"
+    );
     let (_, legs) = h.admin("GET", &format!("/legs?user={ALICE}"), None).await;
-    assert!(legs["value"].as_array().unwrap().iter().any(|l| l["tonesHeard"] == "12*#"), "{legs}");
+    assert!(
+        legs["value"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|l| l["tonesHeard"] == "12*#"),
+        "{legs}"
+    );
 }
 
 #[tokio::test]
@@ -165,5 +320,8 @@ async fn keep_alive_lapse_ends_the_call_with_8537() {
     let id = established(&h, ALICE).await;
     let notes = h.until_state(&id, "terminated").await;
     let r = &notes.last().unwrap().data["resultInfo"];
-    assert_eq!((r["code"].as_i64(), r["subcode"].as_i64()), (Some(408), Some(8537)));
+    assert_eq!(
+        (r["code"].as_i64(), r["subcode"].as_i64()),
+        (Some(408), Some(8537))
+    );
 }

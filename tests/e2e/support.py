@@ -1,0 +1,505 @@
+"""Harness for the end-to-end suite: a real `ringside serve` process, a webhook receiver
+that records every notification in arrival order (and serves prompt WAVs), Graph SDK
+clients pointed at the server, and small helpers to wait for notifications.
+
+Everything listens on 127.0.0.1 only.
+"""
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import math
+import os
+import re
+import socket
+import subprocess
+import threading
+import time
+import wave
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import httpx
+from kiota_abstractions.authentication import (
+    AccessTokenProvider,
+    AllowedHostsValidator,
+    BaseBearerTokenAuthenticationProvider,
+)
+
+# ------------------------------------------------------------------ directory
+
+TENANT = "11111111-1111-1111-1111-111111111111"
+APP = "aaaaaaaa-0000-0000-0000-000000000001"
+APP2 = "aaaaaaaa-0000-0000-0000-000000000002"
+SECRET = "secret-one"
+SECRET2 = "secret-two"
+ADMIN = "admin-token-e2e"
+
+ALICE = "a11ce000-0000-0000-0000-000000000001"   # answers after 50 ms
+BOB_BUSY = "b0b00000-0000-0000-0000-000000000002"
+CAROL_NO_ANSWER = "ca401000-0000-0000-0000-000000000003"
+DAVE_DECLINE = "da5e0000-0000-0000-0000-000000000004"
+ERIN_DTMF = "e4140000-0000-0000-0000-000000000005"   # presses 4,5,6 from 700 ms after answer
+GINA = "91a40000-0000-0000-0000-000000000007"        # answers after 50 ms
+HANK = "4a4c0000-0000-0000-0000-000000000008"        # answers after 50 ms (escalations)
+
+
+def config_text(listen: str, hook: str) -> str:
+    return f"""
+[server]
+listen = "{listen}"
+notification_backoff_ms = 50
+notification_max_attempts = 4
+max_calls_per_app = 1000
+
+[admin]
+token = "{ADMIN}"
+
+[[tenants]]
+id = "{TENANT}"
+name = "Contoso"
+
+[[apps]]
+id = "{APP}"
+tenant = "{TENANT}"
+name = "E2E bot"
+secret = "{SECRET}"
+webhook = "{hook}/incoming"
+addresses = ["sip:bot@contoso.example"]
+
+[[apps]]
+id = "{APP2}"
+tenant = "{TENANT}"
+name = "Second bot"
+secret = "{SECRET2}"
+webhook = "{hook}/incoming2"
+
+[[users]]
+id = "{ALICE}"
+tenant = "{TENANT}"
+display_name = "Alice"
+behaviour = {{ action = "answer", answerAfterMs = 50 }}
+
+[[users]]
+id = "{BOB_BUSY}"
+tenant = "{TENANT}"
+display_name = "Bob"
+behaviour = {{ action = "busy", answerAfterMs = 50 }}
+
+[[users]]
+id = "{CAROL_NO_ANSWER}"
+tenant = "{TENANT}"
+display_name = "Carol"
+behaviour = {{ action = "noAnswer" }}
+
+[[users]]
+id = "{DAVE_DECLINE}"
+tenant = "{TENANT}"
+display_name = "Dave"
+behaviour = {{ action = "decline", answerAfterMs = 50 }}
+
+[[users]]
+id = "{ERIN_DTMF}"
+tenant = "{TENANT}"
+display_name = "Erin"
+behaviour = {{ action = "answer", answerAfterMs = 50, dtmf = [{{ atMs = 700, digits = "456", gapMs = 100 }}] }}
+
+[[users]]
+id = "{GINA}"
+tenant = "{TENANT}"
+display_name = "Gina"
+behaviour = {{ action = "answer", answerAfterMs = 50 }}
+
+[[users]]
+id = "{HANK}"
+tenant = "{TENANT}"
+display_name = "Hank"
+behaviour = {{ action = "answer", answerAfterMs = 50 }}
+"""
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+# ------------------------------------------------------------------ prompts
+
+
+def wav_bytes(ms: int, rate: int = 16000) -> bytes:
+    """A mono 16-bit PCM WAV of exactly `ms` milliseconds (a quiet 440 Hz tone)."""
+    frames = rate * ms // 1000
+    buf = io.BytesIO()
+    with wave.open(buf, "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        samples = bytearray()
+        for i in range(frames):
+            v = int(3000 * math.sin(2 * math.pi * 440 * i / rate))
+            samples += v.to_bytes(2, "little", signed=True)
+        w.writeframes(bytes(samples))
+    return buf.getvalue()
+
+
+def wav_duration_ms(data: bytes) -> int:
+    with wave.open(io.BytesIO(data), "rb") as w:
+        return w.getnframes() * 1000 // w.getframerate()
+
+
+# ------------------------------------------------------------------ webhook receiver
+
+
+@dataclass
+class Note:
+    """One commsNotification item as the bot received it."""
+
+    path: str
+    change: str
+    resource: str
+    data: Any
+    item: dict
+    headers: dict
+    at: float
+
+    @property
+    def state(self) -> Optional[str]:
+        return self.data.get("state") if isinstance(self.data, dict) else None
+
+    @property
+    def is_call(self) -> bool:
+        return "/participants" not in self.resource and "/operations" not in self.resource
+
+    @property
+    def is_roster(self) -> bool:
+        return self.resource.endswith("/participants")
+
+    @property
+    def is_operation(self) -> bool:
+        return "/operations/" in self.resource
+
+    def __repr__(self) -> str:  # readable failure messages
+        return f"<{self.change} {self.resource} {json.dumps(self.data)[:300]}>"
+
+
+class Hooks:
+    """A threaded HTTP server: POSTs are notifications, GETs serve prompt files.
+
+    GET /prompt/<ms>.wav  a WAV of that length
+    GET /notwav           a text file (a prompt that cannot be played)
+    POST /fail/...        always 500 (to produce dead letters), unless healed
+    POST anything else    recorded, answered 202
+    """
+
+    def __init__(self) -> None:
+        self.notes: list[Note] = []
+        self.lock = threading.Lock()
+        self.healed: set[str] = set()
+        self.prompt_gets: list[str] = []
+        hooks = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):  # quiet
+                pass
+
+            def _send(self, status: int, body: bytes = b"", ctype: str = "application/octet-stream"):
+                self.send_response(status)
+                self.send_header("Content-Type", ctype)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                if body:
+                    self.wfile.write(body)
+
+            def do_GET(self):
+                with hooks.lock:
+                    hooks.prompt_gets.append(self.path)
+                m = re.fullmatch(r"/prompt/(\d+)(?:-[\w-]+)?\.wav", self.path)
+                if m:
+                    return self._send(200, wav_bytes(int(m.group(1))), "audio/wav")
+                if self.path == "/notwav":
+                    return self._send(200, b"hello, I am not a WAV file", "text/plain")
+                return self._send(404)
+
+            def do_POST(self):
+                n = int(self.headers.get("Content-Length") or 0)
+                raw = self.rfile.read(n)
+                if self.path.startswith("/fail/") and self.path not in hooks.healed:
+                    return self._send(500)
+                try:
+                    body = json.loads(raw)
+                except ValueError:
+                    return self._send(400)
+                now = time.monotonic()
+                items = body.get("value") if isinstance(body, dict) else None
+                with hooks.lock:
+                    for item in items or []:
+                        hooks.notes.append(
+                            Note(
+                                path=self.path,
+                                change=item.get("changeType", ""),
+                                resource=item.get("resourceUrl", ""),
+                                data=item.get("resourceData"),
+                                item=item,
+                                headers={k.lower(): v for k, v in self.headers.items()},
+                                at=now,
+                            )
+                        )
+                    hooks.envelopes = getattr(hooks, "envelopes", [])
+                    hooks.envelopes.append(body)
+                self._send(202)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, name="webhooks", daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+    def snapshot(self) -> list[Note]:
+        with self.lock:
+            return list(self.notes)
+
+    def for_call(self, call_id: str) -> list[Note]:
+        return [n for n in self.snapshot() if call_id.lower() in n.resource.lower()]
+
+    def watch(self, call_id: str) -> "Watch":
+        return Watch(self, call_id)
+
+    async def incoming(self, call_id: str, timeout: float = 10) -> Note:
+        """The `created` notification of an incoming call (at an app's calling webhook)."""
+        w = self.watch(call_id)
+        notes = await w.until(lambda n: n.change == "created", f"incoming call {call_id}", timeout)
+        return notes[-1]
+
+
+class Watch:
+    """Reads one call's notifications in order; `until` consumes up to the first match."""
+
+    def __init__(self, hooks: Hooks, call_id: str) -> None:
+        self.hooks = hooks
+        self.call_id = call_id
+        self.cursor = 0
+
+    def all(self) -> list[Note]:
+        return self.hooks.for_call(self.call_id)
+
+    def pending(self) -> list[Note]:
+        return self.all()[self.cursor:]
+
+    async def until(self, pred: Callable[[Note], bool], what: str = "notification", timeout: float = 10) -> list[Note]:
+        deadline = time.monotonic() + timeout
+        while True:
+            notes = self.all()
+            for i in range(self.cursor, len(notes)):
+                if pred(notes[i]):
+                    out = notes[self.cursor : i + 1]
+                    self.cursor = i + 1
+                    return out
+            if time.monotonic() > deadline:
+                got = "\n  ".join(repr(n) for n in notes[self.cursor :])
+                raise AssertionError(f"timed out after {timeout}s waiting for {what} on call {self.call_id}; unread:\n  {got}")
+            await asyncio.sleep(0.01)
+
+    async def seen(self, pred: Callable[[Note], bool], what: str = "notification", timeout: float = 10) -> Note:
+        """Wait for a matching notification anywhere in the call's history (order-insensitive);
+        the cursor moves past it if it was not read yet."""
+        deadline = time.monotonic() + timeout
+        while True:
+            notes = self.all()
+            for i, n in enumerate(notes):
+                if pred(n):
+                    self.cursor = max(self.cursor, i + 1)
+                    return n
+            if time.monotonic() > deadline:
+                got = "\n  ".join(repr(n) for n in notes)
+                raise AssertionError(f"timed out after {timeout}s waiting for {what} on call {self.call_id}; all:\n  {got}")
+            await asyncio.sleep(0.01)
+
+    async def until_state(self, state: str, timeout: float = 10) -> list[Note]:
+        return await self.until(lambda n: n.is_call and n.state == state, f"state {state}", timeout)
+
+    async def until_op(self, op_id: str, timeout: float = 10) -> Note:
+        notes = await self.until(lambda n: n.is_operation and n.resource.lower().endswith("/operations/" + op_id.lower()), f"operation {op_id}", timeout)
+        return notes[-1]
+
+    async def until_roster(self, pred: Callable[[list], bool], what: str = "roster", timeout: float = 10) -> list:
+        notes = await self.until(lambda n: n.is_roster and isinstance(n.data, list) and pred(n.data), what, timeout)
+        return notes[-1].data
+
+    async def quiet(self, seconds: float) -> list[Note]:
+        """Wait, then return (and consume) whatever arrived meanwhile."""
+        await asyncio.sleep(seconds)
+        notes = self.all()
+        out = notes[self.cursor :]
+        self.cursor = len(notes)
+        return out
+
+
+def states(notes: list[Note]) -> list[str]:
+    return [n.state for n in notes if n.is_call and n.state is not None]
+
+
+def member(roster: list, pid: str) -> Optional[dict]:
+    return next((p for p in roster if p.get("id", "").lower() == pid.lower()), None)
+
+
+def user_in(roster: list, user_id: str) -> Optional[dict]:
+    for p in roster:
+        u = ((p.get("info") or {}).get("identity") or {}).get("user") or {}
+        if (u.get("id") or "").lower() == user_id.lower():
+            return p
+    return None
+
+
+# ------------------------------------------------------------------ the server process
+
+
+class Ringside:
+    def __init__(self, binary: Path, data_dir: Path, hooks: Hooks) -> None:
+        self.binary = binary
+        self.data_dir = data_dir
+        self.hooks = hooks
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        data_dir.mkdir(parents=True, exist_ok=True)
+        (data_dir / "ringside.toml").write_text(config_text(f"127.0.0.1:{self.port}", hooks.url))
+        self.log_path = data_dir / "ringside.log"
+        self.proc: Optional[subprocess.Popen] = None
+        self._tokens: dict[str, str] = {}
+
+    def start(self, timeout: float = 30) -> None:
+        log = open(self.log_path, "wb")
+        env = dict(os.environ, RUST_LOG=os.environ.get("RUST_LOG", "info,hyper=warn,reqwest=warn"))
+        self.proc = subprocess.Popen(
+            [str(self.binary), "--data-dir", str(self.data_dir), "serve"],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=env,
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"ringside exited with {self.proc.returncode}:\n{self.log_tail()}")
+            try:
+                r = httpx.get(f"{self.base}/healthz", timeout=1)
+                if r.status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.05)
+        raise RuntimeError(f"ringside did not become healthy in {timeout}s:\n{self.log_tail()}")
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+
+    def log_tail(self, n: int = 60) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-n:])
+        except OSError:
+            return "(no log)"
+
+    def token(self, app: str = APP, secret: str = SECRET, tenant: str = TENANT) -> str:
+        if app not in self._tokens:
+            r = httpx.post(
+                f"{self.base}/{tenant}/oauth2/v2.0/token",
+                data={"grant_type": "client_credentials", "client_id": app, "client_secret": secret, "scope": "https://graph.microsoft.com/.default"},
+                timeout=10,
+            )
+            r.raise_for_status()
+            self._tokens[app] = r.json()["access_token"]
+        return self._tokens[app]
+
+    # Admin API (plain HTTP: it is ringside's own, not Graph).
+    async def admin(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
+        async with httpx.AsyncClient(timeout=10) as c:
+            r = await c.request(method, f"{self.base}/admin{path}", json=body, headers={"Authorization": f"Bearer {ADMIN}"})
+        try:
+            v = r.json() if r.content else None
+        except ValueError:
+            v = r.text
+        return r.status_code, v
+
+    async def place_call(self, user: str, target: str = APP, script: Optional[dict] = None) -> tuple[str, str]:
+        """A simulated user calls an app; returns (callId, legId)."""
+        body: dict = {"target": target}
+        if script:
+            body["script"] = script
+        s, v = await self.admin("POST", f"/users/{user}/call", body)
+        assert s == 201, (s, v)
+        return v["callId"], v["legId"]
+
+    async def leg(self, leg_id: str) -> dict:
+        s, v = await self.admin("GET", f"/legs/{leg_id}")
+        assert s == 200, (s, v)
+        return v
+
+    async def latest_leg_of(self, user: str) -> dict:
+        s, v = await self.admin("GET", f"/legs?user={user}")
+        assert s == 200, (s, v)
+        assert v["value"], f"no legs for {user}"
+        return v["value"][-1]
+
+    def hang_up_everything(self) -> None:
+        """Leave no call behind between tests (each app's calls are deleted)."""
+        for app, secret in ((APP, SECRET), (APP2, SECRET2)):
+            h = {"Authorization": f"Bearer {self.token(app, secret)}"}
+            try:
+                r = httpx.get(f"{self.base}/v1.0/communications/calls", headers=h, timeout=10)
+                for c in r.json().get("value", []):
+                    httpx.delete(f"{self.base}/v1.0/communications/calls/{c['id']}", headers=h, timeout=10)
+            except httpx.HTTPError:
+                pass
+
+
+# ------------------------------------------------------------------ Graph SDK clients
+
+
+class StaticTokenProvider(AccessTokenProvider):
+    """PEERS.md §1.2: a bearer token obtained from ringside's token endpoint."""
+
+    def __init__(self, token: str) -> None:
+        self.token = token
+
+    async def get_authorization_token(self, uri: str, additional_authentication_context: dict = {}) -> str:
+        return self.token
+
+    def get_allowed_hosts_validator(self) -> AllowedHostsValidator:
+        return AllowedHostsValidator([])
+
+
+def beta_client(base: str, token: str):
+    from msgraph_beta import GraphRequestAdapter, GraphServiceClient
+
+    adapter = GraphRequestAdapter(BaseBearerTokenAuthenticationProvider(StaticTokenProvider(token)))
+    adapter.base_url = f"{base}/beta"
+    return GraphServiceClient(request_adapter=adapter)
+
+
+def v1_client(base: str, token: str):
+    from msgraph import GraphRequestAdapter, GraphServiceClient
+
+    adapter = GraphRequestAdapter(BaseBearerTokenAuthenticationProvider(StaticTokenProvider(token)))
+    adapter.base_url = f"{base}/v1.0"
+    return GraphServiceClient(request_adapter=adapter)
+
+
+async def close_client(client) -> None:
+    http = getattr(client.request_adapter, "_http_client", None)
+    if http is not None:
+        await http.aclose()
