@@ -814,6 +814,67 @@ mod tests {
         );
     }
 
+    /// The same property as `fuzz/fuzz_targets/graph_request.rs`, run on every test pass:
+    /// arbitrary paths and bodies never panic the routing table or the body parsers.
+    #[test]
+    fn random_requests_never_panic_the_parsers() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        let words = [
+            "communications",
+            "calls",
+            "app",
+            "c1",
+            "participants",
+            "invite",
+            "p1",
+            "mute",
+            "startHoldMusic",
+            "operations",
+            "audioRoutingGroups",
+            "$count",
+            "microsoft.graph.StartRecording",
+            "playPrompt",
+            "recordResponse",
+            "answer",
+            "redirect",
+            "transfer",
+            "logTeleconferenceDeviceQuality",
+            "onlineMeetings",
+            "%ZZ",
+            "..",
+            "",
+        ];
+        let bodies = [
+            r##"{"prompts":[{"@odata.type":"#microsoft.graph.mediaPrompt","mediaInfo":{"uri":"https://x/a.wav"}}]}"##,
+            r##"{"targets":[{"identity":{"user":{"id":"u"}}}],"mediaConfig":{"@odata.type":"x"},"callbackUri":"https://a/b","requestedModalities":["audio"]}"##,
+            r##"{"participants":[{"identity":{}}],"clientContext":7}"##,
+            r##"{"transferTarget":{"identity":{"phone":{"id":"+1"}}},"transferee":{"identity":null}}"##,
+            r##"{"quality":{"mediaQualityList":[1,2]}}"##,
+            r##"{"tones":["tone1",3,null],"stopTones":["#"],"status":5}"##,
+        ];
+        for _ in 0..20_000 {
+            let n = rng.random_range(0..7);
+            let mut path: Vec<&str> = (0..n)
+                .map(|_| words[rng.random_range(0..words.len())])
+                .collect();
+            if rng.random_bool(0.8) {
+                path.splice(0..0, ["communications", "calls"]);
+            }
+            let mut body = bodies[rng.random_range(0..bodies.len())]
+                .as_bytes()
+                .to_vec();
+            for _ in 0..rng.random_range(0..4) {
+                let i = rng.random_range(0..body.len());
+                body[i] = rng.random();
+            }
+            if rng.random_bool(0.2) {
+                body.truncate(rng.random_range(0..body.len()));
+            }
+            fuzz_route(rng.random(), &path.join("/"), &body);
+        }
+    }
+
     #[test]
     fn bad_bodies_name_the_field() {
         let e = r(

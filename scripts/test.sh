@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# The test command (README): installs what the suites need, builds once, runs every suite.
+#   scripts/test.sh            everything
+#   SKIP_E2E=1 scripts/test.sh Rust suites only
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+log() { printf '\n=== %s\n' "$*"; }
+
+# --- system packages the suites use (a fresh CI machine may lack them) -------------------
+missing=()
+command -v python3 >/dev/null || missing+=(python3)
+python3 -c 'import ensurepip, venv' 2>/dev/null || missing+=(python3-venv)
+if ((${#missing[@]})); then
+  log "installing ${missing[*]}"
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  $SUDO apt-get update -qq && $SUDO apt-get install -y -qq "${missing[@]}"
+fi
+
+log "format"
+cargo fmt --all -- --check
+
+log "clippy"
+cargo clippy --workspace --all-targets -- -D warnings
+
+log "unit, simulation and HTTP scenario tests"
+if cargo nextest --version >/dev/null 2>&1; then
+  cargo nextest run --workspace --no-fail-fast
+else
+  cargo test --workspace --no-fail-fast
+fi
+
+if [ -z "${SKIP_E2E:-}" ]; then
+  log "end to end: Microsoft's Graph SDKs against ringside serve"
+  cargo build -p server --bin ringside
+  RINGSIDE_BIN="$PWD/target/debug/ringside" bash tests/e2e/run.sh
+fi
+
+log "all suites passed"
