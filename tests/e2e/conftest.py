@@ -10,7 +10,9 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 
-from support import APP2, SECRET2, Hooks, Ringside, beta_client, close_client, v1_client
+import asyncio
+
+from support import APP2, SECRET2, Hooks, Ringside, beta_client, close_client, v1_client, warm_up
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -36,6 +38,8 @@ def ringside(hooks):
     data = Path(tempfile.mkdtemp(prefix="ringside-e2e-"))
     rs = Ringside(_binary(), data, hooks)
     rs.start()
+    asyncio.run(warm_up(rs.base, rs.token(), hooks.url))
+    rs.hang_up_everything()
     yield rs
     rs.stop()
     if os.environ.get("RINGSIDE_E2E_KEEP"):

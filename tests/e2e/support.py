@@ -47,13 +47,14 @@ GINA = "91a40000-0000-0000-0000-000000000007"        # answers after 50 ms
 HANK = "4a4c0000-0000-0000-0000-000000000008"        # answers after 50 ms (escalations)
 
 
-def config_text(listen: str, hook: str) -> str:
+def config_text(listen: str, hook: str, extra_server: str = "") -> str:
     return f"""
 [server]
 listen = "{listen}"
 notification_backoff_ms = 50
 notification_max_attempts = 4
 max_calls_per_app = 1000
+{extra_server}
 
 [admin]
 token = "{ADMIN}"
@@ -192,6 +193,8 @@ class Hooks:
     GET /prompt/<ms>.wav  a WAV of that length
     GET /notwav           a text file (a prompt that cannot be played)
     POST /fail/...        always 500 (to produce dead letters), unless healed
+    POST <path in fail_next>   500 that many times, then as below
+    POST <path in redirects>   307 to the mapped location (a bot pinning an incoming call)
     POST anything else    recorded, answered 202
     """
 
@@ -199,6 +202,10 @@ class Hooks:
         self.notes: list[Note] = []
         self.lock = threading.Lock()
         self.healed: set[str] = set()
+        self.fail_next: dict[str, int] = {}
+        self.redirects: dict[str, str] = {}
+        self.attempts: dict[str, int] = {}
+        self.envelopes: list[tuple[str, dict, Any]] = []
         self.prompt_gets: list[str] = []
         hooks = self
 
@@ -229,8 +236,20 @@ class Hooks:
             def do_POST(self):
                 n = int(self.headers.get("Content-Length") or 0)
                 raw = self.rfile.read(n)
-                if self.path.startswith("/fail/") and self.path not in hooks.healed:
+                with hooks.lock:
+                    hooks.attempts[self.path] = hooks.attempts.get(self.path, 0) + 1
+                    failing = hooks.fail_next.get(self.path, 0)
+                    if failing:
+                        hooks.fail_next[self.path] = failing - 1
+                    redirect = hooks.redirects.get(self.path)
+                if failing or (self.path.startswith("/fail/") and self.path not in hooks.healed):
                     return self._send(500)
+                if redirect:
+                    self.send_response(307)
+                    self.send_header("Location", redirect)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
                 try:
                     body = json.loads(raw)
                 except ValueError:
@@ -250,11 +269,14 @@ class Hooks:
                                 at=now,
                             )
                         )
-                    hooks.envelopes = getattr(hooks, "envelopes", [])
-                    hooks.envelopes.append(body)
+                    hooks.envelopes.append((self.path, {k.lower(): v for k, v in self.headers.items()}, body))
                 self._send(202)
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        class Server(ThreadingHTTPServer):
+            def handle_error(self, request, client_address):  # ringside closing idle keep-alive connections
+                pass
+
+        self.server = Server(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
         self.thread = threading.Thread(target=self.server.serve_forever, name="webhooks", daemon=True)
@@ -364,14 +386,14 @@ def user_in(roster: list, user_id: str) -> Optional[dict]:
 
 
 class Ringside:
-    def __init__(self, binary: Path, data_dir: Path, hooks: Hooks) -> None:
+    def __init__(self, binary: Path, data_dir: Path, hooks: Hooks, extra_server: str = "") -> None:
         self.binary = binary
         self.data_dir = data_dir
         self.hooks = hooks
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         data_dir.mkdir(parents=True, exist_ok=True)
-        (data_dir / "ringside.toml").write_text(config_text(f"127.0.0.1:{self.port}", hooks.url))
+        (data_dir / "ringside.toml").write_text(config_text(f"127.0.0.1:{self.port}", hooks.url, extra_server))
         self.log_path = data_dir / "ringside.log"
         self.proc: Optional[subprocess.Popen] = None
         self._tokens: dict[str, str] = {}
@@ -503,3 +525,37 @@ async def close_client(client) -> None:
     http = getattr(client.request_adapter, "_http_client", None)
     if http is not None:
         await http.aclose()
+
+
+async def warm_up(base: str, token: str, hooks_url: str) -> None:
+    """The SDKs import their model modules lazily while parsing replies; the first parse of a
+    call takes seconds on a busy 2-core machine. Do it once before the timed scenarios."""
+    from msgraph_beta.generated.models.call import Call as BetaCall
+    from msgraph.generated.models.call import Call as V1Call
+    from msgraph_beta.generated.models.online_meeting import OnlineMeeting
+
+    for make, call_cls in ((beta_client, BetaCall), (v1_client, V1Call)):
+        client = make(base, token)
+        try:
+            mod = call_cls.__module__.rsplit(".", 1)[0]
+            Identity = __import__(f"{mod}.identity", fromlist=["Identity"]).Identity
+            IdentitySet = __import__(f"{mod}.identity_set", fromlist=["IdentitySet"]).IdentitySet
+            Invitation = __import__(f"{mod}.invitation_participant_info", fromlist=["InvitationParticipantInfo"]).InvitationParticipantInfo
+            Modality = __import__(f"{mod}.modality", fromlist=["Modality"]).Modality
+            Media = __import__(f"{mod}.service_hosted_media_config", fromlist=["ServiceHostedMediaConfig"]).ServiceHostedMediaConfig
+            body = call_cls(
+                callback_uri=f"{hooks_url}/warm-up",
+                targets=[Invitation(identity=IdentitySet(user=Identity(id=CAROL_NO_ANSWER)))],
+                requested_modalities=[Modality.Audio],
+                media_config=Media(),
+            )
+            call = await client.communications.calls.post(body)
+            await client.communications.calls.by_call_id(call.id).get()
+            await client.communications.calls.get()
+            await client.communications.calls.by_call_id(call.id).participants.get()
+            await client.communications.calls.by_call_id(call.id).operations.get()
+            await client.communications.calls.by_call_id(call.id).delete()
+            if make is beta_client:
+                await client.communications.online_meetings.post(OnlineMeeting(subject="warm-up"))
+        finally:
+            await close_client(client)

@@ -250,10 +250,17 @@ pub(crate) fn dispatch(
             .get(&op.to_ascii_lowercase())
             .map(|o| Reply::json(200, render::operation(o)))
             .ok_or_else(|| ApiError::not_found("Operation", &op)),
-        Command::ListContentSharingSessions => Ok(Reply::json(200, json!({ "value": [] }))),
-        Command::GetContentSharingSession(sid) => {
-            Err(ApiError::not_found("Content sharing session", &sid))
+        Command::ListContentSharingSessions => {
+            let conf = &e.confs[&e.calls[id].conf_id];
+            let value: Vec<Value> = conf.sharing.iter().map(render::content_sharing).collect();
+            Ok(Reply::json(200, json!({ "value": value })))
         }
+        Command::GetContentSharingSession(sid) => e.confs[&e.calls[id].conf_id]
+            .sharing
+            .iter()
+            .find(|s| s.id.eq_ignore_ascii_case(&sid))
+            .map(|s| Reply::json(200, render::content_sharing(s)))
+            .ok_or_else(|| ApiError::not_found("Content sharing session", &sid)),
     }
 }
 
@@ -347,6 +354,7 @@ fn create_call(e: &mut Engine, app: &AppCtx, mut req: CreateCall, ver: Version) 
                     removed: vec![],
                     seq: 0,
                     next_source_id: 1,
+                    sharing: None,
                 },
             );
             conf_id
@@ -757,6 +765,7 @@ pub(crate) fn remove_member(e: &mut Engine, conf_id: &str, pid: &str, reason: &s
         return;
     };
     let mut m = conf.members.remove(i);
+    let ended_sharing = conf.sharing.take_if(|s| s.presenter == m.id);
     conf.seq += 1;
     m.seq = conf.seq;
     if m.joined {
@@ -769,6 +778,43 @@ pub(crate) fn remove_member(e: &mut Engine, conf_id: &str, pid: &str, reason: &s
         }
     }
     e.roster_changed(conf_id);
+    if let Some(s) = ended_sharing {
+        sharing_changed(e, conf_id, ChangeType::Deleted, &s);
+    }
+}
+
+/// contentSharingSession notifications to the bots that asked for them (callOptions).
+pub(crate) fn sharing_changed(
+    e: &mut Engine,
+    conf_id: &str,
+    change: ChangeType,
+    s: &ContentSharing,
+) {
+    let Some(conf) = e.confs.get(conf_id) else {
+        return;
+    };
+    let bots: Vec<String> = conf
+        .members
+        .iter()
+        .filter_map(|m| match &m.endpoint {
+            MemberEndpoint::Bot { call_id } => Some(call_id.clone()),
+            _ => None,
+        })
+        .filter(|c| {
+            e.calls.get(c).is_some_and(|c| {
+                c.call_options.is_content_sharing_notification_enabled == Some(true)
+                    && matches!(c.state, CallState::Established | CallState::Hold)
+            })
+        })
+        .collect();
+    for call_id in bots {
+        e.notify(
+            &call_id,
+            change,
+            "/contentsharingsessions",
+            Value::Array(vec![render::content_sharing(s)]),
+        );
+    }
 }
 
 /// What a bot sees in its roster: joined members, hidden ones only if it is them.

@@ -264,6 +264,7 @@ pub(crate) fn incoming(
             removed: vec![],
             seq: 0,
             next_source_id: 1,
+            sharing: None,
         },
     );
     let created = json!({
@@ -346,6 +347,33 @@ pub(crate) fn on_event(e: &mut Engine, leg_id: &str, ev: LegEvent) {
                         e.set_state(&call_id, CallState::Established);
                     }
                 }
+            }
+        }
+        LegEvent::SharingStarted | LegEvent::SharingStopped => {
+            let Some(conf) = leg.conf_id.clone() else {
+                return;
+            };
+            let Some(pid) = member_id_of_leg(e, &conf, leg_id) else {
+                return;
+            };
+            let start = ev == LegEvent::SharingStarted;
+            let current = e.confs[&conf].sharing.clone();
+            match (start, current) {
+                (true, None) => {
+                    let s = ContentSharing {
+                        id: e.id(),
+                        presenter: pid.clone(),
+                    };
+                    e.confs.get_mut(&conf).expect("conference").sharing = Some(s.clone());
+                    update_member(e, &conf, &pid, |m| m.screen_sharing = true);
+                    actions::sharing_changed(e, &conf, ChangeType::Created, &s);
+                }
+                (false, Some(s)) if s.presenter == pid => {
+                    e.confs.get_mut(&conf).expect("conference").sharing = None;
+                    update_member(e, &conf, &pid, |m| m.screen_sharing = false);
+                    actions::sharing_changed(e, &conf, ChangeType::Deleted, &s);
+                }
+                _ => {}
             }
         }
         LegEvent::Tone(tone) => {
@@ -856,11 +884,7 @@ fn move_from_call(
             unreachable!()
         };
         // Detach the leg from the old conference quietly: it is not hung up, it moves.
-        if let Some(conf) = e.confs.get_mut(&from_conf) {
-            conf.members.retain(|x| x.id != m.id);
-            conf.seq += 1;
-        }
-        e.touch_conf(&from_conf);
+        detach_member(e, &from_conf, &m.id);
         if let Some(l) = e.legs.get_mut(leg_id) {
             l.conf_id = Some(conf_id.to_string());
             l.role = LegRole::Member {
@@ -1106,10 +1130,7 @@ pub(crate) fn transfer(e: &mut Engine, id: &str, mut req: Transfer) -> Result<Re
         e.set_state(id, CallState::Transferring);
         e.set_state(id, CallState::TransferAccepted);
         let bridge = detach_into_bridge(e, &conf_id, &transferee_leg, &transferee);
-        if let Some(conf) = e.confs.get_mut(&rconf) {
-            conf.members.retain(|m| m.id != other.id);
-        }
-        e.touch_conf(&rconf);
+        detach_member(e, &rconf, &other.id);
         if let Some(l) = e.legs.get(&other_leg).cloned() {
             join_bridge(e, &bridge, &l);
         }
@@ -1152,13 +1173,22 @@ pub(crate) fn transfer(e: &mut Engine, id: &str, mut req: Transfer) -> Result<Re
     Ok(Reply::empty(202))
 }
 
+/// Take a member out of a conference without ending its leg (it moves elsewhere): no
+/// tombstone, but a roster change, and its screen sharing ends.
+fn detach_member(e: &mut Engine, conf_id: &str, pid: &str) {
+    let Some(conf) = e.confs.get_mut(conf_id) else { return };
+    conf.members.retain(|m| m.id != pid);
+    conf.seq += 1;
+    let ended = conf.sharing.take_if(|s| s.presenter == pid);
+    e.roster_changed(conf_id);
+    if let Some(s) = ended {
+        actions::sharing_changed(e, conf_id, ChangeType::Deleted, &s);
+    }
+}
+
 /// Take the transferee out of the call's conference into a new bot-less bridge.
 fn detach_into_bridge(e: &mut Engine, conf_id: &str, leg_id: &str, member: &Member) -> String {
-    if let Some(conf) = e.confs.get_mut(conf_id) {
-        conf.members.retain(|m| m.id != member.id);
-        conf.seq += 1;
-    }
-    e.roster_changed(conf_id);
+    detach_member(e, conf_id, &member.id);
     let bridge = e.id();
     let tenant = e
         .confs
@@ -1175,6 +1205,7 @@ fn detach_into_bridge(e: &mut Engine, conf_id: &str, leg_id: &str, member: &Memb
             removed: vec![],
             seq: 0,
             next_source_id: 1,
+            sharing: None,
         },
     );
     if let Some(l) = e.legs.get(leg_id).cloned() {
@@ -1339,6 +1370,71 @@ pub(crate) fn resolve_meeting(
     }
 }
 
+pub(crate) fn join_meeting(
+    e: &mut Engine,
+    tenant_id: &str,
+    who: ParticipantInfo,
+    meeting: MeetingRef,
+) -> Result<String, ApiError> {
+    let mid = match meeting {
+        MeetingRef::Thread(t) => e
+            .meetings
+            .values()
+            .find(|m| m.tenant_id == tenant_id && m.thread_id == t)
+            .map(|m| m.id.clone())
+            .ok_or_else(|| ApiError::not_found("Meeting with threadId", &t))?,
+        MeetingRef::JoinMeetingId { id, passcode } => {
+            let wanted: String = id.chars().filter(|c| !c.is_whitespace()).collect();
+            let m = e
+                .meetings
+                .values()
+                .find(|m| {
+                    m.tenant_id == tenant_id
+                        && !m.join_meeting_id.is_empty()
+                        && m.join_meeting_id == wanted
+                })
+                .ok_or_else(|| ApiError::not_found("Meeting with joinMeetingId", &id))?;
+            if passcode.as_deref().unwrap_or("") != m.passcode {
+                return Err(ApiError {
+                    status: 403,
+                    code: "Forbidden".into(),
+                    message: "The meeting passcode is wrong or missing.".into(),
+                });
+            }
+            m.id.clone()
+        }
+    };
+    let party = who
+        .identity
+        .party()
+        .ok_or_else(|| ApiError::bad_request("The participant has no identity."))?;
+    let conf = meeting_conference(e, &mid);
+    if e.confs[&conf]
+        .members
+        .iter()
+        .any(|m| m.info.identity.party() == Some(party.clone()))
+    {
+        return Err(ApiError::conflict(
+            "This participant is already in the meeting.",
+        ));
+    }
+    let leg = new_leg(
+        e,
+        party,
+        who,
+        LegRole::Bridged,
+        Some(conf.clone()),
+        None,
+        None,
+    );
+    if let Some(l) = e.legs.get_mut(&leg) {
+        l.state = LegState::Connected;
+    }
+    let l = e.legs[&leg].clone();
+    join_bridge(e, &conf, &l);
+    Ok(leg)
+}
+
 /// The conference of a meeting, created on first join: everyone in one meeting is in one call.
 pub(crate) fn meeting_conference(e: &mut Engine, meeting_id: &str) -> String {
     if let Some(c) = e.meetings[meeting_id].conf_id.clone()
@@ -1358,6 +1454,7 @@ pub(crate) fn meeting_conference(e: &mut Engine, meeting_id: &str) -> String {
             removed: vec![],
             seq: 0,
             next_source_id: 1,
+            sharing: None,
         },
     );
     e.meetings.get_mut(meeting_id).expect("exists").conf_id = Some(conf_id.clone());

@@ -165,6 +165,9 @@ pub enum LegEvent {
     Held,
     Resumed,
     Tone(Tone),
+    /// The party started / stopped sharing its screen.
+    SharingStarted,
+    SharingStopped,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -185,6 +188,16 @@ pub enum Effect {
         call_id: String,
         token: String,
         duration_ms: u64,
+    },
+}
+
+/// How an endpoint names the meeting it joins.
+#[derive(Debug, Clone, PartialEq)]
+pub enum MeetingRef {
+    Thread(String),
+    JoinMeetingId {
+        id: String,
+        passcode: Option<String>,
     },
 }
 
@@ -452,6 +465,21 @@ impl Engine {
         self.dirty.insert((ObjKind::Meeting, id));
         self.flush();
         v
+    }
+
+    /// A user's endpoint joins a meeting on its own (a simulated user, later a phone dialling
+    /// in): everyone in the meeting sees it in the roster. Returns the new leg's id.
+    pub fn join_meeting(
+        &mut self,
+        now: Ms,
+        tenant_id: &str,
+        who: ParticipantInfo,
+        meeting: MeetingRef,
+    ) -> Result<String, ApiError> {
+        self.now = self.now.max(now);
+        let r = legs::join_meeting(self, tenant_id, who, meeting);
+        self.flush();
+        r
     }
 
     pub fn get_meeting(&self, tenant_id: &str, id: &str) -> Option<Value> {

@@ -221,6 +221,15 @@ pub struct Conference {
     pub removed: Vec<Tombstone>,
     pub seq: i64,
     pub next_source_id: u32,
+    /// The content being shared in the conference, if any (reference §2.5, §7.31).
+    #[serde(default)]
+    pub sharing: Option<ContentSharing>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ContentSharing {
+    pub id: String,
+    pub presenter: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]

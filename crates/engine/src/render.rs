@@ -276,6 +276,10 @@ pub fn transcription(c: &Call) -> Value {
     }
 }
 
+pub fn content_sharing(s: &ContentSharing) -> Value {
+    json!({"@odata.type":"#microsoft.graph.contentSharingSession","id":s.id,"presenterParticipantId":s.presenter})
+}
+
 pub fn routing_group(g: &AudioRoutingGroup) -> Value {
     json!({"@odata.type":"#microsoft.graph.audioRoutingGroup","id":g.id,"routingMode":g.routing_mode,"sources":g.sources,"receivers":g.receivers})
 }

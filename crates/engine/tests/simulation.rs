@@ -217,7 +217,8 @@ impl Sim {
             8..=11 => {
                 let thread = self.pick(THREADS).unwrap();
                 let mut body = json!({"callbackUri": "https://bot/cb", "requestedModalities": ["audio"], "mediaConfig": {"@odata.type": "#microsoft.graph.serviceHostedMediaConfig"},
-                    "chatInfo": {"threadId": thread}, "meetingInfo": {"@odata.type": "#microsoft.graph.organizerMeetingInfo", "organizer": {"user": {"id": "org"}}}});
+                    "chatInfo": {"threadId": thread}, "meetingInfo": {"@odata.type": "#microsoft.graph.organizerMeetingInfo", "organizer": {"user": {"id": "org"}}},
+                    "callOptions": {"isContentSharingNotificationEnabled": true}});
                 if self.rng.random_bool(0.5) {
                     body["source"] = json!({"identity": {"applicationInstance": {"id": format!("seat{}", self.rng.random_range(0..2))}}});
                 }
@@ -241,7 +242,9 @@ impl Sim {
                 let mut legs = legs;
                 legs.sort();
                 if let Some(leg) = self.pick(&legs) {
-                    let ev = match self.rng.random_range(0..9) {
+                    let ev = match self.rng.random_range(0..11) {
+                        9 => LegEvent::SharingStarted,
+                        10 => LegEvent::SharingStopped,
                         0 => LegEvent::Ringing,
                         1 | 2 => LegEvent::Answered,
                         3 => LegEvent::Failed {
@@ -403,6 +406,13 @@ impl Sim {
                         );
                     }
                 }
+            }
+            if let Some(sh) = &conf.sharing {
+                assert!(
+                    conf.members.iter().any(|m| m.id == sh.presenter),
+                    "seed {s}: presenter {} left but still shares",
+                    sh.presenter
+                );
             }
             let mut ids: Vec<&String> = conf.members.iter().map(|m| &m.id).collect();
             ids.sort();

@@ -110,6 +110,28 @@ struct UserPatch {
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct JoinMeeting {
+    join_web_url: Option<String>,
+    thread_id: Option<String>,
+    join_meeting_id: Option<String>,
+    passcode: Option<String>,
+    #[serde(default)]
+    script: Behaviour,
+}
+
+/// `…/l/meetup-join/19%3Ameeting_…%40thread.v2/0?context=…` → `19:meeting_…@thread.v2`.
+pub fn thread_of_join_url(url: &str) -> Option<String> {
+    let rest = url.split("/l/meetup-join/").nth(1)?;
+    let enc = rest.split('/').next()?;
+    let t = percent_encoding::percent_decode_str(enc)
+        .decode_utf8()
+        .ok()?
+        .into_owned();
+    t.starts_with("19:").then_some(t)
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct PlaceCall {
     /// App id or an address routed to an app.
     target: String,
@@ -402,6 +424,57 @@ pub async fn handle(
                 behaviour,
             });
             created(json!({"callId": call_id, "legId": leg_id, "appId": app.id}))
+        }
+        (Method::POST, ["users", id, "join"]) => {
+            let req: JoinMeeting = parse(&b)?;
+            req.script.validate().map_err(bad)?;
+            let Some(user) = shared.config.read().expect("config").user(id).cloned() else {
+                return Err(nf("User", id));
+            };
+            let meeting = match (&req.join_web_url, &req.thread_id, &req.join_meeting_id) {
+                (Some(u), _, _) => engine::MeetingRef::Thread(
+                    thread_of_join_url(u)
+                        .ok_or_else(|| bad("joinWebUrl is not a meeting join URL"))?,
+                ),
+                (_, Some(t), _) => engine::MeetingRef::Thread(t.clone()),
+                (_, _, Some(j)) => engine::MeetingRef::JoinMeetingId {
+                    id: j.clone(),
+                    passcode: req.passcode.clone(),
+                },
+                _ => {
+                    return Err(bad(
+                        "One of joinWebUrl, threadId or joinMeetingId is required.",
+                    ));
+                }
+            };
+            let mut who = ParticipantInfo {
+                identity: IdentitySet::user(&user.id, user.display_name.as_deref()),
+                ..Default::default()
+            };
+            if let Some(u) = &mut who.identity.user {
+                u.extra
+                    .insert("tenantId".into(), user.tenant.clone().into());
+            }
+            let (tx, rx) = oneshot::channel();
+            shared
+                .driver
+                .send(Msg::JoinMeeting {
+                    tenant: user.tenant.clone(),
+                    who,
+                    meeting,
+                    reply: tx,
+                })
+                .map_err(|_| bad("ringside is stopping"))?;
+            let reply = rx.await.map_err(|_| bad("ringside is stopping"))??;
+            let body = reply.body.unwrap_or_default();
+            let leg = body["legId"].as_str().unwrap_or_default().to_string();
+            let behaviour = user.behaviour.merged(&req.script);
+            let _ = shared.endpoints.send(Control::Joined {
+                leg: leg.clone(),
+                user_id: user.id.clone(),
+                behaviour,
+            });
+            created(json!({ "legId": leg }))
         }
         (Method::GET, ["legs"]) => {
             let logs = shared.registry.logs.lock().expect("registry");

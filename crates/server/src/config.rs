@@ -152,6 +152,11 @@ pub struct Behaviour {
     pub hold_at_ms: Option<u64>,
     #[serde(default, alias = "resume_at_ms")]
     pub resume_at_ms: Option<u64>,
+    /// Start sharing the screen (a contentSharingSession) this long after connect.
+    #[serde(default, alias = "share_screen_at_ms")]
+    pub share_screen_at_ms: Option<u64>,
+    #[serde(default, alias = "stop_sharing_at_ms")]
+    pub stop_sharing_at_ms: Option<u64>,
     /// Digits pressed after the call is connected.
     #[serde(default)]
     pub dtmf: Vec<DtmfPress>,
@@ -176,6 +181,8 @@ impl Behaviour {
             hangup_after_ms: over.hangup_after_ms.or(self.hangup_after_ms),
             hold_at_ms: over.hold_at_ms.or(self.hold_at_ms),
             resume_at_ms: over.resume_at_ms.or(self.resume_at_ms),
+            share_screen_at_ms: over.share_screen_at_ms.or(self.share_screen_at_ms),
+            stop_sharing_at_ms: over.stop_sharing_at_ms.or(self.stop_sharing_at_ms),
             dtmf: if over.dtmf.is_empty() {
                 self.dtmf.clone()
             } else {

@@ -58,6 +58,12 @@ pub enum Msg {
         id: String,
         reply: oneshot::Sender<Option<Value>>,
     },
+    JoinMeeting {
+        tenant: String,
+        who: ParticipantInfo,
+        meeting: engine::MeetingRef,
+        reply: oneshot::Sender<ApiResult>,
+    },
     DeadLetters {
         reply: oneshot::Sender<Vec<DeadLetter>>,
     },
@@ -179,6 +185,19 @@ pub fn run(mut engine: Engine, mut store: Store, rx: mpsc::Receiver<Msg>, sinks:
                     let v = engine.create_meeting(now, &app, subject, organizer, start, end);
                     replies.push(Box::new(move |_| {
                         let _ = reply.send(v);
+                    }));
+                }
+                Msg::JoinMeeting {
+                    tenant,
+                    who,
+                    meeting,
+                    reply,
+                } => {
+                    let r = guarded("join", || engine.join_meeting(now, &tenant, who, meeting))
+                        .unwrap_or_else(|| Err(internal()))
+                        .map(|leg| Reply::json(201, serde_json::json!({ "legId": leg })));
+                    replies.push(Box::new(move |ok| {
+                        let _ = reply.send(if ok { r } else { Err(unavailable()) });
                     }));
                 }
                 Msg::GetMeeting { tenant, id, reply } => {

@@ -131,6 +131,8 @@ impl Endpoints {
                 LegEvent::Resumed => "resumed the call".to_string(),
                 LegEvent::Tone(t) => format!("pressed {}", t.to_char()),
                 LegEvent::Ringing => "ringing".to_string(),
+                LegEvent::SharingStarted => "started sharing the screen".to_string(),
+                LegEvent::SharingStopped => "stopped sharing the screen".to_string(),
             };
             reg.log(&leg, None, text);
             let _ = driver.send(Msg::Leg { leg_id: leg, event });
@@ -162,6 +164,12 @@ impl Endpoints {
         }
         if let Some(t) = b.resume_at_ms {
             tasks.push(self.later(leg, t, LegEvent::Resumed));
+        }
+        if let Some(t) = b.share_screen_at_ms {
+            tasks.push(self.later(leg, t, LegEvent::SharingStarted));
+        }
+        if let Some(t) = b.stop_sharing_at_ms {
+            tasks.push(self.later(leg, t, LegEvent::SharingStopped));
         }
         for press in &b.dtmf {
             let gap = press.gap_ms.unwrap_or(250);
@@ -382,6 +390,8 @@ impl Endpoints {
                     shifted.hold_at_ms = shifted.hold_at_ms.map(|t| t + shift);
                     shifted.resume_at_ms = shifted.resume_at_ms.map(|t| t + shift);
                     shifted.hangup_after_ms = shifted.hangup_after_ms.map(|t| t + shift);
+                    shifted.share_screen_at_ms = shifted.share_screen_at_ms.map(|t| t + shift);
+                    shifted.stop_sharing_at_ms = shifted.stop_sharing_at_ms.map(|t| t + shift);
                     for d in &mut shifted.dtmf {
                         d.at_ms += shift;
                     }
@@ -477,6 +487,12 @@ pub enum Control {
         user_id: String,
         behaviour: Behaviour,
     },
+    /// A simulated user joined a meeting on its own: its script starts now.
+    Joined {
+        leg: String,
+        user_id: String,
+        behaviour: Behaviour,
+    },
 }
 
 pub async fn run(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Control>) {
@@ -489,6 +505,15 @@ pub async fn run(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Control>) 
                 user_id,
                 behaviour,
             } => eps.add_caller(&leg, &user_id, behaviour),
+            Control::Joined {
+                leg,
+                user_id,
+                behaviour,
+            } => {
+                eps.add_caller(&leg, &user_id, behaviour);
+                eps.shared.registry.log(&leg, Some(&user_id), "connected");
+                eps.start_script(&leg);
+            }
         }
     }
 }

@@ -75,6 +75,18 @@ enum Cmd {
         #[arg(long)]
         script: Option<String>,
     },
+    /// A simulated user joins a meeting (by join URL, or join id and passcode).
+    Join {
+        user: String,
+        #[arg(long)]
+        url: Option<String>,
+        #[arg(long)]
+        meeting_id: Option<String>,
+        #[arg(long)]
+        passcode: Option<String>,
+        #[arg(long)]
+        script: Option<String>,
+    },
     /// What simulated users experienced on their legs.
     Legs {
         #[arg(long)]
@@ -200,6 +212,19 @@ async fn admin(
             "POST",
             format!("/users/{user}/call"),
             Some(json!({"target": target, "script": parse_json(script)?})),
+        ),
+        Cmd::Join {
+            user,
+            url,
+            meeting_id,
+            passcode,
+            script,
+        } => (
+            "POST",
+            format!("/users/{user}/join"),
+            Some(
+                json!({"joinWebUrl": url, "joinMeetingId": meeting_id, "passcode": passcode, "script": parse_json(script)?}),
+            ),
         ),
         Cmd::Legs { user } => (
             "GET",

@@ -410,3 +410,30 @@ async fn bot_calling_another_bot_rings_its_webhook() {
         .await;
     h.until_state(&b, "terminated").await;
 }
+
+#[tokio::test]
+async fn user_putting_the_call_on_hold_shows_as_hold_then_established() {
+    let h = Harness::start().await;
+    let mut body = p2p_body(&h.callback(), ALICE);
+    body["targets"][0]["ringside"] = json!({"holdAtMs": 200, "resumeAtMs": 400});
+    let (s, v, _) = h
+        .req("POST", "/v1.0/communications/calls", Some(body))
+        .await;
+    assert_eq!(s, 201, "{v}");
+    let id = v["id"].as_str().unwrap().to_string();
+    let notes = h
+        .until(&id, "resumed", |n| {
+            n.state() == Some("established") && n.data.get("mediaState").is_none()
+        })
+        .await;
+    assert_eq!(
+        states(&notes),
+        [
+            "establishing",
+            "ringing",
+            "established",
+            "hold",
+            "established"
+        ]
+    );
+}

@@ -587,3 +587,188 @@ async fn group_call_with_routing_groups_self_mute_recording_and_gallery() {
         .await;
     assert_eq!(s, 400, "service-hosted media cannot share screens");
 }
+
+#[tokio::test]
+async fn simulated_user_joins_a_meeting_by_its_join_url_and_presses_keys() {
+    let h = Harness::start().await;
+    let m = create_meeting(&h).await;
+    let (_, a, _) = h
+        .req(
+            "POST",
+            "/v1.0/communications/calls",
+            Some(join_body(&h, &m, "chat")),
+        )
+        .await;
+    let a_id = a["id"].as_str().unwrap().to_string();
+    h.until_state(&a_id, "established").await;
+    h.req(
+        "POST",
+        &format!("/v1.0/communications/calls/{a_id}/subscribeToTone"),
+        Some(json!({})),
+    )
+    .await;
+    let script = json!({"dtmf": [{"atMs": 200, "digits": "7"}], "hangupAfterMs": 600});
+    let (s, v) = h
+        .admin(
+            "POST",
+            &format!("/users/{GINA}/join"),
+            Some(json!({"joinWebUrl": m["joinWebUrl"], "script": script})),
+        )
+        .await;
+    assert_eq!(s, 201, "{v}");
+    let joined = h
+        .until(&a_id, "Gina in roster", |n| {
+            n.resource.ends_with("/participants")
+                && n.data
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|p| p["info"]["identity"]["user"]["id"] == GINA)
+        })
+        .await;
+    assert!(!joined.is_empty());
+    let tone = h
+        .until(&a_id, "Gina's key", |n| n.data.get("toneInfo").is_some())
+        .await;
+    assert_eq!(tone.last().unwrap().data["toneInfo"]["tone"], "tone7");
+    h.until(&a_id, "Gina left", |n| {
+        n.resource.ends_with("/participants")
+            && !n
+                .data
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|p| p["info"]["identity"]["user"]["id"] == GINA)
+    })
+    .await;
+    let (s, _) = h.admin("POST", &format!("/users/{GINA}/join"), Some(json!({"joinMeetingId": m["joinMeetingIdSettings"]["joinMeetingId"], "passcode": "nope"}))).await;
+    assert_eq!(s, 403);
+}
+
+#[tokio::test]
+async fn p2p_call_is_escalated_into_a_meeting_with_replaces_call_id() {
+    let h = Harness::start().await;
+    let p2p = h.call_user(ALICE).await;
+    h.until_state(&p2p, "established").await;
+    let m = create_meeting(&h).await;
+    let (_, g, _) = h
+        .req(
+            "POST",
+            "/v1.0/communications/calls",
+            Some(join_body(&h, &m, "id")),
+        )
+        .await;
+    let g_id = g["id"].as_str().unwrap().to_string();
+    h.until_state(&g_id, "established").await;
+    let body = json!({"participants": [{"identity": {"user": {"id": ALICE}}, "replacesCallId": p2p}, {"identity": {"user": {"id": GINA}}}]});
+    let (s, op, _) = h
+        .req(
+            "POST",
+            &format!("/v1.0/communications/calls/{g_id}/participants/invite"),
+            Some(body),
+        )
+        .await;
+    assert_eq!(s, 200, "{op}");
+    assert_eq!(
+        op["participants"].as_array().unwrap().len(),
+        1,
+        "with replacesCallId only the first participant is processed"
+    );
+    let op_id = op["id"].as_str().unwrap().to_string();
+    let ended = h.until_state(&p2p, "terminated").await;
+    assert_eq!(ended.last().unwrap().data["resultInfo"]["subcode"], 5000);
+    let notes = h
+        .until(&g_id, "invite done", |n| n.resource.ends_with(&op_id))
+        .await;
+    assert_eq!(notes.last().unwrap().data["status"], "completed");
+    let (_, list, _) = h
+        .req(
+            "GET",
+            &format!("/v1.0/communications/calls/{g_id}/participants"),
+            None,
+        )
+        .await;
+    assert!(
+        list["value"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["info"]["identity"]["user"]["id"] == ALICE),
+        "{list}"
+    );
+}
+
+#[tokio::test]
+async fn screen_shared_in_a_meeting_is_a_content_sharing_session() {
+    let h = Harness::start().await;
+    let m = create_meeting(&h).await;
+    let mut body = join_body(&h, &m, "chat");
+    body["callOptions"] = json!({"@odata.type": "#microsoft.graph.outgoingCallOptions", "isContentSharingNotificationEnabled": true});
+    let (_, a, _) = h
+        .req("POST", "/beta/communications/calls", Some(body))
+        .await;
+    let a_id = a["id"].as_str().unwrap().to_string();
+    h.until_state(&a_id, "established").await;
+    let script = json!({"shareScreenAtMs": 100, "stopSharingAtMs": 700});
+    let (s, _) = h
+        .admin(
+            "POST",
+            &format!("/users/{ALICE}/join"),
+            Some(json!({"threadId": m["chatInfo"]["threadId"], "script": script})),
+        )
+        .await;
+    assert_eq!(s, 201);
+    let created = h
+        .until(&a_id, "sharing created", |n| {
+            n.resource.ends_with("/contentsharingsessions")
+        })
+        .await;
+    let n = created.last().unwrap();
+    assert_eq!(n.change, "created");
+    let session = n.data[0]["id"].as_str().unwrap().to_string();
+    let (s, v, _) = h
+        .req(
+            "GET",
+            &format!("/beta/communications/calls/{a_id}/contentSharingSessions/{session}"),
+            None,
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["@odata.type"], "#microsoft.graph.contentSharingSession");
+    let (_, list, _) = h
+        .req(
+            "GET",
+            &format!("/beta/communications/calls/{a_id}/participants"),
+            None,
+        )
+        .await;
+    let alice = list["value"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["info"]["identity"]["user"]["id"] == ALICE)
+        .unwrap()
+        .clone();
+    assert!(
+        alice["mediaStreams"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s["mediaType"] == "videoBasedScreenSharing"),
+        "{alice}"
+    );
+    let ended = h
+        .until(&a_id, "sharing deleted", |n| {
+            n.resource.ends_with("/contentsharingsessions")
+        })
+        .await;
+    assert_eq!(ended.last().unwrap().change, "deleted");
+    let (_, v, _) = h
+        .req(
+            "GET",
+            &format!("/beta/communications/calls/{a_id}/contentSharingSessions"),
+            None,
+        )
+        .await;
+    assert_eq!(v["value"], json!([]));
+}
