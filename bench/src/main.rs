@@ -16,7 +16,14 @@ const TENANT: &str = "bench-tenant";
 const APP: &str = "bench-app";
 const USER: &str = "bench-user";
 
-type Waiters = Arc<Mutex<HashMap<(String, String), oneshot::Sender<()>>>>;
+/// Waiters for (call id, state), and arrivals nobody waited for yet (a notification can
+/// arrive before the create response does).
+#[derive(Default)]
+struct Book {
+    waiting: HashMap<(String, String), oneshot::Sender<()>>,
+    arrived: std::collections::HashSet<(String, String)>,
+}
+type Waiters = Arc<Mutex<Book>>;
 
 async fn webhook() -> (String, Waiters) {
     let waiters: Waiters = Default::default();
@@ -29,11 +36,17 @@ async fn webhook() -> (String, Waiters) {
             if let Ok(v) = serde_json::from_slice::<Value>(&body) {
                 for item in v["value"].as_array().into_iter().flatten() {
                     let data = &item["resourceData"];
-                    if let (Some(id), Some(state)) = (data["id"].as_str(), data["state"].as_str())
-                        && let Some(tx) =
-                            w.lock().await.remove(&(id.to_string(), state.to_string()))
-                    {
-                        let _ = tx.send(());
+                    if let (Some(id), Some(state)) = (data["id"].as_str(), data["state"].as_str()) {
+                        let key = (id.to_string(), state.to_string());
+                        let mut book = w.lock().await;
+                        match book.waiting.remove(&key) {
+                            Some(tx) => {
+                                let _ = tx.send(());
+                            }
+                            None => {
+                                book.arrived.insert(key);
+                            }
+                        }
                     }
                 }
             }
@@ -75,9 +88,13 @@ struct Stats {
 
 async fn expect(w: &Waiters, id: &str, state: &str) -> oneshot::Receiver<()> {
     let (tx, rx) = oneshot::channel();
-    w.lock()
-        .await
-        .insert((id.to_string(), state.to_string()), tx);
+    let key = (id.to_string(), state.to_string());
+    let mut book = w.lock().await;
+    if book.arrived.remove(&key) {
+        let _ = tx.send(());
+    } else {
+        book.waiting.insert(key, tx);
+    }
     rx
 }
 
@@ -299,8 +316,8 @@ async fn main() {
         rate * 2.0
     );
     println!(
-        "| notifications delivered/s (4 per lifecycle) | {:.0} |",
-        rate * 4.0
+        "| notifications delivered/s (5 per lifecycle) | {:.0} |",
+        rate * 5.0
     );
     println!("| API latency p50 at {half:.0} lifecycles/s (create + delete) | {p50:.2} ms |");
     println!("| API latency p99 at {half:.0} lifecycles/s | {p99:.2} ms |");

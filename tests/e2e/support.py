@@ -173,11 +173,16 @@ class Note:
 
     @property
     def is_call(self) -> bool:
-        return "/participants" not in self.resource and "/operations" not in self.resource
+        r = self.resource.lower()
+        return "/participants" not in r and "/operations" not in r and "/contentsharingsessions" not in r
 
     @property
     def is_roster(self) -> bool:
         return self.resource.endswith("/participants")
+
+    @property
+    def is_sharing(self) -> bool:
+        return self.resource.lower().endswith("/contentsharingsessions")
 
     @property
     def is_operation(self) -> bool:

@@ -16,8 +16,10 @@ from msgraph_beta.generated.models.o_data_errors.o_data_error import ODataError
 from msgraph_beta.generated.models.teleconference_device_audio_quality import TeleconferenceDeviceAudioQuality
 from msgraph_beta.generated.models.teleconference_device_quality import TeleconferenceDeviceQuality
 
-from bot import call_user, p2p_call, prompt
-from support import ALICE, TENANT, states
+from msgraph_beta.generated.communications.calls.item.answer.answer_post_request_body import AnswerPostRequestBody
+
+from bot import call_user, p2p_call, prompt, service_media
+from support import ALICE, APP, CAROL_NO_ANSWER, TENANT, beta_client, close_client, states
 
 
 async def test_unknown_call_id_is_404_with_code_8522(beta):
@@ -159,3 +161,52 @@ async def test_undeliverable_notifications_are_dead_lettered_and_redelivered(bet
 
     s, v = await ringside.admin("POST", "/dead-letters/999999999/redeliver")
     assert s == 404
+
+
+async def test_bad_token_is_401_and_other_apps_cannot_see_the_call(beta, beta2, ringside, hooks, callback):
+    call, _ = await call_user(beta, hooks, callback, ALICE)
+
+    stranger = beta_client(ringside.base, "not-a-token")
+    try:
+        with pytest.raises(ODataError) as e:
+            await stranger.communications.calls.by_call_id(call.id).get()
+        assert e.value.response_status_code == 401
+        assert e.value.error.code == "InvalidAuthenticationToken"
+    finally:
+        await close_client(stranger)
+
+    with pytest.raises(ODataError) as e:
+        await beta2.communications.calls.by_call_id(call.id).get()
+    assert e.value.response_status_code == 404, "another app's call is invisible"
+    assert e.value.error.code == "8522"
+    assert call.id not in [c.id for c in (await beta2.communications.calls.get()).value]
+
+
+async def test_creating_a_call_for_another_tenant_is_403(beta, callback):
+    body = p2p_call(callback, ALICE)
+    body.tenant_id = "22222222-2222-2222-2222-222222222222"
+    with pytest.raises(ODataError) as e:
+        await beta.communications.calls.post(body)
+    assert e.value.response_status_code == 403
+
+
+async def test_token_endpoint_refuses_a_wrong_secret(ringside):
+    async with httpx.AsyncClient() as h:
+        r = await h.post(
+            f"{ringside.base}/{TENANT}/oauth2/v2.0/token",
+            data={"grant_type": "client_credentials", "client_id": APP, "client_secret": "wrong", "scope": "https://graph.microsoft.com/.default"},
+        )
+    assert r.status_code == 401
+    assert r.json()["error"] == "invalid_client"
+
+
+async def test_actions_in_the_wrong_call_state_are_refused(beta, ringside, hooks, callback):
+    ringing = await beta.communications.calls.post(p2p_call(callback, CAROL_NO_ANSWER))
+    await hooks.watch(ringing.id).until_state("ringing")
+    calls = beta.communications.calls.by_call_id(ringing.id)
+    with pytest.raises(ODataError) as e:
+        await calls.play_prompt.post(PlayPromptPostRequestBody(prompts=[prompt(f"{hooks.url}/prompt/100.wav")]))
+    assert (e.value.response_status_code, e.value.error.code) == (400, "InvalidCallState")
+    with pytest.raises(ODataError) as e:
+        await calls.answer.post(AnswerPostRequestBody(callback_uri=callback, media_config=service_media()))
+    assert (e.value.response_status_code, e.value.error.code) == (400, "InvalidCallState"), "an outgoing call cannot be answered"

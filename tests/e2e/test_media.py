@@ -1,6 +1,7 @@
 """Service-hosted media with msgraph-beta-sdk: prompts, recording, cancelling, DTMF both ways."""
 from __future__ import annotations
 
+import asyncio
 import time
 
 import httpx
@@ -9,6 +10,7 @@ from msgraph_beta.generated.communications.calls.item.cancel_media_processing.ca
     CancelMediaProcessingPostRequestBody,
 )
 from msgraph_beta.generated.communications.calls.item.play_prompt.play_prompt_post_request_body import PlayPromptPostRequestBody
+from msgraph_beta.generated.communications.calls.item.record.record_post_request_body import RecordPostRequestBody
 from msgraph_beta.generated.communications.calls.item.record_response.record_response_post_request_body import RecordResponsePostRequestBody
 from msgraph_beta.generated.communications.calls.item.send_dtmf_tones.send_dtmf_tones_post_request_body import SendDtmfTonesPostRequestBody
 from msgraph_beta.generated.communications.calls.item.subscribe_to_tone.subscribe_to_tone_post_request_body import SubscribeToTonePostRequestBody
@@ -23,7 +25,7 @@ from msgraph_beta.generated.models.send_dtmf_tones_operation import SendDtmfTone
 from msgraph_beta.generated.models.subscribe_to_tone_operation import SubscribeToToneOperation
 from msgraph_beta.generated.models.tone import Tone
 
-from bot import answer_incoming, app_media, call_user, prompt
+from bot import answer_incoming, app_media, call_user, prompt, service_media
 from support import ALICE, APP, GINA, wav_duration_ms
 
 
@@ -195,3 +197,81 @@ async def test_service_hosted_media_actions_are_refused_on_an_app_hosted_call(be
         assert e.value.response_status_code == 400
         assert e.value.error.code == "BadRequest"
         assert "serviceHostedMediaConfig" in e.value.error.message
+
+
+async def test_prefetched_prompt_is_not_fetched_again(beta, ringside, hooks, callback):
+    url = f"{hooks.url}/prompt/300-prefetch-{callback.rsplit('/', 1)[1][-12:]}.wav"
+    call_id, _ = await ringside.place_call(ALICE, APP)
+    w = await answer_incoming(beta, hooks, call_id, callback, media=service_media([url]))
+    for _ in range(200):
+        if url.removeprefix(hooks.url) in hooks.prompt_gets:
+            break
+        await asyncio.sleep(0.02)
+    assert hooks.prompt_gets.count(url.removeprefix(hooks.url)) == 1, "preFetchMedia fetched the prompt once"
+
+    op = await beta.communications.calls.by_call_id(call_id).play_prompt.post(
+        PlayPromptPostRequestBody(prompts=[prompt(url, url.rsplit("/", 1)[-1])], client_context="cached")
+    )
+    done = await w.until_op(op.id)
+    assert done.data["status"] == "completed"
+    assert hooks.prompt_gets.count(url.removeprefix(hooks.url)) == 1, "played from the cache (same resourceId)"
+
+
+async def test_media_prompt_loop_count_repeats_the_prompt(beta, hooks, callback):
+    call, w = await call_user(beta, hooks, callback, ALICE)
+    p = prompt(f"{hooks.url}/prompt/200-thrice.wav")
+    p.loop = 3
+    started = time.monotonic()
+    op = await beta.communications.calls.by_call_id(call.id).play_prompt.post(PlayPromptPostRequestBody(prompts=[p, prompt(f"{hooks.url}/prompt/100-once.wav")]))
+    done = await w.until_op(op.id)
+    assert done.data["status"] == "completed"
+    assert time.monotonic() - started >= 0.65, "3 x 200 ms + 100 ms"
+
+
+async def test_barge_in_recording_cancels_the_playing_prompt(beta, hooks, callback):
+    call, w = await call_user(beta, hooks, callback, ALICE)
+    calls = beta.communications.calls.by_call_id(call.id)
+    long = await calls.play_prompt.post(PlayPromptPostRequestBody(prompts=[prompt(f"{hooks.url}/prompt/5000-long.wav")], client_context="long"))
+    await asyncio.sleep(0.3)
+    rec = await calls.record_response.post(
+        RecordResponsePostRequestBody(barge_in_allowed=True, max_record_duration_in_seconds=1, initial_silence_timeout_in_seconds=5, client_context="barge")
+    )
+    cancelled = await w.until_op(long.id)
+    assert cancelled.data["status"] == "failed"
+    assert cancelled.data["resultInfo"]["subcode"] == 8508
+    done = await w.until_op(rec.id)
+    assert done.data["status"] == "completed"
+    assert done.data["completionReason"] == "maxRecordDurationReached"
+
+
+async def test_legacy_record_action_is_record_response(beta, hooks, callback):
+    call, w = await call_user(beta, hooks, callback, ALICE, script={"dtmf": [{"atMs": 700, "digits": "*"}]})
+    op = await beta.communications.calls.by_call_id(call.id).record.post(
+        RecordPostRequestBody(stop_tones=["*"], max_record_duration_in_seconds=10, client_context="legacy")
+    )
+    assert isinstance(op, RecordOperation)
+    assert op.status == OperationStatus.Running
+    done = await w.until_op(op.id)
+    assert done.data["completionReason"] == "stopToneDetected"
+    assert done.data["clientContext"] == "legacy"
+
+
+async def test_media_limits_are_enforced(beta, hooks, callback):
+    call, w = await call_user(beta, hooks, callback, ALICE)
+    calls = beta.communications.calls.by_call_id(call.id)
+    for action in (
+        lambda: calls.play_prompt.post(PlayPromptPostRequestBody(prompts=[prompt(f"{hooks.url}/prompt/100.wav")] * 21)),
+        lambda: calls.play_prompt.post(PlayPromptPostRequestBody(prompts=[])),
+        lambda: calls.play_prompt.post(PlayPromptPostRequestBody(prompts=[prompt("ftp://example.com/a.wav")])),
+        lambda: calls.play_prompt.post(PlayPromptPostRequestBody(prompts=[prompt(f"{hooks.url}/prompt/100.wav")], client_context="x" * 257)),
+        lambda: calls.record_response.post(RecordResponsePostRequestBody(prompts=[prompt(f"{hooks.url}/prompt/100.wav")] * 2)),
+        lambda: calls.record_response.post(RecordResponsePostRequestBody(max_record_duration_in_seconds=121)),
+        lambda: calls.record_response.post(RecordResponsePostRequestBody(stop_tones=["x"])),
+        lambda: calls.send_dtmf_tones.post(SendDtmfTonesPostRequestBody(tones=[])),
+    ):
+        with pytest.raises(ODataError) as e:
+            await action()
+        assert e.value.response_status_code == 400, e.value.error.message
+        assert e.value.error.code == "BadRequest"
+    ops = await calls.operations.get()
+    assert ops.value == [], "refused actions create no operation"

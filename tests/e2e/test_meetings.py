@@ -38,6 +38,8 @@ from msgraph_beta.generated.models.add_large_gallery_view_operation import AddLa
 from msgraph_beta.generated.models.audio_routing_group import AudioRoutingGroup
 from msgraph_beta.generated.models.call_state import CallState
 from msgraph_beta.generated.models.call_transcription_state import CallTranscriptionState
+from msgraph_beta.generated.models.content_sharing_session import ContentSharingSession
+from msgraph_beta.generated.models.outgoing_call_options import OutgoingCallOptions
 from msgraph_beta.generated.models.invite_participants_operation import InviteParticipantsOperation
 from msgraph_beta.generated.models.mute_participant_operation import MuteParticipantOperation
 from msgraph_beta.generated.models.mute_participants_operation import MuteParticipantsOperation
@@ -387,7 +389,7 @@ async def test_start_and_stop_transcription(beta, hooks, callback):
     assert got.transcription.state == CallTranscriptionState.Inactive
 
 
-async def test_content_sharing_sessions_are_listed(beta, hooks, callback):
+async def test_content_sharing_sessions_are_empty_without_a_presenter(beta, hooks, callback):
     meeting = await create_meeting(beta, "Content sharing")
     call, w = await join_meeting(beta, hooks, callback, meeting)
     sessions = beta.communications.calls.by_call_id(call.id).content_sharing_sessions
@@ -397,3 +399,51 @@ async def test_content_sharing_sessions_are_listed(beta, hooks, callback):
     with pytest.raises(ODataError) as e:
         await sessions.by_content_sharing_session_id("nope").get()
     assert e.value.response_status_code == 404
+
+
+async def test_user_joining_by_link_and_sharing_a_screen_is_seen_by_the_bot(beta, ringside, hooks, callback):
+    meeting = await create_meeting(beta, "Screen share by a user")
+    body = join_body(callback, meeting)
+    body.call_options = OutgoingCallOptions(is_content_sharing_notification_enabled=True)
+    call = await beta.communications.calls.post(body)
+    w = hooks.watch(call.id)
+    await w.until_state("established")
+
+    s, v = await ringside.admin(
+        "POST", f"/users/{GINA}/join", {"joinWebUrl": meeting.join_web_url, "script": {"shareScreenAtMs": 300, "stopSharingAtMs": 900}}
+    )
+    assert s == 201, v
+    gina = (await w.seen(lambda n: n.is_roster and user_in(n.data, GINA) is not None, "Gina joined")).data
+    gina_pid = user_in(gina, GINA)["id"]
+
+    created = await w.seen(lambda n: n.is_sharing and n.change == "created", "sharing started")
+    assert created.resource == f"/communications/calls/{call.id}/contentsharingsessions"
+    assert isinstance(created.data, list) and len(created.data) == 1
+    sid = created.data[0]["id"]
+    assert created.data[0]["@odata.type"] == "#microsoft.graph.contentSharingSession"
+
+    sessions = beta.communications.calls.by_call_id(call.id).content_sharing_sessions
+    listed = await sessions.get()
+    assert [x.id for x in listed.value] == [sid]
+    one = await sessions.by_content_sharing_session_id(sid).get()
+    assert isinstance(one, ContentSharingSession) and one.id == sid
+    await w.seen(
+        lambda n: n.is_roster and any(st.get("mediaType") == "videoBasedScreenSharing" for st in (member(n.data, gina_pid) or {}).get("mediaStreams", [])),
+        "Gina's screen-sharing stream",
+    )
+
+    ended = await w.seen(lambda n: n.is_sharing and n.change == "deleted", "sharing stopped")
+    assert ended.data[0]["id"] == sid
+    assert (await sessions.get()).value == []
+
+
+async def test_bot_without_content_sharing_notifications_gets_none(beta, ringside, hooks, callback):
+    meeting = await create_meeting(beta, "No sharing notifications")
+    call, w = await join_meeting(beta, hooks, callback, meeting)
+    s, v = await ringside.admin("POST", f"/users/{GINA}/join", {"threadId": meeting.chat_info.thread_id, "script": {"shareScreenAtMs": 100}})
+    assert s == 201, v
+    await w.seen(lambda n: n.is_roster and user_in(n.data, GINA) is not None, "Gina joined")
+    await w.quiet(0.5)
+    assert not any(n.is_sharing for n in w.all())
+    listed = await beta.communications.calls.by_call_id(call.id).content_sharing_sessions.get()
+    assert len(listed.value) == 1, "the session is still listed"

@@ -1,0 +1,58 @@
+"""Deadlines, on a second ringside with short ones: keepAlive lapse and the answer deadline."""
+from __future__ import annotations
+
+import asyncio
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+from msgraph_beta.generated.models.call_state import CallState
+
+from bot import call_user
+from conftest import _binary
+from support import ALICE, APP, Ringside, beta_client, close_client, states
+
+
+@pytest.fixture(scope="module")
+def quick(hooks):
+    data = Path(tempfile.mkdtemp(prefix="ringside-e2e-quick-"))
+    rs = Ringside(_binary(), data, hooks, extra_server="keepalive_seconds = 2\nanswer_deadline_seconds = 1")
+    rs.start()
+    yield rs
+    rs.stop()
+    shutil.rmtree(data, ignore_errors=True)
+
+
+async def test_calls_without_keep_alive_end_and_keep_alive_extends_them(quick, hooks, callback):
+    beta = beta_client(quick.base, quick.token())
+    try:
+        (idle, wi), (kept, wk) = await asyncio.gather(
+            call_user(beta, hooks, callback + "-idle", ALICE), call_user(beta, hooks, callback + "-kept", ALICE)
+        )
+        started = time.monotonic()
+        await asyncio.sleep(1.0)
+        assert await beta.communications.calls.by_call_id(kept.id).keep_alive.post() is None
+
+        notes = await wi.until_state("terminated", timeout=5)
+        assert notes[-1].change == "deleted"
+        assert (notes[-1].data["resultInfo"]["code"], notes[-1].data["resultInfo"]["subcode"]) == (408, 8537)
+        got = await beta.communications.calls.by_call_id(kept.id).get()
+        assert got.state == CallState.Established, "the call that sent keepAlive lives on"
+
+        notes = await wk.until_state("terminated", timeout=5)
+        assert notes[-1].data["resultInfo"]["subcode"] == 8537
+        assert time.monotonic() - started >= 2.5, "keepAlive moved the deadline"
+    finally:
+        await close_client(beta)
+
+
+async def test_incoming_call_not_answered_in_time_ends_with_408(quick, hooks):
+    call_id, leg_id = await quick.place_call(ALICE, APP)
+    w = hooks.watch(call_id)
+    notes = await w.until_state("terminated", timeout=5)
+    assert [n.change for n in notes] == ["created", "deleted"]
+    assert (notes[-1].data["resultInfo"]["code"], notes[-1].data["resultInfo"]["subcode"]) == (408, 1106)
+    leg = await quick.leg(leg_id)
+    assert leg["state"] == "ended"
