@@ -1176,7 +1176,9 @@ pub(crate) fn transfer(e: &mut Engine, id: &str, mut req: Transfer) -> Result<Re
 /// Take a member out of a conference without ending its leg (it moves elsewhere): no
 /// tombstone, but a roster change, and its screen sharing ends.
 fn detach_member(e: &mut Engine, conf_id: &str, pid: &str) {
-    let Some(conf) = e.confs.get_mut(conf_id) else { return };
+    let Some(conf) = e.confs.get_mut(conf_id) else {
+        return;
+    };
     conf.members.retain(|m| m.id != pid);
     conf.seq += 1;
     let ended = conf.sharing.take_if(|s| s.presenter == pid);

@@ -277,22 +277,54 @@ fn rand_suffix() -> u128 {
 #[tokio::test]
 async fn cli_places_a_simulated_call_and_lists_what_the_user_heard() {
     let hooks_h = Harness::start().await;
-    let dir = std::env::temp_dir().join(format!("ringside-cli-{}-{}", std::process::id(), rand_suffix()));
+    let dir = std::env::temp_dir().join(format!(
+        "ringside-cli-{}-{}",
+        std::process::id(),
+        rand_suffix()
+    ));
     std::fs::create_dir_all(&dir).unwrap();
     let port = free_port();
-    std::fs::write(dir.join("ringside.toml"), config_text(&hooks_h.hooks.url, "").replace("listen = \"127.0.0.1:0\"", &format!("listen = \"127.0.0.1:{port}\""))).unwrap();
+    std::fs::write(
+        dir.join("ringside.toml"),
+        config_text(&hooks_h.hooks.url, "").replace(
+            "listen = \"127.0.0.1:0\"",
+            &format!("listen = \"127.0.0.1:{port}\""),
+        ),
+    )
+    .unwrap();
     let bin = env!("CARGO_BIN_EXE_ringside");
-    let mut child = std::process::Command::new(bin).arg("--data-dir").arg(&dir).arg("serve").stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()).spawn().unwrap();
+    let mut child = std::process::Command::new(bin)
+        .arg("--data-dir")
+        .arg(&dir)
+        .arg("serve")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
     let client = reqwest::Client::new();
     for _ in 0..200 {
-        if client.get(format!("http://127.0.0.1:{port}/healthz")).send().await.is_ok() {
+        if client
+            .get(format!("http://127.0.0.1:{port}/healthz"))
+            .send()
+            .await
+            .is_ok()
+        {
             break;
         }
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
     let run = |args: &[&str]| {
-        let out = std::process::Command::new(bin).arg("--data-dir").arg(&dir).args(args).output().unwrap();
-        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        let out = std::process::Command::new(bin)
+            .arg("--data-dir")
+            .arg(&dir)
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         serde_json::from_slice::<Value>(&out.stdout).unwrap()
     };
     let v = run(&["call", ALICE, APP, "--script", r#"{"hangupAfterMs":100}"#]);
@@ -303,7 +335,12 @@ async fn cli_places_a_simulated_call_and_lists_what_the_user_heard() {
     assert_eq!(d["users"].as_array().unwrap().len(), 7);
     let legs = run(&["legs", "--user", ALICE]);
     assert_eq!(legs["value"].as_array().unwrap().len(), 1);
-    let out = std::process::Command::new(bin).arg("--data-dir").arg(&dir).args(["call", "nobody", APP]).output().unwrap();
+    let out = std::process::Command::new(bin)
+        .arg("--data-dir")
+        .arg(&dir)
+        .args(["call", "nobody", APP])
+        .output()
+        .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("404"));
     child.kill().unwrap();

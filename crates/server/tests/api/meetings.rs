@@ -779,22 +779,41 @@ async fn app_hosted_bot_in_a_meeting_becomes_a_screen_sharer() {
     let m = create_meeting(&h).await;
     let mut body = join_body(&h, &m, "id");
     body["mediaConfig"] = json!({"@odata.type": "#microsoft.graph.appHostedMediaConfig", "blob": "{\"mpUri\":\"net.tcp://bot:18732/MediaProcessor\"}"});
-    let (s, v, _) = h.req("POST", "/v1.0/communications/calls", Some(body)).await;
+    let (s, v, _) = h
+        .req("POST", "/v1.0/communications/calls", Some(body))
+        .await;
     assert_eq!(s, 201, "{v}");
-    assert_eq!(v["mediaConfig"]["@odata.type"], "#microsoft.graph.appHostedMediaConfig");
+    assert_eq!(
+        v["mediaConfig"]["@odata.type"],
+        "#microsoft.graph.appHostedMediaConfig"
+    );
     let id = v["id"].as_str().unwrap().to_string();
     let me = v["myParticipantId"].as_str().unwrap().to_string();
     h.until_state(&id, "established").await;
-    let (s, v, _) = h.req("POST", &format!("/v1.0/communications/calls/{id}/changeScreenSharingRole"), Some(json!({"role": "sharer"}))).await;
+    let (s, v, _) = h
+        .req(
+            "POST",
+            &format!("/v1.0/communications/calls/{id}/changeScreenSharingRole"),
+            Some(json!({"role": "sharer"})),
+        )
+        .await;
     assert_eq!(s, 202, "{v}");
     h.until(&id, "sharing stream", |n| {
         n.resource.ends_with("/participants")
             && n.data.as_array().unwrap().iter().any(|p| {
                 p["id"] == me.as_str()
-                    && p["mediaStreams"].as_array().unwrap().iter().any(|s| s["label"] == "applicationsharing-video" && s["direction"] == "sendOnly")
+                    && p["mediaStreams"].as_array().unwrap().iter().any(|s| {
+                        s["label"] == "applicationsharing-video" && s["direction"] == "sendOnly"
+                    })
             })
     })
     .await;
-    let (s, _, _) = h.req("POST", &format!("/v1.0/communications/calls/{id}/changeScreenSharingRole"), Some(json!({}))).await;
+    let (s, _, _) = h
+        .req(
+            "POST",
+            &format!("/v1.0/communications/calls/{id}/changeScreenSharingRole"),
+            Some(json!({})),
+        )
+        .await;
     assert_eq!(s, 400, "role is required");
 }
