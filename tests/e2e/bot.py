@@ -10,7 +10,6 @@ from typing import Optional
 from msgraph_beta import GraphServiceClient
 from msgraph_beta.generated.models.app_hosted_media_config import AppHostedMediaConfig
 from msgraph_beta.generated.models.call import Call
-from msgraph_beta.generated.models.call_state import CallState
 from msgraph_beta.generated.models.chat_info import ChatInfo
 from msgraph_beta.generated.models.identity import Identity
 from msgraph_beta.generated.models.identity_set import IdentitySet
@@ -128,7 +127,3 @@ async def meeting_with_user(beta: GraphServiceClient, hooks: Hooks, callback: st
     await w.seen(lambda n: n.is_operation and op.id in n.resource, "invite completed")
     n = await w.seen(lambda n: n.is_roster and user_in(n.data, user_id) is not None, "invitee in roster")
     return call, w, user_in(n.data, user_id)["id"]
-
-
-def is_state(call: Call, state: CallState) -> bool:
-    return call.state == state

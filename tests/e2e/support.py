@@ -17,7 +17,7 @@ import subprocess
 import threading
 import time
 import wave
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Callable, Optional
@@ -42,7 +42,7 @@ ALICE = "a11ce000-0000-0000-0000-000000000001"   # answers after 50 ms
 BOB_BUSY = "b0b00000-0000-0000-0000-000000000002"
 CAROL_NO_ANSWER = "ca401000-0000-0000-0000-000000000003"
 DAVE_DECLINE = "da5e0000-0000-0000-0000-000000000004"
-ERIN_DTMF = "e4140000-0000-0000-0000-000000000005"   # presses 4,5,6 from 700 ms after answer
+ERIN_DTMF = "e4140000-0000-0000-0000-000000000005"   # presses 4,5,6 from 1000 ms after answer
 GINA = "91a40000-0000-0000-0000-000000000007"        # answers after 50 ms
 HANK = "4a4c0000-0000-0000-0000-000000000008"        # answers after 50 ms (escalations)
 
@@ -53,8 +53,7 @@ def config_text(listen: str, hook: str, extra_server: str = "") -> str:
 listen = "{listen}"
 notification_backoff_ms = 50
 notification_max_attempts = 4
-max_calls_per_app = 1000
-{extra_server}
+{extra_server or "max_calls_per_app = 1000"}
 
 [admin]
 token = "{ADMIN}"
@@ -106,7 +105,7 @@ behaviour = {{ action = "decline", answerAfterMs = 50 }}
 id = "{ERIN_DTMF}"
 tenant = "{TENANT}"
 display_name = "Erin"
-behaviour = {{ action = "answer", answerAfterMs = 50, dtmf = [{{ atMs = 700, digits = "456", gapMs = 100 }}] }}
+behaviour = {{ action = "answer", answerAfterMs = 50, dtmf = [{{ atMs = 1000, digits = "456", gapMs = 100 }}] }}
 
 [[users]]
 id = "{GINA}"
@@ -405,7 +404,7 @@ class Ringside:
 
     def start(self, timeout: float = 30) -> None:
         log = open(self.log_path, "wb")
-        env = dict(os.environ, RUST_LOG=os.environ.get("RUST_LOG", "info,hyper=warn,reqwest=warn"))
+        env = dict(os.environ, RUST_LOG=os.environ.get("RUST_LOG", "info,hyper=warn,reqwest=warn"), NO_COLOR="1")
         self.proc = subprocess.Popen(
             [str(self.binary), "--data-dir", str(self.data_dir), "serve"],
             stdout=log,
@@ -534,33 +533,40 @@ async def close_client(client) -> None:
 
 async def warm_up(base: str, token: str, hooks_url: str) -> None:
     """The SDKs import their model modules lazily while parsing replies; the first parse of a
-    call takes seconds on a busy 2-core machine. Do it once before the timed scenarios."""
-    from msgraph_beta.generated.models.call import Call as BetaCall
-    from msgraph.generated.models.call import Call as V1Call
-    from msgraph_beta.generated.models.online_meeting import OnlineMeeting
+    call takes seconds on a busy 2-core machine, long enough to miss a scripted key press.
+    Walk both SDKs through the common replies once, before the timed scenarios."""
+    from msgraph.generated.models import (
+        call as v1_call, identity as v1_identity, identity_set as v1_identity_set,
+        invitation_participant_info as v1_invitation, modality as v1_modality,
+        service_hosted_media_config as v1_media,
+    )
+    from msgraph_beta.generated.models import (
+        call as b_call, identity as b_identity, identity_set as b_identity_set,
+        invitation_participant_info as b_invitation, modality as b_modality,
+        online_meeting as b_meeting, service_hosted_media_config as b_media,
+    )
 
-    for make, call_cls in ((beta_client, BetaCall), (v1_client, V1Call)):
+    flavours = (
+        (beta_client, b_call.Call, b_identity.Identity, b_identity_set.IdentitySet, b_invitation.InvitationParticipantInfo, b_modality.Modality, b_media.ServiceHostedMediaConfig),
+        (v1_client, v1_call.Call, v1_identity.Identity, v1_identity_set.IdentitySet, v1_invitation.InvitationParticipantInfo, v1_modality.Modality, v1_media.ServiceHostedMediaConfig),
+    )
+    for make, Call, Identity, IdentitySet, Invitation, Modality, Media in flavours:
         client = make(base, token)
         try:
-            mod = call_cls.__module__.rsplit(".", 1)[0]
-            Identity = __import__(f"{mod}.identity", fromlist=["Identity"]).Identity
-            IdentitySet = __import__(f"{mod}.identity_set", fromlist=["IdentitySet"]).IdentitySet
-            Invitation = __import__(f"{mod}.invitation_participant_info", fromlist=["InvitationParticipantInfo"]).InvitationParticipantInfo
-            Modality = __import__(f"{mod}.modality", fromlist=["Modality"]).Modality
-            Media = __import__(f"{mod}.service_hosted_media_config", fromlist=["ServiceHostedMediaConfig"]).ServiceHostedMediaConfig
-            body = call_cls(
+            body = Call(
                 callback_uri=f"{hooks_url}/warm-up",
                 targets=[Invitation(identity=IdentitySet(user=Identity(id=CAROL_NO_ANSWER)))],
                 requested_modalities=[Modality.Audio],
                 media_config=Media(),
             )
             call = await client.communications.calls.post(body)
-            await client.communications.calls.by_call_id(call.id).get()
+            calls = client.communications.calls.by_call_id(call.id)
+            await calls.get()
             await client.communications.calls.get()
-            await client.communications.calls.by_call_id(call.id).participants.get()
-            await client.communications.calls.by_call_id(call.id).operations.get()
-            await client.communications.calls.by_call_id(call.id).delete()
+            await calls.participants.get()
+            await calls.operations.get()
+            await calls.delete()
             if make is beta_client:
-                await client.communications.online_meetings.post(OnlineMeeting(subject="warm-up"))
+                await client.communications.online_meetings.post(b_meeting.OnlineMeeting(subject="warm-up"))
         finally:
             await close_client(client)

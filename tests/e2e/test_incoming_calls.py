@@ -93,6 +93,7 @@ async def test_incoming_call_is_redirected_to_the_first_target_that_answers(beta
     w.cursor = 1
     notes = await w.until_state("terminated")
     assert states(notes) == ["redirecting", "terminated"]
+    assert all(n.path.startswith("/callback/") for n in notes), "redirect's callbackUri receives the rest"
     last = notes[-1]
     assert last.change == "deleted"
     assert last.data["answeredBy"]["identity"]["user"]["id"] == ALICE
@@ -128,3 +129,23 @@ async def test_failed_transfer_keeps_the_call_established(beta, hooks, callback)
     assert notes[-1].data["resultInfo"]["code"] == 500
     got = await beta.communications.calls.by_call_id(call.id).get()
     assert got.state == CallState.Established
+
+
+async def test_answer_without_a_callback_uri_keeps_notifying_the_app_webhook(beta, ringside, hooks):
+    call_id, _ = await ringside.place_call(ALICE, APP)
+    w = hooks.watch(call_id)
+    await w.until(lambda n: n.change == "created", "incoming call")
+    await beta.communications.calls.by_call_id(call_id).answer.post(
+        AnswerPostRequestBody(accepted_modalities=[Modality.Audio], media_config=service_media())
+    )
+    notes = await w.until_state("established")
+    assert [n.path for n in notes] == ["/incoming", "/incoming"]
+
+
+async def test_caller_hanging_up_ends_the_answered_call(beta, ringside, hooks, callback):
+    call_id, leg_id = await ringside.place_call(ALICE, APP, script={"hangupAfterMs": 400})
+    w = await answer_incoming(beta, hooks, call_id, callback)
+    notes = await w.until_state("terminated")
+    assert states(notes) == ["terminated"]
+    assert notes[-1].change == "deleted"
+    assert notes[-1].data["resultInfo"]["subcode"] == 4521

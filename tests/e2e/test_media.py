@@ -59,9 +59,9 @@ async def test_play_prompt_runs_then_completes_after_the_prompt_length(beta, hoo
 async def test_prompts_and_recordings_share_one_fifo_queue(beta, hooks, callback):
     call, w = await call_user(beta, hooks, callback, ALICE)
     calls = beta.communications.calls.by_call_id(call.id)
-    a = await calls.play_prompt.post(PlayPromptPostRequestBody(prompts=[prompt(f"{hooks.url}/prompt/400-a.wav")], client_context="first"))
+    await calls.play_prompt.post(PlayPromptPostRequestBody(prompts=[prompt(f"{hooks.url}/prompt/400-a.wav")], client_context="first"))
     b = await calls.play_prompt.post(PlayPromptPostRequestBody(prompts=[prompt(f"{hooks.url}/prompt/100-b.wav")], client_context="second"))
-    notes = await w.until_op(b.id)
+    await w.until_op(b.id)
     ops = [n for n in w.all() if n.is_operation]
     assert [n.data["clientContext"] for n in ops] == ["first", "second"], "the short prompt waits for the long one"
     assert ops[1].at - ops[0].at >= 0.08
@@ -148,7 +148,7 @@ async def test_cancel_media_processing_fails_the_looping_and_queued_prompts(beta
 
 
 async def test_subscribed_bot_hears_the_users_digits_in_order(beta, hooks, callback):
-    call, w = await call_user(beta, hooks, callback, ALICE, script={"dtmf": [{"atMs": 800, "digits": "123", "gapMs": 100}]})
+    call, w = await call_user(beta, hooks, callback, ALICE, script={"dtmf": [{"atMs": 1000, "digits": "123", "gapMs": 100}]})
     op = await beta.communications.calls.by_call_id(call.id).subscribe_to_tone.post(SubscribeToTonePostRequestBody(client_context="tones"))
     assert isinstance(op, SubscribeToToneOperation)
     assert op.status == OperationStatus.Completed
@@ -245,7 +245,7 @@ async def test_barge_in_recording_cancels_the_playing_prompt(beta, hooks, callba
 
 
 async def test_legacy_record_action_is_record_response(beta, hooks, callback):
-    call, w = await call_user(beta, hooks, callback, ALICE, script={"dtmf": [{"atMs": 700, "digits": "*"}]})
+    call, w = await call_user(beta, hooks, callback, ALICE, script={"dtmf": [{"atMs": 900, "digits": "*"}]})
     op = await beta.communications.calls.by_call_id(call.id).record.post(
         RecordPostRequestBody(stop_tones=["*"], max_record_duration_in_seconds=10, client_context="legacy")
     )

@@ -30,6 +30,7 @@ from msgraph_beta.generated.communications.calls.item.stop_recording.stop_record
 from msgraph_beta.generated.communications.calls.item.stop_transcription.stop_transcription_post_request_body import (
     StopTranscriptionPostRequestBody,
 )
+from msgraph_beta.generated.communications.calls.item.subscribe_to_tone.subscribe_to_tone_post_request_body import SubscribeToTonePostRequestBody
 from msgraph_beta.generated.communications.calls.item.unmute.unmute_post_request_body import UnmutePostRequestBody
 from msgraph_beta.generated.communications.calls.item.update_recording_status.update_recording_status_post_request_body import (
     UpdateRecordingStatusPostRequestBody,
@@ -60,7 +61,7 @@ from msgraph_beta.generated.models.unmute_participant_operation import UnmutePar
 from msgraph_beta.generated.models.update_recording_status_operation import UpdateRecordingStatusOperation
 
 from bot import app_media, create_meeting, join_body, join_meeting, meeting_with_user, user_target
-from support import ALICE, APP, APP2, GINA, TENANT, member, states, user_in
+from support import ALICE, APP, APP2, GINA, HANK, member, states, user_in
 
 
 def bot_member(roster: list, call) -> dict:
@@ -139,6 +140,11 @@ async def test_two_bots_joining_one_meeting_share_its_roster(beta, beta2, hooks,
         apps = sorted(p["info"]["identity"]["application"]["id"] for p in roster)
         assert apps == sorted([APP, APP2])
 
+    op = await beta.communications.calls.by_call_id(a.id).participants.invite.post(InvitePostRequestBody(participants=[user_target(ALICE, "Alice")]))
+    roster_b = await wb.until_roster(lambda r: user_in(r, ALICE) is not None, "bot 2 sees the user bot 1 invited")
+    alice = user_in(roster_b, ALICE)["id"]
+    assert alice == op.participants[0].participant_id, "one participant id across the meeting"
+
     wrong = join_body(callback, meeting, by_id=True)
     wrong.meeting_info.passcode = "000000x"
     with pytest.raises(ODataError) as e:
@@ -148,7 +154,7 @@ async def test_two_bots_joining_one_meeting_share_its_roster(beta, beta2, hooks,
     await beta2.communications.calls.by_call_id(b.id).delete()
     await wb.until_state("terminated")
     roster = await wa.until_roster(lambda r: member(r, b.my_participant_id) is None, "bot 2 left")
-    assert [p["id"] for p in roster] == [a.my_participant_id], "the meeting goes on without bot 2"
+    assert {p["id"] for p in roster} == {a.my_participant_id, alice}, "the meeting goes on without bot 2"
 
 
 async def test_participants_are_listed_read_and_removed(beta, ringside, hooks, callback):
@@ -447,3 +453,41 @@ async def test_bot_without_content_sharing_notifications_gets_none(beta, ringsid
     assert not any(n.is_sharing for n in w.all())
     listed = await beta.communications.calls.by_call_id(call.id).content_sharing_sessions.get()
     assert len(listed.value) == 1, "the session is still listed"
+
+
+async def test_user_who_joined_by_meeting_id_presses_keys_and_leaves(beta, ringside, hooks, callback):
+    meeting = await create_meeting(beta, "Keys in a meeting")
+    call, w = await join_meeting(beta, hooks, callback, meeting)
+    await beta.communications.calls.by_call_id(call.id).subscribe_to_tone.post(SubscribeToTonePostRequestBody())
+    s, v = await ringside.admin(
+        "POST",
+        f"/users/{HANK}/join",
+        {
+            "joinMeetingId": meeting.join_meeting_id_settings.join_meeting_id,
+            "passcode": meeting.join_meeting_id_settings.passcode,
+            "script": {"dtmf": [{"atMs": 300, "digits": "42", "gapMs": 100}], "hangupAfterMs": 900},
+        },
+    )
+    assert s == 201, v
+    hank = user_in((await w.seen(lambda n: n.is_roster and user_in(n.data, HANK) is not None, "Hank joined")).data, HANK)["id"]
+    await w.seen(lambda n: n.is_call and (n.data.get("toneInfo") or {}).get("sequenceId") == 2, "Hank's second key")
+    tones = [n.data["toneInfo"]["tone"] for n in w.all() if n.is_call and n.data.get("toneInfo")]
+    assert tones == ["tone4", "tone2"]
+    await w.seen(lambda n: n.is_roster and member(n.data, hank) is None and any(n2.is_roster and member(n2.data, hank) for n2 in w.all()), "Hank left")
+    got = await beta.communications.calls.by_call_id(call.id).get()
+    assert got.state == CallState.Established
+
+    s, v = await ringside.admin("POST", f"/users/{HANK}/join", {"joinMeetingId": meeting.join_meeting_id_settings.join_meeting_id, "passcode": "wrong"})
+    assert s == 403, v
+
+
+async def test_a_bot_can_remove_another_bot_from_the_meeting(beta, beta2, hooks, callback):
+    meeting = await create_meeting(beta, "Kick a bot")
+    a, wa = await join_meeting(beta, hooks, callback, meeting)
+    b, wb = await join_meeting(beta2, hooks, callback + "-2", meeting, by_id=True)
+    await wa.until_roster(lambda r: member(r, b.my_participant_id) is not None, "bot 2 joined")
+    assert await beta.communications.calls.by_call_id(a.id).participants.by_participant_id(b.my_participant_id).delete() is None
+    notes = await wb.until_state("terminated")
+    assert notes[-1].change == "deleted"
+    assert (notes[-1].data["resultInfo"]["code"], notes[-1].data["resultInfo"]["subcode"]) == (200, 5000)
+    await wa.until_roster(lambda r: member(r, b.my_participant_id) is None, "bot 2 removed")

@@ -1,4 +1,5 @@
-"""Deadlines, on a second ringside with short ones: keepAlive lapse and the answer deadline."""
+"""Deadlines and limits, on a second ringside with short ones: keepAlive lapse, the answer
+deadline, and the concurrent-call cap (429 with Retry-After, retried by the SDK)."""
 from __future__ import annotations
 
 import asyncio
@@ -9,17 +10,31 @@ from pathlib import Path
 
 import pytest
 from msgraph_beta.generated.models.call_state import CallState
+from msgraph_beta.generated.models.o_data_errors.o_data_error import ODataError
 
-from bot import call_user
+from bot import call_user, p2p_call
 from conftest import _binary
-from support import ALICE, APP, Ringside, beta_client, close_client, states
+from support import ALICE, APP, CAROL_NO_ANSWER, Ringside, beta_client, close_client
+
+
+def _server(hooks, extra: str):
+    data = Path(tempfile.mkdtemp(prefix="ringside-e2e-extra-"))
+    rs = Ringside(_binary(), data, hooks, extra_server=extra)
+    rs.start()
+    return rs, data
 
 
 @pytest.fixture(scope="module")
 def quick(hooks):
-    data = Path(tempfile.mkdtemp(prefix="ringside-e2e-quick-"))
-    rs = Ringside(_binary(), data, hooks, extra_server="keepalive_seconds = 2\nanswer_deadline_seconds = 1")
-    rs.start()
+    rs, data = _server(hooks, "keepalive_seconds = 2\nanswer_deadline_seconds = 1")
+    yield rs
+    rs.stop()
+    shutil.rmtree(data, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def capped(hooks):
+    rs, data = _server(hooks, "max_calls_per_app = 3")
     yield rs
     rs.stop()
     shutil.rmtree(data, ignore_errors=True)
@@ -56,3 +71,22 @@ async def test_incoming_call_not_answered_in_time_ends_with_408(quick, hooks):
     assert (notes[-1].data["resultInfo"]["code"], notes[-1].data["resultInfo"]["subcode"]) == (408, 1106)
     leg = await quick.leg(leg_id)
     assert leg["state"] == "ended"
+
+
+async def test_concurrent_call_cap_is_429_after_the_sdk_retries(capped, hooks, callback):
+    beta = beta_client(capped.base, capped.token())
+    try:
+        assert (await beta.communications.calls.get()).value == []
+        calls = [await beta.communications.calls.post(p2p_call(callback, CAROL_NO_ANSWER)) for _ in range(3)]
+        started = time.monotonic()
+        with pytest.raises(ODataError) as e:
+            await beta.communications.calls.post(p2p_call(callback, CAROL_NO_ANSWER))
+        assert e.value.response_status_code == 429
+        assert e.value.error.code == "TooManyRequests"
+        assert time.monotonic() - started >= 2.5, "the SDK honoured Retry-After and retried"
+        for c in calls:
+            await beta.communications.calls.by_call_id(c.id).delete()
+        again = await beta.communications.calls.post(p2p_call(callback, CAROL_NO_ANSWER))
+        await beta.communications.calls.by_call_id(again.id).delete()
+    finally:
+        await close_client(beta)

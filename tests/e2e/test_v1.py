@@ -12,18 +12,23 @@ from msgraph.generated.communications.calls.item.answer.answer_post_request_body
 from msgraph.generated.communications.calls.item.play_prompt.play_prompt_post_request_body import PlayPromptPostRequestBody
 from msgraph.generated.communications.calls.item.record_response.record_response_post_request_body import RecordResponsePostRequestBody
 from msgraph.generated.communications.calls.item.subscribe_to_tone.subscribe_to_tone_post_request_body import SubscribeToTonePostRequestBody
+from msgraph.generated.communications.calls.item.participants.invite.invite_post_request_body import InvitePostRequestBody
 from msgraph.generated.models.call import Call
 from msgraph.generated.models.call_direction import CallDirection
 from msgraph.generated.models.call_state import CallState
+from msgraph.generated.models.chat_info import ChatInfo
 from msgraph.generated.models.identity import Identity
 from msgraph.generated.models.identity_set import IdentitySet
 from msgraph.generated.models.invitation_participant_info import InvitationParticipantInfo
+from msgraph.generated.models.invite_participants_operation import InviteParticipantsOperation
 from msgraph.generated.models.media_info import MediaInfo
 from msgraph.generated.models.media_prompt import MediaPrompt
 from msgraph.generated.models.media_state import MediaState
 from msgraph.generated.models.modality import Modality
 from msgraph.generated.models.o_data_errors.o_data_error import ODataError
+from msgraph.generated.models.online_meeting import OnlineMeeting
 from msgraph.generated.models.operation_status import OperationStatus
+from msgraph.generated.models.organizer_meeting_info import OrganizerMeetingInfo
 from msgraph.generated.models.play_prompt_operation import PlayPromptOperation
 from msgraph.generated.models.record_operation import RecordOperation
 from msgraph.generated.models.service_hosted_media_config import ServiceHostedMediaConfig
@@ -99,7 +104,7 @@ async def test_v1_bot_calls_plays_a_prompt_listens_for_tones_and_hangs_up(v1, ho
 
 
 async def test_v1_bot_answers_an_incoming_call_and_hears_the_callers_digits(v1, ringside, hooks, callback):
-    call_id, leg_id = await ringside.place_call(ERIN_DTMF, APP)  # Erin presses 4, 5, 6 from 700 ms after answer
+    call_id, leg_id = await ringside.place_call(ERIN_DTMF, APP)  # Erin presses 4, 5, 6 from 1000 ms after answer
     w = hooks.watch(call_id)
     created = (await w.until(lambda n: n.change == "created", "incoming call"))[-1]
     assert created.data["state"] == "incoming"
@@ -173,3 +178,32 @@ async def test_v1_sdk_with_a_custom_httpx_base_url_sends_a_double_slash_that_wor
         await client.communications.calls.by_call_id(call.id).delete()
     finally:
         await close_client(client)
+
+
+async def test_v1_bot_creates_and_joins_a_meeting_then_invites(v1, hooks, callback):
+    meeting = await v1.communications.online_meetings.post(OnlineMeeting(subject="v1 meeting"))
+    assert isinstance(meeting, OnlineMeeting)
+    assert meeting.chat_info.thread_id.startswith("19:meeting_")
+
+    call = await v1.communications.calls.post(
+        Call(
+            callback_uri=callback,
+            requested_modalities=[Modality.Audio],
+            media_config=ServiceHostedMediaConfig(),
+            chat_info=ChatInfo(thread_id=meeting.chat_info.thread_id, message_id="0"),
+            meeting_info=OrganizerMeetingInfo(organizer=meeting.participants.organizer.identity),
+            tenant_id=TENANT,
+        )
+    )
+    w = hooks.watch(call.id)
+    await w.until_state("established")
+    op = await v1.communications.calls.by_call_id(call.id).participants.invite.post(
+        InvitePostRequestBody(participants=[InvitationParticipantInfo(identity=IdentitySet(user=Identity(id=ALICE)))], client_context="v1-invite")
+    )
+    assert isinstance(op, InviteParticipantsOperation)
+    assert op.status == OperationStatus.Running
+    done = await w.seen(lambda n: n.is_operation and op.id in n.resource, "invite completed")
+    assert done.data["status"] == "completed"
+    parts = await v1.communications.calls.by_call_id(call.id).participants.get()
+    assert sorted(bool(p.info.identity.user) for p in parts.value) == [False, True]
+    assert await v1.communications.calls.count.get() == 1
