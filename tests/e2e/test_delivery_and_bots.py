@@ -161,15 +161,7 @@ async def test_bot_redirects_a_caller_to_another_bot(beta, beta2, ringside, hook
     assert (await ringside.leg(leg_id))["state"] == "connected"
 
 
-DTMF_ACROSS_APP_LEGS = (
-    "ringside bug: DTMF does not cross the pair of app legs that connects a simulated user to a bot it was "
-    "transferred or redirected to: the user's key presses are raised in the bot-less bridge conference "
-    "(no bot there, so no toneInfo), and the receiving bot's sendDtmfTones goes to its AppSide caller leg, "
-    "whose peer is a bridged leg, so the user never hears them"
-)
 
-
-@pytest.mark.xfail(reason=DTMF_ACROSS_APP_LEGS, strict=True)
 async def test_dtmf_flows_between_a_user_and_the_bot_they_were_transferred_to(beta, beta2, ringside, hooks, callback):
     call, wa = await call_user(beta, hooks, callback + "-a", GINA, script={"dtmf": [{"atMs": 1500, "digits": "9"}]})
     since = len(hooks.snapshot())
@@ -184,7 +176,6 @@ async def test_dtmf_flows_between_a_user_and_the_bot_they_were_transferred_to(be
     await wb.seen(lambda n: n.is_call and (n.data.get("toneInfo") or {}).get("tone") == "tone9", "Gina's key at bot 2", timeout=4)
 
 
-@pytest.mark.xfail(reason=DTMF_ACROSS_APP_LEGS, strict=True)
 async def test_dtmf_flows_between_a_caller_and_the_bot_they_were_redirected_to(beta, beta2, ringside, hooks, callback):
     call_id, leg_id = await ringside.place_call(GINA, APP, script={"dtmf": [{"atMs": 1500, "digits": "8"}]})
     await hooks.incoming(call_id)

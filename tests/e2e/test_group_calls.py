@@ -88,12 +88,6 @@ async def test_invite_with_replaces_call_id_moves_the_user_into_the_meeting(beta
     assert e.value.response_status_code == 404
 
 
-@pytest.mark.xfail(
-    reason="ringside bug: a refused or unreachable invitee never resolves the invite operation "
-    "(legs::on_failed calls end_leg, which already removed the member, so invitee_resolved is skipped); "
-    "the inviteParticipantsOperation stays running and no failed notification is sent",
-    strict=True,
-)
 async def test_invitation_that_is_refused_fails_the_operation(beta, hooks, callback):
     meeting = await create_meeting(beta, "Busy invitee")
     call, w = await join_meeting(beta, hooks, callback, meeting)

@@ -397,6 +397,37 @@ pub(crate) fn on_event(e: &mut Engine, leg_id: &str, ev: LegEvent) {
             for call_id in bots {
                 crate::media::on_tone(e, &call_id, tone);
             }
+            // Everyone else in the conference hears the key too: a user bridged to a bot's
+            // app-side leg after a transfer or redirect reaches that bot this way.
+            let others: Vec<String> = e
+                .confs
+                .get(conf)
+                .map(|c| {
+                    c.members
+                        .iter()
+                        .filter_map(|m| match &m.endpoint {
+                            MemberEndpoint::Leg { leg_id: other }
+                                if m.joined && other != leg_id =>
+                            {
+                                Some(other.clone())
+                            }
+                            _ => None,
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            for other in others {
+                if e.legs
+                    .get(&other)
+                    .is_some_and(|l| l.state == LegState::Connected)
+                {
+                    e.leg_action(LegAction::SendTones {
+                        leg_id: other,
+                        tones: vec![tone],
+                        delay_ms: 0,
+                    });
+                }
+            }
         }
     }
 }
@@ -552,23 +583,24 @@ fn failure_result(sip_code: u16, reason: &str) -> ResultInfo {
 }
 
 fn on_failed(e: &mut Engine, leg: &Leg, sip_code: u16, reason: &str) {
+    // Who invited this leg must be read before the leg (and its roster entry) goes.
+    let conf = leg.conf_id.clone().unwrap_or_default();
+    let pid = member_id_of_leg(e, &conf, &leg.id);
+    let invited_by = pid.as_ref().and_then(|p| {
+        e.confs
+            .get(&conf)?
+            .members
+            .iter()
+            .find(|m| &m.id == p)?
+            .invited_by
+            .clone()
+    });
+    if let Some(p) = &pid {
+        remove_member(e, &conf, p, "failed");
+    }
     end_leg(e, &leg.id);
     match &leg.role {
         LegRole::Member { call_id } => {
-            let conf = leg.conf_id.clone().unwrap_or_default();
-            let pid = member_id_of_leg(e, &conf, &leg.id);
-            let invited_by = pid.as_ref().and_then(|p| {
-                e.confs
-                    .get(&conf)?
-                    .members
-                    .iter()
-                    .find(|m| &m.id == p)?
-                    .invited_by
-                    .clone()
-            });
-            if let Some(p) = &pid {
-                remove_member(e, &conf, p, "failed");
-            }
             if e.calls.get(call_id).is_some_and(|c| {
                 c.kind == CallKind::PeerToPeer
                     && matches!(c.state, CallState::Establishing | CallState::Ringing)
@@ -617,11 +649,16 @@ fn on_failed(e: &mut Engine, leg: &Leg, sip_code: u16, reason: &str) {
                 None,
             );
         }
-        LegRole::Bridged => remove_leg_member(e, &leg.id, "left"),
+        LegRole::Bridged => after_member_left(e, &conf),
     }
 }
 
 fn on_hung_up(e: &mut Engine, leg: &Leg) {
+    // Hanging up before answering is a failed attempt, whoever rang the leg.
+    if leg.state == LegState::Ringing && !matches!(leg.role, LegRole::Caller { .. }) {
+        on_failed(e, leg, 487, "the callee hung up before answering");
+        return;
+    }
     end_leg(e, &leg.id);
     match &leg.role {
         LegRole::Caller { call_id } => {

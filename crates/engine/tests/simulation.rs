@@ -371,6 +371,17 @@ impl Sim {
                 c.id
             );
             for op in c.operations.values() {
+                // A running invite waits for invitees who are still ringing, nothing else.
+                if op.kind == OpKind::InviteParticipants && op.status == OperationStatus::Running && op.due.is_none() {
+                    assert!(!op.pending.is_empty(), "seed {s}: invite {} running with nobody pending", op.id);
+                    for p in &op.pending {
+                        assert!(
+                            conf.members.iter().any(|m| &m.id == p && m.invited_by.as_ref().is_some_and(|(_, o)| *o == op.id)),
+                            "seed {s}: invite {} waits for {p}, who is not ringing",
+                            op.id
+                        );
+                    }
+                }
                 if let Some(f) = self.obs.op_finals.get(&op.id) {
                     assert_eq!(*f, 1, "seed {s}: operation {} finished {f} times", op.id);
                 }

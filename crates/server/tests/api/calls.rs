@@ -437,3 +437,65 @@ async fn user_putting_the_call_on_hold_shows_as_hold_then_established() {
         ]
     );
 }
+
+#[tokio::test]
+async fn keys_reach_the_bot_a_user_was_transferred_to_and_back() {
+    let h = Harness::start().await;
+    let mut body = p2p_body(&h.callback(), GINA);
+    body["targets"][0]["ringside"] = json!({"dtmf": [{"atMs": 1500, "digits": "9"}]});
+    let (_, v, _) = h
+        .req("POST", "/v1.0/communications/calls", Some(body))
+        .await;
+    let a = v["id"].as_str().unwrap().to_string();
+    h.until_state(&a, "established").await;
+    let (s, _, _) = h
+        .req(
+            "POST",
+            &format!("/v1.0/communications/calls/{a}/transfer"),
+            Some(json!({"transferTarget": {"identity": {"application": {"id": APP2}}}})),
+        )
+        .await;
+    assert_eq!(s, 202);
+    let incoming = h.next_incoming().await;
+    let b = incoming.data["id"].as_str().unwrap().to_string();
+    let t2 = h.app_token(TENANT, APP2, "secret-two").await;
+    let answer = json!({"callbackUri": format!("{}/bot2", h.hooks.url), "mediaConfig": {"@odata.type": "#microsoft.graph.serviceHostedMediaConfig"}});
+    h.req_as(
+        &t2,
+        "POST",
+        &format!("/v1.0/communications/calls/{b}/answer"),
+        Some(answer),
+    )
+    .await;
+    h.until_state(&a, "terminated").await;
+    h.until_state(&b, "established").await;
+    h.req_as(
+        &t2,
+        "POST",
+        &format!("/v1.0/communications/calls/{b}/subscribeToTone"),
+        Some(json!({})),
+    )
+    .await;
+    let notes = h
+        .until(&b, "Gina's key", |n| n.data.get("toneInfo").is_some())
+        .await;
+    assert_eq!(notes.last().unwrap().data["toneInfo"]["tone"], "tone9");
+    let (s, _, _) = h
+        .req_as(
+            &t2,
+            "POST",
+            &format!("/v1.0/communications/calls/{b}/sendDtmfTones"),
+            Some(json!({"tones": ["tone1"]})),
+        )
+        .await;
+    assert_eq!(s, 200);
+    eventually("Gina hears tone1", || async {
+        let (_, legs) = h.admin("GET", &format!("/legs?user={GINA}"), None).await;
+        legs["value"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|l| l["tonesHeard"] == "1")
+    })
+    .await;
+}

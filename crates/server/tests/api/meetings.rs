@@ -817,3 +817,37 @@ async fn app_hosted_bot_in_a_meeting_becomes_a_screen_sharer() {
         .await;
     assert_eq!(s, 400, "role is required");
 }
+
+#[tokio::test]
+async fn refused_and_unanswered_invitations_fail_the_invite_operation() {
+    let h = Harness::start().await;
+    let m = create_meeting(&h).await;
+    let (_, a, _) = h
+        .req(
+            "POST",
+            "/v1.0/communications/calls",
+            Some(join_body(&h, &m, "chat")),
+        )
+        .await;
+    let id = a["id"].as_str().unwrap().to_string();
+    h.until_state(&id, "established").await;
+    for (user, code) in [(BOB_BUSY, "486"), ("nobody-here", "480")] {
+        let (s, op, _) = h.req("POST", &format!("/v1.0/communications/calls/{id}/participants/invite"), Some(json!({"participants": [{"identity": {"user": {"id": user}}}], "clientContext": user}))).await;
+        assert_eq!(s, 200, "{op}");
+        let op_id = op["id"].as_str().unwrap().to_string();
+        let notes = h
+            .until(&id, "invite failed", |n| n.resource.ends_with(&op_id))
+            .await;
+        let done = &notes.last().unwrap().data;
+        assert_eq!(done["status"], "failed", "{done}");
+        assert_eq!(done["resultInfo"]["code"], 412);
+        assert!(
+            done["resultInfo"]["message"]
+                .as_str()
+                .unwrap()
+                .contains(code),
+            "{done}"
+        );
+        assert_eq!(done["clientContext"], user);
+    }
+}
