@@ -372,11 +372,19 @@ impl Sim {
             );
             for op in c.operations.values() {
                 // A running invite waits for invitees who are still ringing, nothing else.
-                if op.kind == OpKind::InviteParticipants && op.status == OperationStatus::Running && op.due.is_none() {
-                    assert!(!op.pending.is_empty(), "seed {s}: invite {} running with nobody pending", op.id);
+                if op.kind == OpKind::InviteParticipants
+                    && op.status == OperationStatus::Running
+                    && op.due.is_none()
+                {
+                    assert!(
+                        !op.pending.is_empty(),
+                        "seed {s}: invite {} running with nobody pending",
+                        op.id
+                    );
                     for p in &op.pending {
                         assert!(
-                            conf.members.iter().any(|m| &m.id == p && m.invited_by.as_ref().is_some_and(|(_, o)| *o == op.id)),
+                            conf.members.iter().any(|m| &m.id == p
+                                && m.invited_by.as_ref().is_some_and(|(_, o)| *o == op.id)),
                             "seed {s}: invite {} waits for {p}, who is not ringing",
                             op.id
                         );

@@ -1,0 +1,467 @@
+//! One test per call-state transition of reference §9.1 and per operation rule of §9.2,
+//! driven with injected time and ids: no sockets, no sleeps.
+
+use engine::*;
+use graph::*;
+use serde_json::{Value, json};
+
+const T0: u64 = 1_700_000_000_000;
+
+struct World {
+    e: Engine,
+    now: u64,
+    notes: Vec<(String, String, Value)>,
+    legs: Vec<LegAction>,
+    fetches: Vec<(String, String, usize)>,
+}
+
+fn bot() -> AppCtx {
+    AppCtx {
+        tenant_id: "t1".into(),
+        app_id: "app1".into(),
+        app_name: Some("Bot".into()),
+    }
+}
+
+impl World {
+    fn new() -> World {
+        World {
+            e: Engine::new(Config::default(), Box::new(SeqIds(0))),
+            now: T0,
+            notes: vec![],
+            legs: vec![],
+            fetches: vec![],
+        }
+    }
+
+    fn drain(&mut self) {
+        for eff in self.e.drain_effects() {
+            match eff {
+                Effect::Notify(n) => {
+                    let item = n.body["value"][0].clone();
+                    self.notes.push((
+                        item["changeType"].as_str().unwrap().into(),
+                        item["resourceUrl"].as_str().unwrap().into(),
+                        item["resourceData"].clone(),
+                    ));
+                }
+                Effect::Leg(a) => self.legs.push(a),
+                Effect::FetchPrompt {
+                    call_id,
+                    op_id,
+                    index,
+                    ..
+                } => self.fetches.push((call_id, op_id, index)),
+                Effect::SaveRecording { .. } => {}
+            }
+        }
+    }
+
+    fn api(&mut self, call: Option<&str>, cmd: Command) -> Result<Reply, ApiError> {
+        let r = self
+            .e
+            .handle_api(self.now, &bot(), call, cmd, Version::Beta);
+        self.drain();
+        r
+    }
+
+    fn leg(&mut self, leg: &str, ev: LegEvent) {
+        self.e.handle_leg(self.now, leg, ev);
+        self.drain();
+    }
+
+    fn advance(&mut self, ms: u64) {
+        self.now += ms;
+        self.e.handle_timeout(self.now);
+        self.drain();
+    }
+
+    /// States notified for a call, in order ("deleted:terminated" for the final one).
+    fn states(&self, call: &str) -> Vec<String> {
+        let url = format!("/communications/calls/{call}");
+        self.notes
+            .iter()
+            .filter(|(_, u, d)| *u == url && d.get("state").is_some())
+            .map(|(c, _, d)| {
+                let s = d["state"].as_str().unwrap();
+                if c == "deleted" {
+                    format!("deleted:{s}")
+                } else {
+                    s.to_string()
+                }
+            })
+            .collect()
+    }
+
+    fn last_call_note(&self, call: &str) -> Value {
+        let url = format!("/communications/calls/{call}");
+        self.notes
+            .iter()
+            .rev()
+            .find(|(_, u, _)| *u == url)
+            .map(|n| n.2.clone())
+            .unwrap()
+    }
+
+    fn ring_leg(&self) -> String {
+        self.legs
+            .iter()
+            .rev()
+            .find_map(|a| match a {
+                LegAction::Ring { leg_id, .. } => Some(leg_id.clone()),
+                _ => None,
+            })
+            .expect("a leg was rung")
+    }
+
+    fn outgoing(&mut self, user: &str) -> (String, String) {
+        let body: requests::CreateCall = serde_json::from_value(json!({
+            "callbackUri": "https://bot/cb", "requestedModalities": ["audio"],
+            "mediaConfig": {"@odata.type": "#microsoft.graph.serviceHostedMediaConfig"},
+            "targets": [{"identity": {"user": {"id": user}}}],
+        }))
+        .unwrap();
+        let r = self.api(None, Command::CreateCall(Box::new(body))).unwrap();
+        assert_eq!(r.status, 201);
+        (
+            r.body.unwrap()["id"].as_str().unwrap().to_string(),
+            self.ring_leg(),
+        )
+    }
+
+    fn established(&mut self, user: &str) -> (String, String) {
+        let (c, l) = self.outgoing(user);
+        self.leg(&l, LegEvent::Ringing);
+        self.leg(&l, LegEvent::Answered);
+        (c, l)
+    }
+
+    fn incoming(&mut self) -> (String, String) {
+        let caller = ParticipantInfo {
+            identity: IdentitySet::user("caller", Some("Caller")),
+            ..Default::default()
+        };
+        let r = self
+            .e
+            .incoming_call(self.now, &bot(), "https://bot/incoming", caller, None);
+        self.drain();
+        r
+    }
+}
+
+fn p<T: serde::de::DeserializeOwned>(v: Value) -> T {
+    serde_json::from_value(v).unwrap()
+}
+
+fn service_hosted() -> Value {
+    json!({"mediaConfig": {"@odata.type": "#microsoft.graph.serviceHostedMediaConfig"}})
+}
+
+#[test]
+fn establishing_then_ringing_then_established_on_answer() {
+    let mut w = World::new();
+    let (c, l) = w.outgoing("alice");
+    assert_eq!(w.states(&c), ["establishing"]);
+    w.leg(&l, LegEvent::Ringing);
+    w.leg(&l, LegEvent::Answered);
+    assert_eq!(w.states(&c), ["establishing", "ringing", "established"]);
+    assert_eq!(w.last_call_note(&c)["mediaState"]["audio"], "active");
+}
+
+#[test]
+fn ringing_times_out_with_408() {
+    let mut w = World::new();
+    let (c, l) = w.outgoing("alice");
+    w.leg(&l, LegEvent::Ringing);
+    w.advance(59_999);
+    assert_eq!(w.states(&c), ["establishing", "ringing"]);
+    w.advance(1);
+    assert_eq!(
+        w.states(&c),
+        ["establishing", "ringing", "deleted:terminated"]
+    );
+    assert_eq!(w.last_call_note(&c)["resultInfo"]["code"], 408);
+    assert!(
+        w.legs
+            .iter()
+            .any(|a| *a == LegAction::Cancel { leg_id: l.clone() }),
+        "the phone stops ringing"
+    );
+}
+
+#[test]
+fn busy_callee_terminates_with_486() {
+    let mut w = World::new();
+    let (c, l) = w.outgoing("bob");
+    w.leg(
+        &l,
+        LegEvent::Failed {
+            sip_code: 486,
+            reason: "busy".into(),
+        },
+    );
+    assert_eq!(w.states(&c), ["establishing", "deleted:terminated"]);
+    assert_eq!(w.last_call_note(&c)["resultInfo"]["code"], 486);
+    assert!(w.e.call(&c).is_none());
+}
+
+#[test]
+fn incoming_then_answer_then_established() {
+    let mut w = World::new();
+    let (c, leg) = w.incoming();
+    assert_eq!(w.notes[0].0, "created");
+    assert_eq!(w.notes[0].2["state"], "incoming");
+    w.api(Some(&c), Command::Answer(p(service_hosted())))
+        .unwrap();
+    assert!(w.legs.contains(&LegAction::Answer {
+        leg_id: leg.clone()
+    }));
+    assert_eq!(w.states(&c), ["incoming", "establishing"]);
+    w.leg(&leg, LegEvent::Answered);
+    assert_eq!(w.states(&c), ["incoming", "establishing", "established"]);
+}
+
+#[test]
+fn incoming_rejected_is_deleted_and_the_caller_hears_busy() {
+    let mut w = World::new();
+    let (c, leg) = w.incoming();
+    w.api(Some(&c), Command::Reject(p(json!({"reason": "busy"}))))
+        .unwrap();
+    assert!(w.legs.contains(&LegAction::Reject {
+        leg_id: leg,
+        sip_code: 486
+    }));
+    assert_eq!(w.states(&c), ["incoming", "deleted:terminated"]);
+}
+
+#[test]
+fn incoming_not_handled_within_15_s_ends_with_408_1106() {
+    let mut w = World::new();
+    let (c, leg) = w.incoming();
+    w.advance(14_999);
+    assert!(w.e.call(&c).is_some());
+    w.advance(1);
+    assert!(w.legs.contains(&LegAction::Reject {
+        leg_id: leg,
+        sip_code: 408
+    }));
+    let r = &w.last_call_note(&c)["resultInfo"];
+    assert_eq!(
+        (r["code"].as_i64(), r["subcode"].as_i64()),
+        (Some(408), Some(1106))
+    );
+}
+
+#[test]
+fn redirect_goes_through_redirecting_and_ends_with_answered_by() {
+    let mut w = World::new();
+    let (c, _caller) = w.incoming();
+    w.api(
+        Some(&c),
+        Command::Redirect(p(
+            json!({"targets": [{"identity": {"user": {"id": "dana"}}}], "timeout": 15}),
+        )),
+    )
+    .unwrap();
+    let target = w.ring_leg();
+    w.leg(&target, LegEvent::Answered);
+    assert_eq!(
+        w.states(&c),
+        ["incoming", "redirecting", "deleted:terminated"]
+    );
+    assert_eq!(
+        w.last_call_note(&c)["answeredBy"]["identity"]["user"]["id"],
+        "dana"
+    );
+}
+
+#[test]
+fn redirect_nobody_answers_within_timeout() {
+    let mut w = World::new();
+    let (c, caller) = w.incoming();
+    w.api(
+        Some(&c),
+        Command::Redirect(p(
+            json!({"targets": [{"identity": {"user": {"id": "dana"}}}], "timeout": 15}),
+        )),
+    )
+    .unwrap();
+    w.advance(15_000);
+    assert_eq!(w.last_call_note(&c)["resultInfo"]["code"], 408);
+    assert!(w.legs.contains(&LegAction::Reject {
+        leg_id: caller,
+        sip_code: 408
+    }));
+}
+
+#[test]
+fn held_and_resumed_by_the_far_end() {
+    let mut w = World::new();
+    let (c, l) = w.established("alice");
+    w.leg(&l, LegEvent::Held);
+    w.leg(&l, LegEvent::Resumed);
+    assert_eq!(w.states(&c)[3..], ["hold", "established"]);
+}
+
+#[test]
+fn blind_transfer_transferring_accepted_terminated_7015() {
+    let mut w = World::new();
+    let (c, _) = w.established("alice");
+    w.api(
+        Some(&c),
+        Command::Transfer(Box::new(p(
+            json!({"transferTarget": {"identity": {"user": {"id": "carol"}}}}),
+        ))),
+    )
+    .unwrap();
+    let target = w.ring_leg();
+    w.leg(&target, LegEvent::Answered);
+    assert_eq!(
+        w.states(&c)[3..],
+        ["transferring", "transferAccepted", "deleted:terminated"]
+    );
+    let r = &w.last_call_note(&c)["resultInfo"];
+    assert_eq!(
+        (r["code"].as_i64(), r["subcode"].as_i64()),
+        (Some(0), Some(7015))
+    );
+}
+
+#[test]
+fn failed_transfer_returns_to_established_with_500_7000() {
+    let mut w = World::new();
+    let (c, _) = w.established("alice");
+    w.api(
+        Some(&c),
+        Command::Transfer(Box::new(p(
+            json!({"transferTarget": {"identity": {"user": {"id": "carol"}}}}),
+        ))),
+    )
+    .unwrap();
+    let target = w.ring_leg();
+    w.leg(
+        &target,
+        LegEvent::Failed {
+            sip_code: 603,
+            reason: "declined".into(),
+        },
+    );
+    assert_eq!(w.states(&c)[3..], ["transferring", "established"]);
+    assert_eq!(w.last_call_note(&c)["resultInfo"]["subcode"], 7000);
+}
+
+#[test]
+fn delete_goes_terminating_then_terminated_and_hangs_up_the_other_party() {
+    let mut w = World::new();
+    let (c, l) = w.established("alice");
+    assert_eq!(w.api(Some(&c), Command::DeleteCall).unwrap().status, 204);
+    assert_eq!(w.states(&c)[3..], ["terminating", "deleted:terminated"]);
+    assert!(
+        w.legs
+            .iter()
+            .any(|a| matches!(a, LegAction::Hangup { leg_id, .. } if *leg_id == l))
+    );
+    assert_eq!(w.api(Some(&c), Command::GetCall).unwrap_err().code, "8522");
+}
+
+#[test]
+fn keep_alive_moves_the_45_minute_deadline() {
+    let mut w = World::new();
+    let (c, _) = w.established("alice");
+    w.advance(44 * 60_000);
+    w.api(Some(&c), Command::KeepAlive).unwrap();
+    w.advance(44 * 60_000);
+    assert!(w.e.call(&c).is_some(), "keepAlive extended the call");
+    w.advance(60_000);
+    let r = &w.last_call_note(&c)["resultInfo"];
+    assert_eq!(
+        (r["code"].as_i64(), r["subcode"].as_i64()),
+        (Some(408), Some(8537))
+    );
+}
+
+#[test]
+fn play_prompt_completes_after_its_fetched_duration_with_one_deleted_notification() {
+    let mut w = World::new();
+    let (c, _) = w.established("alice");
+    let prompt = json!({"prompts": [{"@odata.type": "#microsoft.graph.mediaPrompt", "mediaInfo": {"uri": "https://x/a.wav"}}], "clientContext": "cc"});
+    let r = w.api(Some(&c), Command::PlayPrompt(p(prompt))).unwrap();
+    let op = r.body.unwrap()["id"].as_str().unwrap().to_string();
+    assert_eq!(
+        r.location.unwrap(),
+        format!("/communications/calls/{c}/operations/{op}")
+    );
+    let (fc, fo, fi) = w.fetches.pop().unwrap();
+    w.e.prompt_fetched(w.now, &fc, &fo, fi, Ok(1200));
+    w.drain();
+    w.advance(1199);
+    let op_url = format!("/communications/calls/{c}/operations/{op}");
+    assert!(!w.notes.iter().any(|n| n.1 == op_url));
+    w.advance(1);
+    let done: Vec<_> = w.notes.iter().filter(|n| n.1 == op_url).collect();
+    assert_eq!(done.len(), 1);
+    assert_eq!(done[0].0, "deleted");
+    assert_eq!(done[0].2["status"], "completed");
+    assert_eq!(done[0].2["clientContext"], "cc");
+}
+
+#[test]
+fn operations_returned_completed_are_never_notified() {
+    let mut w = World::new();
+    let (c, _) = w.established("alice");
+    let before = w.notes.len();
+    let r = w
+        .api(Some(&c), Command::SubscribeToTone(p(json!({}))))
+        .unwrap();
+    assert_eq!(r.body.unwrap()["status"], "completed");
+    let r = w
+        .api(Some(&c), Command::CancelMediaProcessing(p(json!({}))))
+        .unwrap();
+    assert_eq!(r.body.unwrap()["status"], "completed");
+    w.advance(10_000);
+    assert_eq!(w.notes.len(), before);
+}
+
+#[test]
+fn tones_after_subscribe_count_up_from_one() {
+    let mut w = World::new();
+    let (c, l) = w.established("alice");
+    w.leg(&l, LegEvent::Tone(Tone::Tone5));
+    w.api(Some(&c), Command::SubscribeToTone(p(json!({}))))
+        .unwrap();
+    for t in [Tone::Tone1, Tone::Star] {
+        w.leg(&l, LegEvent::Tone(t));
+    }
+    let seqs: Vec<(i64, String)> = w
+        .notes
+        .iter()
+        .filter_map(|n| n.2.get("toneInfo"))
+        .map(|t| {
+            (
+                t["sequenceId"].as_i64().unwrap(),
+                t["tone"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        seqs,
+        [(1, "tone1".to_string()), (2, "star".to_string())],
+        "keys before subscribing are not reported"
+    );
+}
+
+#[test]
+fn wrong_state_actions_are_refused_without_change() {
+    let mut w = World::new();
+    let (c, _) = w.outgoing("alice");
+    let before = w.notes.len();
+    for cmd in [
+        Command::Answer(p(service_hosted())),
+        Command::Reject(p(json!({}))),
+        Command::Mute(p(json!({}))),
+    ] {
+        assert_eq!(w.api(Some(&c), cmd).unwrap_err().status, 400);
+    }
+    assert_eq!(w.notes.len(), before);
+    assert_eq!(w.e.call(&c).unwrap().state, CallState::Establishing);
+}
