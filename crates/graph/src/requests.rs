@@ -177,6 +177,18 @@ impl CreateCall {
             ));
         }
         check_targets("targets", &self.targets)?;
+        // Calling a phone number needs a resource account as the caller (reference §7.1).
+        let calls_phone = self
+            .targets
+            .iter()
+            .any(|t| matches!(t.identity.party(), Some(Party::Phone(_))));
+        let has_instance = self
+            .source
+            .as_ref()
+            .is_some_and(|s| s.identity.application_instance.is_some());
+        if calls_phone && !has_instance {
+            return Err("Calling a phone number needs source.identity.applicationInstance (the app's resource account)".into());
+        }
         if let Some(t) = self.ringing_timeout_in_seconds
             && !(1..=MAX_RINGING_TIMEOUT).contains(&t)
         {

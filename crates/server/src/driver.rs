@@ -106,13 +106,28 @@ pub struct Sinks {
 }
 
 const MAX_BATCH: usize = 512;
+const EXPIRY_EVERY_MS: u64 = 60_000;
 
 pub fn run(mut engine: Engine, mut store: Store, rx: mpsc::Receiver<Msg>, sinks: Sinks) {
+    let mut last_expiry = 0u64;
     loop {
+        // Recordings past their retention are forgotten and their files removed.
+        if now_ms().saturating_sub(last_expiry) >= EXPIRY_EVERY_MS {
+            last_expiry = now_ms();
+            match store.expire_recordings(last_expiry as i64) {
+                Ok(paths) => {
+                    for p in paths {
+                        let _ = std::fs::remove_file(p);
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "recording expiry failed"),
+            }
+        }
         let wait = engine
             .poll_timeout()
+            .map(|t| t.min(last_expiry + EXPIRY_EVERY_MS))
             .map(|t| Duration::from_millis(t.saturating_sub(now_ms())))
-            .unwrap_or(Duration::from_secs(3600));
+            .unwrap_or(Duration::from_millis(EXPIRY_EVERY_MS));
         let first = match rx.recv_timeout(wait) {
             Ok(m) => Some(m),
             Err(mpsc::RecvTimeoutError::Timeout) => None,

@@ -608,3 +608,31 @@ async fn admin_api_needs_the_admin_token_not_an_app_token() {
         "admin changes are written to the config file"
     );
 }
+
+#[tokio::test]
+async fn phone_targets_need_an_application_instance_and_a_trunk() {
+    let h = Harness::start().await;
+    let mut body = p2p_body(&h.callback(), ALICE);
+    body["targets"] = json!([{"identity": {"phone": {"id": "+15550123"}}}]);
+    let (s, v, _) = h
+        .req("POST", "/v1.0/communications/calls", Some(body.clone()))
+        .await;
+    assert_eq!(s, 400, "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("applicationInstance")
+    );
+    body["source"] =
+        json!({"identity": {"applicationInstance": {"id": "ri-1", "displayName": "Main line"}}});
+    let (s, v, _) = h
+        .req("POST", "/v1.0/communications/calls", Some(body))
+        .await;
+    assert_eq!(s, 201, "{v}");
+    let id = v["id"].as_str().unwrap().to_string();
+    let notes = h.until_state(&id, "terminated").await;
+    let r = &notes.last().unwrap().data["resultInfo"];
+    assert_eq!(r["code"], 480);
+    assert!(r["message"].as_str().unwrap().contains("trunk"), "{r}");
+}

@@ -129,10 +129,16 @@ async fn kill_9_loses_nothing_acknowledged() {
     let port = free_port();
     std::fs::write(
         dir.join("ringside.toml"),
-        config_text(&hook.url, "").replace(
-            "listen = \"127.0.0.1:0\"",
-            &format!("listen = \"127.0.0.1:{port}\""),
-        ),
+        // Many attempts: while the webhook is down nothing may be dead-lettered.
+        config_text(&hook.url, "")
+            .replace(
+                "listen = \"127.0.0.1:0\"",
+                &format!("listen = \"127.0.0.1:{port}\""),
+            )
+            .replace(
+                "notification_max_attempts = 4",
+                "notification_max_attempts = 100",
+            ),
     )
     .unwrap();
     let bin = env!("CARGO_BIN_EXE_ringside");
@@ -175,26 +181,46 @@ async fn kill_9_loses_nothing_acknowledged() {
     let token = tok["access_token"].as_str().unwrap().to_string();
     // The webhook is down: notifications pile up in the outbox.
     hook.status.store(503, Ordering::SeqCst);
-    let mut calls = vec![];
-    for _ in 0..5 {
-        let r = client
-            .post(format!("{base}/v1.0/communications/calls"))
-            .bearer_auth(&token)
-            .json(&p2p_body(
-                &format!("{}/callback", hook.url),
-                CAROL_NO_ANSWER,
-            ))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 201);
-        let v: Value = r.json().await.unwrap();
-        calls.push(v["id"].as_str().unwrap().to_string());
+    // Traffic from eight clients at once; the server is killed in the middle of it.
+    let acked = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let mut workers = vec![];
+    for _ in 0..8 {
+        let (client, base, token, acked, cb) = (
+            client.clone(),
+            base.clone(),
+            token.clone(),
+            acked.clone(),
+            format!("{}/callback", hook.url),
+        );
+        workers.push(tokio::spawn(async move {
+            loop {
+                let r = client
+                    .post(format!("{base}/v1.0/communications/calls"))
+                    .bearer_auth(&token)
+                    .json(&p2p_body(&cb, CAROL_NO_ANSWER))
+                    .send()
+                    .await;
+                match r {
+                    Ok(r) if r.status() == 201 => {
+                        let v: Value = match r.json().await {
+                            Ok(v) => v,
+                            Err(_) => return,
+                        };
+                        acked
+                            .lock()
+                            .unwrap()
+                            .push(v["id"].as_str().unwrap().to_string());
+                    }
+                    _ => return,
+                }
+            }
+        }));
     }
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let first = acked.lock().unwrap()[0].clone();
     let r = client
         .post(format!(
-            "{base}/v1.0/communications/calls/{}/subscribeToTone",
-            calls[0]
+            "{base}/v1.0/communications/calls/{first}/subscribeToTone"
         ))
         .bearer_auth(&token)
         .json(&json!({"clientContext": "before-crash"}))
@@ -204,8 +230,17 @@ async fn kill_9_loses_nothing_acknowledged() {
     assert_eq!(r.status(), 200);
     let op: Value = r.json().await.unwrap();
     let op_id = op["id"].as_str().unwrap().to_string();
-    child.kill().unwrap(); // SIGKILL
+    child.kill().unwrap(); // SIGKILL, mid-traffic
     child.wait().unwrap();
+    for w in workers {
+        w.await.unwrap();
+    }
+    let calls = acked.lock().unwrap().clone();
+    assert!(
+        calls.len() >= 10,
+        "traffic was flowing: {} calls acknowledged",
+        calls.len()
+    );
 
     hook.status.store(0, Ordering::SeqCst);
     let mut child = spawn();
