@@ -139,7 +139,7 @@ struct PlaceCall {
     script: Behaviour,
 }
 
-fn new_secret() -> String {
+pub fn new_secret() -> String {
     use rand::Rng;
     let mut r = rand::rng();
     (0..40)
@@ -236,11 +236,13 @@ pub async fn handle(
             if let Some(w) = &a.webhook {
                 graph::requests::check_callback_uri(w).map_err(bad)?;
             }
+            let plain = a.secret.clone().unwrap_or_else(new_secret);
             let app = App {
                 id: a.id.unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
                 tenant: a.tenant,
                 name: a.name,
-                secret: a.secret.unwrap_or_else(new_secret),
+                secret: None,
+                secret_hash: Some(crate::auth::hash_secret(&plain)),
                 permissions: a.permissions.unwrap_or_else(default_permissions),
                 webhook: a.webhook,
                 addresses: a.addresses,
@@ -261,8 +263,9 @@ pub async fn handle(
             }
             shared.save_config().map_err(bad)?;
             audit("app_created", &app.id);
+            // The only time the secret is shown: ringside keeps its hash.
             let mut v = app_view(&app);
-            v["secret"] = app.secret.into();
+            v["secret"] = plain.into();
             created(v)
         }
         (Method::PATCH, ["apps", id]) => {
@@ -279,7 +282,8 @@ pub async fn handle(
                     a.name = Some(v);
                 }
                 if let Some(v) = p.secret {
-                    a.secret = v;
+                    a.secret_hash = Some(crate::auth::hash_secret(&v));
+                    a.secret = None;
                 }
                 if let Some(v) = p.permissions {
                     a.permissions = v;
@@ -295,6 +299,25 @@ pub async fn handle(
             shared.save_config().map_err(bad)?;
             audit("app_updated", id);
             ok(view)
+        }
+        (Method::POST, ["apps", id, "secret"]) => {
+            // A new random secret, returned once.
+            let plain = new_secret();
+            {
+                let mut c = shared.config.write().expect("config");
+                let Some(a) = c.apps.iter_mut().find(|a| a.id.eq_ignore_ascii_case(id)) else {
+                    return Err(nf("App", id));
+                };
+                a.secret_hash = Some(crate::auth::hash_secret(&plain));
+                a.secret = None;
+            }
+            shared.save_config().map_err(bad)?;
+            audit("app_secret_reset", id);
+            created(json!({ "id": id, "secret": plain }))
+        }
+        (Method::POST, ["signing-keys", "rotate"]) => {
+            let kid = shared.keys.rotate(crate::driver::now_ms()).map_err(bad)?;
+            created(json!({ "kid": kid }))
         }
         (Method::DELETE, ["apps", id]) => {
             {

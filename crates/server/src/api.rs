@@ -160,6 +160,12 @@ pub async fn handle(
         [tenant, "v2.0", ".well-known", "openid-configuration"] if method == Method::GET => {
             Ok(openid(&shared, tenant))
         }
+        [_, "discovery", "v2.0", "keys"] | ["discovery", "keys"] if method == Method::GET => {
+            Ok(json_ok(&shared.keys.jwks()))
+        }
+        [".well-known", "openid-configuration"] if method == Method::GET => {
+            Ok(callback_openid(&shared))
+        }
         ["recordings", id] if method == Method::GET => recording(&shared, id, &headers).await,
         ["l", "meetup-join", ..] if method == Method::GET => Ok(meetup_page(&path)),
         [ver, rest @ ..]
@@ -272,9 +278,11 @@ async fn token(shared: &Shared, tenant: &str, body: Body) -> Result<Response, Ap
     let app = cfg
         .app(&id)
         .filter(|a| a.tenant.eq_ignore_ascii_case(tenant));
-    let Some(app) =
-        app.filter(|a| crate::admin::constant_time_eq(a.secret.as_bytes(), secret.as_bytes()))
-    else {
+    let Some(app) = app.filter(|a| {
+        a.secret_hash
+            .as_deref()
+            .is_some_and(|h| auth::verify_secret(h, &secret))
+    }) else {
         tracing::info!(target: "audit", event = "token_refused", client_id = %id, tenant = %tenant);
         return Ok(oauth_err(
             StatusCode::UNAUTHORIZED,
@@ -296,7 +304,7 @@ async fn token(shared: &Shared, tenant: &str, body: Body) -> Result<Response, Ap
         exp: now + life,
         idtyp: "app".into(),
     };
-    let t = shared.keys.issue(&claims);
+    let t = shared.keys.sign(&claims);
     let body = json!({"token_type": "Bearer", "expires_in": life, "ext_expires_in": life, "access_token": t});
     Ok((
         StatusCode::OK,
@@ -304,6 +312,27 @@ async fn token(shared: &Shared, tenant: &str, body: Body) -> Result<Response, Ap
         body.to_string(),
     )
         .into_response())
+}
+
+fn json_ok(v: &Value) -> Response {
+    (
+        StatusCode::OK,
+        [("content-type", "application/json")],
+        v.to_string(),
+    )
+        .into_response()
+}
+
+/// The OIDC document for the tokens on ringside's callbacks (reference §8.3): bots point
+/// their validator here instead of api.aps.skype.com.
+fn callback_openid(shared: &Shared) -> Response {
+    let base = &shared.public_url;
+    json_ok(&json!({
+        "issuer": base,
+        "jwks_uri": format!("{base}/discovery/keys"),
+        "id_token_signing_alg_values_supported": ["RS256"],
+        "token_endpoint_auth_methods_supported": ["client_secret_post"],
+    }))
 }
 
 fn openid(shared: &Shared, tenant: &str) -> Response {
@@ -314,6 +343,7 @@ fn openid(shared: &Shared, tenant: &str) -> Response {
         "authorization_endpoint": format!("{base}/{tenant}/oauth2/v2.0/authorize"),
         "jwks_uri": format!("{base}/{tenant}/discovery/v2.0/keys"),
         "token_endpoint_auth_methods_supported": ["client_secret_post"],
+        "id_token_signing_alg_values_supported": ["RS256"],
         "response_types_supported": ["token"],
         "grant_types_supported": ["client_credentials"],
         "tenant_region_scope": null,

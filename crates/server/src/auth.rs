@@ -1,11 +1,21 @@
-//! OAuth2 client-credentials tokens (`POST /{tenant}/oauth2/v2.0/token`) and their validation.
-//! Tokens are JWTs signed with a key kept in the data folder, carrying `tid`, `appid`/`azp`,
-//! `roles` and `exp`, so a restart keeps issued tokens valid.
+//! Tokens shaped like Entra's: RS256 JWTs signed by a key ring kept in the data folder.
+//! The JWKS lists the current and the previous key, so tokens and callback signatures made
+//! before a rotation stay valid until they expire. The same ring signs the tokens ringside
+//! puts on its callbacks (reference §8.3), so a bot validates both with one OIDC document.
 
-use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation, decode, encode};
+use aws_lc_rs::encoding::AsDer;
+use aws_lc_rs::signature::KeyPair as _;
+use base64::Engine as _;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use jsonwebtoken::{
+    Algorithm, DecodingKey, EncodingKey, Header, Validation, decode, decode_header, encode,
+};
 use serde::{Deserialize, Serialize};
-use std::path::Path;
+use serde_json::{Value, json};
+use std::path::{Path, PathBuf};
+use std::sync::RwLock;
 
+/// Claims of an app-only access token.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Claims {
     pub iss: String,
@@ -20,48 +30,204 @@ pub struct Claims {
     pub idtyp: String,
 }
 
-pub struct TokenKeys {
-    enc: EncodingKey,
-    dec: DecodingKey,
+/// Claims of the token on every notification POST (reference §8.3).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CallbackClaims {
+    pub iss: String,
+    pub aud: String,
+    pub tid: String,
+    pub iat: u64,
+    pub nbf: u64,
+    pub exp: u64,
 }
 
-impl TokenKeys {
-    /// Load the signing key from `dir/signing.key`, creating it on first start.
-    pub fn load_or_create(dir: &Path) -> std::io::Result<TokenKeys> {
-        let path = dir.join("signing.key");
-        let key = match std::fs::read(&path) {
-            Ok(k) if k.len() >= 32 => k,
-            _ => {
-                use rand::RngCore;
-                let mut k = vec![0u8; 64];
-                rand::rng().fill_bytes(&mut k);
-                std::fs::write(&path, &k)?;
-                k
-            }
-        };
-        Ok(TokenKeys::from_secret(&key))
+struct SigningKey {
+    kid: String,
+    created_ms: u64,
+    pkcs8: Vec<u8>,
+    enc: EncodingKey,
+    dec: DecodingKey,
+    n: String,
+    e: String,
+}
+
+impl SigningKey {
+    fn generate(now_ms: u64) -> Result<SigningKey, String> {
+        let kp = aws_lc_rs::rsa::KeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048)
+            .map_err(|_| "RSA key generation failed".to_string())?;
+        let der = kp
+            .as_der()
+            .map_err(|_| "RSA key export failed".to_string())?;
+        SigningKey::from_pkcs8(der.as_ref(), now_ms)
     }
 
-    pub fn from_secret(key: &[u8]) -> TokenKeys {
-        TokenKeys {
-            enc: EncodingKey::from_secret(key),
-            dec: DecodingKey::from_secret(key),
+    fn from_pkcs8(der: &[u8], created_ms: u64) -> Result<SigningKey, String> {
+        let kp = aws_lc_rs::rsa::KeyPair::from_pkcs8(der)
+            .map_err(|e| format!("bad signing key: {e}"))?;
+        let public = kp.public_key();
+        let n_raw = public.modulus().big_endian_without_leading_zero().to_vec();
+        let e_raw = public.exponent().big_endian_without_leading_zero().to_vec();
+        let n = URL_SAFE_NO_PAD.encode(&n_raw);
+        let e = URL_SAFE_NO_PAD.encode(&e_raw);
+        let thumb = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &n_raw);
+        let kid = URL_SAFE_NO_PAD.encode(&thumb.as_ref()[..12]);
+        let body = STANDARD.encode(der);
+        let mut pem = String::from("-----BEGIN PRIVATE KEY-----\n");
+        for chunk in body.as_bytes().chunks(64) {
+            pem.push_str(std::str::from_utf8(chunk).expect("base64 is ASCII"));
+            pem.push('\n');
+        }
+        pem.push_str("-----END PRIVATE KEY-----\n");
+        let enc = EncodingKey::from_rsa_pem(pem.as_bytes())
+            .map_err(|e| format!("bad signing key: {e}"))?;
+        let dec = DecodingKey::from_rsa_components(&n, &e)
+            .map_err(|e| format!("bad signing key: {e}"))?;
+        Ok(SigningKey {
+            kid,
+            created_ms,
+            pkcs8: der.to_vec(),
+            enc,
+            dec,
+            n,
+            e,
+        })
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct StoredKey {
+    created_ms: u64,
+    pkcs8: String,
+}
+
+/// The signing keys: `[current, previous]`.
+pub struct KeyRing {
+    keys: RwLock<Vec<SigningKey>>,
+    path: Option<PathBuf>,
+}
+
+impl KeyRing {
+    /// Load `dir/signing-keys.json`, creating a first key if there is none.
+    pub fn load_or_create(dir: &Path, now_ms: u64) -> Result<KeyRing, String> {
+        let path = dir.join("signing-keys.json");
+        let mut keys = vec![];
+        if let Ok(text) = std::fs::read_to_string(&path) {
+            let stored: Vec<StoredKey> =
+                serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+            for k in stored {
+                let der = STANDARD
+                    .decode(k.pkcs8)
+                    .map_err(|e| format!("{}: {e}", path.display()))?;
+                keys.push(SigningKey::from_pkcs8(&der, k.created_ms)?);
+            }
+        }
+        let ring = KeyRing {
+            keys: RwLock::new(keys),
+            path: Some(path),
+        };
+        if ring.keys.read().expect("keys").is_empty() {
+            ring.rotate(now_ms)?;
+        }
+        Ok(ring)
+    }
+
+    /// A ring that lives only in memory (tests, fuzzing).
+    pub fn ephemeral() -> KeyRing {
+        let k = SigningKey::generate(0).expect("RSA key generation");
+        KeyRing {
+            keys: RwLock::new(vec![k]),
+            path: None,
         }
     }
 
-    pub fn issue(&self, claims: &Claims) -> String {
-        encode(&Header::new(Algorithm::HS256), claims, &self.enc)
-            .expect("HS256 signing cannot fail")
+    /// Make a new current key; the old current becomes previous; older keys are dropped.
+    pub fn rotate(&self, now_ms: u64) -> Result<String, String> {
+        let k = SigningKey::generate(now_ms)?;
+        let kid = k.kid.clone();
+        {
+            let mut keys = self.keys.write().expect("keys");
+            keys.insert(0, k);
+            keys.truncate(2);
+        }
+        self.save()?;
+        tracing::info!(target: "audit", event = "signing_key_rotated", kid = %kid);
+        Ok(kid)
     }
 
-    /// Validate signature, `exp` and `nbf`; the caller checks tenant and app.
+    /// Rotate when the current key is older than `max_age_ms`.
+    pub fn rotate_if_older(&self, now_ms: u64, max_age_ms: u64) -> Result<bool, String> {
+        let due = self
+            .keys
+            .read()
+            .expect("keys")
+            .first()
+            .is_none_or(|k| now_ms.saturating_sub(k.created_ms) >= max_age_ms);
+        if due {
+            self.rotate(now_ms)?;
+        }
+        Ok(due)
+    }
+
+    fn save(&self) -> Result<(), String> {
+        let Some(path) = &self.path else {
+            return Ok(());
+        };
+        let stored: Vec<StoredKey> = self
+            .keys
+            .read()
+            .expect("keys")
+            .iter()
+            .map(|k| StoredKey {
+                created_ms: k.created_ms,
+                pkcs8: STANDARD.encode(&k.pkcs8),
+            })
+            .collect();
+        let tmp = path.with_extension("json.tmp");
+        std::fs::write(
+            &tmp,
+            serde_json::to_vec_pretty(&stored).expect("keys serialize"),
+        )
+        .map_err(|e| format!("{}: {e}", tmp.display()))?;
+        restrict(&tmp);
+        std::fs::rename(&tmp, path).map_err(|e| format!("{}: {e}", path.display()))
+    }
+
+    pub fn current_kid(&self) -> String {
+        self.keys.read().expect("keys")[0].kid.clone()
+    }
+
+    pub fn sign<T: Serialize>(&self, claims: &T) -> String {
+        let keys = self.keys.read().expect("keys");
+        let mut h = Header::new(Algorithm::RS256);
+        h.kid = Some(keys[0].kid.clone());
+        encode(&h, claims, &keys[0].enc).expect("RS256 signing with a valid key cannot fail")
+    }
+
+    /// Validate signature (by `kid`, current or previous key), `alg`, `exp` and `nbf`.
     pub fn validate(&self, token: &str) -> Result<Claims, String> {
-        let mut v = Validation::new(Algorithm::HS256);
+        self.validate_as::<Claims>(token)
+    }
+
+    pub fn validate_as<T: serde::de::DeserializeOwned>(&self, token: &str) -> Result<T, String> {
+        let header =
+            decode_header(token).map_err(|e| format!("The access token is malformed: {e}"))?;
+        if header.alg != Algorithm::RS256 {
+            return Err("The access token uses an unsupported algorithm.".into());
+        }
+        let keys = self.keys.read().expect("keys");
+        let key = match &header.kid {
+            Some(kid) => keys
+                .iter()
+                .find(|k| &k.kid == kid)
+                .ok_or("The access token was signed by an unknown key.")?,
+            None => return Err("The access token has no key id.".into()),
+        };
+        let mut v = Validation::new(Algorithm::RS256);
         v.validate_aud = false;
         v.validate_nbf = true;
         v.leeway = 30;
         v.set_required_spec_claims(&["exp", "nbf", "iss"]);
-        decode::<Claims>(token, &self.dec, &v)
+        decode::<T>(token, &key.dec, &v)
             .map(|d| d.claims)
             .map_err(|e| match e.kind() {
                 jsonwebtoken::errors::ErrorKind::ExpiredSignature => {
@@ -73,13 +239,31 @@ impl TokenKeys {
                 jsonwebtoken::errors::ErrorKind::InvalidSignature => {
                     "The access token signature is invalid.".to_string()
                 }
-                jsonwebtoken::errors::ErrorKind::InvalidAlgorithm => {
-                    "The access token uses an unsupported algorithm.".to_string()
-                }
                 _ => format!("The access token is malformed: {e}"),
             })
     }
+
+    /// The JSON Web Key Set: current and previous public keys.
+    pub fn jwks(&self) -> Value {
+        let keys: Vec<Value> = self
+            .keys
+            .read()
+            .expect("keys")
+            .iter()
+            .map(|k| json!({"kty": "RSA", "use": "sig", "alg": "RS256", "kid": k.kid, "n": k.n, "e": k.e}))
+            .collect();
+        json!({ "keys": keys })
+    }
 }
+
+#[cfg(unix)]
+fn restrict(path: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600));
+}
+
+#[cfg(not(unix))]
+fn restrict(_: &Path) {}
 
 /// The audience of a token requested for `scope` (`https://graph.microsoft.com/.default`).
 pub fn audience_of_scope(scope: Option<&str>) -> String {
@@ -90,6 +274,36 @@ pub fn audience_of_scope(scope: Option<&str>) -> String {
         .trim_end_matches(".default")
         .trim_end_matches('/')
         .to_string()
+}
+
+/// Application secrets are stored as `sha256$<salt>$<digest>`; they are random and long, so a
+/// salted SHA-256 is enough (no password stretching needed).
+pub fn hash_secret(secret: &str) -> String {
+    use aws_lc_rs::rand::SecureRandom;
+    let mut salt = [0u8; 16];
+    aws_lc_rs::rand::SystemRandom::new()
+        .fill(&mut salt)
+        .expect("system randomness");
+    let salt = URL_SAFE_NO_PAD.encode(salt);
+    format!("sha256${salt}${}", digest_secret(&salt, secret))
+}
+
+fn digest_secret(salt: &str, secret: &str) -> String {
+    let mut ctx = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
+    ctx.update(salt.as_bytes());
+    ctx.update(b"$");
+    ctx.update(secret.as_bytes());
+    URL_SAFE_NO_PAD.encode(ctx.finish().as_ref())
+}
+
+pub fn verify_secret(stored: &str, given: &str) -> bool {
+    let mut parts = stored.splitn(3, '$');
+    match (parts.next(), parts.next(), parts.next()) {
+        (Some("sha256"), Some(salt), Some(digest)) => {
+            crate::admin::constant_time_eq(digest_secret(salt, given).as_bytes(), digest.as_bytes())
+        }
+        _ => false,
+    }
 }
 
 #[cfg(test)]
@@ -112,22 +326,97 @@ mod tests {
     }
 
     #[test]
-    fn tokens_validate_only_with_the_same_key_and_before_expiry() {
-        let k = TokenKeys::from_secret(b"0123456789abcdef0123456789abcdef");
+    fn tokens_validate_with_the_ring_that_signed_them_until_they_expire() {
+        let ring = KeyRing::ephemeral();
         let far = 4_000_000_000;
-        let t = k.issue(&claims(far));
-        assert_eq!(k.validate(&t).unwrap().tid, "t");
-        let other = TokenKeys::from_secret(b"ffffffffffffffffffffffffffffffff");
-        assert!(other.validate(&t).unwrap_err().contains("signature"));
+        let t = ring.sign(&claims(far));
+        assert_eq!(ring.validate(&t).unwrap().tid, "t");
+        let other = KeyRing::ephemeral();
+        assert!(other.validate(&t).unwrap_err().contains("unknown key"));
         assert!(
-            k.validate(&k.issue(&claims(1)))
+            ring.validate(&ring.sign(&claims(1)))
                 .unwrap_err()
                 .contains("expired")
         );
-        assert!(k.validate("not.a.jwt").is_err());
-        // alg: none is refused.
-        let none = "eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0.eyJ0aWQiOiJ0In0.";
-        assert!(k.validate(none).is_err());
+        assert!(ring.validate("not.a.jwt").is_err());
+    }
+
+    #[test]
+    fn forged_algorithms_and_tampered_tokens_are_refused() {
+        let ring = KeyRing::ephemeral();
+        let kid = ring.current_kid();
+        // alg: none, and HS256 "signed" with the public modulus as the secret.
+        let none_header =
+            URL_SAFE_NO_PAD.encode(format!(r#"{{"alg":"none","typ":"JWT","kid":"{kid}"}}"#));
+        let body = URL_SAFE_NO_PAD.encode(r#"{"tid":"t","exp":4000000000,"nbf":0,"iss":"x"}"#);
+        assert!(ring.validate(&format!("{none_header}.{body}.")).is_err());
+        let mut h = Header::new(Algorithm::HS256);
+        h.kid = Some(kid);
+        let hs = encode(
+            &h,
+            &claims(4_000_000_000),
+            &EncodingKey::from_secret(b"guess"),
+        )
+        .unwrap();
+        assert!(ring.validate(&hs).unwrap_err().contains("algorithm"));
+        let good = ring.sign(&claims(4_000_000_000));
+        let mut parts: Vec<String> = good.split('.').map(str::to_string).collect();
+        parts[1] = URL_SAFE_NO_PAD.encode(r#"{"iss":"i","aud":"a","tid":"evil","appid":"x","azp":"x","roles":[],"iat":0,"nbf":0,"exp":4000000000,"idtyp":"app"}"#);
+        assert!(
+            ring.validate(&parts.join("."))
+                .unwrap_err()
+                .contains("signature")
+        );
+    }
+
+    #[test]
+    fn rotation_keeps_the_previous_key_in_the_jwks_and_valid() {
+        let dir = std::env::temp_dir().join(format!("ringside-keys-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let ring = KeyRing::load_or_create(&dir, 1).unwrap();
+        let before = ring.sign(&claims(4_000_000_000));
+        let old_kid = ring.current_kid();
+        assert!(!ring.rotate_if_older(2, 1000).unwrap());
+        assert!(ring.rotate_if_older(5000, 1000).unwrap());
+        assert_ne!(ring.current_kid(), old_kid);
+        let jwks = ring.jwks();
+        let kids: Vec<&str> = jwks["keys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|k| k["kid"].as_str().unwrap())
+            .collect();
+        assert_eq!(kids.len(), 2);
+        assert!(kids.contains(&old_kid.as_str()));
+        assert!(
+            ring.validate(&before).is_ok(),
+            "tokens from before the rotation stay valid"
+        );
+        // The ring survives a restart.
+        let again = KeyRing::load_or_create(&dir, 6000).unwrap();
+        assert!(again.validate(&before).is_ok());
+        assert_eq!(again.current_kid(), ring.current_kid());
+        ring.rotate(7000).unwrap();
+        let third = KeyRing::load_or_create(&dir, 8000).unwrap();
+        assert!(
+            third.validate(&before).is_err(),
+            "two rotations retire a key"
+        );
+    }
+
+    #[test]
+    fn secrets_are_stored_salted_and_hashed() {
+        let h = hash_secret("s3cret");
+        assert!(h.starts_with("sha256$"));
+        assert!(!h.contains("s3cret"));
+        assert!(verify_secret(&h, "s3cret"));
+        assert!(!verify_secret(&h, "s3cres"));
+        assert_ne!(hash_secret("s3cret"), h, "salted");
+        assert!(
+            !verify_secret("s3cret", "s3cret"),
+            "a plain value is not a hash"
+        );
     }
 
     #[test]

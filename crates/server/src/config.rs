@@ -40,6 +40,12 @@ fn default_retention() -> u64 {
 fn default_token_lifetime() -> u64 {
     3600
 }
+fn default_rotation() -> u64 {
+    30
+}
+fn default_callback_token_lifetime() -> u64 {
+    600
+}
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -80,6 +86,13 @@ pub struct ServerConfig {
     pub recording_retention_minutes: u64,
     #[serde(default = "default_token_lifetime")]
     pub token_lifetime_seconds: u64,
+    /// The token signing key is replaced after this many days; the previous key stays in the
+    /// JWKS (and valid) until the next rotation.
+    #[serde(default = "default_rotation")]
+    pub signing_key_rotation_days: u64,
+    /// Lifetime of the token on each notification POST.
+    #[serde(default = "default_callback_token_lifetime")]
+    pub callback_token_lifetime_seconds: u64,
     /// fsync every commit (survives power loss, not only process crashes).
     #[serde(default)]
     pub fsync: bool,
@@ -112,7 +125,13 @@ pub struct App {
     pub tenant: String,
     #[serde(default)]
     pub name: Option<String>,
-    pub secret: String,
+    /// A client secret in clear: accepted in a hand-written file, replaced by `secret_hash`
+    /// the first time ringside starts with it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret: Option<String>,
+    /// `sha256$<salt>$<digest>` of the client secret.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_hash: Option<String>,
     #[serde(default = "default_permissions")]
     pub permissions: Vec<String>,
     /// The calling webhook: incoming calls are notified here.
@@ -262,8 +281,23 @@ impl Config {
         std::fs::rename(&tmp, path).map_err(|e| format!("cannot replace {}: {e}", path.display()))
     }
 
+    /// Replace clear-text secrets by their hashes; true when something changed.
+    pub fn hash_secrets(&mut self) -> bool {
+        let mut changed = false;
+        for a in &mut self.apps {
+            if let Some(s) = a.secret.take() {
+                a.secret_hash = Some(crate::auth::hash_secret(&s));
+                changed = true;
+            }
+        }
+        changed
+    }
+
     pub fn validate(&self) -> Result<(), String> {
         for a in &self.apps {
+            if a.secret.is_none() && a.secret_hash.is_none() {
+                return Err(format!("app {} has neither secret nor secret_hash", a.id));
+            }
             if !self.tenants.iter().any(|t| t.id == a.tenant) {
                 return Err(format!("app {} names unknown tenant {}", a.id, a.tenant));
             }
@@ -353,7 +387,8 @@ impl Config {
                 id: id(),
                 tenant,
                 name: Some("Dev bot".into()),
-                secret,
+                secret: Some(secret),
+                secret_hash: None,
                 permissions: default_permissions(),
                 webhook: Some("http://127.0.0.1:9000/callback".into()),
                 addresses: vec![],
@@ -375,6 +410,18 @@ mod tests {
         back.validate().unwrap();
         assert_eq!(back.users.len(), 3);
         assert_eq!(back.apps[0].secret, c.apps[0].secret);
+        let mut hashed = back.clone();
+        assert!(hashed.hash_secrets());
+        assert!(hashed.apps[0].secret.is_none());
+        assert!(crate::auth::verify_secret(
+            hashed.apps[0].secret_hash.as_ref().unwrap(),
+            c.apps[0].secret.as_ref().unwrap()
+        ));
+        assert!(
+            !toml::to_string(&hashed)
+                .unwrap()
+                .contains(c.apps[0].secret.as_ref().unwrap().as_str())
+        );
     }
 
     #[test]

@@ -30,6 +30,8 @@ pub struct Running {
     pub shared: Arc<Shared>,
     /// Set when this start seeded a fresh development directory.
     pub seeded: bool,
+    /// The seeded app's secret, shown once in the banner.
+    pub seeded_secret: Option<String>,
     pub server: tokio::task::JoinHandle<()>,
 }
 
@@ -51,10 +53,17 @@ pub async fn start(opts: Options) -> Result<Running, String> {
     let (mut cfg, seeded) = if config_path.exists() {
         (Config::load(&config_path)?, false)
     } else {
-        let c = Config::seed_dev();
-        c.save(&config_path)?;
-        (c, true)
+        (Config::seed_dev(), true)
     };
+    // The seeded secret is shown once, then only its hash is kept (like Entra's portal).
+    let seeded_secret = if seeded {
+        cfg.apps.first().and_then(|a| a.secret.clone())
+    } else {
+        None
+    };
+    if cfg.hash_secrets() || seeded {
+        cfg.save(&config_path)?;
+    }
     if let Some(l) = &opts.listen {
         cfg.server.listen = l.clone();
     }
@@ -91,8 +100,10 @@ pub async fn start(opts: Options) -> Result<Running, String> {
     let live_legs = engine.live_legs();
     let pending = store.pending_outbox().map_err(|e| e.to_string())?;
 
-    let keys =
-        auth::TokenKeys::load_or_create(&opts.data_dir).map_err(|e| format!("signing key: {e}"))?;
+    let keys = auth::KeyRing::load_or_create(&opts.data_dir, driver::now_ms())
+        .map_err(|e| format!("signing keys: {e}"))?;
+    let rotation_ms = cfg.server.signing_key_rotation_days.max(1) * 86_400_000;
+    keys.rotate_if_older(driver::now_ms(), rotation_ms)?;
     let (driver_tx, driver_rx) = std::sync::mpsc::channel();
     let (outbox_tx, outbox_rx) = tokio::sync::mpsc::unbounded_channel();
     let (legs_tx, legs_rx) = tokio::sync::mpsc::unbounded_channel();
@@ -124,7 +135,22 @@ pub async fn start(opts: Options) -> Result<Running, String> {
         .name("ringside-driver".into())
         .spawn(move || driver::run(engine, store, driver_rx, sinks))
         .map_err(|e| e.to_string())?;
-    tokio::spawn(notifier::run(notifier_cfg, outbox_rx, driver_tx));
+    tokio::spawn(notifier::run(
+        notifier_cfg,
+        outbox_rx,
+        driver_tx,
+        shared.clone(),
+    ));
+    let rotating = shared.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(3600));
+        loop {
+            tick.tick().await;
+            if let Err(e) = rotating.keys.rotate_if_older(driver::now_ms(), rotation_ms) {
+                tracing::error!(error = %e, "signing key rotation failed");
+            }
+        }
+    });
     tokio::spawn(endpoints::run(shared.clone(), legs_rx));
     tokio::spawn(fetch::run(shared.clone(), fetch_rx));
     tokio::spawn(fetch::recordings(shared.clone(), rec_rx));
@@ -157,6 +183,7 @@ pub async fn start(opts: Options) -> Result<Running, String> {
         addr,
         shared,
         seeded,
+        seeded_secret,
         server,
     })
 }
@@ -171,18 +198,26 @@ pub fn banner(r: &Running) -> String {
         r.shared.data_dir.display()
     );
     if let Some(app) = c.apps.first() {
+        let secret = r.seeded_secret.clone().unwrap_or_else(|| {
+            "(stored hashed; set a new one with `ringside set-secret <app>`)".into()
+        });
         s.push_str(&format!(
-            "\nDev tenant : {}\nApp id     : {}\nApp secret : {}\nWebhook    : {}\n",
+            "\nDev tenant : {}\nApp id     : {}\nApp secret : {secret}\nWebhook    : {}\n",
             app.tenant,
             app.id,
-            app.secret,
             app.webhook.clone().unwrap_or_default()
         ));
+        if r.seeded_secret.is_some() {
+            s.push_str("(the secret is shown only now; ringside keeps its hash)\n");
+        }
         s.push_str(&format!(
-            "\nGet a token:\n  curl -s -d grant_type=client_credentials -d client_id={} -d client_secret={} -d scope=https://graph.microsoft.com/.default {base}/{}/oauth2/v2.0/token\n",
-            app.id, app.secret, app.tenant
+            "\nGet a token:\n  curl -s -d grant_type=client_credentials -d client_id={} -d client_secret=<secret> -d scope=https://graph.microsoft.com/.default {base}/{}/oauth2/v2.0/token\n",
+            app.id, app.tenant
         ));
         s.push_str(&format!("Graph base URLs: {base}/v1.0 and {base}/beta\n"));
+        s.push_str(&format!(
+            "Callback tokens: validate with {base}/.well-known/openid-configuration\n"
+        ));
     }
     if !c.users.is_empty() {
         s.push_str(

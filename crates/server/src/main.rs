@@ -54,6 +54,10 @@ enum Cmd {
         #[arg(long)]
         id: Option<String>,
     },
+    /// Give an application a new random secret (printed once).
+    SetSecret { app: String },
+    /// Replace the token signing key now (the previous one stays valid until the next rotation).
+    RotateKeys,
     /// Set an application's calling webhook.
     SetWebhook { app: String, url: String },
     /// Add a simulated user; --behaviour takes JSON like {"action":"answer","answerAfterMs":500}.
@@ -187,6 +191,8 @@ async fn admin(
             "/apps".into(),
             Some(json!({"tenant": tenant, "name": name, "webhook": webhook, "id": id})),
         ),
+        Cmd::SetSecret { app } => ("POST", format!("/apps/{app}/secret"), None),
+        Cmd::RotateKeys => ("POST", "/signing-keys/rotate".to_string(), None),
         Cmd::SetWebhook { app, url } => (
             "PATCH",
             format!("/apps/{app}"),

@@ -2,8 +2,11 @@
 //! least once, with exponential backoff; dead-letters after the configured attempts. Every
 //! outcome goes back to the driver, which records it in the store.
 
+use crate::auth::CallbackClaims;
 use crate::driver::{Msg, now_ms};
+use crate::state::Shared;
 use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::Arc;
 use std::sync::mpsc::Sender;
 use std::time::Duration;
 use store::{OutboxChange, OutboxRow};
@@ -28,11 +31,63 @@ enum Done {
     },
 }
 
+/// Signed tokens for callbacks, one per (app, tenant), reused until half their life is gone:
+/// an RSA signature per notification would cost more than the rest of the delivery.
+pub struct CallbackSigner {
+    shared: Arc<Shared>,
+    cache: std::sync::Mutex<HashMap<(String, String), (String, u64)>>,
+}
+
+impl CallbackSigner {
+    pub fn new(shared: Arc<Shared>) -> CallbackSigner {
+        CallbackSigner {
+            shared,
+            cache: Default::default(),
+        }
+    }
+
+    /// `Authorization` value for a notification to `app` about a call in `tenant` (reference §8.3).
+    pub fn bearer(&self, app: &str, tenant: &str) -> String {
+        let now = now_ms() / 1000;
+        let life = self
+            .shared
+            .config
+            .read()
+            .expect("config")
+            .server
+            .callback_token_lifetime_seconds
+            .max(60);
+        let key = (app.to_string(), tenant.to_string());
+        let mut cache = self.cache.lock().expect("signer cache");
+        if let Some((t, exp)) = cache.get(&key)
+            && *exp > now + life / 2
+        {
+            return format!("Bearer {t}");
+        }
+        let claims = CallbackClaims {
+            iss: self.shared.public_url.clone(),
+            aud: app.to_string(),
+            tid: tenant.to_string(),
+            iat: now,
+            nbf: now,
+            exp: now + life,
+        };
+        let t = self.shared.keys.sign(&claims);
+        if cache.len() > 10_000 {
+            cache.clear();
+        }
+        cache.insert(key, (t.clone(), now + life));
+        format!("Bearer {t}")
+    }
+}
+
 pub async fn run(
     cfg: NotifierConfig,
     mut rows: mpsc::UnboundedReceiver<OutboxRow>,
     driver: Sender<Msg>,
+    shared: Arc<Shared>,
 ) {
+    let signer = Arc::new(CallbackSigner::new(shared));
     let client = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .timeout(cfg.timeout)
@@ -48,12 +103,14 @@ pub async fn run(
         busy.insert(row.call_id.clone());
         let client = client.clone();
         let done = done_tx.clone();
+        let signer = signer.clone();
         let delay = row.next_attempt_ms.saturating_sub(now_ms() as i64).max(0) as u64;
         tokio::spawn(async move {
             if delay > 0 {
                 tokio::time::sleep(Duration::from_millis(delay)).await;
             }
-            let r = deliver(&client, &row).await;
+            let auth = signer.bearer(&row.app_id, &row.tenant_id);
+            let r = deliver(&client, &row, &auth).await;
             let _ = done.send(match r {
                 Ok(()) => Done::Delivered {
                     call_id: row.call_id,
@@ -127,12 +184,13 @@ pub async fn run(
 }
 
 /// One POST; 302/307/308 are followed for the incoming-call notification (reference §8.4).
-async fn deliver(client: &reqwest::Client, row: &OutboxRow) -> Result<(), String> {
+async fn deliver(client: &reqwest::Client, row: &OutboxRow, auth: &str) -> Result<(), String> {
     let mut url = row.url.clone();
     for _hop in 0..5 {
         let resp = client
             .post(&url)
             .header("content-type", "application/json")
+            .header("authorization", auth)
             .header("client-request-id", uuid::Uuid::new_v4().to_string())
             .header("scenario-id", &row.call_id)
             .body(row.body.clone())

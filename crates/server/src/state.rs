@@ -1,6 +1,6 @@
 //! What every request handler and background task shares.
 
-use crate::auth::TokenKeys;
+use crate::auth::KeyRing;
 use crate::config::Config;
 use crate::driver::Msg;
 use crate::endpoints::{Control, Registry};
@@ -11,7 +11,7 @@ pub struct Shared {
     pub config: RwLock<Config>,
     pub config_path: PathBuf,
     pub data_dir: PathBuf,
-    pub keys: TokenKeys,
+    pub keys: KeyRing,
     pub driver: mpsc::Sender<Msg>,
     pub endpoints: tokio::sync::mpsc::UnboundedSender<Control>,
     pub registry: Arc<Registry>,

@@ -34,6 +34,8 @@ pub struct Note {
     pub change: String,
     pub resource: String,
     pub data: Value,
+    /// The Authorization header the notification came with.
+    pub auth: Option<String>,
 }
 
 impl Note {
@@ -94,10 +96,17 @@ async fn start_hooks() -> Hooks {
     };
     let h = hooks.clone();
     let app = axum::Router::new().fallback(
-        move |method: axum::http::Method, uri: axum::http::Uri, body: axum::body::Bytes| {
+        move |method: axum::http::Method,
+              uri: axum::http::Uri,
+              headers: axum::http::HeaderMap,
+              body: axum::body::Bytes| {
             let h = h.clone();
             async move {
                 let path = uri.path().to_string();
+                let auth = headers
+                    .get("authorization")
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_string);
                 if method == axum::http::Method::GET {
                     // Prompts: /prompt/<ms>.wav serves a WAV of that length; /notwav serves text.
                     if let Some(ms) = path
@@ -130,6 +139,7 @@ async fn start_hooks() -> Hooks {
                         change: item["changeType"].as_str().unwrap().to_string(),
                         resource: item["resourceUrl"].as_str().unwrap().to_string(),
                         data: item["resourceData"].clone(),
+                        auth: auth.clone(),
                     });
                 }
                 (StatusCode::ACCEPTED, vec![]).into_response_parts()

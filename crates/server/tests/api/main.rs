@@ -6,3 +6,4 @@ mod common;
 mod delivery;
 mod media;
 mod meetings;
+mod trust;

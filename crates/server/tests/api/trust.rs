@@ -1,0 +1,222 @@
+//! Entra-shaped tokens, signed callbacks, key rotation and hashed secrets (issue #5).
+
+use crate::common::*;
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use jsonwebtoken::{Algorithm, DecodingKey, Validation, decode, decode_header};
+use serde_json::{Value, json};
+
+/// Verify a JWT the way a bot would: fetch the OIDC document, then the JWKS, pick the key by kid.
+async fn verify(h: &Harness, oidc_path: &str, token: &str, aud: Option<&str>) -> Value {
+    let oidc: Value = h
+        .client
+        .get(format!("{}{oidc_path}", h.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let jwks: Value = h
+        .client
+        .get(oidc["jwks_uri"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let kid = decode_header(token).unwrap().kid.expect("kid");
+    let jwk = jwks["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["kid"] == kid.as_str())
+        .expect("key in JWKS");
+    let key =
+        DecodingKey::from_rsa_components(jwk["n"].as_str().unwrap(), jwk["e"].as_str().unwrap())
+            .unwrap();
+    let mut v = Validation::new(Algorithm::RS256);
+    match aud {
+        Some(a) => v.set_audience(&[a]),
+        None => v.validate_aud = false,
+    }
+    v.set_issuer(&[oidc["issuer"].as_str().unwrap()]);
+    decode::<Value>(token, &key, &v)
+        .expect("token verifies against the published keys")
+        .claims
+}
+
+#[tokio::test]
+async fn access_tokens_are_rs256_and_verify_against_the_tenant_jwks() {
+    let h = Harness::start().await;
+    let t = h.token().await;
+    let header = decode_header(&t).unwrap();
+    assert_eq!(header.alg, Algorithm::RS256);
+    let claims = verify(
+        &h,
+        &format!("/{TENANT}/v2.0/.well-known/openid-configuration"),
+        &t,
+        Some("https://graph.microsoft.com"),
+    )
+    .await;
+    assert_eq!(claims["tid"], TENANT);
+    assert_eq!(claims["appid"], APP);
+    assert_eq!(claims["azp"], APP);
+    assert!(
+        claims["roles"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r == "Calls.Initiate.All")
+    );
+    let oidc: Value = h
+        .client
+        .get(format!(
+            "{}/{TENANT}/v2.0/.well-known/openid-configuration",
+            h.base
+        ))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        oidc["token_endpoint"],
+        format!("{}/{TENANT}/oauth2/v2.0/token", h.base)
+    );
+}
+
+#[tokio::test]
+async fn every_notification_carries_a_token_the_bot_can_verify() {
+    let h = Harness::start().await;
+    let id = h.call_user(ALICE).await;
+    let notes = h.until_state(&id, "established").await;
+    for n in &notes {
+        let auth = n
+            .auth
+            .as_deref()
+            .expect("Authorization header on the callback");
+        let token = auth.strip_prefix("Bearer ").expect("Bearer token");
+        let claims = verify(&h, "/.well-known/openid-configuration", token, Some(APP)).await;
+        assert_eq!(claims["tid"], TENANT);
+        assert_eq!(claims["iss"], h.base.as_str());
+        let life = claims["exp"].as_u64().unwrap() - claims["iat"].as_u64().unwrap();
+        assert!(life <= 600, "short-lived: {life} s");
+    }
+}
+
+#[tokio::test]
+async fn rotated_keys_keep_earlier_tokens_valid_until_the_next_rotation() {
+    let h = Harness::start().await;
+    let before = h.token().await;
+    let (s, v) = h.admin("POST", "/signing-keys/rotate", None).await;
+    assert_eq!(s, 201, "{v}");
+    let jwks: Value = h
+        .client
+        .get(format!("{}/discovery/keys", h.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        jwks["keys"].as_array().unwrap().len(),
+        2,
+        "current and previous key"
+    );
+    let (s, _, _) = h
+        .req_as(&before, "GET", "/v1.0/communications/calls", None)
+        .await;
+    assert_eq!(s, 200, "a token signed with the previous key still works");
+    let after = h.app_token(TENANT, APP, SECRET).await;
+    assert_ne!(
+        decode_header(&after).unwrap().kid,
+        decode_header(&before).unwrap().kid
+    );
+    h.admin("POST", "/signing-keys/rotate", None).await;
+    let (s, v, _) = h
+        .req_as(&before, "GET", "/v1.0/communications/calls", None)
+        .await;
+    assert_eq!(s, 401, "two rotations retire the key: {v}");
+}
+
+#[tokio::test]
+async fn secrets_are_kept_hashed_and_can_be_reset() {
+    let h = Harness::start().await;
+    let text = std::fs::read_to_string(h.dir.join("ringside.toml")).unwrap();
+    assert!(
+        !text.contains(SECRET),
+        "the clear secret was replaced by its hash"
+    );
+    assert!(text.contains("secret_hash = \"sha256$"));
+    assert_eq!(h.token_for(TENANT, APP, SECRET).await.status(), 200);
+    let (s, v) = h.admin("POST", &format!("/apps/{APP}/secret"), None).await;
+    assert_eq!(s, 201);
+    let new = v["secret"].as_str().unwrap().to_string();
+    assert_eq!(
+        h.token_for(TENANT, APP, SECRET).await.status(),
+        401,
+        "the old secret is gone"
+    );
+    assert_eq!(h.token_for(TENANT, APP, &new).await.status(), 200);
+    let (s, v) = h
+        .admin(
+            "POST",
+            "/apps",
+            Some(json!({"tenant": TENANT, "name": "New"})),
+        )
+        .await;
+    assert_eq!(s, 201);
+    let (id, secret) = (v["id"].as_str().unwrap(), v["secret"].as_str().unwrap());
+    assert_eq!(h.token_for(TENANT, id, secret).await.status(), 200);
+    assert!(
+        !std::fs::read_to_string(h.dir.join("ringside.toml"))
+            .unwrap()
+            .contains(secret)
+    );
+}
+
+#[tokio::test]
+async fn forged_tokens_are_refused() {
+    let h = Harness::start().await;
+    let good = h.token().await;
+    let parts: Vec<&str> = good.split('.').collect();
+    // Same header and signature, a payload claiming another tenant.
+    let mut payload: Value =
+        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(parts[1]).unwrap()).unwrap();
+    payload["tid"] = json!(TENANT2);
+    let forged = format!(
+        "{}.{}.{}",
+        parts[0],
+        URL_SAFE_NO_PAD.encode(payload.to_string()),
+        parts[2]
+    );
+    let none = format!(
+        "{}.{}.",
+        URL_SAFE_NO_PAD.encode(r#"{"alg":"none","typ":"JWT"}"#),
+        parts[1]
+    );
+    for t in [forged, none] {
+        let (s, v, _) = h
+            .req_as(&t, "GET", "/v1.0/communications/calls", None)
+            .await;
+        assert_eq!(s, 401, "{v}");
+    }
+    // A deleted app's tokens stop working at once.
+    let t3 = h.app_token(TENANT2, APP3, "secret-three").await;
+    let (s, _) = h.admin("DELETE", &format!("/apps/{APP3}"), None).await;
+    assert_eq!(s, 204);
+    let (s, v, _) = h
+        .req_as(&t3, "GET", "/v1.0/communications/calls", None)
+        .await;
+    assert_eq!(s, 401);
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("no longer exists")
+    );
+}
