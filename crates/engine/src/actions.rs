@@ -277,12 +277,27 @@ fn create_call(e: &mut Engine, app: &AppCtx, mut req: CreateCall, ver: Version) 
             message: "request authorization tenant mismatch".into(),
         });
     }
+    let in_tenant = e
+        .calls
+        .values()
+        .filter(|c| c.tenant_id == app.tenant_id)
+        .count();
+    if in_tenant >= e.cfg.max_calls_per_tenant {
+        return Err(ApiError {
+            status: 429,
+            code: "TooManyRequests".into(),
+            message: format!(
+                "The tenant has reached its limit of {} concurrent calls; retry after 1 s.",
+                e.cfg.max_calls_per_tenant
+            ),
+        });
+    }
     if e.calls_of_app(&app.app_id) >= e.cfg.max_calls_per_app {
         return Err(ApiError {
             status: 429,
             code: "TooManyRequests".into(),
             message: format!(
-                "The application has reached its limit of {} concurrent calls.",
+                "The application has reached its limit of {} concurrent calls; retry after 1 s.",
                 e.cfg.max_calls_per_app
             ),
         });

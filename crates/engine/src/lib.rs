@@ -222,6 +222,7 @@ pub struct Config {
     pub default_ring_ms: u64,
     pub public_url: String,
     pub max_calls_per_app: usize,
+    pub max_calls_per_tenant: usize,
     pub beep_ms: u64,
     pub tone_ms: u64,
 }
@@ -234,6 +235,7 @@ impl Default for Config {
             default_ring_ms: 60_000,
             public_url: "http://127.0.0.1:8480".into(),
             max_calls_per_app: 100,
+            max_calls_per_tenant: 1000,
             beep_ms: 300,
             tone_ms: 100,
         }

@@ -4,6 +4,7 @@
 
 use crate::auth::{self, Claims};
 use crate::driver::{Msg, now_ms};
+use crate::guard;
 use crate::state::Shared;
 use axum::body::Body;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
@@ -33,8 +34,16 @@ pub fn error_response(ctx: &Ctx, e: &ApiError) -> Response {
     )
         .into_response();
     if e.status == 429 {
+        // Throttling messages end with "retry after N s"; the header carries the same N.
+        let secs = e
+            .message
+            .rsplit("retry after ")
+            .next()
+            .and_then(|t| t.split_whitespace().next())
+            .and_then(|n| n.parse::<u64>().ok())
+            .unwrap_or(1);
         r.headers_mut()
-            .insert("retry-after", HeaderValue::from_static("1"));
+            .insert("retry-after", HeaderValue::from(secs));
     }
     if e.status == 401 {
         r.headers_mut()
@@ -188,7 +197,11 @@ pub async fn handle(
 
 // ------------------------------------------------------------------ auth
 
-pub fn authenticate(shared: &Shared, headers: &HeaderMap) -> Result<AppCtx, ApiError> {
+/// The app a request acts for, and the roles (permissions) its token carries.
+pub fn authenticate(
+    shared: &Shared,
+    headers: &HeaderMap,
+) -> Result<(AppCtx, Vec<String>), ApiError> {
     let unauthorized = |m: &str| ApiError {
         status: 401,
         code: "InvalidAuthenticationToken".into(),
@@ -220,11 +233,14 @@ pub fn authenticate(shared: &Shared, headers: &HeaderMap) -> Result<AppCtx, ApiE
             "The token's tenant does not match its application.",
         ));
     }
-    Ok(AppCtx {
-        tenant_id: app.tenant.clone(),
-        app_id: app.id.clone(),
-        app_name: app.name.clone(),
-    })
+    Ok((
+        AppCtx {
+            tenant_id: app.tenant.clone(),
+            app_id: app.id.clone(),
+            app_name: app.name.clone(),
+        },
+        claims.roles,
+    ))
 }
 
 async fn token(shared: &Shared, tenant: &str, body: Body) -> Result<Response, ApiError> {
@@ -438,9 +454,40 @@ async fn graph(
     headers: &HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let app = authenticate(shared, headers)?;
+    let (app, roles) = authenticate(shared, headers)?;
+    {
+        let c = shared.config.read().expect("config");
+        let sv = &c.server;
+        shared
+            .buckets
+            .take(
+                &format!("app:{}", app.app_id),
+                sv.rate_per_app,
+                sv.burst_per_app,
+            )
+            .map_err(|s| guard::throttled("application", s))?;
+        shared
+            .buckets
+            .take(
+                &format!("tenant:{}", app.tenant_id),
+                sv.rate_per_tenant,
+                sv.burst_per_tenant,
+            )
+            .map_err(|s| guard::throttled("tenant", s))?;
+    }
     let bytes = read_body(shared, body).await?;
     let target = route(method, rest, path, &bytes)?;
+    match &target {
+        Target::Engine { cmd, .. } => guard::check(&roles, &guard::required(cmd))?,
+        Target::LogQuality(_) => guard::check(
+            &roles,
+            &[vec![guard::ACCESS_MEDIA, guard::ACCESS_MEDIA_CHAT]],
+        )?,
+        Target::CreateMeeting(_) => {
+            guard::check(&roles, &[vec![guard::JOIN_GROUP, guard::INITIATE_GROUP]])?
+        }
+        Target::GetMeeting(_) => {}
+    }
     let prefix = format!(
         "{}/{}",
         shared.public_url,

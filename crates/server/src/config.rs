@@ -40,6 +40,21 @@ fn default_retention() -> u64 {
 fn default_token_lifetime() -> u64 {
     3600
 }
+fn default_max_calls_tenant() -> usize {
+    1000
+}
+fn default_rate_app() -> f64 {
+    5000.0
+}
+fn default_burst_app() -> f64 {
+    10000.0
+}
+fn default_rate_tenant() -> f64 {
+    20000.0
+}
+fn default_burst_tenant() -> f64 {
+    40000.0
+}
 fn default_rotation() -> u64 {
     30
 }
@@ -66,6 +81,18 @@ pub struct ServerConfig {
     pub answer_deadline_seconds: u64,
     #[serde(default = "default_max_calls")]
     pub max_calls_per_app: usize,
+    #[serde(default = "default_max_calls_tenant")]
+    pub max_calls_per_tenant: usize,
+    /// Graph requests per second per application (token bucket; 0 = unlimited) …
+    #[serde(default = "default_rate_app")]
+    pub rate_per_app: f64,
+    /// … and the bursts it allows.
+    #[serde(default = "default_burst_app")]
+    pub burst_per_app: f64,
+    #[serde(default = "default_rate_tenant")]
+    pub rate_per_tenant: f64,
+    #[serde(default = "default_burst_tenant")]
+    pub burst_per_tenant: f64,
     /// Delivery attempts before a notification is dead-lettered.
     #[serde(default = "default_attempts")]
     pub notification_max_attempts: i64,

@@ -8,6 +8,7 @@ pub mod config;
 pub mod driver;
 pub mod endpoints;
 pub mod fetch;
+pub mod guard;
 pub mod notifier;
 pub mod state;
 
@@ -80,6 +81,7 @@ pub async fn start(opts: Options) -> Result<Running, String> {
         answer_deadline_ms: cfg.server.answer_deadline_seconds * 1000,
         public_url: public_url.clone(),
         max_calls_per_app: cfg.server.max_calls_per_app,
+        max_calls_per_tenant: cfg.server.max_calls_per_tenant,
         ..engine::Config::default()
     };
 
@@ -124,6 +126,7 @@ pub async fn start(opts: Options) -> Result<Running, String> {
         registry: Arc::new(endpoints::Registry::default()),
         engine_cfg,
         public_url,
+        buckets: guard::Buckets::default(),
     });
     let sinks = driver::Sinks {
         outbox: outbox_tx.clone(),

@@ -17,6 +17,7 @@ pub struct Shared {
     pub registry: Arc<Registry>,
     pub engine_cfg: engine::Config,
     pub public_url: String,
+    pub buckets: crate::guard::Buckets,
 }
 
 impl Shared {

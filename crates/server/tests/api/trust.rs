@@ -220,3 +220,112 @@ async fn forged_tokens_are_refused() {
             .contains("no longer exists")
     );
 }
+
+#[tokio::test]
+async fn each_method_checks_the_permissions_of_the_token() {
+    let h = Harness::start().await;
+    let (s, v) = h.admin("POST", "/apps", Some(json!({"tenant": TENANT, "name": "P2P only", "permissions": ["Calls.Initiate.All"]}))).await;
+    assert_eq!(s, 201);
+    let t = h
+        .app_token(
+            TENANT,
+            v["id"].as_str().unwrap(),
+            v["secret"].as_str().unwrap(),
+        )
+        .await;
+    let (s, call, _) = h
+        .req_as(
+            &t,
+            "POST",
+            "/v1.0/communications/calls",
+            Some(p2p_body(&h.callback(), ALICE)),
+        )
+        .await;
+    assert_eq!(s, 201, "P2P needs Calls.Initiate.All only: {call}");
+    let id = call["id"].as_str().unwrap().to_string();
+    h.until_state(&id, "established").await;
+    let forbidden = [
+        (
+            "POST",
+            format!("/v1.0/communications/calls/{id}/participants/invite"),
+            json!({"participants": [{"identity": {"user": {"id": GINA}}}]}),
+            "Calls.InitiateGroupCall.All",
+        ),
+        (
+            "POST",
+            format!("/beta/communications/calls/{id}/startRecording"),
+            json!({}),
+            "Calls.JoinGroupCall.All",
+        ),
+        (
+            "POST",
+            "/v1.0/communications/calls".to_string(),
+            {
+                let mut b = p2p_body(&h.callback(), ALICE);
+                b["mediaConfig"] =
+                    json!({"@odata.type": "#microsoft.graph.appHostedMediaConfig", "blob": "{}"});
+                b
+            },
+            "Calls.AccessMedia.All",
+        ),
+        (
+            "POST",
+            "/v1.0/communications/calls".to_string(),
+            json!({
+                "callbackUri": h.callback(), "requestedModalities": ["audio"], "mediaConfig": {"@odata.type": "#microsoft.graph.serviceHostedMediaConfig"},
+                "chatInfo": {"threadId": "19:meeting_x@thread.v2"}, "meetingInfo": {"@odata.type": "#microsoft.graph.organizerMeetingInfo", "organizer": {"user": {"id": "o"}}},
+            }),
+            "Calls.JoinGroupCall.All",
+        ),
+    ];
+    for (m, path, body, perm) in forbidden {
+        let (s, v, _) = h.req_as(&t, m, &path, Some(body)).await;
+        assert_eq!(s, 403, "{path}: {v}");
+        assert!(
+            v["error"]["message"].as_str().unwrap().contains(perm),
+            "{path}: {v}"
+        );
+    }
+    let (s, _, _) = h.req_as(&t, "POST", &format!("/v1.0/communications/calls/{id}/playPrompt"), Some(json!({"prompts": [{"@odata.type": "#microsoft.graph.mediaPrompt", "mediaInfo": {"uri": format!("{}/prompt/100.wav", h.hooks.url)}}]}))).await;
+    assert_eq!(s, 200, "in-call media actions are authorised by the create");
+}
+
+#[tokio::test]
+async fn requests_over_the_app_rate_get_429_with_retry_after() {
+    let h = Harness::start_with("rate_per_app = 2.0\nburst_per_app = 3.0").await;
+    let t = h.token().await;
+    let mut statuses = vec![];
+    let mut retry = None;
+    for _ in 0..6 {
+        let r = h
+            .client
+            .get(format!("{}/v1.0/communications/calls", h.base))
+            .bearer_auth(&t)
+            .send()
+            .await
+            .unwrap();
+        statuses.push(r.status().as_u16());
+        if r.status() == 429 {
+            retry = r
+                .headers()
+                .get("retry-after")
+                .map(|v| v.to_str().unwrap().to_string());
+            let v: Value = r.json().await.unwrap();
+            assert_eq!(v["error"]["code"], "TooManyRequests");
+        }
+    }
+    assert_eq!(&statuses[..3], &[200, 200, 200]);
+    assert!(statuses.contains(&429), "{statuses:?}");
+    assert!(retry.unwrap().parse::<u64>().unwrap() >= 1);
+    // Another app of another tenant is not affected.
+    let other = h.app_token(TENANT2, APP3, "secret-three").await;
+    let (s, _, _) = h
+        .req_as(&other, "GET", "/v1.0/communications/calls", None)
+        .await;
+    assert_eq!(s, 200);
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let (s, _, _) = h
+        .req_as(&t, "GET", "/v1.0/communications/calls", None)
+        .await;
+    assert_eq!(s, 200, "the budget refills");
+}

@@ -1,0 +1,169 @@
+//! What a request must have before it reaches the engine: the application permissions of
+//! reference §5, and room in its app's and tenant's request budgets.
+
+use engine::{ApiError, Command};
+use graph::{MediaConfig, MeetingInfo};
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Instant;
+
+pub const INITIATE: &str = "Calls.Initiate.All";
+pub const INITIATE_GROUP: &str = "Calls.InitiateGroupCall.All";
+pub const JOIN_GROUP: &str = "Calls.JoinGroupCall.All";
+pub const JOIN_GROUP_GUEST: &str = "Calls.JoinGroupCallAsGuest.All";
+pub const ACCESS_MEDIA: &str = "Calls.AccessMedia.All";
+pub const JOIN_GROUP_CHAT: &str = "Calls.JoinGroupCalls.Chat";
+pub const ACCESS_MEDIA_CHAT: &str = "Calls.AccessMedia.Chat";
+
+/// Docs spell some permissions two ways (`JoinGroupCalls.All`, `JoinGroupCallsasGuest.All`).
+fn canonical(p: &str) -> String {
+    p.to_ascii_lowercase()
+        .replace("groupcalls.all", "groupcall.all")
+        .replace("groupcallsasguest", "groupcallasguest")
+}
+
+/// Each inner list is "any of"; every list must be satisfied.
+pub fn required(cmd: &Command) -> Vec<Vec<&'static str>> {
+    let media = |m: &Option<MediaConfig>| matches!(m, Some(MediaConfig::AppHosted { .. }));
+    let participant_ops = vec![
+        JOIN_GROUP,
+        JOIN_GROUP_GUEST,
+        INITIATE_GROUP,
+        JOIN_GROUP_CHAT,
+    ];
+    match cmd {
+        Command::CreateCall(req) => {
+            let mut r = vec![];
+            if req.meeting_info.is_some() {
+                let guest = req
+                    .source
+                    .as_ref()
+                    .is_some_and(|s| s.identity.guest.is_some());
+                r.push(if guest {
+                    vec![JOIN_GROUP_GUEST, JOIN_GROUP, JOIN_GROUP_CHAT]
+                } else {
+                    vec![JOIN_GROUP, JOIN_GROUP_CHAT]
+                });
+                if let Some(MeetingInfo::Token { .. }) = &req.meeting_info {
+                    // Rejoining by token after an invite: the join permission above suffices.
+                }
+            } else if req.targets.len() > 1 {
+                r.push(vec![INITIATE_GROUP]);
+            } else {
+                r.push(vec![INITIATE]);
+            }
+            if media(&req.media_config) {
+                r.push(vec![ACCESS_MEDIA, ACCESS_MEDIA_CHAT]);
+            }
+            r
+        }
+        Command::Answer(req) if media(&req.media_config) => {
+            vec![vec![ACCESS_MEDIA, ACCESS_MEDIA_CHAT]]
+        }
+        Command::Redirect(_) | Command::Transfer(_) => vec![vec![INITIATE]],
+        Command::Invite(_) => vec![vec![INITIATE_GROUP]],
+        Command::MuteAll(_)
+        | Command::MuteParticipant(..)
+        | Command::DeleteParticipant(_)
+        | Command::StartHoldMusic(..)
+        | Command::StopHoldMusic(..) => {
+            vec![participant_ops]
+        }
+        Command::CreateRoutingGroup(_)
+        | Command::UpdateRoutingGroup(..)
+        | Command::DeleteRoutingGroup(_) => vec![vec![JOIN_GROUP, INITIATE_GROUP]],
+        Command::StartRecording(_)
+        | Command::StopRecording(_)
+        | Command::StartTranscription(_)
+        | Command::StopTranscription(_) => vec![vec![JOIN_GROUP]],
+        Command::ChangeScreenSharingRole(_) => vec![vec![ACCESS_MEDIA, ACCESS_MEDIA_CHAT]],
+        // The rest are checked when the call is created or answered (reference §5 note).
+        _ => vec![],
+    }
+}
+
+/// 403 naming the missing permission, as Graph does.
+pub fn check(roles: &[String], needed: &[Vec<&'static str>]) -> Result<(), ApiError> {
+    let have: Vec<String> = roles.iter().map(|r| canonical(r)).collect();
+    for any in needed {
+        if !any.iter().any(|p| have.contains(&canonical(p))) {
+            return Err(ApiError {
+                status: 403,
+                code: "Forbidden".into(),
+                message: format!(
+                    "Missing role permissions on the request. API requires one of '{}'. Roles on the request '{}'.",
+                    any.join(", "),
+                    roles.join(", ")
+                ),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Token buckets per key: `rate` requests per second, bursts of `burst`.
+pub struct Buckets {
+    state: Mutex<HashMap<String, (f64, Instant)>>,
+}
+
+impl Default for Buckets {
+    fn default() -> Self {
+        Buckets {
+            state: Mutex::new(HashMap::new()),
+        }
+    }
+}
+
+impl Buckets {
+    /// Take one token, or say how many seconds until one is available.
+    pub fn take(&self, key: &str, rate: f64, burst: f64) -> Result<(), u64> {
+        if rate <= 0.0 {
+            return Ok(());
+        }
+        let now = Instant::now();
+        let mut st = self.state.lock().expect("buckets");
+        if st.len() > 100_000 {
+            st.clear();
+        }
+        let (tokens, last) = st.entry(key.to_string()).or_insert((burst, now));
+        *tokens = (*tokens + now.duration_since(*last).as_secs_f64() * rate).min(burst);
+        *last = now;
+        if *tokens >= 1.0 {
+            *tokens -= 1.0;
+            Ok(())
+        } else {
+            Err(((1.0 - *tokens) / rate).ceil().max(1.0) as u64)
+        }
+    }
+}
+
+pub fn throttled(what: &str, retry_after: u64) -> ApiError {
+    ApiError {
+        status: 429,
+        code: "TooManyRequests".into(),
+        message: format!("Too many requests for this {what}; retry after {retry_after} s."),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn permissions_accept_either_spelling_and_name_what_is_missing() {
+        let roles = vec!["Calls.JoinGroupCalls.All".to_string()];
+        assert!(check(&roles, &[vec![JOIN_GROUP]]).is_ok());
+        let e = check(&roles, &[vec![INITIATE]]).unwrap_err();
+        assert_eq!(e.status, 403);
+        assert!(e.message.contains("Calls.Initiate.All"), "{}", e.message);
+    }
+
+    #[test]
+    fn buckets_refill_at_their_rate() {
+        let b = Buckets::default();
+        assert!(b.take("a", 1.0, 2.0).is_ok());
+        assert!(b.take("a", 1.0, 2.0).is_ok());
+        assert_eq!(b.take("a", 1.0, 2.0), Err(1));
+        assert!(b.take("b", 1.0, 2.0).is_ok(), "keys are independent");
+    }
+}
