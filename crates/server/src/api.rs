@@ -137,12 +137,30 @@ pub async fn read_body(shared: &Shared, body: Body) -> Result<Vec<u8>, ApiError>
         })
 }
 
+/// The base URL this request reached ringside at (`https://` on the TLS listener): the
+/// OIDC document must name endpoints on the scheme and host the client used.
+fn request_base(shared: &Shared, uri: &Uri, headers: &HeaderMap, tls: bool) -> String {
+    // HTTP/2 carries the host as :authority (in the URI), HTTP/1.1 as the Host header.
+    let host = uri
+        .authority()
+        .map(|a| a.as_str())
+        .or_else(|| headers.get("host").and_then(|h| h.to_str().ok()));
+    match host.filter(|h| {
+        h.chars()
+            .all(|c| c.is_ascii_alphanumeric() || ".-:[]".contains(c))
+    }) {
+        Some(host) => format!("{}://{host}", if tls { "https" } else { "http" }),
+        None => shared.public_url.clone(),
+    }
+}
+
 pub async fn handle(
     shared: Arc<Shared>,
     method: Method,
     uri: Uri,
     headers: HeaderMap,
     body: Body,
+    tls: bool,
 ) -> Response {
     let ctx = Ctx {
         request_id: uuid::Uuid::new_v4().to_string(),
@@ -164,10 +182,16 @@ pub async fn handle(
             crate::admin::handle(&shared, &ctx, &method, rest, uri.query(), &headers, body).await
         }
         [tenant, "oauth2", "v2.0", "token"] if method == Method::POST => {
-            token(&shared, tenant, body).await
+            token(
+                &shared,
+                tenant,
+                body,
+                &request_base(&shared, &uri, &headers, tls),
+            )
+            .await
         }
         [tenant, "v2.0", ".well-known", "openid-configuration"] if method == Method::GET => {
-            Ok(openid(&shared, tenant))
+            Ok(openid(&request_base(&shared, &uri, &headers, tls), tenant))
         }
         [_, "discovery", "v2.0", "keys"] | ["discovery", "keys"] if method == Method::GET => {
             Ok(json_ok(&shared.keys.jwks()))
@@ -243,7 +267,12 @@ pub fn authenticate(
     ))
 }
 
-async fn token(shared: &Shared, tenant: &str, body: Body) -> Result<Response, ApiError> {
+async fn token(
+    shared: &Shared,
+    tenant: &str,
+    body: Body,
+    base: &str,
+) -> Result<Response, ApiError> {
     #[derive(serde::Deserialize)]
     struct Form {
         grant_type: Option<String>,
@@ -309,7 +338,7 @@ async fn token(shared: &Shared, tenant: &str, body: Body) -> Result<Response, Ap
     let now = now_ms() / 1000;
     let life = cfg.server.token_lifetime_seconds;
     let claims = Claims {
-        iss: format!("{}/{}/v2.0", shared.public_url, app.tenant),
+        iss: format!("{base}/{}/v2.0", app.tenant),
         aud: auth::audience_of_scope(form.scope.as_deref()),
         tid: app.tenant.clone(),
         appid: app.id.clone(),
@@ -351,8 +380,7 @@ fn callback_openid(shared: &Shared) -> Response {
     }))
 }
 
-fn openid(shared: &Shared, tenant: &str) -> Response {
-    let base = &shared.public_url;
+fn openid(base: &str, tenant: &str) -> Response {
     let body = json!({
         "issuer": format!("{base}/{tenant}/v2.0"),
         "token_endpoint": format!("{base}/{tenant}/oauth2/v2.0/token"),

@@ -68,6 +68,15 @@ pub struct ServerConfig {
     /// Address the HTTP API listens on (loopback by default).
     #[serde(default = "default_listen")]
     pub listen: String,
+    /// HTTPS listen address (off unless set); plain HTTP stays on `listen`.
+    #[serde(default)]
+    pub https_listen: Option<String>,
+    /// PEM certificate chain and private key for HTTPS. Without them, dev mode generates a
+    /// self-signed certificate into `<data-dir>/tls/` on first start.
+    #[serde(default)]
+    pub tls_cert: Option<PathBuf>,
+    #[serde(default)]
+    pub tls_key: Option<PathBuf>,
     /// The URL bots and phones reach ringside at; used in Location headers, join URLs and
     /// recording locations. Defaults to `http://{listen}`.
     #[serde(default)]

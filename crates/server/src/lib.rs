@@ -11,6 +11,7 @@ pub mod fetch;
 pub mod guard;
 pub mod notifier;
 pub mod state;
+pub mod tls;
 
 use config::Config;
 use engine::{Engine, IdSource, LegAction, LegState, ObjKind};
@@ -31,6 +32,10 @@ pub struct Running {
     pub shared: Arc<Shared>,
     /// Set when this start seeded a fresh development directory.
     pub seeded: bool,
+    /// The HTTPS listener, when `https_listen` is set.
+    pub https_addr: Option<SocketAddr>,
+    /// The dev certificate ringside generated, to be trusted by clients.
+    pub tls_generated: Option<PathBuf>,
     /// The seeded app's secret, shown once in the banner.
     pub seeded_secret: Option<String>,
     pub server: tokio::task::JoinHandle<()>,
@@ -72,6 +77,17 @@ pub async fn start(opts: Options) -> Result<Running, String> {
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", cfg.server.listen))?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    let https = match &cfg.server.https_listen {
+        Some(h) => {
+            let tls = tls::load(&cfg.server, &opts.data_dir)?;
+            let l = tokio::net::TcpListener::bind(h)
+                .await
+                .map_err(|e| format!("cannot listen on {h}: {e}"))?;
+            Some((l, tls))
+        }
+        None => None,
+    };
+    let https_addr = https.as_ref().and_then(|(l, _)| l.local_addr().ok());
     if cfg.server.public_url.is_none() {
         cfg.server.public_url = Some(format!("http://{addr}"));
     }
@@ -172,22 +188,32 @@ pub async fn start(opts: Options) -> Result<Running, String> {
         }
     }
 
-    let s2 = shared.clone();
-    let app = axum::Router::new().fallback(move |method, uri, headers, body| {
-        let s = s2.clone();
-        async move { api::handle(s, method, uri, headers, body).await }
-    });
+    let mut tls_generated = None;
+    if let Some((l, t)) = https {
+        tls_generated = t.generated.clone();
+        tokio::spawn(tls::serve(l, t.config, router(shared.clone(), true)));
+    }
+    let shared_for_http = shared.clone();
     let server = tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, app).await {
+        if let Err(e) = axum::serve(listener, router(shared_for_http, false)).await {
             tracing::error!(error = %e, "HTTP server stopped");
         }
     });
     Ok(Running {
         addr,
+        https_addr,
+        tls_generated,
         shared,
         seeded,
         seeded_secret,
         server,
+    })
+}
+
+fn router(shared: Arc<Shared>, tls: bool) -> axum::Router {
+    axum::Router::new().fallback(move |method, uri, headers, body| {
+        let s = shared.clone();
+        async move { api::handle(s, method, uri, headers, body, tls).await }
     })
 }
 
@@ -221,6 +247,18 @@ pub fn banner(r: &Running) -> String {
         s.push_str(&format!(
             "Callback tokens: validate with {base}/.well-known/openid-configuration\n"
         ));
+    }
+    if let Some(h) = r.https_addr {
+        s.push_str(&format!(
+            "\nHTTPS: https://localhost:{} (authority for azure-identity)\n",
+            h.port()
+        ));
+        if let Some(cert) = &r.tls_generated {
+            s.push_str(&format!(
+                "Dev certificate: {p}\n  trust it for Python clients with REQUESTS_CA_BUNDLE={p} SSL_CERT_FILE={p}\n  or system-wide: sudo cp {p} /usr/local/share/ca-certificates/ringside.crt && sudo update-ca-certificates\n",
+                p = cert.display()
+            ));
+        }
     }
     if !c.users.is_empty() {
         s.push_str(

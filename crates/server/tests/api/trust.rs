@@ -329,3 +329,78 @@ async fn requests_over_the_app_rate_get_429_with_retry_after() {
         .await;
     assert_eq!(s, 200, "the budget refills");
 }
+
+#[tokio::test]
+async fn https_serves_the_token_endpoint_with_a_generated_dev_certificate() {
+    let h = Harness::start_with("https_listen = \"127.0.0.1:0\"").await;
+    let port = h.running.https_addr.expect("https listener").port();
+    let cert_path = h
+        .running
+        .tls_generated
+        .clone()
+        .expect("a dev certificate was generated");
+    assert!(cert_path.starts_with(&h.dir));
+    let pem = std::fs::read(&cert_path).unwrap();
+    let client = reqwest::Client::builder()
+        .tls_certs_only([reqwest::Certificate::from_pem(&pem).unwrap()])
+        .build()
+        .unwrap();
+    let base = format!("https://localhost:{port}");
+    let oidc: Value = client
+        .get(format!(
+            "{base}/{TENANT}/v2.0/.well-known/openid-configuration"
+        ))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        oidc["token_endpoint"],
+        format!("{base}/{TENANT}/oauth2/v2.0/token")
+    );
+    let tok: Value = client
+        .post(oidc["token_endpoint"].as_str().unwrap())
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("client_id", APP),
+            ("client_secret", SECRET),
+            ("scope", "https://graph.microsoft.com/.default"),
+        ])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let t = tok["access_token"].as_str().unwrap();
+    let r = client
+        .post(format!("{base}/v1.0/communications/calls"))
+        .bearer_auth(t)
+        .json(&p2p_body(&h.callback(), ALICE))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    // Plain HTTP stays available on the loopback listener.
+    let (s, _, _) = h.req_as(t, "GET", "/v1.0/communications/calls", None).await;
+    assert_eq!(s, 200);
+    // An untrusting client is refused at the handshake, and the server keeps serving.
+    assert!(
+        reqwest::Client::new()
+            .get(format!("{base}/healthz"))
+            .send()
+            .await
+            .is_err()
+    );
+    assert!(
+        client
+            .get(format!("{base}/healthz"))
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .is_success()
+    );
+}
