@@ -234,7 +234,9 @@ pub async fn handle(
         (Method::POST, ["apps"]) => {
             let a: NewApp = parse(&b)?;
             if let Some(w) = &a.webhook {
-                graph::requests::check_callback_uri(w).map_err(bad)?;
+                shared
+                    .check_outbound(w)
+                    .map_err(|e| bad(format!("webhook is not allowed: {e}")))?;
             }
             let plain = a.secret.clone().unwrap_or_else(new_secret);
             let app = App {
@@ -271,7 +273,9 @@ pub async fn handle(
         (Method::PATCH, ["apps", id]) => {
             let p: AppPatch = parse(&b)?;
             if let Some(w) = &p.webhook {
-                graph::requests::check_callback_uri(w).map_err(bad)?;
+                shared
+                    .check_outbound(w)
+                    .map_err(|e| bad(format!("webhook is not allowed: {e}")))?;
             }
             let view = {
                 let mut c = shared.config.write().expect("config");

@@ -505,6 +505,14 @@ async fn graph(
     }
     let bytes = read_body(shared, body).await?;
     let target = route(method, rest, path, &bytes)?;
+    if let Target::Engine { cmd, .. } = &target {
+        for (field, url) in guard::outbound_urls(cmd) {
+            if let Err(why) = shared.check_outbound(&url) {
+                tracing::warn!(target: "audit", event = "outbound_refused", app = %app.app_id, field, reason = %why);
+                return Err(bad(format!("{field} is not allowed: {why}")));
+            }
+        }
+    }
     match &target {
         Target::Engine { cmd, .. } => guard::check(&roles, &guard::required(cmd))?,
         Target::LogQuality(_) => guard::check(

@@ -108,9 +108,17 @@ pub struct ServerConfig {
     /// First retry delay; doubles per attempt up to one minute.
     #[serde(default = "default_backoff")]
     pub notification_backoff_ms: u64,
-    /// Development mode: plain-http callbacks and prompt URLs are allowed.
+    /// Development mode: callbacks, webhooks and prompts may use plain http to loopback, and a
+    /// TLS certificate is generated when none is configured.
     #[serde(default = "default_true")]
     pub dev_mode: bool,
+    /// Hosts (`bot.internal`, `*.corp.example`) and networks (`10.0.0.0/8`) ringside may call
+    /// over http or on private addresses. Everything else must be public https.
+    #[serde(default)]
+    pub outbound_allow: Vec<String>,
+    /// Let callbacks and prompts reach any private address (never cloud metadata addresses).
+    #[serde(default)]
+    pub allow_private_network: bool,
     #[serde(default = "default_prompt_bytes")]
     pub prompt_max_bytes: usize,
     #[serde(default = "default_prompt_timeout")]
@@ -347,6 +355,14 @@ impl Config {
                 .map_err(|e| format!("user {}: {e}", u.id))?;
         }
         Ok(())
+    }
+
+    pub fn outbound_policy(&self) -> crate::netpolicy::Policy {
+        crate::netpolicy::Policy {
+            dev_mode: self.server.dev_mode,
+            allow: self.server.outbound_allow.clone(),
+            allow_private_network: self.server.allow_private_network,
+        }
     }
 
     pub fn public_url(&self) -> String {

@@ -49,13 +49,9 @@ async fn fetch_bytes(
     client: &reqwest::Client,
     uri: &str,
 ) -> Result<Vec<u8>, String> {
-    let (max, dev, folder) = {
+    let (max, folder) = {
         let c = shared.config.read().expect("config");
-        (
-            c.server.prompt_max_bytes,
-            c.server.dev_mode,
-            c.server.prompt_folder.clone(),
-        )
+        (c.server.prompt_max_bytes, c.server.prompt_folder.clone())
     };
     let lower = uri.to_ascii_lowercase();
     if let Some(path) = lower.strip_prefix("file://").map(|_| &uri[7..]) {
@@ -77,14 +73,14 @@ async fn fetch_bytes(
         }
         return std::fs::read(&p).map_err(|e| e.to_string());
     }
-    if !(lower.starts_with("https://") || (dev && lower.starts_with("http://"))) {
-        return Err(format!("{uri}: prompts must be fetched over https"));
-    }
+    shared
+        .check_outbound(uri)
+        .map_err(|e| format!("prompt refused: {e}"))?;
     let mut resp = client
         .get(uri)
         .send()
         .await
-        .map_err(|e| format!("GET {uri} failed: {e}"))?;
+        .map_err(|e| format!("GET {uri} failed: {}", crate::notifier::error_chain(&e)))?;
     if !resp.status().is_success() {
         return Err(format!(
             "GET {uri} returned HTTP {}",
@@ -115,11 +111,7 @@ pub async fn run(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<FetchJob>)
             .server
             .prompt_timeout_ms,
     );
-    let client = reqwest::Client::builder()
-        .timeout(timeout)
-        .connect_timeout(timeout)
-        .build()
-        .expect("http client");
+    let client = shared.outbound_client(timeout, true);
     let cache: Arc<tokio::sync::Mutex<HashMap<String, u64>>> = Default::default();
     while let Some((call_id, op_id, index, uri, resource_id)) = rx.recv().await {
         let shared = shared.clone();

@@ -82,6 +82,54 @@ pub fn required(cmd: &Command) -> Vec<Vec<&'static str>> {
     }
 }
 
+/// Every URL a command would make ringside call: checked against the outbound policy before
+/// the command is accepted.
+pub fn outbound_urls(cmd: &Command) -> Vec<(&'static str, String)> {
+    let mut v = vec![];
+    let prefetch = |m: &Option<MediaConfig>, v: &mut Vec<(&'static str, String)>| {
+        if let Some(MediaConfig::ServiceHosted {
+            pre_fetch_media, ..
+        }) = m
+        {
+            v.extend(
+                pre_fetch_media
+                    .iter()
+                    .map(|p| ("mediaConfig.preFetchMedia.uri", p.uri.clone())),
+            );
+        }
+    };
+    match cmd {
+        Command::CreateCall(r) => {
+            v.extend(r.callback_uri.iter().map(|u| ("callbackUri", u.clone())));
+            prefetch(&r.media_config, &mut v);
+        }
+        Command::Answer(r) => {
+            v.extend(r.callback_uri.iter().map(|u| ("callbackUri", u.clone())));
+            prefetch(&r.media_config, &mut v);
+        }
+        Command::Reject(r) => v.extend(r.callback_uri.iter().map(|u| ("callbackUri", u.clone()))),
+        Command::Redirect(r) => v.extend(r.callback_uri.iter().map(|u| ("callbackUri", u.clone()))),
+        Command::PlayPrompt(r) => v.extend(
+            r.prompts
+                .iter()
+                .map(|p| ("prompts.mediaInfo.uri", p.media_info.uri.clone())),
+        ),
+        Command::RecordResponse(r) => v.extend(
+            r.prompts
+                .iter()
+                .map(|p| ("prompts.mediaInfo.uri", p.media_info.uri.clone())),
+        ),
+        Command::StartHoldMusic(_, r) => v.extend(
+            r.custom_prompt
+                .iter()
+                .map(|p| ("customPrompt.mediaInfo.uri", p.media_info.uri.clone())),
+        ),
+        _ => {}
+    }
+    v.retain(|(_, u)| !u.to_ascii_lowercase().starts_with("file://"));
+    v
+}
+
 /// 403 naming the missing permission, as Graph does.
 pub fn check(roles: &[String], needed: &[Vec<&'static str>]) -> Result<(), ApiError> {
     let have: Vec<String> = roles.iter().map(|r| canonical(r)).collect();

@@ -9,6 +9,7 @@ pub mod driver;
 pub mod endpoints;
 pub mod fetch;
 pub mod guard;
+pub mod netpolicy;
 pub mod notifier;
 pub mod state;
 pub mod tls;
@@ -132,6 +133,7 @@ pub async fn start(opts: Options) -> Result<Running, String> {
         backoff_ms: cfg.server.notification_backoff_ms,
         timeout: Duration::from_secs(10),
     };
+    let policy = cfg.outbound_policy();
     let shared = Arc::new(Shared {
         config: RwLock::new(cfg),
         config_path,
@@ -143,6 +145,7 @@ pub async fn start(opts: Options) -> Result<Running, String> {
         engine_cfg,
         public_url,
         buckets: guard::Buckets::default(),
+        policy: Arc::new(RwLock::new(policy)),
     });
     let sinks = driver::Sinks {
         outbox: outbox_tx.clone(),

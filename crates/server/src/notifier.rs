@@ -87,13 +87,9 @@ pub async fn run(
     driver: Sender<Msg>,
     shared: Arc<Shared>,
 ) {
+    let client = shared.outbound_client(cfg.timeout, false);
+    let policy = shared.policy.clone();
     let signer = Arc::new(CallbackSigner::new(shared));
-    let client = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .timeout(cfg.timeout)
-        .pool_max_idle_per_host(64)
-        .build()
-        .expect("http client");
     let mut queues: HashMap<String, VecDeque<OutboxRow>> = HashMap::new();
     let mut busy: HashSet<String> = HashSet::new();
     let mut seen: HashSet<i64> = HashSet::new();
@@ -104,13 +100,15 @@ pub async fn run(
         let client = client.clone();
         let done = done_tx.clone();
         let signer = signer.clone();
+        let policy = policy.clone();
         let delay = row.next_attempt_ms.saturating_sub(now_ms() as i64).max(0) as u64;
         tokio::spawn(async move {
             if delay > 0 {
                 tokio::time::sleep(Duration::from_millis(delay)).await;
             }
             let auth = signer.bearer(&row.app_id, &row.tenant_id);
-            let r = deliver(&client, &row, &auth).await;
+            let p = policy.read().expect("policy").clone();
+            let r = deliver(&client, &row, &auth, &p).await;
             let _ = done.send(match r {
                 Ok(()) => Done::Delivered {
                     call_id: row.call_id,
@@ -184,9 +182,19 @@ pub async fn run(
 }
 
 /// One POST; 302/307/308 are followed for the incoming-call notification (reference §8.4).
-async fn deliver(client: &reqwest::Client, row: &OutboxRow, auth: &str) -> Result<(), String> {
+async fn deliver(
+    client: &reqwest::Client,
+    row: &OutboxRow,
+    auth: &str,
+    policy: &crate::netpolicy::Policy,
+) -> Result<(), String> {
     let mut url = row.url.clone();
     for _hop in 0..5 {
+        // Checked at every hop: the webhook may have been set under a looser policy, and a
+        // redirect must not lead inside the network.
+        policy
+            .check_url(&url)
+            .map_err(|e| format!("callback refused: {e}"))?;
         let resp = client
             .post(&url)
             .header("content-type", "application/json")
@@ -216,7 +224,7 @@ async fn deliver(client: &reqwest::Client, row: &OutboxRow, auth: &str) -> Resul
     Err(format!("POST {}: too many redirects", row.url))
 }
 
-fn error_chain(e: &dyn std::error::Error) -> String {
+pub fn error_chain(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();
     let mut cur = e.source();
     while let Some(c) = cur {

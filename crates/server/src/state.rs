@@ -18,9 +18,50 @@ pub struct Shared {
     pub engine_cfg: engine::Config,
     pub public_url: String,
     pub buckets: crate::guard::Buckets,
+    /// Where outbound requests may go (callbacks, webhooks, prompts).
+    pub policy: Arc<RwLock<crate::netpolicy::Policy>>,
 }
 
 impl Shared {
+    /// An HTTP client for outbound requests under the policy: forbidden addresses are dropped
+    /// at resolution time, and redirects are followed only to allowed URLs (at most 5).
+    pub fn outbound_client(
+        &self,
+        timeout: std::time::Duration,
+        follow_redirects: bool,
+    ) -> reqwest::Client {
+        let resolver = crate::netpolicy::GuardedResolver {
+            policy: self.policy.clone(),
+        };
+        let policy = self.policy.clone();
+        let redirect = if follow_redirects {
+            reqwest::redirect::Policy::custom(move |attempt| {
+                if attempt.previous().len() >= 5 {
+                    return attempt.error("too many redirects");
+                }
+                let p = policy.read().expect("policy").clone();
+                match p.check_url(attempt.url().as_str()) {
+                    Ok(_) => attempt.follow(),
+                    Err(e) => attempt.error(format!("redirect refused: {e}")),
+                }
+            })
+        } else {
+            reqwest::redirect::Policy::none()
+        };
+        reqwest::Client::builder()
+            .dns_resolver(Arc::new(resolver))
+            .redirect(redirect)
+            .timeout(timeout)
+            .connect_timeout(timeout)
+            .pool_max_idle_per_host(64)
+            .build()
+            .expect("http client")
+    }
+
+    pub fn check_outbound(&self, url: &str) -> Result<reqwest::Url, String> {
+        self.policy.read().expect("policy").check_url(url)
+    }
+
     /// Persist a directory change made through the admin API.
     pub fn save_config(&self) -> Result<(), String> {
         let c = self.config.read().expect("config").clone();

@@ -116,6 +116,14 @@ async fn start_hooks() -> Hooks {
                     {
                         return (StatusCode::OK, wav_bytes(ms)).into_response_parts();
                     }
+                    if path == "/redirect-to-metadata" {
+                        use axum::response::IntoResponse;
+                        return (
+                            StatusCode::FOUND,
+                            [("location", "http://169.254.169.254/latest/meta-data")],
+                        )
+                            .into_response();
+                    }
                     if path == "/notwav" {
                         return (StatusCode::OK, b"hello".to_vec()).into_response_parts();
                     }

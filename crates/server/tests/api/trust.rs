@@ -404,3 +404,70 @@ async fn https_serves_the_token_endpoint_with_a_generated_dev_certificate() {
             .is_success()
     );
 }
+
+#[tokio::test]
+async fn production_mode_refuses_callbacks_and_prompts_inside_the_network() {
+    let h = Harness::start_with("dev_mode = false").await;
+    let cases = [
+        ("http://127.0.0.1:9/cb", "https"),
+        ("https://127.0.0.1:9/cb", "loopback"),
+        ("https://169.254.169.254/latest", "metadata"),
+        ("https://10.1.2.3/cb", "private"),
+        ("https://[fe80::1]/cb", "link-local"),
+    ];
+    for (cb, why) in cases {
+        let (s, v, _) = h
+            .req(
+                "POST",
+                "/v1.0/communications/calls",
+                Some(p2p_body(cb, ALICE)),
+            )
+            .await;
+        assert_eq!(s, 400, "{cb}: {v}");
+        let m = v["error"]["message"].as_str().unwrap();
+        assert!(m.contains("callbackUri") && m.contains(why), "{cb}: {m}");
+    }
+    let (s, v) = h
+        .admin(
+            "PATCH",
+            &format!("/apps/{APP}"),
+            Some(json!({"webhook": "https://192.168.1.10/hook"})),
+        )
+        .await;
+    assert_eq!(s, 400, "{v}");
+    let (_, list, _) = h.req("GET", "/v1.0/communications/calls", None).await;
+    assert_eq!(
+        list["value"].as_array().unwrap().len(),
+        0,
+        "nothing was created"
+    );
+}
+
+#[tokio::test]
+async fn allow_listed_hosts_work_and_redirects_into_the_network_are_refused() {
+    let h = Harness::start_with("dev_mode = false\noutbound_allow = [\"127.0.0.1\"]").await;
+    let id = h.call_user(ALICE).await;
+    h.until_state(&id, "established").await;
+    let body = json!({"prompts": [{"@odata.type": "#microsoft.graph.mediaPrompt", "mediaInfo": {"uri": format!("{}/redirect-to-metadata", h.hooks.url)}}]});
+    let (s, v, _) = h
+        .req(
+            "POST",
+            &format!("/v1.0/communications/calls/{id}/playPrompt"),
+            Some(body),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    let op = v["id"].as_str().unwrap().to_string();
+    let notes = h
+        .until(&id, "prompt refused", |n| n.resource.ends_with(&op))
+        .await;
+    let done = &notes.last().unwrap().data;
+    assert_eq!(done["status"], "failed");
+    assert!(
+        done["resultInfo"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("redirect refused"),
+        "{done}"
+    );
+}
