@@ -72,6 +72,8 @@ struct NewTenant {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct NewApp {
     id: Option<String>,
+    #[serde(default)]
+    certificates: Vec<String>,
     tenant: String,
     name: Option<String>,
     secret: Option<String>,
@@ -245,6 +247,7 @@ pub async fn handle(
                 name: a.name,
                 secret: None,
                 secret_hash: Some(crate::auth::hash_secret(&plain)),
+                certificates: a.certificates.clone(),
                 permissions: a.permissions.unwrap_or_else(default_permissions),
                 webhook: a.webhook,
                 addresses: a.addresses,

@@ -280,6 +280,7 @@ async fn token(
         client_secret: Option<String>,
         scope: Option<String>,
         client_assertion: Option<String>,
+        client_assertion_type: Option<String>,
     }
     let oauth_err = |status: StatusCode, code: &str, desc: &str| {
         let body = json!({"error": code, "error_description": desc, "error_codes": [], "timestamp": chrono::Utc::now().to_rfc3339(), "trace_id": uuid::Uuid::new_v4().to_string(), "correlation_id": uuid::Uuid::new_v4().to_string()});
@@ -305,12 +306,49 @@ async fn token(
             "Only grant_type=client_credentials is supported.",
         ));
     }
-    if form.client_assertion.is_some() {
-        return Ok(oauth_err(
-            StatusCode::BAD_REQUEST,
-            "invalid_request",
-            "Client certificate assertions are not supported yet; use client_secret.",
-        ));
+    if let Some(assertion) = &form.client_assertion {
+        if form.client_assertion_type.as_deref()
+            != Some("urn:ietf:params:oauth:client-assertion-type:jwt-bearer")
+        {
+            return Ok(oauth_err(
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                "client_assertion_type must be urn:ietf:params:oauth:client-assertion-type:jwt-bearer.",
+            ));
+        }
+        let Some(id) = form.client_id.clone() else {
+            return Ok(oauth_err(
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                "client_id is required.",
+            ));
+        };
+        let endpoint = format!("{base}/{tenant}/oauth2/v2.0/token");
+        let app = shared
+            .config
+            .read()
+            .expect("config")
+            .app(&id)
+            .filter(|a| a.tenant.eq_ignore_ascii_case(tenant))
+            .cloned();
+        let verdict = match &app {
+            Some(a) => auth::verify_client_assertion(
+                assertion,
+                &a.id,
+                &endpoint,
+                &a.certificates,
+                now_ms() / 1000,
+            ),
+            None => Err("unknown client".into()),
+        };
+        return match (app, verdict) {
+            (Some(a), Ok(())) => Ok(issue_token(shared, &a, form.scope.as_deref(), base)),
+            (_, Err(why)) => {
+                tracing::info!(target: "audit", event = "token_refused", client_id = %id, tenant = %tenant, reason = %why);
+                Ok(oauth_err(StatusCode::UNAUTHORIZED, "invalid_client", &why))
+            }
+            (None, Ok(())) => unreachable!("no app, no verdict"),
+        };
     }
     let (Some(id), Some(secret)) = (form.client_id, form.client_secret) else {
         return Ok(oauth_err(
@@ -335,11 +373,28 @@ async fn token(
             "The client id, secret or tenant is wrong.",
         ));
     };
+    let app = app.clone();
+    drop(cfg);
+    Ok(issue_token(shared, &app, form.scope.as_deref(), base))
+}
+
+/// An access token for `app`, as Entra issues it for client credentials.
+fn issue_token(
+    shared: &Shared,
+    app: &crate::config::App,
+    scope: Option<&str>,
+    base: &str,
+) -> Response {
     let now = now_ms() / 1000;
-    let life = cfg.server.token_lifetime_seconds;
+    let life = shared
+        .config
+        .read()
+        .expect("config")
+        .server
+        .token_lifetime_seconds;
     let claims = Claims {
         iss: format!("{base}/{}/v2.0", app.tenant),
-        aud: auth::audience_of_scope(form.scope.as_deref()),
+        aud: auth::audience_of_scope(scope),
         tid: app.tenant.clone(),
         appid: app.id.clone(),
         azp: app.id.clone(),
@@ -351,12 +406,12 @@ async fn token(
     };
     let t = shared.keys.sign(&claims);
     let body = json!({"token_type": "Bearer", "expires_in": life, "ext_expires_in": life, "access_token": t});
-    Ok((
+    (
         StatusCode::OK,
         [("content-type", "application/json")],
         body.to_string(),
     )
-        .into_response())
+        .into_response()
 }
 
 fn json_ok(v: &Value) -> Response {
@@ -386,7 +441,7 @@ fn openid(base: &str, tenant: &str) -> Response {
         "token_endpoint": format!("{base}/{tenant}/oauth2/v2.0/token"),
         "authorization_endpoint": format!("{base}/{tenant}/oauth2/v2.0/authorize"),
         "jwks_uri": format!("{base}/{tenant}/discovery/v2.0/keys"),
-        "token_endpoint_auth_methods_supported": ["client_secret_post"],
+        "token_endpoint_auth_methods_supported": ["client_secret_post", "private_key_jwt"],
         "id_token_signing_alg_values_supported": ["RS256"],
         "response_types_supported": ["token"],
         "grant_types_supported": ["client_credentials"],

@@ -176,6 +176,9 @@ pub struct App {
     /// `sha256$<salt>$<digest>` of the client secret.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret_hash: Option<String>,
+    /// PEM certificates whose keys may sign client assertions (certificate credentials).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub certificates: Vec<String>,
     #[serde(default = "default_permissions")]
     pub permissions: Vec<String>,
     /// The calling webhook: incoming calls are notified here.
@@ -339,8 +342,11 @@ impl Config {
 
     pub fn validate(&self) -> Result<(), String> {
         for a in &self.apps {
-            if a.secret.is_none() && a.secret_hash.is_none() {
-                return Err(format!("app {} has neither secret nor secret_hash", a.id));
+            if a.secret.is_none() && a.secret_hash.is_none() && a.certificates.is_empty() {
+                return Err(format!(
+                    "app {} has no secret, secret_hash or certificate",
+                    a.id
+                ));
             }
             if !self.tenants.iter().any(|t| t.id == a.tenant) {
                 return Err(format!("app {} names unknown tenant {}", a.id, a.tenant));
@@ -441,6 +447,7 @@ impl Config {
                 name: Some("Dev bot".into()),
                 secret: Some(secret),
                 secret_hash: None,
+                certificates: vec![],
                 permissions: default_permissions(),
                 webhook: Some("http://127.0.0.1:9000/callback".into()),
                 addresses: vec![],

@@ -471,3 +471,120 @@ async fn allow_listed_hosts_work_and_redirects_into_the_network_are_refused() {
         "{done}"
     );
 }
+
+/// What MSAL's certificate credential sends: a JWT signed with the certificate's key,
+/// `x5t` = its SHA-1 thumbprint, aud = the token endpoint.
+fn client_assertion(key_pem: &str, cert_der: &[u8], app: &str, aud: &str, exp_in: i64) -> String {
+    use sha1_thumb::thumb;
+    let mut header = jsonwebtoken::Header::new(Algorithm::RS256);
+    header.x5t = Some(thumb(cert_der));
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let claims =
+        json!({"aud": aud, "iss": app, "sub": app, "jti": "j1", "nbf": now, "exp": now + exp_in});
+    jsonwebtoken::encode(
+        &header,
+        &claims,
+        &jsonwebtoken::EncodingKey::from_rsa_pem(key_pem.as_bytes()).unwrap(),
+    )
+    .unwrap()
+}
+
+mod sha1_thumb {
+    use base64::Engine as _;
+    pub fn thumb(der: &[u8]) -> String {
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(
+            aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA1_FOR_LEGACY_USE_ONLY, der).as_ref(),
+        )
+    }
+}
+
+#[tokio::test]
+async fn apps_authenticate_with_a_certificate_assertion() {
+    let h = Harness::start().await;
+    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_RSA_SHA256).unwrap();
+    let cert = rcgen::CertificateParams::new(vec!["bot.example.com".to_string()])
+        .unwrap()
+        .self_signed(&key)
+        .unwrap();
+    let (s, v) = h
+        .admin(
+            "POST",
+            "/apps",
+            Some(json!({"tenant": TENANT, "name": "Cert bot", "certificates": [cert.pem()]})),
+        )
+        .await;
+    assert_eq!(s, 201, "{v}");
+    let app = v["id"].as_str().unwrap().to_string();
+    let endpoint = format!("{}/{TENANT}/oauth2/v2.0/token", h.base);
+    let post = |assertion: String| {
+        let (c, e, a) = (h.client.clone(), endpoint.clone(), app.clone());
+        async move {
+            c.post(&e)
+                .form(&[
+                    ("grant_type", "client_credentials"),
+                    ("client_id", a.as_str()),
+                    (
+                        "client_assertion_type",
+                        "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+                    ),
+                    ("client_assertion", assertion.as_str()),
+                    ("scope", "https://graph.microsoft.com/.default"),
+                ])
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    let r = post(client_assertion(
+        &key.serialize_pem(),
+        cert.der(),
+        &app,
+        &endpoint,
+        300,
+    ))
+    .await;
+    assert_eq!(r.status(), 200);
+    let tok: Value = r.json().await.unwrap();
+    let (s, _, _) = h
+        .req_as(
+            tok["access_token"].as_str().unwrap(),
+            "GET",
+            "/v1.0/communications/calls",
+            None,
+        )
+        .await;
+    assert_eq!(s, 200);
+    // Wrong audience, expired, or signed by another key: refused.
+    let other = rcgen::KeyPair::generate_for(&rcgen::PKCS_RSA_SHA256).unwrap();
+    for (assertion, why) in [
+        (
+            client_assertion(
+                &key.serialize_pem(),
+                cert.der(),
+                &app,
+                "https://elsewhere/token",
+                300,
+            ),
+            "aud",
+        ),
+        (
+            client_assertion(&key.serialize_pem(), cert.der(), &app, &endpoint, -600),
+            "expired",
+        ),
+        (
+            client_assertion(&other.serialize_pem(), cert.der(), &app, &endpoint, 300),
+            "signature",
+        ),
+    ] {
+        let r = post(assertion).await;
+        assert_eq!(r.status(), 401);
+        let v: Value = r.json().await.unwrap();
+        assert!(
+            v["error_description"].as_str().unwrap().contains(why),
+            "{v}"
+        );
+    }
+}
