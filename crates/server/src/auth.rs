@@ -104,7 +104,13 @@ struct StoredKey {
 pub struct KeyRing {
     keys: RwLock<Vec<SigningKey>>,
     path: Option<PathBuf>,
+    /// Tokens whose signature was already verified: clients reuse a token for its whole
+    /// lifetime, so each is verified once; expiry is still checked on every use, and a
+    /// rotation empties the cache.
+    verified: std::sync::Mutex<std::collections::HashMap<String, Claims>>,
 }
+
+const VERIFIED_CACHE: usize = 10_000;
 
 impl KeyRing {
     /// Load `dir/signing-keys.json`, creating a first key if there is none.
@@ -124,6 +130,7 @@ impl KeyRing {
         let ring = KeyRing {
             keys: RwLock::new(keys),
             path: Some(path),
+            verified: Default::default(),
         };
         if ring.keys.read().expect("keys").is_empty() {
             ring.rotate(now_ms)?;
@@ -137,6 +144,7 @@ impl KeyRing {
         KeyRing {
             keys: RwLock::new(vec![k]),
             path: None,
+            verified: Default::default(),
         }
     }
 
@@ -149,6 +157,7 @@ impl KeyRing {
             keys.insert(0, k);
             keys.truncate(2);
         }
+        self.verified.lock().expect("cache").clear();
         self.save()?;
         tracing::info!(target: "audit", event = "signing_key_rotated", kid = %kid);
         Ok(kid)
@@ -205,7 +214,26 @@ impl KeyRing {
 
     /// Validate signature (by `kid`, current or previous key), `alg`, `exp` and `nbf`.
     pub fn validate(&self, token: &str) -> Result<Claims, String> {
-        self.validate_as::<Claims>(token)
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        // Keyed by the signature: it covers header and payload, and what a hit returns are the
+        // claims that were verified with it.
+        let sig = token.rsplit('.').next().unwrap_or(token);
+        if let Some(c) = self.verified.lock().expect("cache").get(sig) {
+            if c.exp + 30 < now {
+                return Err("The access token has expired.".into());
+            }
+            return Ok(c.clone());
+        }
+        let c = self.validate_as::<Claims>(token)?;
+        let mut cache = self.verified.lock().expect("cache");
+        if cache.len() >= VERIFIED_CACHE {
+            cache.clear();
+        }
+        cache.insert(sig.to_string(), c.clone());
+        Ok(c)
     }
 
     pub fn validate_as<T: serde::de::DeserializeOwned>(&self, token: &str) -> Result<T, String> {

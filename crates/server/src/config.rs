@@ -116,6 +116,9 @@ pub struct ServerConfig {
     /// over http or on private addresses. Everything else must be public https.
     #[serde(default)]
     pub outbound_allow: Vec<String>,
+    /// Dev mode only: requests from loopback without Authorization act as this app.
+    #[serde(default)]
+    pub loopback_anonymous_app: Option<String>,
     /// Let callbacks and prompts reach any private address (never cloud metadata addresses).
     #[serde(default)]
     pub allow_private_network: bool,

@@ -198,7 +198,12 @@ pub async fn start(opts: Options) -> Result<Running, String> {
     }
     let shared_for_http = shared.clone();
     let server = tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, router(shared_for_http, false)).await {
+        if let Err(e) = axum::serve(
+            listener,
+            router(shared_for_http, false).into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .await
+        {
             tracing::error!(error = %e, "HTTP server stopped");
         }
     });
@@ -214,10 +219,16 @@ pub async fn start(opts: Options) -> Result<Running, String> {
 }
 
 fn router(shared: Arc<Shared>, tls: bool) -> axum::Router {
-    axum::Router::new().fallback(move |method, uri, headers, body| {
-        let s = shared.clone();
-        async move { api::handle(s, method, uri, headers, body, tls).await }
-    })
+    axum::Router::new().fallback(
+        move |axum::extract::ConnectInfo(peer): axum::extract::ConnectInfo<SocketAddr>,
+              method,
+              uri,
+              headers,
+              body| {
+            let s = shared.clone();
+            async move { api::handle(s, method, uri, headers, body, api::Via { tls, peer }).await }
+        },
+    )
 }
 
 /// The first-start banner: how to use the seeded dev directory.

@@ -76,7 +76,7 @@ pub async fn serve(
 ) {
     let acceptor = tokio_rustls::TlsAcceptor::from(tls);
     loop {
-        let Ok((tcp, _)) = listener.accept().await else {
+        let Ok((tcp, peer)) = listener.accept().await else {
             continue;
         };
         let acceptor = acceptor.clone();
@@ -87,6 +87,7 @@ pub async fn serve(
             let Ok(stream) = acceptor.accept(tcp).await else {
                 return;
             };
+            let app = app.layer(axum::Extension(axum::extract::ConnectInfo(peer)));
             let svc = hyper_util::service::TowerToHyperService::new(app);
             let _ =
                 hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new())

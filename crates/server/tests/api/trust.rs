@@ -588,3 +588,30 @@ async fn apps_authenticate_with_a_certificate_assertion() {
         );
     }
 }
+
+#[tokio::test]
+async fn loopback_anonymous_app_only_in_dev_mode() {
+    let h = Harness::start_with(&format!("loopback_anonymous_app = \"{APP}\"")).await;
+    let r = h
+        .client
+        .get(format!("{}/v1.0/communications/calls", h.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.status(),
+        200,
+        "dev mode: loopback without a token acts as the configured app"
+    );
+    let prod = Harness::start_with(&format!(
+        "loopback_anonymous_app = \"{APP}\"\ndev_mode = false"
+    ))
+    .await;
+    let r = prod
+        .client
+        .get(format!("{}/v1.0/communications/calls", prod.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401, "never outside dev mode");
+}
