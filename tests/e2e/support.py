@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, Callable, Optional
 
 import httpx
+import jwt
 from kiota_abstractions.authentication import (
     AccessTokenProvider,
     AllowedHostsValidator,
@@ -47,7 +48,9 @@ GINA = "91a40000-0000-0000-0000-000000000007"        # answers after 50 ms
 HANK = "4a4c0000-0000-0000-0000-000000000008"        # answers after 50 ms (escalations)
 
 
-def config_text(listen: str, hook: str, extra_server: str = "") -> str:
+def config_text(listen: str, hook: str, extra_server: str = "", extra_config: str = "") -> str:
+    """The suite's ringside.toml; `extra_server` replaces the call cap under [server],
+    `extra_config` is appended (more apps, tenants or users)."""
     return f"""
 [server]
 listen = "{listen}"
@@ -118,7 +121,7 @@ id = "{HANK}"
 tenant = "{TENANT}"
 display_name = "Hank"
 behaviour = {{ action = "answer", answerAfterMs = 50 }}
-"""
+{extra_config}"""
 
 
 def free_port() -> int:
@@ -165,6 +168,7 @@ class Note:
     item: dict
     headers: dict
     at: float
+    claims: Optional[dict] = None   # the verified callback token, when the path has a verifier
 
     @property
     def state(self) -> Optional[str]:
@@ -211,6 +215,8 @@ class Hooks:
         self.attempts: dict[str, int] = {}
         self.envelopes: list[tuple[str, dict, Any]] = []
         self.prompt_gets: list[str] = []
+        self.verifiers: dict[str, "CallbackVerifier"] = {}
+        self.rejected: list[tuple[str, str]] = []
         hooks = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -240,6 +246,16 @@ class Hooks:
             def do_POST(self):
                 n = int(self.headers.get("Content-Length") or 0)
                 raw = self.rfile.read(n)
+                claims = None
+                verifier = hooks.verifier_for(self.path)
+                if verifier is not None:
+                    # A bot checks the token before it looks at the notification (reference §8.3).
+                    try:
+                        claims = verifier.verify(self.headers.get("Authorization"))
+                    except (jwt.PyJWTError, httpx.HTTPError) as e:
+                        with hooks.lock:
+                            hooks.rejected.append((self.path, f"{type(e).__name__}: {e}"))
+                        return self._send(401)
                 with hooks.lock:
                     hooks.attempts[self.path] = hooks.attempts.get(self.path, 0) + 1
                     failing = hooks.fail_next.get(self.path, 0)
@@ -271,6 +287,7 @@ class Hooks:
                                 item=item,
                                 headers={k.lower(): v for k, v in self.headers.items()},
                                 at=now,
+                                claims=claims,
                             )
                         )
                     hooks.envelopes.append((self.path, {k.lower(): v for k, v in self.headers.items()}, body))
@@ -289,6 +306,17 @@ class Hooks:
     def close(self) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+    def verify_under(self, prefix: str, verifier: "CallbackVerifier") -> None:
+        """Check the Bearer token of every POST below `prefix` (the longest prefix wins);
+        a token that does not verify is answered 401 and listed in `rejected`."""
+        with self.lock:
+            self.verifiers[prefix] = verifier
+
+    def verifier_for(self, path: str) -> Optional["CallbackVerifier"]:
+        with self.lock:
+            best = max((p for p in self.verifiers if path.startswith(p)), key=len, default=None)
+            return self.verifiers[best] if best is not None else None
 
     def snapshot(self) -> list[Note]:
         with self.lock:
@@ -390,14 +418,32 @@ def user_in(roster: list, user_id: str) -> Optional[dict]:
 
 
 class Ringside:
-    def __init__(self, binary: Path, data_dir: Path, hooks: Hooks, extra_server: str = "") -> None:
+    def __init__(
+        self,
+        binary: Path,
+        data_dir: Path,
+        hooks: Hooks,
+        extra_server: str = "",
+        extra_config: str = "",
+        https: bool = False,
+        apps: tuple[tuple[str, str], ...] = (),
+    ) -> None:
+        """`https`: also listen with TLS (dev certificate generated at `cert`); `apps`: more
+        (app id, secret) pairs from `extra_config` whose calls `hang_up_everything` ends."""
         self.binary = binary
         self.data_dir = data_dir
         self.hooks = hooks
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
+        self.https_base: Optional[str] = None
+        self.cert = data_dir / "tls" / "cert.pem"
+        if https:
+            https_port = free_port()
+            self.https_base = f"https://localhost:{https_port}"
+            extra_server = f'{extra_server or "max_calls_per_app = 1000"}\nhttps_listen = "127.0.0.1:{https_port}"'
+        self.apps = ((APP, SECRET), (APP2, SECRET2)) + tuple(apps)
         data_dir.mkdir(parents=True, exist_ok=True)
-        (data_dir / "ringside.toml").write_text(config_text(f"127.0.0.1:{self.port}", hooks.url, extra_server))
+        (data_dir / "ringside.toml").write_text(config_text(f"127.0.0.1:{self.port}", hooks.url, extra_server, extra_config))
         self.log_path = data_dir / "ringside.log"
         self.proc: Optional[subprocess.Popen] = None
         self._tokens: dict[str, str] = {}
@@ -418,12 +464,19 @@ class Ringside:
                 raise RuntimeError(f"ringside exited with {self.proc.returncode}:\n{self.log_tail()}")
             try:
                 r = httpx.get(f"{self.base}/healthz", timeout=1)
-                if r.status_code == 200:
+                if r.status_code == 200 and self._https_up():
                     return
             except httpx.HTTPError:
                 pass
             time.sleep(0.05)
         raise RuntimeError(f"ringside did not become healthy in {timeout}s:\n{self.log_tail()}")
+
+    def _https_up(self) -> bool:
+        if self.https_base is None:
+            return True
+        if not self.cert.exists():
+            return False
+        return httpx.get(f"{self.https_base}/healthz", verify=str(self.cert), timeout=1).status_code == 200
 
     def stop(self) -> None:
         if self.proc and self.proc.poll() is None:
@@ -483,7 +536,7 @@ class Ringside:
 
     def hang_up_everything(self) -> None:
         """Leave no call behind between tests (each app's calls are deleted)."""
-        for app, secret in ((APP, SECRET), (APP2, SECRET2)):
+        for app, secret in self.apps:
             h = {"Authorization": f"Bearer {self.token(app, secret)}"}
             try:
                 r = httpx.get(f"{self.base}/v1.0/communications/calls", headers=h, timeout=10)
@@ -491,6 +544,61 @@ class Ringside:
                     httpx.delete(f"{self.base}/v1.0/communications/calls/{c['id']}", headers=h, timeout=10)
             except httpx.HTTPError:
                 pass
+
+
+# ------------------------------------------------------------------ callback tokens
+
+
+class CallbackVerifier:
+    """What a bot does with the `Authorization` header of each notification (reference §8.3):
+    read the OpenID configuration, take the signing keys from its `jwks_uri` (PyJWKClient with
+    its defaults: the key set is cached and looked up again for an unknown `kid`), check the RS256 signature, lifetime,
+    audience (the bot's app id) and issuer (the document's), then require a non-empty `tid`
+    equal to the bot's tenant."""
+
+    def __init__(self, oidc_url: str, app_id: str, tenant: str = TENANT) -> None:
+        self.oidc_url = oidc_url
+        self.app_id = app_id
+        self.tenant = tenant
+        self._lock = threading.Lock()
+        self._doc: Optional[dict] = None
+        self._jwks: Optional[jwt.PyJWKClient] = None
+
+    def discover(self) -> tuple[dict, jwt.PyJWKClient]:
+        with self._lock:
+            if self._doc is None:
+                r = httpx.get(self.oidc_url, timeout=10)
+                r.raise_for_status()
+                self._doc = r.json()
+                self._jwks = jwt.PyJWKClient(self._doc["jwks_uri"])
+            return self._doc, self._jwks
+
+    def verify(self, authorization: Optional[str]) -> dict:
+        scheme, _, token = (authorization or "").partition(" ")
+        if scheme.lower() != "bearer" or not token:
+            raise jwt.InvalidTokenError("no Bearer token on the notification")
+        doc, jwks = self.discover()
+        key = jwks.get_signing_key_from_jwt(token).key
+        claims = jwt.decode(
+            token,
+            key,
+            algorithms=["RS256"],
+            audience=self.app_id,
+            issuer=doc["issuer"],
+            options={"require": ["exp", "iat", "iss", "aud"]},
+        )
+        if not claims.get("tid"):
+            raise jwt.InvalidTokenError("the token names no tenant (tid)")
+        if claims["tid"].lower() != self.tenant.lower():
+            raise jwt.InvalidTokenError(f"the token is for tenant {claims['tid']}, not {self.tenant}")
+        return claims
+
+
+def bearer_of(note: "Note") -> str:
+    """The JWT a notification arrived with."""
+    scheme, _, token = note.headers.get("authorization", "").partition(" ")
+    assert scheme.lower() == "bearer" and token, f"no Bearer token on {note!r}"
+    return token
 
 
 # ------------------------------------------------------------------ Graph SDK clients

@@ -100,10 +100,15 @@ struct StoredKey {
     pkcs8: String,
 }
 
-/// The signing keys: `[current, previous]`.
+/// The signing keys, newest first: keys not yet in use, the current key, the previous key.
+///
+/// A new key is published in the JWKS `activation_ms` before ringside signs with it, so bots
+/// that cache the key set (PyJWKClient refreshes at most every 30 s; many cache 5 minutes)
+/// already know it when the first token signed with it arrives.
 pub struct KeyRing {
     keys: RwLock<Vec<SigningKey>>,
     path: Option<PathBuf>,
+    activation_ms: std::sync::atomic::AtomicU64,
     /// Tokens whose signature was already verified: clients reuse a token for its whole
     /// lifetime, so each is verified once; expiry is still checked on every use, and a
     /// rotation empties the cache.
@@ -114,7 +119,7 @@ const VERIFIED_CACHE: usize = 10_000;
 
 impl KeyRing {
     /// Load `dir/signing-keys.json`, creating a first key if there is none.
-    pub fn load_or_create(dir: &Path, now_ms: u64) -> Result<KeyRing, String> {
+    pub fn load_or_create(dir: &Path, now_ms: u64, activation_ms: u64) -> Result<KeyRing, String> {
         let path = dir.join("signing-keys.json");
         let mut keys = vec![];
         if let Ok(text) = std::fs::read_to_string(&path) {
@@ -130,6 +135,7 @@ impl KeyRing {
         let ring = KeyRing {
             keys: RwLock::new(keys),
             path: Some(path),
+            activation_ms: std::sync::atomic::AtomicU64::new(activation_ms),
             verified: Default::default(),
         };
         if ring.keys.read().expect("keys").is_empty() {
@@ -144,18 +150,37 @@ impl KeyRing {
         KeyRing {
             keys: RwLock::new(vec![k]),
             path: None,
+            activation_ms: std::sync::atomic::AtomicU64::new(0),
             verified: Default::default(),
         }
     }
 
-    /// Make a new current key; the old current becomes previous; older keys are dropped.
+    /// Index of the key in use at `now`: the newest one published for `activation_ms`, or,
+    /// when none has been yet, the oldest.
+    fn active_index(&self, keys: &[SigningKey], now_ms: u64) -> usize {
+        let act = self
+            .activation_ms
+            .load(std::sync::atomic::Ordering::Relaxed);
+        keys.iter()
+            .position(|k| now_ms.saturating_sub(k.created_ms) >= act)
+            .unwrap_or(keys.len().saturating_sub(1))
+    }
+
+    /// Keep pending keys, the key in use and one previous key; drop the rest.
+    fn prune(&self, keys: &mut Vec<SigningKey>, now_ms: u64) {
+        let active = self.active_index(keys, now_ms);
+        keys.truncate(active + 2);
+    }
+
+    /// Add a new key. It is published at once and used once `activation_ms` has passed;
+    /// the key it replaces stays valid until the next rotation.
     pub fn rotate(&self, now_ms: u64) -> Result<String, String> {
         let k = SigningKey::generate(now_ms)?;
         let kid = k.kid.clone();
         {
             let mut keys = self.keys.write().expect("keys");
             keys.insert(0, k);
-            keys.truncate(2);
+            self.prune(&mut keys, now_ms);
         }
         self.verified.lock().expect("cache").clear();
         self.save()?;
@@ -173,6 +198,15 @@ impl KeyRing {
             .is_none_or(|k| now_ms.saturating_sub(k.created_ms) >= max_age_ms);
         if due {
             self.rotate(now_ms)?;
+        } else {
+            let mut keys = self.keys.write().expect("keys");
+            let before = keys.len();
+            self.prune(&mut keys, now_ms);
+            if keys.len() != before {
+                drop(keys);
+                self.verified.lock().expect("cache").clear();
+                self.save()?;
+            }
         }
         Ok(due)
     }
@@ -201,15 +235,25 @@ impl KeyRing {
         std::fs::rename(&tmp, path).map_err(|e| format!("{}: {e}", path.display()))
     }
 
+    fn now_ms() -> u64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0)
+    }
+
+    /// The kid tokens are signed with now.
     pub fn current_kid(&self) -> String {
-        self.keys.read().expect("keys")[0].kid.clone()
+        let keys = self.keys.read().expect("keys");
+        keys[self.active_index(&keys, Self::now_ms())].kid.clone()
     }
 
     pub fn sign<T: Serialize>(&self, claims: &T) -> String {
         let keys = self.keys.read().expect("keys");
+        let k = &keys[self.active_index(&keys, Self::now_ms())];
         let mut h = Header::new(Algorithm::RS256);
-        h.kid = Some(keys[0].kid.clone());
-        encode(&h, claims, &keys[0].enc).expect("RS256 signing with a valid key cannot fail")
+        h.kid = Some(k.kid.clone());
+        encode(&h, claims, &k.enc).expect("RS256 signing with a valid key cannot fail")
     }
 
     /// Validate signature (by `kid`, current or previous key), `alg`, `exp` and `nbf`.
@@ -218,10 +262,8 @@ impl KeyRing {
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_secs())
             .unwrap_or(0);
-        // Keyed by the signature: it covers header and payload, and what a hit returns are the
-        // claims that were verified with it.
-        let sig = token.rsplit('.').next().unwrap_or(token);
-        if let Some(c) = self.verified.lock().expect("cache").get(sig) {
+        // Keyed by the whole token: a tampered header or payload never hits the cache.
+        if let Some(c) = self.verified.lock().expect("cache").get(token) {
             if c.exp + 30 < now {
                 return Err("The access token has expired.".into());
             }
@@ -232,7 +274,7 @@ impl KeyRing {
         if cache.len() >= VERIFIED_CACHE {
             cache.clear();
         }
-        cache.insert(sig.to_string(), c.clone());
+        cache.insert(token.to_string(), c.clone());
         Ok(c)
     }
 
@@ -500,7 +542,7 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("ringside-keys-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
-        let ring = KeyRing::load_or_create(&dir, 1).unwrap();
+        let ring = KeyRing::load_or_create(&dir, 1, 0).unwrap();
         let before = ring.sign(&claims(4_000_000_000));
         let old_kid = ring.current_kid();
         assert!(!ring.rotate_if_older(2, 1000).unwrap());
@@ -520,15 +562,50 @@ mod tests {
             "tokens from before the rotation stay valid"
         );
         // The ring survives a restart.
-        let again = KeyRing::load_or_create(&dir, 6000).unwrap();
+        let again = KeyRing::load_or_create(&dir, 6000, 0).unwrap();
         assert!(again.validate(&before).is_ok());
         assert_eq!(again.current_kid(), ring.current_kid());
         ring.rotate(7000).unwrap();
-        let third = KeyRing::load_or_create(&dir, 8000).unwrap();
+        let third = KeyRing::load_or_create(&dir, 8000, 0).unwrap();
         assert!(
             third.validate(&before).is_err(),
             "two rotations retire a key"
         );
+    }
+
+    #[test]
+    fn a_new_key_is_published_before_it_signs() {
+        let dir = std::env::temp_dir().join(format!("ringside-keys-act-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let now = KeyRing::now_ms();
+        let ring = KeyRing::load_or_create(&dir, now, 3_600_000).unwrap();
+        let first = ring.current_kid();
+        let next = ring.rotate(now).unwrap();
+        assert_eq!(
+            ring.current_kid(),
+            first,
+            "the new key waits for its activation time"
+        );
+        let kids: Vec<String> = ring.jwks()["keys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|k| k["kid"].as_str().unwrap().to_string())
+            .collect();
+        assert!(
+            kids.contains(&next) && kids.contains(&first),
+            "both published: {kids:?}"
+        );
+        let t = ring.sign(&claims(4_000_000_000));
+        assert_eq!(decode_header(&t).unwrap().kid.unwrap(), first);
+        ring.rotate(now).unwrap();
+        assert_eq!(
+            ring.current_kid(),
+            first,
+            "a key in use is never dropped by a rotation"
+        );
+        assert_eq!(ring.jwks()["keys"].as_array().unwrap().len(), 3);
     }
 
     #[test]

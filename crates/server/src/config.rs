@@ -58,6 +58,9 @@ fn default_burst_tenant() -> f64 {
 fn default_rotation() -> u64 {
     30
 }
+fn default_activation() -> u64 {
+    300
+}
 fn default_callback_token_lifetime() -> u64 {
     600
 }
@@ -137,6 +140,10 @@ pub struct ServerConfig {
     /// JWKS (and valid) until the next rotation.
     #[serde(default = "default_rotation")]
     pub signing_key_rotation_days: u64,
+    /// A new signing key is published this long before ringside signs with it, so bots that
+    /// cache the JWKS know it in time.
+    #[serde(default = "default_activation")]
+    pub signing_key_activation_seconds: u64,
     /// Lifetime of the token on each notification POST.
     #[serde(default = "default_callback_token_lifetime")]
     pub callback_token_lifetime_seconds: u64,

@@ -119,8 +119,12 @@ pub async fn start(opts: Options) -> Result<Running, String> {
     let live_legs = engine.live_legs();
     let pending = store.pending_outbox().map_err(|e| e.to_string())?;
 
-    let keys = auth::KeyRing::load_or_create(&opts.data_dir, driver::now_ms())
-        .map_err(|e| format!("signing keys: {e}"))?;
+    let keys = auth::KeyRing::load_or_create(
+        &opts.data_dir,
+        driver::now_ms(),
+        cfg.server.signing_key_activation_seconds * 1000,
+    )
+    .map_err(|e| format!("signing keys: {e}"))?;
     let rotation_ms = cfg.server.signing_key_rotation_days.max(1) * 86_400_000;
     keys.rotate_if_older(driver::now_ms(), rotation_ms)?;
     let (driver_tx, driver_rx) = std::sync::mpsc::channel();

@@ -31,11 +31,14 @@ enum Done {
     },
 }
 
+type SignedToken = (String, u64, String);
+
 /// Signed tokens for callbacks, one per (app, tenant), reused until half their life is gone:
 /// an RSA signature per notification would cost more than the rest of the delivery.
 pub struct CallbackSigner {
     shared: Arc<Shared>,
-    cache: std::sync::Mutex<HashMap<(String, String), (String, u64)>>,
+    /// (app, tenant) → (token, expiry, kid).
+    cache: std::sync::Mutex<HashMap<(String, String), SignedToken>>,
 }
 
 impl CallbackSigner {
@@ -59,8 +62,12 @@ impl CallbackSigner {
             .max(60);
         let key = (app.to_string(), tenant.to_string());
         let mut cache = self.cache.lock().expect("signer cache");
-        if let Some((t, exp)) = cache.get(&key)
+        // Reuse a token only while it is young and signed with the current key: after a
+        // rotation, bots that refreshed their JWKS must find the key.
+        let kid = self.shared.keys.current_kid();
+        if let Some((t, exp, k)) = cache.get(&key)
             && *exp > now + life / 2
+            && *k == kid
         {
             return format!("Bearer {t}");
         }
@@ -76,7 +83,7 @@ impl CallbackSigner {
         if cache.len() > 10_000 {
             cache.clear();
         }
-        cache.insert(key, (t.clone(), now + life));
+        cache.insert(key, (t.clone(), now + life, kid));
         format!("Bearer {t}")
     }
 }

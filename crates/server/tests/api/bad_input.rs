@@ -479,19 +479,88 @@ async fn apps_see_only_their_own_calls() {
     let same_tenant = h.app_token(TENANT, APP2, "secret-two").await;
     let other_tenant = h.app_token(TENANT2, APP3, "secret-three").await;
     for t in [&same_tenant, &other_tenant] {
-        for (m, p) in [
-            ("GET", String::new()),
-            ("DELETE", String::new()),
-            ("POST", "/keepAlive".into()),
-            ("GET", "/participants".into()),
-            ("POST", "/playPrompt".into()),
-        ] {
+        // Every route of reference §0 that names a call.
+        let group = json!({"routingMode": "multicast", "sources": ["a"], "receivers": ["b"]});
+        let routes: Vec<(&str, String, Value)> = vec![
+            ("GET", String::new(), json!({})),
+            ("DELETE", String::new(), json!({})),
+            ("GET", "/participants".into(), json!({})),
+            ("GET", "/participants/$count".into(), json!({})),
+            ("GET", "/participants/p1".into(), json!({})),
+            ("DELETE", "/participants/p1".into(), json!({})),
+            (
+                "POST",
+                "/participants/invite".into(),
+                json!({"participants": [{"identity": {"user": {"id": GINA}}}]}),
+            ),
+            ("POST", "/participants/muteAll".into(), json!({})),
+            ("POST", "/participants/p1/mute".into(), json!({})),
+            ("POST", "/participants/p1/startHoldMusic".into(), json!({})),
+            ("POST", "/participants/p1/stopHoldMusic".into(), json!({})),
+            ("GET", "/audioRoutingGroups".into(), json!({})),
+            ("POST", "/audioRoutingGroups".into(), group.clone()),
+            ("GET", "/audioRoutingGroups/g1".into(), json!({})),
+            ("PATCH", "/audioRoutingGroups/g1".into(), json!({})),
+            ("DELETE", "/audioRoutingGroups/g1".into(), json!({})),
+            ("GET", "/operations".into(), json!({})),
+            ("GET", "/operations/o1".into(), json!({})),
+            ("GET", "/contentSharingSessions".into(), json!({})),
+            ("GET", "/contentSharingSessions/s1".into(), json!({})),
+            ("POST", "/keepAlive".into(), json!({})),
+            (
+                "POST",
+                "/answer".into(),
+                json!({"mediaConfig": {"@odata.type": "#microsoft.graph.serviceHostedMediaConfig"}}),
+            ),
+            ("POST", "/reject".into(), json!({})),
+            (
+                "POST",
+                "/redirect".into(),
+                json!({"targets": [{"identity": {"user": {"id": GINA}}}]}),
+            ),
+            (
+                "POST",
+                "/transfer".into(),
+                json!({"transferTarget": {"identity": {"user": {"id": GINA}}}}),
+            ),
+            ("POST", "/playPrompt".into(), json!({})),
+            ("POST", "/recordResponse".into(), json!({})),
+            ("POST", "/cancelMediaProcessing".into(), json!({})),
+            ("POST", "/subscribeToTone".into(), json!({})),
+            ("POST", "/sendDtmfTones".into(), json!({})),
+            ("POST", "/mute".into(), json!({})),
+            ("POST", "/unmute".into(), json!({})),
+            (
+                "POST",
+                "/changeScreenSharingRole".into(),
+                json!({"role": "viewer"}),
+            ),
+            (
+                "POST",
+                "/updateRecordingStatus".into(),
+                json!({"status": "recording"}),
+            ),
+            ("POST", "/microsoft.graph.StartRecording".into(), json!({})),
+            ("POST", "/microsoft.graph.StopRecording".into(), json!({})),
+            (
+                "POST",
+                "/microsoft.graph.StartTranscription".into(),
+                json!({}),
+            ),
+            (
+                "POST",
+                "/microsoft.graph.StopTranscription".into(),
+                json!({}),
+            ),
+            ("POST", "/addLargeGalleryView".into(), json!({})),
+        ];
+        for (m, p, body) in routes {
             let (s, v, _) = h
                 .req_as(
                     t,
                     m,
                     &format!("/v1.0/communications/calls/{id}{p}"),
-                    Some(json!({})),
+                    Some(body),
                 )
                 .await;
             assert_eq!(s, 404, "{m} {p}: {v}");

@@ -175,6 +175,7 @@ pub fn config_text(hook: &str, extra_server: &str) -> String {
 listen = "127.0.0.1:0"
 notification_backoff_ms = 50
 notification_max_attempts = 4
+signing_key_activation_seconds = 0
 {extra_server}
 
 [admin]

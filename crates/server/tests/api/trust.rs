@@ -615,3 +615,64 @@ async fn loopback_anonymous_app_only_in_dev_mode() {
         .unwrap();
     assert_eq!(r.status(), 401, "never outside dev mode");
 }
+
+#[tokio::test]
+async fn callbacks_after_a_rotation_are_signed_with_the_new_key() {
+    let h = Harness::start().await;
+    let a = h.call_user(ALICE).await;
+    let notes = h.until_state(&a, "established").await;
+    let kid_of = |n: &Note| {
+        decode_header(n.auth.as_deref().unwrap().strip_prefix("Bearer ").unwrap())
+            .unwrap()
+            .kid
+            .unwrap()
+    };
+    let old = kid_of(&notes[0]);
+    h.admin("POST", "/signing-keys/rotate", None).await;
+    let (_, v) = h.admin("POST", "/signing-keys/rotate", None).await;
+    let fresh = h.app_token(TENANT, APP, SECRET).await;
+    let (s, call, _) = h
+        .req_as(
+            &fresh,
+            "POST",
+            "/v1.0/communications/calls",
+            Some(p2p_body(&h.callback(), ALICE)),
+        )
+        .await;
+    assert_eq!(s, 201);
+    let b = call["id"].as_str().unwrap().to_string();
+    let notes = h.until_state(&b, "established").await;
+    assert!(
+        notes
+            .iter()
+            .all(|n| kid_of(n) == v["kid"].as_str().unwrap()),
+        "signed with the current key, not {old}"
+    );
+}
+
+#[tokio::test]
+async fn a_used_token_with_a_tampered_payload_is_refused() {
+    let h = Harness::start().await;
+    let good = h.token().await;
+    let (s, _, _) = h
+        .req_as(&good, "GET", "/v1.0/communications/calls", None)
+        .await;
+    assert_eq!(s, 200);
+    let parts: Vec<&str> = good.split('.').collect();
+    let mut payload: Value =
+        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(parts[1]).unwrap()).unwrap();
+    payload["roles"] = json!(["Calls.Everything"]);
+    let tampered = format!(
+        "{}.{}.{}",
+        parts[0],
+        URL_SAFE_NO_PAD.encode(payload.to_string()),
+        parts[2]
+    );
+    let (s, _, _) = h
+        .req_as(&tampered, "GET", "/v1.0/communications/calls", None)
+        .await;
+    assert_eq!(
+        s, 401,
+        "the cache of verified tokens must not accept a changed payload"
+    );
+}
