@@ -275,7 +275,7 @@ pub fn authenticate(
             "The Authorization header must be 'Bearer <token>'.",
         ));
     };
-    let claims: Claims = shared.keys.validate(token.trim()).map_err(|m| {
+    let claims: std::sync::Arc<Claims> = shared.keys.validate(token.trim()).map_err(|m| {
         tracing::info!(target: "audit", event = "auth_failure", reason = %m);
         unauthorized(&m)
     })?;
@@ -296,7 +296,7 @@ pub fn authenticate(
             app_id: app.id.clone(),
             app_name: app.name.clone(),
         },
-        claims.roles,
+        claims.roles.clone(),
     ))
 }
 

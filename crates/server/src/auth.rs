@@ -112,7 +112,7 @@ pub struct KeyRing {
     /// Tokens whose signature was already verified: clients reuse a token for its whole
     /// lifetime, so each is verified once; expiry is still checked on every use, and a
     /// rotation empties the cache.
-    verified: std::sync::Mutex<std::collections::HashMap<String, Claims>>,
+    verified: std::sync::Mutex<std::collections::HashMap<String, std::sync::Arc<Claims>>>,
 }
 
 const VERIFIED_CACHE: usize = 10_000;
@@ -257,7 +257,7 @@ impl KeyRing {
     }
 
     /// Validate signature (by `kid`, current or previous key), `alg`, `exp` and `nbf`.
-    pub fn validate(&self, token: &str) -> Result<Claims, String> {
+    pub fn validate(&self, token: &str) -> Result<std::sync::Arc<Claims>, String> {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_secs())
@@ -267,14 +267,14 @@ impl KeyRing {
             if c.exp + 30 < now {
                 return Err("The access token has expired.".into());
             }
-            return Ok(c.clone());
+            return Ok(std::sync::Arc::clone(c));
         }
-        let c = self.validate_as::<Claims>(token)?;
+        let c = std::sync::Arc::new(self.validate_as::<Claims>(token)?);
         let mut cache = self.verified.lock().expect("cache");
         if cache.len() >= VERIFIED_CACHE {
             cache.clear();
         }
-        cache.insert(token.to_string(), c.clone());
+        cache.insert(token.to_string(), std::sync::Arc::clone(&c));
         Ok(c)
     }
 
