@@ -35,16 +35,17 @@ pub(crate) fn dispatch(
     let Some(call) = e.calls.get(&id) else {
         return Err(ApiError::call_not_found());
     };
-    if call.app_id != app.app_id {
-        // Another app's call is invisible: 404, so ids don't leak.
-        return Err(ApiError::call_not_found());
-    }
+    // A token of another tenant is told so, as Graph does; another app of the same tenant
+    // does not learn that the call exists (404).
     if call.tenant_id != app.tenant_id {
         return Err(ApiError {
             status: 403,
             code: "Forbidden".into(),
             message: "request authorization tenant mismatch".into(),
         });
+    }
+    if call.app_id != app.app_id {
+        return Err(ApiError::call_not_found());
     }
     let id = id.as_str();
     match cmd {

@@ -254,6 +254,41 @@ fn loopback_anonymous(
     ))
 }
 
+/// Tokens are for Microsoft Graph (what bots ask for) or for ringside itself (what kiota asks
+/// for when no scope is given: the request's host); a token for another API is refused.
+fn audience_ok(aud: &str, public_url: &str, headers: &HeaderMap) -> bool {
+    const GRAPH: [&str; 3] = [
+        "https://graph.microsoft.com",
+        "https://graph.microsoft.com/",
+        "00000003-0000-0000-c000-000000000000",
+    ];
+    if GRAPH.iter().any(|g| aud.eq_ignore_ascii_case(g)) {
+        return true;
+    }
+    let host_of = |u: &str| -> Option<String> {
+        let rest = u.split_once("://").map(|(_, r)| r).unwrap_or(u);
+        let authority = rest.split('/').next()?;
+        let host = match authority.rsplit_once(':') {
+            Some((h, p)) if p.chars().all(|c| c.is_ascii_digit()) => h,
+            _ => authority,
+        };
+        Some(host.trim_matches(['[', ']']).to_ascii_lowercase())
+    };
+    let Some(aud_host) = host_of(aud).filter(|h| !h.is_empty()) else {
+        return false;
+    };
+    let mut ours = vec![
+        "localhost".to_string(),
+        "127.0.0.1".to_string(),
+        "::1".to_string(),
+    ];
+    ours.extend(host_of(public_url));
+    if let Some(h) = headers.get("host").and_then(|h| h.to_str().ok()) {
+        ours.extend(host_of(h));
+    }
+    ours.contains(&aud_host)
+}
+
 /// The app a request acts for, and the roles (permissions) its token carries.
 pub fn authenticate(
     shared: &Shared,
@@ -279,6 +314,13 @@ pub fn authenticate(
         tracing::info!(target: "audit", event = "auth_failure", reason = %m);
         unauthorized(&m)
     })?;
+    if !audience_ok(&claims.aud, &shared.public_url, headers) {
+        tracing::info!(target: "audit", event = "auth_failure", reason = "wrong audience", aud = %claims.aud);
+        return Err(unauthorized(&format!(
+            "The access token's audience '{}' is not Microsoft Graph or this ringside.",
+            claims.aud
+        )));
+    }
     let cfg = shared.config.read().expect("config");
     let Some(app) = cfg.app(&claims.appid) else {
         return Err(unauthorized(

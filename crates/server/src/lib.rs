@@ -138,6 +138,28 @@ pub async fn start(opts: Options) -> Result<Running, String> {
         timeout: Duration::from_secs(10),
     };
     let policy = cfg.outbound_policy();
+    let mut own_authorities = vec![];
+    for a in [Some(addr), https_addr].into_iter().flatten() {
+        let port = a.port();
+        own_authorities.push(format!("{}:{port}", a.ip()));
+        if a.ip().is_loopback() || a.ip().is_unspecified() {
+            own_authorities.extend([
+                format!("localhost:{port}"),
+                format!("127.0.0.1:{port}"),
+                format!("::1:{port}"),
+            ]);
+        }
+    }
+    if let Ok(u) = reqwest::Url::parse(&public_url) {
+        own_authorities.push(
+            format!(
+                "{}:{}",
+                u.host_str().unwrap_or_default(),
+                u.port_or_known_default().unwrap_or(0)
+            )
+            .to_ascii_lowercase(),
+        );
+    }
     let shared = Arc::new(Shared {
         config: RwLock::new(cfg),
         config_path,
@@ -150,6 +172,7 @@ pub async fn start(opts: Options) -> Result<Running, String> {
         public_url,
         buckets: guard::Buckets::default(),
         policy: Arc::new(RwLock::new(policy)),
+        own_authorities,
     });
     let sinks = driver::Sinks {
         outbox: outbox_tx.clone(),

@@ -20,6 +20,8 @@ pub struct Shared {
     pub buckets: crate::guard::Buckets,
     /// Where outbound requests may go (callbacks, webhooks, prompts).
     pub policy: Arc<RwLock<crate::netpolicy::Policy>>,
+    /// `host:port` forms ringside itself answers on: callbacks may not point back at it.
+    pub own_authorities: Vec<String>,
 }
 
 impl Shared {
@@ -59,7 +61,17 @@ impl Shared {
     }
 
     pub fn check_outbound(&self, url: &str) -> Result<reqwest::Url, String> {
-        self.policy.read().expect("policy").check_url(url)
+        let u = self.policy.read().expect("policy").check_url(url)?;
+        let authority = format!(
+            "{}:{}",
+            u.host_str().unwrap_or_default().trim_matches(['[', ']']),
+            u.port_or_known_default().unwrap_or(0)
+        )
+        .to_ascii_lowercase();
+        if self.own_authorities.contains(&authority) {
+            return Err(format!("'{url}' points at ringside itself"));
+        }
+        Ok(u)
     }
 
     /// Persist a directory change made through the admin API.

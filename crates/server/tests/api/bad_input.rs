@@ -563,7 +563,15 @@ async fn apps_see_only_their_own_calls() {
                     Some(body),
                 )
                 .await;
-            assert_eq!(s, 404, "{m} {p}: {v}");
+            if std::ptr::eq(t, &other_tenant) {
+                assert_eq!(s, 403, "{m} {p}: {v}");
+                assert_eq!(
+                    v["error"]["message"],
+                    "request authorization tenant mismatch"
+                );
+            } else {
+                assert_eq!(s, 404, "{m} {p}: {v}");
+            }
         }
         let (_, v, _) = h.req_as(t, "GET", "/v1.0/communications/calls", None).await;
         assert_eq!(v["value"].as_array().unwrap().len(), 0);

@@ -676,3 +676,92 @@ async fn a_used_token_with_a_tampered_payload_is_refused() {
         "the cache of verified tokens must not accept a changed payload"
     );
 }
+
+#[tokio::test]
+async fn tokens_for_another_api_and_callbacks_to_ringside_itself_are_refused() {
+    let h = Harness::start().await;
+    let r = h
+        .client
+        .post(format!("{}/{TENANT}/oauth2/v2.0/token", h.base))
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("client_id", APP),
+            ("client_secret", SECRET),
+            ("scope", "api://payroll.example/.default"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    let v: Value = r.json().await.unwrap();
+    let (s, e, _) = h
+        .req_as(
+            v["access_token"].as_str().unwrap(),
+            "GET",
+            "/v1.0/communications/calls",
+            None,
+        )
+        .await;
+    assert_eq!(s, 401, "{e}");
+    assert!(e["error"]["message"].as_str().unwrap().contains("audience"));
+    // kiota without scopes asks for the host it talks to: that audience is ringside's.
+    let r = h
+        .client
+        .post(format!("{}/{TENANT}/oauth2/v2.0/token", h.base))
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("client_id", APP),
+            ("client_secret", SECRET),
+            ("scope", "http://127.0.0.1/.default"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    let v: Value = r.json().await.unwrap();
+    let (s, _, _) = h
+        .req_as(
+            v["access_token"].as_str().unwrap(),
+            "GET",
+            "/v1.0/communications/calls",
+            None,
+        )
+        .await;
+    assert_eq!(s, 200);
+    // A callbackUri on ringside's own listener would make it notify itself.
+    let (s, v, _) = h
+        .req(
+            "POST",
+            "/v1.0/communications/calls",
+            Some(p2p_body(
+                &format!("{}/v1.0/communications/calls", h.base),
+                ALICE,
+            )),
+        )
+        .await;
+    assert_eq!(s, 400, "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("ringside itself")
+    );
+}
+
+#[tokio::test]
+async fn tokens_not_yet_valid_are_refused() {
+    let ring = server::auth::KeyRing::ephemeral();
+    let far = 4_000_000_000u64;
+    let c = server::auth::Claims {
+        iss: "i".into(),
+        aud: "a".into(),
+        tid: "t".into(),
+        appid: "x".into(),
+        azp: "x".into(),
+        roles: vec![],
+        iat: far - 10,
+        nbf: far - 10,
+        exp: far,
+        idtyp: "app".into(),
+    };
+    let e = ring.validate(&ring.sign(&c)).unwrap_err();
+    assert!(e.contains("not yet valid"), "{e}");
+}
