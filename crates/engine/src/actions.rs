@@ -362,16 +362,7 @@ fn create_call(e: &mut Engine, app: &AppCtx, mut req: CreateCall, ver: Version) 
             let conf_id = e.id();
             e.confs.insert(
                 conf_id.clone(),
-                Conference {
-                    id: conf_id.clone(),
-                    tenant_id: app.tenant_id.clone(),
-                    meeting_id: None,
-                    members: vec![],
-                    removed: vec![],
-                    seq: 0,
-                    next_source_id: 1,
-                    sharing: None,
-                },
+                Conference::new(conf_id.clone(), app.tenant_id.clone(), None),
             );
             conf_id
         }
@@ -483,27 +474,10 @@ pub(crate) fn add_bot_member(
         .and_then(Value::as_bool)
         .unwrap_or(false);
     let conf = e.confs.get_mut(conf_id).expect("conference exists");
-    conf.seq += 1;
-    let source_id = conf.next_source_id;
-    conf.next_source_id += 10;
-    conf.members.push(Member {
-        id: pid.to_string(),
-        info,
-        endpoint: MemberEndpoint::Bot {
-            call_id: call_id.to_string(),
-        },
-        joined,
-        muted: false,
-        hidden,
-        held: false,
-        hold_music: false,
-        screen_sharing: false,
-        large_gallery: false,
-        recording: None,
-        seq: conf.seq,
-        invited_by: None,
-        source_id,
-    });
+    let bot = MemberEndpoint::Bot {
+        call_id: call_id.to_string(),
+    };
+    conf.push_member(pid.to_string(), info, bot, joined).hidden = hidden;
     e.roster_changed(conf_id);
 }
 

@@ -140,27 +140,16 @@ pub(crate) fn ring_member(
         .filter(|p| !p.is_empty())
         .unwrap_or_else(|| e.id());
     let conf = e.confs.get_mut(conf_id).expect("conference");
-    conf.seq += 1;
-    let source_id = conf.next_source_id;
-    conf.next_source_id += 10;
-    conf.members.push(Member {
-        id: pid.clone(),
+    let m = conf.push_member(
+        pid.clone(),
         info,
-        endpoint: MemberEndpoint::Leg {
+        MemberEndpoint::Leg {
             leg_id: leg.clone(),
         },
-        joined: false,
-        muted: false,
-        hidden: target.hidden.unwrap_or(false),
-        held: false,
-        hold_music: false,
-        screen_sharing: false,
-        large_gallery: false,
-        recording: None,
-        seq: conf.seq,
-        invited_by: invite_op.map(|op| (call_id.to_string(), op.to_string())),
-        source_id,
-    });
+        false,
+    );
+    m.hidden = target.hidden.unwrap_or(false);
+    m.invited_by = invite_op.map(|op| (call_id.to_string(), op.to_string()));
     e.touch_conf(conf_id);
     if let Some(l) = e.legs.get_mut(&leg) {
         l.participant_id = Some(pid.clone());
@@ -256,16 +245,7 @@ pub(crate) fn incoming(
     };
     e.confs.insert(
         conf_id.clone(),
-        Conference {
-            id: conf_id.clone(),
-            tenant_id: app.tenant_id.clone(),
-            meeting_id: None,
-            members: vec![],
-            removed: vec![],
-            seq: 0,
-            next_source_id: 1,
-            sharing: None,
-        },
+        Conference::new(conf_id.clone(), app.tenant_id.clone(), None),
     );
     let created = json!({
         "@odata.type":"#microsoft.graph.call","@odata.id":format!("/communications/calls/{call_id}"),
@@ -279,26 +259,14 @@ pub(crate) fn incoming(
     e.touch_call(&call_id);
     let caller_pid = e.id();
     let conf = e.confs.get_mut(&conf_id).expect("just made");
-    conf.seq += 1;
-    conf.members.push(Member {
-        id: caller_pid,
-        info: caller,
-        endpoint: MemberEndpoint::Leg {
+    conf.push_member(
+        caller_pid,
+        caller,
+        MemberEndpoint::Leg {
             leg_id: leg.clone(),
         },
-        joined: true,
-        muted: false,
-        hidden: false,
-        held: false,
-        hold_music: false,
-        screen_sharing: false,
-        large_gallery: false,
-        recording: None,
-        seq: 1,
-        invited_by: None,
-        source_id: 1,
-    });
-    conf.next_source_id = 11;
+        true,
+    );
     e.touch_conf(&conf_id);
     actions::add_bot_member(
         e,
@@ -534,27 +502,14 @@ fn join_bridge(e: &mut Engine, conf_id: &str, leg: &Leg) {
     let Some(conf) = e.confs.get_mut(conf_id) else {
         return;
     };
-    conf.seq += 1;
-    let source_id = conf.next_source_id;
-    conf.next_source_id += 10;
-    conf.members.push(Member {
-        id: pid,
-        info: leg.info.clone(),
-        endpoint: MemberEndpoint::Leg {
+    conf.push_member(
+        pid,
+        leg.info.clone(),
+        MemberEndpoint::Leg {
             leg_id: leg.id.clone(),
         },
-        joined: true,
-        muted: false,
-        hidden: false,
-        held: false,
-        hold_music: false,
-        screen_sharing: false,
-        large_gallery: false,
-        recording: None,
-        seq: conf.seq,
-        invited_by: None,
-        source_id,
-    });
+        true,
+    );
     if let Some(l) = e.legs.get_mut(&leg.id) {
         l.conf_id = Some(conf_id.to_string());
         l.role = LegRole::Bridged;
@@ -1236,16 +1191,7 @@ fn detach_into_bridge(e: &mut Engine, conf_id: &str, leg_id: &str, member: &Memb
         .unwrap_or_default();
     e.confs.insert(
         bridge.clone(),
-        Conference {
-            id: bridge.clone(),
-            tenant_id: tenant,
-            meeting_id: None,
-            members: vec![],
-            removed: vec![],
-            seq: 0,
-            next_source_id: 1,
-            sharing: None,
-        },
+        Conference::new(bridge.clone(), tenant, None),
     );
     if let Some(l) = e.legs.get(leg_id).cloned() {
         join_bridge(e, &bridge, &l);
@@ -1485,16 +1431,7 @@ pub(crate) fn meeting_conference(e: &mut Engine, meeting_id: &str) -> String {
     let tenant = e.meetings[meeting_id].tenant_id.clone();
     e.confs.insert(
         conf_id.clone(),
-        Conference {
-            id: conf_id.clone(),
-            tenant_id: tenant,
-            meeting_id: Some(meeting_id.to_string()),
-            members: vec![],
-            removed: vec![],
-            seq: 0,
-            next_source_id: 1,
-            sharing: None,
-        },
+        Conference::new(conf_id.clone(), tenant, Some(meeting_id.to_string())),
     );
     e.meetings.get_mut(meeting_id).expect("exists").conf_id = Some(conf_id.clone());
     e.touch_meeting(meeting_id);

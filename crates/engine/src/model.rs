@@ -226,6 +226,51 @@ pub struct Conference {
     pub sharing: Option<ContentSharing>,
 }
 
+impl Conference {
+    pub fn new(id: String, tenant_id: String, meeting_id: Option<String>) -> Conference {
+        Conference {
+            id,
+            tenant_id,
+            meeting_id,
+            members: vec![],
+            removed: vec![],
+            seq: 0,
+            next_source_id: 1,
+            sharing: None,
+        }
+    }
+
+    /// Add a member with the next roster sequence number and its own media source ids.
+    pub fn push_member(
+        &mut self,
+        id: String,
+        info: ParticipantInfo,
+        endpoint: MemberEndpoint,
+        joined: bool,
+    ) -> &mut Member {
+        self.seq += 1;
+        let source_id = self.next_source_id;
+        self.next_source_id += 10;
+        self.members.push(Member {
+            id,
+            info,
+            endpoint,
+            joined,
+            muted: false,
+            hidden: false,
+            held: false,
+            hold_music: false,
+            screen_sharing: false,
+            large_gallery: false,
+            recording: None,
+            seq: self.seq,
+            invited_by: None,
+            source_id,
+        });
+        self.members.last_mut().expect("just pushed")
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct ContentSharing {
     pub id: String,
