@@ -3,6 +3,7 @@
 //! runtime that drives rooms on a 20 ms clock builds on these pieces.
 
 pub mod dtmf;
+pub mod mixer;
 
 /// Internal sample rate.
 pub const RATE: u32 = 16_000;
