@@ -4,6 +4,7 @@
 
 pub mod dtmf;
 pub mod mixer;
+pub mod vad;
 
 /// Internal sample rate.
 pub const RATE: u32 = 16_000;
