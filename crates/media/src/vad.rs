@@ -135,12 +135,11 @@ mod tests {
         let mut vad = Vad::default();
         let mut seed = 42;
         let mut events = vec![];
-        let push =
-            |vad: &mut Vad, f: Vec<i16>, at: usize, events: &mut Vec<(usize, VadEvent)>| {
-                if let Some(e) = vad.frame(&f) {
-                    events.push((at, e));
-                }
-            };
+        let push = |vad: &mut Vad, f: Vec<i16>, at: usize, events: &mut Vec<(usize, VadEvent)>| {
+            if let Some(e) = vad.frame(&f) {
+                events.push((at, e));
+            }
+        };
         let mut t = 0;
         // One second of background noise (about −45 dBFS) is learned, not taken for speech.
         for _ in 0..50 {
