@@ -560,7 +560,7 @@ fn reject(e: &mut Engine, id: &str, req: Reject) -> R {
             leg_id: leg.clone(),
             sip_code: sip,
         });
-        legs::end_leg(e, &leg);
+        legs::end_leg(e, &leg, "left");
     }
     terminate(
         e,
@@ -584,7 +584,7 @@ pub(crate) fn hang_up(e: &mut Engine, id: &str) {
                 leg_id: leg.clone(),
                 sip_code: 603,
             });
-            legs::end_leg(e, &leg);
+            legs::end_leg(e, &leg, "left");
         }
     } else {
         e.set_state(id, CallState::Terminating);
@@ -649,8 +649,7 @@ pub(crate) fn terminate(
         e.leg_action(LegAction::Cancel {
             leg_id: leg.clone(),
         });
-        legs::end_leg(e, &leg);
-        legs::remove_leg_member(e, &leg, "cancelled");
+        legs::end_leg(e, &leg, "cancelled");
     }
     remove_member(e, &conf_id, &pid, "left");
     // In a peer-to-peer call the other party goes too.
@@ -677,13 +676,7 @@ pub(crate) fn terminate(
                     leg_id: leg.clone(),
                     reason: "the application hung up".into(),
                 });
-                legs::end_leg(e, &leg);
-                remove_member(
-                    e,
-                    &conf_id,
-                    &legs::member_id_of_leg(e, &conf_id, &leg).unwrap_or_default(),
-                    "left",
-                );
+                legs::end_leg(e, &leg, "left");
             }
         }
     }
@@ -922,7 +915,9 @@ fn delete_participant(e: &mut Engine, id: &str, pid: &str) -> R {
                     reason: "removed by another participant".into(),
                 }
             });
-            legs::end_leg(e, leg_id);
+            // The invitation is resolved before the conference reacts to the departure.
+            remove_member(e, &conf_id, &m.id, "removedByApplication");
+            legs::end_leg(e, leg_id, "removedByApplication");
             if let Some((call, op)) = &m.invited_by {
                 legs::invitee_resolved(
                     e,
@@ -932,7 +927,6 @@ fn delete_participant(e: &mut Engine, id: &str, pid: &str) -> R {
                     Some("The invitation was cancelled.".into()),
                 );
             }
-            remove_member(e, &conf_id, &m.id, "removedByApplication");
             legs::after_member_left(e, &conf_id);
         }
     }
@@ -1382,7 +1376,7 @@ pub(crate) fn fire_timers(e: &mut Engine, call_id: &str) {
                 leg_id: leg.clone(),
                 sip_code: 408,
             });
-            legs::end_leg(e, &leg);
+            legs::end_leg(e, &leg, "left");
         }
         terminate(
             e,

@@ -18,8 +18,9 @@ pub(crate) fn caller_leg(e: &Engine, call_id: &str) -> Option<String> {
         .map(|l| l.id.clone())
 }
 
-/// A leg is over: forget it and take it out of its conference's roster.
-pub(crate) fn end_leg(e: &mut Engine, leg_id: &str) {
+/// A leg is over: forget it and take it out of its conference's roster, with `reason` as
+/// its `removedState` in delta rosters.
+pub(crate) fn end_leg(e: &mut Engine, leg_id: &str, reason: &str) {
     let Some(l) = e.legs.remove(leg_id) else {
         return;
     };
@@ -27,7 +28,7 @@ pub(crate) fn end_leg(e: &mut Engine, leg_id: &str) {
     if let Some(conf) = l.conf_id
         && let Some(pid) = member_id_of_leg(e, &conf, leg_id)
     {
-        remove_member(e, &conf, &pid, "left");
+        remove_member(e, &conf, &pid, reason);
         after_member_left(e, &conf);
     }
 }
@@ -44,28 +45,6 @@ pub(crate) fn member_id_of_leg(e: &Engine, conf_id: &str, leg_id: &str) -> Optio
                 }
         })
         .map(|m| m.id.clone())
-}
-
-pub(crate) fn remove_leg_member(e: &mut Engine, leg_id: &str, reason: &str) {
-    let confs: Vec<(String, String)> = e
-        .confs
-        .values()
-        .filter_map(|c| {
-            c.members
-                .iter()
-                .find(|m| {
-                    m.endpoint
-                        == MemberEndpoint::Leg {
-                            leg_id: leg_id.to_string(),
-                        }
-                })
-                .map(|m| (c.id.clone(), m.id.clone()))
-        })
-        .collect();
-    for (conf, pid) in confs {
-        remove_member(e, &conf, &pid, reason);
-        after_member_left(e, &conf);
-    }
 }
 
 fn new_leg(
@@ -463,7 +442,7 @@ fn on_answered(e: &mut Engine, leg: &Leg) {
                     e.leg_action(LegAction::Cancel {
                         leg_id: other.clone(),
                     });
-                    end_leg(e, other);
+                    end_leg(e, other, "left");
                 }
             }
             let caller = caller_leg(e, call_id);
@@ -550,10 +529,12 @@ fn on_failed(e: &mut Engine, leg: &Leg, sip_code: u16, reason: &str) {
             .invited_by
             .clone()
     });
+    // Removed here, not by end_leg: the invite must be resolved before the conference
+    // reacts to the departure (after_member_left below).
     if let Some(p) = &pid {
         remove_member(e, &conf, p, "failed");
     }
-    end_leg(e, &leg.id);
+    end_leg(e, &leg.id, "failed");
     match &leg.role {
         LegRole::Member { call_id } => {
             if e.calls.get(call_id).is_some_and(|c| {
@@ -614,53 +595,30 @@ fn on_hung_up(e: &mut Engine, leg: &Leg) {
         on_failed(e, leg, 487, "the callee hung up before answering");
         return;
     }
-    end_leg(e, &leg.id);
-    match &leg.role {
-        LegRole::Caller { call_id } => {
-            terminate(
-                e,
-                call_id,
-                ResultInfo::new(
-                    200,
-                    4521,
-                    "Call ended by the other participant of a P2P call.",
-                ),
-                None,
-            );
-        }
+    end_leg(e, &leg.id, "left");
+    let p2p_call = match &leg.role {
+        LegRole::Caller { call_id } => Some(call_id),
         LegRole::Member { call_id }
             if e.calls
                 .get(call_id)
                 .is_some_and(|c| c.kind == CallKind::PeerToPeer) =>
         {
-            let conf = leg.conf_id.clone().unwrap_or_default();
-            if let Some(p) = member_id_of_leg(e, &conf, &leg.id) {
-                remove_member(e, &conf, &p, "left");
-            }
-            if e.calls
-                .get(call_id)
-                .is_some_and(|c| matches!(c.state, CallState::Establishing | CallState::Ringing))
-            {
-                terminate(
-                    e,
-                    call_id,
-                    failure_result(487, "the callee hung up before answering"),
-                    None,
-                );
-            } else {
-                terminate(
-                    e,
-                    call_id,
-                    ResultInfo::new(
-                        200,
-                        4521,
-                        "Call ended by the other participant of a P2P call.",
-                    ),
-                    None,
-                );
-            }
+            Some(call_id)
         }
-        _ => remove_leg_member(e, &leg.id, "left"),
+        _ => None,
+    };
+    // Anyone else: end_leg already took the leg out of its conference.
+    if let Some(call_id) = p2p_call {
+        terminate(
+            e,
+            call_id,
+            ResultInfo::new(
+                200,
+                4521,
+                "Call ended by the other participant of a P2P call.",
+            ),
+            None,
+        );
     }
 }
 
@@ -697,10 +655,7 @@ pub(crate) fn after_member_left(e: &mut Engine, conf_id: &str) {
                 leg_id: last.clone(),
                 reason: "the other party hung up".into(),
             });
-            end_leg(e, &last);
-            if let Some(p) = member_id_of_leg(e, conf_id, &last) {
-                remove_member(e, conf_id, &p, "left");
-            }
+            end_leg(e, &last, "left");
         }
     }
     if bots.len() == 1 && legs.is_empty() && !is_meeting {
@@ -1023,7 +978,7 @@ pub(crate) fn redirect_failed(e: &mut Engine, call_id: &str, result: ResultInfo)
     for l in legs {
         if e.legs.contains_key(&l) {
             e.leg_action(LegAction::Cancel { leg_id: l.clone() });
-            end_leg(e, &l);
+            end_leg(e, &l, "left");
         }
     }
     if let Some(cl) = caller_leg(e, call_id) {
@@ -1031,7 +986,7 @@ pub(crate) fn redirect_failed(e: &mut Engine, call_id: &str, result: ResultInfo)
             leg_id: cl.clone(),
             sip_code: if result.code == 408 { 408 } else { 480 },
         });
-        end_leg(e, &cl);
+        end_leg(e, &cl, "left");
     }
     terminate(e, call_id, result, None);
 }
@@ -1262,7 +1217,7 @@ pub(crate) fn transfer_failed(e: &mut Engine, call_id: &str, message: &str) {
         && e.legs.contains_key(&l)
     {
         e.leg_action(LegAction::Cancel { leg_id: l.clone() });
-        end_leg(e, &l);
+        end_leg(e, &l, "left");
     }
     let c = e.calls.get_mut(call_id).expect("exists");
     c.state = CallState::Established;

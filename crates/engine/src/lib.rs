@@ -462,7 +462,7 @@ impl Engine {
             end,
             conf_id: None,
         };
-        let v = render::meeting(&m, &self.cfg.public_url);
+        let v = render::meeting(&m);
         self.meetings.insert(id.clone(), m);
         self.dirty.insert((ObjKind::Meeting, id));
         self.flush();
@@ -488,18 +488,10 @@ impl Engine {
         self.meetings
             .get(id)
             .filter(|m| m.tenant_id == tenant_id)
-            .map(|m| render::meeting(m, &self.cfg.public_url))
+            .map(render::meeting)
     }
 
     // ---------------------------------------------------------------- outputs
-
-    pub fn poll_effect(&mut self) -> Option<Effect> {
-        if self.effects.is_empty() {
-            None
-        } else {
-            Some(self.effects.remove(0))
-        }
-    }
 
     pub fn drain_effects(&mut self) -> Vec<Effect> {
         std::mem::take(&mut self.effects)

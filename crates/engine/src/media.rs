@@ -231,7 +231,7 @@ pub(crate) fn phase_deadline(p: &MediaPhase) -> Option<Ms> {
 /// Move the head of the media FIFO as far as `now` allows.
 pub(crate) fn advance(e: &mut Engine, call_id: &str) {
     let now = e.now;
-    let (beep_ms, _) = (e.cfg.beep_ms, ());
+    let beep_ms = e.cfg.beep_ms;
     loop {
         let Some(c) = e.calls.get_mut(call_id) else {
             return;

@@ -284,8 +284,7 @@ pub fn routing_group(g: &AudioRoutingGroup) -> Value {
     json!({"@odata.type":"#microsoft.graph.audioRoutingGroup","id":g.id,"routingMode":g.routing_mode,"sources":g.sources,"receivers":g.receivers})
 }
 
-pub fn meeting(m: &Meeting, public_url: &str) -> Value {
-    let _ = public_url;
+pub fn meeting(m: &Meeting) -> Value {
     json!({
         "@odata.type":"#microsoft.graph.onlineMeeting",
         "id": m.id,

@@ -465,3 +465,64 @@ fn wrong_state_actions_are_refused_without_change() {
     assert_eq!(w.notes.len(), before);
     assert_eq!(w.e.call(&c).unwrap().state, CallState::Establishing);
 }
+
+#[test]
+fn a_removed_participant_leaves_the_delta_roster_with_the_reason() {
+    let mut w = World::new();
+    let body: requests::CreateCall = serde_json::from_value(json!({
+        "callbackUri": "https://bot/cb", "requestedModalities": ["audio"],
+        "mediaConfig": {"@odata.type": "#microsoft.graph.serviceHostedMediaConfig"},
+        "targets": [{"identity": {"user": {"id": "alice"}}}, {"identity": {"user": {"id": "bob"}}}],
+        "callOptions": {"isDeltaRosterEnabled": true},
+    }))
+    .unwrap();
+    let c = w
+        .api(None, Command::CreateCall(Box::new(body)))
+        .unwrap()
+        .body
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let rung: Vec<String> = w
+        .legs
+        .iter()
+        .filter_map(|a| match a {
+            LegAction::Ring { leg_id, .. } => Some(leg_id.clone()),
+            _ => None,
+        })
+        .collect();
+    for l in &rung {
+        w.leg(l, LegEvent::Answered);
+    }
+    let alice =
+        w.e.conference(&w.e.call(&c).unwrap().conf_id)
+            .unwrap()
+            .members
+            .iter()
+            .find(|m| m.info.identity.party() == Some(Party::User("alice".into())))
+            .unwrap()
+            .id
+            .clone();
+    assert_eq!(
+        w.api(Some(&c), Command::DeleteParticipant(alice.clone()))
+            .unwrap()
+            .status,
+        204
+    );
+    let last_roster = w
+        .notes
+        .iter()
+        .rev()
+        .find(|n| n.1.ends_with("/participants"))
+        .unwrap()
+        .2
+        .clone();
+    let gone = last_roster
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["id"] == alice.as_str())
+        .expect("the departure is in the delta");
+    assert_eq!(gone["removedState"]["reason"], "removedByApplication");
+}

@@ -84,7 +84,6 @@ impl Registry {
 }
 
 struct SimLeg {
-    user_id: Option<String>,
     behaviour: Behaviour,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -145,7 +144,6 @@ impl Endpoints {
         self.legs.insert(
             leg.to_string(),
             Kind::Sim(SimLeg {
-                user_id: Some(user_id.to_string()),
                 behaviour,
                 tasks: vec![],
             }),
@@ -378,7 +376,6 @@ impl Endpoints {
                 self.legs.insert(
                     leg.to_string(),
                     Kind::Sim(SimLeg {
-                        user_id: Some(user.id.clone()),
                         behaviour: b.clone(),
                         tasks,
                     }),
@@ -469,13 +466,6 @@ impl Endpoints {
                     },
                 );
             }
-        }
-    }
-
-    pub fn user_of(&self, leg: &str) -> Option<String> {
-        match self.legs.get(leg) {
-            Some(Kind::Sim(s)) => s.user_id.clone(),
-            _ => None,
         }
     }
 }

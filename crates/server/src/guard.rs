@@ -2,7 +2,7 @@
 //! reference §5, and room in its app's and tenant's request budgets.
 
 use engine::{ApiError, Command};
-use graph::{MediaConfig, MeetingInfo};
+use graph::MediaConfig;
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Instant;
@@ -44,9 +44,6 @@ pub fn required(cmd: &Command) -> Vec<Vec<&'static str>> {
                 } else {
                     vec![JOIN_GROUP, JOIN_GROUP_CHAT]
                 });
-                if let Some(MeetingInfo::Token { .. }) = &req.meeting_info {
-                    // Rejoining by token after an invite: the join permission above suffices.
-                }
             } else if req.targets.len() > 1 {
                 r.push(vec![INITIATE_GROUP]);
             } else {
