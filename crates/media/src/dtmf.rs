@@ -147,12 +147,18 @@ impl DtmfDetector {
 
     /// The key one 20 ms block holds, if it passes every check.
     fn classify(&self, block: &[f32]) -> Option<char> {
+        // A sine of amplitude A gives a Goertzel power of A²/4 with this normalisation.
+        let floor = 10f32.powf(self.cfg.min_level_dbfs / 10.0) / 4.0;
+        // Energy gate: two tones at the floor hold a mean square of 4 × floor; anything much
+        // quieter (silence, most of a call) skips the filter bank.
+        let total: f32 = block.iter().map(|x| x * x).sum::<f32>() / block.len() as f32;
+        if total < 2.0 * floor {
+            return None;
+        }
         let rows: Vec<f32> = ROWS.iter().map(|f| goertzel(block, *f)).collect();
         let cols: Vec<f32> = COLS.iter().map(|f| goertzel(block, *f)).collect();
         let (r, &row) = rows.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1))?;
         let (c, &col) = cols.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1))?;
-        // A sine of amplitude A gives a Goertzel power of A²/4 with this normalisation.
-        let floor = 10f32.powf(self.cfg.min_level_dbfs / 10.0) / 4.0;
         if row < floor || col < floor {
             return None;
         }
@@ -173,8 +179,7 @@ impl DtmfDetector {
             return None;
         }
         // Purity: the block's energy (mean square) is mostly the two tones (A²/2 each = 2 × power).
-        let total: f32 = block.iter().map(|x| x * x).sum::<f32>() / block.len() as f32;
-        if total <= 0.0 || 2.0 * (row + col) < self.cfg.min_purity * total {
+        if 2.0 * (row + col) < self.cfg.min_purity * total {
             return None;
         }
         // Harmonics: speech and music carry energy at twice their fundamentals.

@@ -1,0 +1,1055 @@
+//! A room: one conference's media, ticked every 20 ms. Sans-IO: the runtime feeds it commands
+//! and ticks; it reads and writes its members' ports and returns events and audio to write.
+//!
+//! Each tick:
+//! 1. every member's input is gathered: a leg's port (plus out-of-band keys), a bot's media
+//!    (prompt, beep, DTMF it sends);
+//! 2. keys are detected on each leg's input and delivered to every bot that hears that leg
+//!    (toneInfo, recordResponse stop tones);
+//! 3. the mixer gives each member what it may hear, never itself; a member on hold with hold
+//!    music hears the music instead;
+//! 4. bots hear their mix: a running recordResponse records it and checks its ends
+//!    (max duration, initial silence, silence after speech, stop tone, no media at all);
+//! 5. call recordings take the mix of everyone who can be heard.
+
+use crate::dtmf::{self, DtmfDetector};
+use crate::mixer::{self, MemberState, Route};
+use crate::port::{PortRef, Ports};
+use crate::vad::{Vad, VadEvent};
+use crate::{
+    Audio, Cmd, Endpoint, Event, FRAME, MemberSpec, Prompt, RecordSpec, Recorded, RoomSpec,
+};
+use std::collections::{HashMap, VecDeque};
+use std::sync::OnceLock;
+
+/// What a tick produces besides port writes.
+#[derive(Debug)]
+pub enum Out {
+    Event(Event),
+    /// Audio for the file `<recording_id>.wav`; with `last`, close the file, then send `last`.
+    Chunk {
+        recording_id: String,
+        audio: Vec<i16>,
+        last: Option<Event>,
+    },
+}
+
+/// Beep before a recording: 1 kHz, 300 ms, −12 dBFS.
+pub const BEEP_MS: u64 = 300;
+/// Level of the DTMF a bot sends, per tone.
+pub const SEND_DBFS: f32 = -10.0;
+/// Call-recording audio is handed to the writer once a second.
+const CHUNK_FRAMES: usize = 50;
+
+fn beep() -> &'static [i16] {
+    static BEEP: OnceLock<Vec<i16>> = OnceLock::new();
+    BEEP.get_or_init(|| {
+        let n = crate::samples(BEEP_MS);
+        let amp = 32767.0 * 10f32.powf(-12.0 / 20.0);
+        (0..n)
+            .map(|i| {
+                let t = i as f32 / crate::RATE as f32;
+                // 5 ms fade in and out: no clicks.
+                let edge = (i.min(n - i) as f32 / 80.0).min(1.0);
+                (amp * edge * (2.0 * std::f32::consts::PI * 1000.0 * t).sin()) as i16
+            })
+            .collect()
+    })
+}
+
+/// The built-in hold music: a gentle four-second arpeggio, looped.
+pub fn default_hold_music() -> Audio {
+    static MUSIC: OnceLock<Audio> = OnceLock::new();
+    MUSIC
+        .get_or_init(|| {
+            let notes = [
+                261.63f32, 329.63, 392.0, 523.25, 392.0, 329.63, 293.66, 349.23,
+            ];
+            let per = crate::samples(500);
+            let amp = 32767.0 * 10f32.powf(-18.0 / 20.0);
+            let mut out = Vec::with_capacity(per * notes.len());
+            for f in notes {
+                for i in 0..per {
+                    let t = i as f32 / crate::RATE as f32;
+                    let env = (i.min(per - i) as f32 / 800.0).min(1.0);
+                    let v = (2.0 * std::f32::consts::PI * f * t).sin()
+                        + 0.3 * (2.0 * std::f32::consts::PI * 2.0 * f * t).sin();
+                    out.push((amp * env * v / 1.3) as i16);
+                }
+            }
+            out.into()
+        })
+        .clone()
+}
+
+struct Member {
+    spec: MemberSpec,
+    port: Option<PortRef>,
+    detector: DtmfDetector,
+}
+
+/// A looping player (hold music).
+struct Player {
+    audio: Audio,
+    pos: usize,
+}
+
+impl Player {
+    fn next(&mut self, out: &mut [i16; FRAME]) {
+        for o in out.iter_mut() {
+            *o = self.audio.get(self.pos).copied().unwrap_or(0);
+            self.pos = (self.pos + 1) % self.audio.len().max(1);
+        }
+    }
+}
+
+enum Phase {
+    Prompt { idx: usize, times: u32, pos: usize },
+    Beep { pos: usize },
+    Record(Box<Recording>),
+}
+
+struct Job {
+    op_id: String,
+    prompts: Vec<Prompt>,
+    loop_forever: bool,
+    record: Option<RecordSpec>,
+    phase: Phase,
+}
+
+struct Recording {
+    spec: RecordSpec,
+    audio: Vec<i16>,
+    vad: Vad,
+    frames: u64,
+    spoke: bool,
+    /// Frames since speech ended (counts from the VAD's decision).
+    quiet_frames: u64,
+    /// Whether anyone the bot can hear sent audio.
+    received: bool,
+    stop: Option<&'static str>,
+}
+
+struct ToneJob {
+    op_id: String,
+    audio: Vec<i16>,
+    /// (sample offset, key): where each key starts.
+    keys: Vec<(usize, char)>,
+    pos: usize,
+}
+
+#[derive(Default)]
+struct Bot {
+    job: Option<Job>,
+    tones: VecDeque<ToneJob>,
+}
+
+impl Job {
+    /// The phase after the prompts (or at the start, when there are none).
+    fn after_prompts(&self) -> Option<Phase> {
+        let r = self.record.as_ref()?;
+        Some(if r.beep {
+            Phase::Beep { pos: 0 }
+        } else {
+            Phase::Record(Box::new(Recording::new(r.clone())))
+        })
+    }
+}
+
+impl Recording {
+    fn new(spec: RecordSpec) -> Recording {
+        Recording {
+            audio: Vec::with_capacity(crate::samples(spec.max_ms.min(10_000))),
+            spec,
+            vad: Vad::default(),
+            frames: 0,
+            spoke: false,
+            quiet_frames: 0,
+            received: false,
+            stop: None,
+        }
+    }
+
+    /// Record one heard frame; the completionReason once it should end.
+    fn hear(&mut self, frame: &[i16; FRAME], received: bool) -> Option<&'static str> {
+        self.audio.extend_from_slice(frame);
+        self.frames += 1;
+        self.received |= received;
+        match self.vad.frame(frame) {
+            Some(VadEvent::SpeechStarted) => self.spoke = true,
+            Some(VadEvent::SpeechEnded) => self.quiet_frames = 0,
+            None => {}
+        }
+        if self.spoke && !self.vad.speaking() {
+            self.quiet_frames += 1;
+        }
+        let ms = self.frames * crate::TICK_MS;
+        if let Some(r) = self.stop {
+            return Some(r);
+        }
+        if ms >= self.spec.max_ms {
+            return Some("maxRecordDurationReached");
+        }
+        if !self.spoke && ms >= self.spec.initial_silence_ms {
+            return Some(if self.received {
+                "initialSilenceTimeout"
+            } else {
+                "mediaReceiveTimeout"
+            });
+        }
+        // The VAD's hangover already counts as silence after speech.
+        let hangover = crate::vad::VadConfig::default().hangover_frames as u64;
+        if self.spoke
+            && !self.vad.speaking()
+            && (self.quiet_frames + hangover) * crate::TICK_MS >= self.spec.max_silence_ms
+        {
+            return Some("maxSilenceTimeout");
+        }
+        None
+    }
+}
+
+impl Bot {
+    /// The bot's outgoing audio this tick; keys it starts sending go to `keys`.
+    fn render(
+        &mut self,
+        call_id: &str,
+        out: &mut [i16; FRAME],
+        outs: &mut Vec<Out>,
+        keys: &mut Vec<char>,
+    ) -> bool {
+        let mut sent = false;
+        if let Some(job) = &mut self.job {
+            let mut i = 0;
+            while i < FRAME {
+                match &mut job.phase {
+                    Phase::Prompt { idx, times, pos } => {
+                        let Some(p) = job.prompts.get(*idx) else {
+                            break;
+                        };
+                        let n = (p.audio.len() - (*pos).min(p.audio.len())).min(FRAME - i);
+                        out[i..i + n].copy_from_slice(&p.audio[*pos..*pos + n]);
+                        sent = true;
+                        i += n;
+                        *pos += n;
+                        if *pos >= p.audio.len() {
+                            *pos = 0;
+                            *times += 1;
+                            if *times >= p.times.max(1) {
+                                *times = 0;
+                                *idx += 1;
+                            }
+                            if *idx >= job.prompts.len() {
+                                if job.loop_forever {
+                                    *idx = 0;
+                                } else {
+                                    match job.after_prompts() {
+                                        Some(next) => job.phase = next,
+                                        None => break,
+                                    }
+                                }
+                            }
+                        }
+                    }
+                    Phase::Beep { pos } => {
+                        let b = beep();
+                        let n = (b.len() - *pos).min(FRAME - i);
+                        out[i..i + n].copy_from_slice(&b[*pos..*pos + n]);
+                        sent = true;
+                        *pos += n;
+                        if *pos >= b.len() {
+                            let spec = job.record.clone().expect("a beep belongs to a recording");
+                            job.phase = Phase::Record(Box::new(Recording::new(spec)));
+                        }
+                        break;
+                    }
+                    Phase::Record(_) => break,
+                }
+            }
+            let finished =
+                matches!(job.phase, Phase::Prompt { idx, .. } if idx >= job.prompts.len());
+            if finished {
+                let op_id = job.op_id.clone();
+                self.job = None;
+                outs.push(Out::Event(Event::Done {
+                    call_id: call_id.to_string(),
+                    op_id,
+                    reason: "completedSuccessfully",
+                    recording: None,
+                }));
+            }
+        }
+        if let Some(t) = self.tones.front_mut() {
+            let from = t.pos;
+            let n = (t.audio.len() - t.pos).min(FRAME);
+            for (o, &s) in out.iter_mut().zip(&t.audio[t.pos..t.pos + n]) {
+                *o = o.saturating_add(s);
+            }
+            t.pos += n;
+            sent = true;
+            keys.extend(
+                t.keys
+                    .iter()
+                    .filter(|(at, _)| *at >= from && *at < t.pos)
+                    .map(|(_, k)| *k),
+            );
+            if t.pos >= t.audio.len() {
+                let t = self.tones.pop_front().expect("front");
+                outs.push(Out::Event(Event::Done {
+                    call_id: call_id.to_string(),
+                    op_id: t.op_id,
+                    reason: "completedSuccessfully",
+                    recording: None,
+                }));
+            }
+        }
+        sent
+    }
+
+    /// What the bot heard this tick.
+    fn hear(&mut self, call_id: &str, frame: &[i16; FRAME], received: bool, outs: &mut Vec<Out>) {
+        let Some(job) = &mut self.job else {
+            return;
+        };
+        let Phase::Record(rec) = &mut job.phase else {
+            return;
+        };
+        let Some(reason) = rec.hear(frame, received) else {
+            return;
+        };
+        let audio = std::mem::take(&mut rec.audio);
+        let recording_id = rec.spec.recording_id.clone();
+        let op_id = job.op_id.clone();
+        self.job = None;
+        let duration_ms = crate::wav::duration_ms(audio.len());
+        outs.push(Out::Chunk {
+            recording_id: recording_id.clone(),
+            audio,
+            last: Some(Event::Done {
+                call_id: call_id.to_string(),
+                op_id,
+                reason,
+                recording: Some(Recorded {
+                    recording_id,
+                    duration_ms,
+                }),
+            }),
+        });
+    }
+
+    fn on_tone(&mut self, key: char) {
+        if let Some(Job {
+            phase: Phase::Record(r),
+            ..
+        }) = &mut self.job
+            && r.spec.stop_tones.contains(&key)
+        {
+            r.stop = Some("stopToneDetected");
+        }
+    }
+}
+
+struct CallRecorder {
+    call_id: String,
+    recording_id: String,
+    pending: Vec<i16>,
+    samples: u64,
+}
+
+impl CallRecorder {
+    fn finish(mut self, outs: &mut Vec<Out>) {
+        self.samples += self.pending.len() as u64;
+        outs.push(Out::Chunk {
+            recording_id: self.recording_id.clone(),
+            audio: std::mem::take(&mut self.pending),
+            last: Some(Event::RecordingSaved {
+                call_id: self.call_id,
+                recording_id: self.recording_id,
+                duration_ms: crate::wav::duration_ms(self.samples as usize),
+            }),
+        });
+    }
+}
+
+pub struct Room {
+    pub id: String,
+    members: Vec<Member>,
+    states: Vec<MemberState>,
+    routes: Vec<Route>,
+    bots: HashMap<String, Bot>,
+    hold_music: HashMap<String, Player>,
+    recorders: Vec<CallRecorder>,
+    inputs: Vec<[i16; FRAME]>,
+    has: Vec<bool>,
+    outputs: Vec<[i16; FRAME]>,
+}
+
+impl Room {
+    pub fn new(id: &str) -> Room {
+        Room {
+            id: id.to_string(),
+            members: vec![],
+            states: vec![],
+            routes: vec![],
+            bots: HashMap::new(),
+            hold_music: HashMap::new(),
+            recorders: vec![],
+            inputs: vec![],
+            has: vec![],
+            outputs: vec![],
+        }
+    }
+
+    pub fn member_count(&self) -> usize {
+        self.members.len()
+    }
+
+    /// Take the engine's picture of the room: members, mute, hold, routing.
+    pub fn apply(&mut self, spec: RoomSpec, ports: &Ports) {
+        let mut old: HashMap<(String, Endpoint), Member> = self
+            .members
+            .drain(..)
+            .map(|m| ((m.spec.id.clone(), m.spec.endpoint.clone()), m))
+            .collect();
+        for s in spec.members {
+            let m = match old.remove(&(s.id.clone(), s.endpoint.clone())) {
+                Some(mut m) => {
+                    m.spec = s;
+                    m
+                }
+                None => Member {
+                    port: match &s.endpoint {
+                        Endpoint::Leg(l) => ports.get(l),
+                        Endpoint::Bot(_) => None,
+                    },
+                    spec: s,
+                    detector: DtmfDetector::default(),
+                },
+            };
+            if let Endpoint::Bot(call) = &m.spec.endpoint {
+                self.bots.entry(call.clone()).or_default();
+            }
+            self.members.push(m);
+        }
+        self.hold_music.retain(|id, _| {
+            self.members
+                .iter()
+                .any(|m| &m.spec.id == id && m.spec.hold_music)
+        });
+        self.states = self
+            .members
+            .iter()
+            .map(|m| MemberState {
+                muted: m.spec.muted,
+                held: m.spec.held || m.spec.hold_music,
+                in_default_group: m.spec.in_default_group,
+            })
+            .collect();
+        let index = |id: &String| self.members.iter().position(|m| &m.spec.id == id);
+        self.routes = spec
+            .routes
+            .iter()
+            .map(|r| Route {
+                sources: r.sources.iter().filter_map(index).collect(),
+                receivers: r.receivers.iter().filter_map(index).collect(),
+            })
+            .collect();
+        let n = self.members.len();
+        self.inputs.resize(n, [0; FRAME]);
+        self.outputs.resize(n, [0; FRAME]);
+        self.has.resize(n, false);
+    }
+
+    /// A command for this room (other than `Room`).
+    pub fn command(&mut self, cmd: Cmd, outs: &mut Vec<Out>) {
+        match cmd {
+            Cmd::Room(_) => {}
+            Cmd::Run {
+                call_id,
+                op_id,
+                prompts,
+                loop_forever,
+                record,
+                ..
+            } => {
+                let mut job = Job {
+                    op_id,
+                    prompts,
+                    loop_forever,
+                    record,
+                    phase: Phase::Prompt {
+                        idx: 0,
+                        times: 0,
+                        pos: 0,
+                    },
+                };
+                if job.prompts.is_empty() {
+                    match job.after_prompts() {
+                        Some(p) => job.phase = p,
+                        None => {
+                            outs.push(Out::Event(Event::Done {
+                                call_id,
+                                op_id: job.op_id,
+                                reason: "completedSuccessfully",
+                                recording: None,
+                            }));
+                            return;
+                        }
+                    }
+                }
+                self.bots.entry(call_id).or_default().job = Some(job);
+            }
+            Cmd::Cancel { call_id, .. } => {
+                if let Some(b) = self.bots.get_mut(&call_id) {
+                    b.job = None;
+                }
+            }
+            Cmd::SendTones {
+                call_id,
+                op_id,
+                tones,
+                tone_ms,
+                gap_ms,
+                ..
+            } => {
+                let mut audio = vec![];
+                let mut keys = vec![];
+                for (i, k) in tones.iter().enumerate() {
+                    if i > 0 {
+                        audio.resize(audio.len() + crate::samples(gap_ms), 0);
+                    }
+                    keys.push((audio.len(), *k));
+                    match dtmf::tone(*k, tone_ms as u32, SEND_DBFS) {
+                        Some(t) => audio.extend(t),
+                        None => audio.resize(audio.len() + crate::samples(tone_ms), 0),
+                    }
+                }
+                // A short pause after the last tone ends it cleanly for detectors.
+                audio.resize(audio.len() + crate::samples(40), 0);
+                self.bots
+                    .entry(call_id)
+                    .or_default()
+                    .tones
+                    .push_back(ToneJob {
+                        op_id,
+                        audio,
+                        keys,
+                        pos: 0,
+                    });
+            }
+            Cmd::HoldMusic {
+                member_id, audio, ..
+            } => {
+                let audio = audio
+                    .filter(|a| !a.is_empty())
+                    .unwrap_or_else(default_hold_music);
+                self.hold_music.insert(member_id, Player { audio, pos: 0 });
+            }
+            Cmd::StartRecording {
+                call_id,
+                recording_id,
+                ..
+            } => {
+                if !self.recorders.iter().any(|r| r.call_id == call_id) {
+                    self.recorders.push(CallRecorder {
+                        call_id,
+                        recording_id,
+                        pending: Vec::with_capacity(FRAME * CHUNK_FRAMES),
+                        samples: 0,
+                    });
+                }
+            }
+            Cmd::StopRecording { call_id, .. } => {
+                if let Some(i) = self.recorders.iter().position(|r| r.call_id == call_id) {
+                    self.recorders.remove(i).finish(outs);
+                }
+            }
+        }
+    }
+
+    /// The room is going away: finish its call recordings.
+    pub fn close(&mut self, outs: &mut Vec<Out>) {
+        for r in self.recorders.drain(..) {
+            r.finish(outs);
+        }
+    }
+
+    /// One 20 ms tick.
+    pub fn tick(&mut self, ports: &Ports, outs: &mut Vec<Out>) {
+        let n = self.members.len();
+        let mut heard_keys: Vec<(usize, char)> = vec![];
+        let mut sent_keys: Vec<(usize, char)> = vec![];
+        for i in 0..n {
+            self.inputs[i] = [0; FRAME];
+            self.has[i] = false;
+            let m = &mut self.members[i];
+            match &m.spec.endpoint {
+                Endpoint::Leg(leg) => {
+                    if m.port.is_none() {
+                        m.port = ports.get(leg);
+                    }
+                    let Some(port) = &m.port else {
+                        continue;
+                    };
+                    let mut p = port.lock().expect("port");
+                    self.has[i] = p.read(&mut self.inputs[i]);
+                    while let Some(k) = p.take_tone() {
+                        heard_keys.push((i, k));
+                    }
+                    drop(p);
+                    let frame = if self.has[i] {
+                        &self.inputs[i]
+                    } else {
+                        &[0; FRAME]
+                    };
+                    heard_keys.extend(m.detector.push(frame).into_iter().map(|k| (i, k)));
+                }
+                Endpoint::Bot(call) => {
+                    if let Some(b) = self.bots.get_mut(call) {
+                        let mut keys = vec![];
+                        self.has[i] = b.render(call, &mut self.inputs[i], outs, &mut keys);
+                        sent_keys.extend(keys.into_iter().map(|k| (i, k)));
+                    }
+                }
+            }
+        }
+        // Bots whose call is not (or no longer) in the room still run their media.
+        let mut scratch = [0i16; FRAME];
+        for (call, b) in self.bots.iter_mut() {
+            if !self
+                .members
+                .iter()
+                .any(|m| matches!(&m.spec.endpoint, Endpoint::Bot(c) if c == call))
+            {
+                scratch.fill(0);
+                b.render(call, &mut scratch, outs, &mut vec![]);
+                b.hear(call, &[0; FRAME], false, outs);
+            }
+        }
+        for (speaker, key) in heard_keys {
+            for j in 0..n {
+                if let Endpoint::Bot(call) = &self.members[j].spec.endpoint
+                    && mixer::hears(&self.states, &self.routes, j, speaker)
+                {
+                    outs.push(Out::Event(Event::Tone {
+                        call_id: call.clone(),
+                        key,
+                    }));
+                    if let Some(b) = self.bots.get_mut(call) {
+                        b.on_tone(key);
+                    }
+                }
+            }
+        }
+        for (speaker, key) in sent_keys {
+            for j in 0..n {
+                if mixer::hears(&self.states, &self.routes, j, speaker)
+                    && let Some(p) = &self.members[j].port
+                {
+                    p.lock().expect("port").tone_event(key);
+                }
+            }
+        }
+        let inputs: Vec<Option<&[i16]>> = (0..n)
+            .map(|i| self.has[i].then_some(&self.inputs[i][..]))
+            .collect();
+        mixer::mix(&self.states, &self.routes, &inputs, &mut self.outputs);
+        for i in 0..n {
+            let m = &self.members[i];
+            match &m.spec.endpoint {
+                Endpoint::Leg(_) => {
+                    let Some(port) = &m.port else {
+                        continue;
+                    };
+                    if m.spec.hold_music
+                        && let Some(p) = self.hold_music.get_mut(&m.spec.id)
+                    {
+                        let mut f = [0i16; FRAME];
+                        p.next(&mut f);
+                        port.lock().expect("port").write(&f);
+                    } else {
+                        port.lock().expect("port").write(&self.outputs[i]);
+                    }
+                }
+                Endpoint::Bot(call) => {
+                    let received = (0..n)
+                        .any(|j| self.has[j] && mixer::hears(&self.states, &self.routes, i, j));
+                    if let Some(b) = self.bots.get_mut(call) {
+                        b.hear(call, &self.outputs[i], received, outs);
+                    }
+                }
+            }
+        }
+        if !self.recorders.is_empty() {
+            let mut acc = [0i32; FRAME];
+            for i in 0..n {
+                if self.has[i] && !self.states[i].muted && !self.states[i].held {
+                    for (a, &x) in acc.iter_mut().zip(&self.inputs[i]) {
+                        *a += x as i32;
+                    }
+                }
+            }
+            let mixed: Vec<i16> = acc
+                .iter()
+                .map(|&a| a.clamp(i16::MIN as i32, i16::MAX as i32) as i16)
+                .collect();
+            for r in &mut self.recorders {
+                r.pending.extend_from_slice(&mixed);
+                if r.pending.len() >= FRAME * CHUNK_FRAMES {
+                    r.samples += r.pending.len() as u64;
+                    outs.push(Out::Chunk {
+                        recording_id: r.recording_id.clone(),
+                        audio: std::mem::replace(
+                            &mut r.pending,
+                            Vec::with_capacity(FRAME * CHUNK_FRAMES),
+                        ),
+                        last: None,
+                    });
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::port::SimPort;
+    use std::sync::{Arc, Mutex};
+
+    struct World {
+        room: Room,
+        ports: Ports,
+        users: HashMap<String, Arc<Mutex<SimPort>>>,
+        events: Vec<Event>,
+        chunks: Vec<(String, usize, bool)>,
+    }
+
+    fn member(id: &str, endpoint: Endpoint) -> MemberSpec {
+        MemberSpec {
+            id: id.into(),
+            endpoint,
+            muted: false,
+            held: false,
+            hold_music: false,
+            in_default_group: true,
+        }
+    }
+
+    /// A room with the bot of call "c1" (participant "bot") and users u1..un.
+    fn world(users: usize) -> World {
+        let ports = Ports::default();
+        let mut w = World {
+            room: Room::new("conf"),
+            ports,
+            users: HashMap::new(),
+            events: vec![],
+            chunks: vec![],
+        };
+        let mut members = vec![member("bot", Endpoint::Bot("c1".into()))];
+        for i in 1..=users {
+            let id = format!("u{i}");
+            let p = Arc::new(Mutex::new(SimPort::new(crate::samples(60_000))));
+            w.ports.insert(&id, p.clone());
+            w.users.insert(id.clone(), p);
+            members.push(member(&id, Endpoint::Leg(id.clone())));
+        }
+        w.spec(members, vec![]);
+        w
+    }
+
+    impl World {
+        fn spec(&mut self, members: Vec<MemberSpec>, routes: Vec<crate::RouteSpec>) {
+            self.room.apply(
+                RoomSpec {
+                    conf_id: "conf".into(),
+                    members,
+                    routes,
+                },
+                &self.ports,
+            );
+        }
+        fn cmd(&mut self, c: Cmd) {
+            let mut outs = vec![];
+            self.room.command(c, &mut outs);
+            self.collect(outs);
+        }
+        fn collect(&mut self, outs: Vec<Out>) {
+            for o in outs {
+                match o {
+                    Out::Event(e) => self.events.push(e),
+                    Out::Chunk {
+                        recording_id,
+                        audio,
+                        last,
+                    } => {
+                        self.chunks
+                            .push((recording_id, audio.len(), last.is_some()));
+                        if let Some(e) = last {
+                            self.events.push(e);
+                        }
+                    }
+                }
+            }
+        }
+        fn ticks(&mut self, n: usize) {
+            for _ in 0..n {
+                let mut outs = vec![];
+                self.room.tick(&self.ports, &mut outs);
+                self.collect(outs);
+            }
+        }
+        fn user(&self, id: &str) -> std::sync::MutexGuard<'_, SimPort> {
+            self.users[id].lock().unwrap()
+        }
+        fn done(&self) -> Vec<(&str, &'static str)> {
+            self.events
+                .iter()
+                .filter_map(|e| match e {
+                    Event::Done { op_id, reason, .. } => Some((op_id.as_str(), *reason)),
+                    _ => None,
+                })
+                .collect()
+        }
+    }
+
+    fn tone_audio(ms: u64, freq: f32, dbfs: f32) -> Audio {
+        let amp = 32767.0 * 10f32.powf(dbfs / 20.0);
+        (0..crate::samples(ms))
+            .map(|i| (amp * (2.0 * std::f32::consts::PI * freq * i as f32 / 16000.0).sin()) as i16)
+            .collect::<Vec<_>>()
+            .into()
+    }
+
+    fn run(prompt: Option<Audio>, record: Option<RecordSpec>) -> Cmd {
+        Cmd::Run {
+            conf_id: "conf".into(),
+            call_id: "c1".into(),
+            op_id: "op".into(),
+            prompts: prompt
+                .map(|audio| Prompt { audio, times: 1 })
+                .into_iter()
+                .collect(),
+            loop_forever: false,
+            record,
+        }
+    }
+
+    fn record(beep: bool, stop: &str) -> RecordSpec {
+        RecordSpec {
+            recording_id: "rec".into(),
+            beep,
+            max_ms: 10_000,
+            initial_silence_ms: 2_000,
+            max_silence_ms: 1_000,
+            stop_tones: stop.chars().collect(),
+        }
+    }
+
+    fn loud(s: &[i16]) -> usize {
+        s.iter().filter(|x| x.unsigned_abs() > 1000).count()
+    }
+
+    #[test]
+    fn everyone_hears_the_bots_prompt_and_it_completes_when_played_out() {
+        let mut w = world(2);
+        w.cmd(run(Some(tone_audio(1000, 440.0, -6.0)), None));
+        w.ticks(49);
+        assert!(w.done().is_empty(), "still playing after 980 ms");
+        w.ticks(1);
+        assert_eq!(w.done(), [("op", "completedSuccessfully")]);
+        for u in ["u1", "u2"] {
+            let heard = w.user(u).heard().to_vec();
+            assert_eq!(heard.len(), 16_000);
+            assert!(loud(&heard) > 14_000, "{u} heard the prompt");
+        }
+    }
+
+    #[test]
+    fn cancel_stops_a_prompt_on_the_next_tick_without_an_event() {
+        let mut w = world(1);
+        w.cmd(run(Some(tone_audio(10_000, 440.0, -6.0)), None));
+        w.ticks(10);
+        w.cmd(Cmd::Cancel {
+            conf_id: "conf".into(),
+            call_id: "c1".into(),
+        });
+        w.ticks(5);
+        let heard = w.user("u1").heard().to_vec();
+        assert!(loud(&heard[..FRAME * 10]) > FRAME * 9);
+        assert_eq!(loud(&heard[FRAME * 10..]), 0, "silent from the next tick");
+        assert!(w.done().is_empty());
+    }
+
+    #[test]
+    fn a_recording_takes_what_the_caller_says_and_ends_after_silence() {
+        let mut w = world(1);
+        w.user("u1").say(500, tone_audio(1500, 300.0, -20.0), false);
+        w.cmd(run(None, Some(record(true, ""))));
+        w.ticks(200);
+        let done: Vec<_> = w
+            .events
+            .iter()
+            .filter_map(|e| match e {
+                Event::Done {
+                    reason, recording, ..
+                } => Some((*reason, recording.clone())),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(done.len(), 1);
+        let (reason, rec) = &done[0];
+        assert_eq!(*reason, "maxSilenceTimeout");
+        let rec = rec.clone().unwrap();
+        // Beep 300 ms, speech 0.5–2.0 s after joining, then 1 s of silence.
+        assert!(
+            (2400..=3100).contains(&rec.duration_ms),
+            "{} ms recorded",
+            rec.duration_ms
+        );
+        assert!(
+            w.chunks
+                .iter()
+                .any(|(id, n, last)| id == "rec" && *n > 0 && *last)
+        );
+        let heard = w.user("u1").heard().to_vec();
+        assert!(
+            loud(&heard[..crate::samples(BEEP_MS)]) > 3000,
+            "the caller heard the beep"
+        );
+    }
+
+    #[test]
+    fn every_way_a_recording_ends() {
+        // Nobody speaks: initial silence.
+        let mut w = world(1);
+        w.cmd(run(None, Some(record(false, ""))));
+        w.ticks(150);
+        assert_eq!(w.done(), [("op", "initialSilenceTimeout")]);
+        // Nobody there to hear: no media at all.
+        let mut w = world(0);
+        w.cmd(run(None, Some(record(false, ""))));
+        w.ticks(150);
+        assert_eq!(w.done(), [("op", "mediaReceiveTimeout")]);
+        // Speech all along: the maximum duration.
+        let mut w = world(1);
+        w.user("u1").say(0, tone_audio(20_000, 300.0, -20.0), false);
+        w.cmd(run(None, Some(record(false, ""))));
+        w.ticks(600);
+        assert_eq!(w.done(), [("op", "maxRecordDurationReached")]);
+        // A stop tone while speaking: the caller presses #.
+        let mut w = world(1);
+        w.user("u1").say(0, tone_audio(1000, 300.0, -20.0), false);
+        w.user("u1").press(1200, '#', 100);
+        w.cmd(run(None, Some(record(false, "#"))));
+        w.ticks(100);
+        assert_eq!(w.done(), [("op", "stopToneDetected")]);
+        assert!(w.events.contains(&Event::Tone {
+            call_id: "c1".into(),
+            key: '#'
+        }));
+    }
+
+    #[test]
+    fn keys_pressed_in_band_reach_the_bot_in_order() {
+        let mut w = world(1);
+        for (i, k) in "12#9".chars().enumerate() {
+            w.user("u1").press(100 + i as u64 * 250, k, 100);
+        }
+        w.ticks(100);
+        let keys: String = w
+            .events
+            .iter()
+            .filter_map(|e| match e {
+                Event::Tone { key, .. } => Some(*key),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(keys, "12#9");
+    }
+
+    #[test]
+    fn a_muted_callers_keys_and_voice_do_not_reach_the_bot() {
+        let mut w = world(2);
+        let mut members = vec![member("bot", Endpoint::Bot("c1".into()))];
+        let mut u1 = member("u1", Endpoint::Leg("u1".into()));
+        u1.muted = true;
+        members.push(u1);
+        members.push(member("u2", Endpoint::Leg("u2".into())));
+        w.spec(members, vec![]);
+        w.user("u1").say(0, tone_audio(1000, 300.0, -10.0), false);
+        w.user("u1").press(100, '5', 100);
+        w.ticks(30);
+        assert!(w.events.is_empty());
+        assert_eq!(loud(w.user("u2").heard()), 0, "nobody hears a muted member");
+    }
+
+    #[test]
+    fn the_bot_sends_dtmf_that_callers_hear() {
+        let mut w = world(1);
+        w.cmd(Cmd::SendTones {
+            conf_id: "conf".into(),
+            call_id: "c1".into(),
+            op_id: "t".into(),
+            tones: "4*0".chars().collect(),
+            tone_ms: 100,
+            gap_ms: 100,
+        });
+        w.ticks(40);
+        assert_eq!(w.done(), [("t", "completedSuccessfully")]);
+        assert_eq!(w.user("u1").tones_heard(), "4*0");
+    }
+
+    #[test]
+    fn hold_music_reaches_only_the_held_member_who_hears_nothing_else() {
+        let mut w = world(2);
+        w.cmd(Cmd::HoldMusic {
+            conf_id: "conf".into(),
+            member_id: "u1".into(),
+            audio: None,
+        });
+        let mut u1 = member("u1", Endpoint::Leg("u1".into()));
+        u1.hold_music = true;
+        w.spec(
+            vec![
+                member("bot", Endpoint::Bot("c1".into())),
+                u1,
+                member("u2", Endpoint::Leg("u2".into())),
+            ],
+            vec![],
+        );
+        w.user("u2").say(0, tone_audio(1000, 300.0, -10.0), false);
+        w.ticks(50);
+        let music = default_hold_music();
+        assert_eq!(
+            w.user("u1").heard(),
+            &music[..16_000],
+            "u1 hears the music only"
+        );
+        assert_eq!(loud(w.user("u2").heard()), 0, "u2 does not hear the music");
+    }
+
+    #[test]
+    fn call_recording_takes_the_room_mix_in_chunks() {
+        let mut w = world(2);
+        w.user("u1").say(0, tone_audio(3000, 300.0, -10.0), false);
+        w.cmd(Cmd::StartRecording {
+            conf_id: "conf".into(),
+            call_id: "c1".into(),
+            recording_id: "call-rec".into(),
+        });
+        w.ticks(120);
+        w.cmd(Cmd::StopRecording {
+            conf_id: "conf".into(),
+            call_id: "c1".into(),
+        });
+        let total: usize = w.chunks.iter().map(|c| c.1).sum();
+        assert_eq!(total, FRAME * 120);
+        assert_eq!(w.chunks.len(), 3, "two full seconds, then the rest");
+        assert!(w.events.contains(&Event::RecordingSaved {
+            call_id: "c1".into(),
+            recording_id: "call-rec".into(),
+            duration_ms: 2400
+        }));
+    }
+}

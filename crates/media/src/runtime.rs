@@ -1,0 +1,343 @@
+//! The media runtime: one thread per core, each owning a shard of the rooms (by conference id)
+//! and ticking them on absolute 20 ms deadlines, so lateness never accumulates into drift.
+//! Commands come in on bounded channels (a full channel makes the sender wait for one tick:
+//! back-pressure on the control plane, never on media). Events leave through a callback that
+//! must not block. Recording files are written by a separate writer thread, so a slow disk
+//! never delays a tick; a recording's event is sent only once its file is complete.
+
+use crate::port::Ports;
+use crate::room::{Out, Room};
+use crate::{Cmd, Event, TICK_MS};
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{self, RecvTimeoutError, SyncSender, TrySendError};
+use std::time::{Duration, Instant};
+
+pub type Sink = Arc<dyn Fn(Event) + Send + Sync>;
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Media threads (0: one per core).
+    pub threads: usize,
+    /// Where recordings are written, as `<id>.wav`.
+    pub recordings_dir: PathBuf,
+    /// Commands each thread's channel holds.
+    pub queue: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            threads: 0,
+            recordings_dir: PathBuf::from("recordings"),
+            queue: 8192,
+        }
+    }
+}
+
+/// Tick timing, across all media threads.
+#[derive(Default)]
+pub struct Stats {
+    pub ticks: AtomicU64,
+    /// Ticks that started more than 5 ms after their deadline.
+    pub late_5ms: AtomicU64,
+    pub max_late_us: AtomicU64,
+    /// Times a thread fell so far behind that it skipped ahead.
+    pub resyncs: AtomicU64,
+    /// Microseconds spent ticking rooms.
+    pub busy_us: AtomicU64,
+    pub rooms: AtomicU64,
+    pub members: AtomicU64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StatsSnapshot {
+    pub ticks: u64,
+    pub late_5ms: u64,
+    pub max_late_us: u64,
+    pub resyncs: u64,
+    pub busy_us: u64,
+    pub rooms: u64,
+    pub members: u64,
+}
+
+impl Stats {
+    pub fn snapshot(&self) -> StatsSnapshot {
+        StatsSnapshot {
+            ticks: self.ticks.load(Ordering::Relaxed),
+            late_5ms: self.late_5ms.load(Ordering::Relaxed),
+            max_late_us: self.max_late_us.load(Ordering::Relaxed),
+            resyncs: self.resyncs.load(Ordering::Relaxed),
+            busy_us: self.busy_us.load(Ordering::Relaxed),
+            rooms: self.rooms.load(Ordering::Relaxed),
+            members: self.members.load(Ordering::Relaxed),
+        }
+    }
+    /// Forget timing so far (rooms and members are kept).
+    pub fn reset_timing(&self) {
+        for a in [
+            &self.ticks,
+            &self.late_5ms,
+            &self.max_late_us,
+            &self.resyncs,
+            &self.busy_us,
+        ] {
+            a.store(0, Ordering::Relaxed);
+        }
+    }
+}
+
+pub struct Media {
+    senders: Vec<SyncSender<Cmd>>,
+    pub ports: Arc<Ports>,
+    pub stats: Arc<Stats>,
+    pub recordings_dir: PathBuf,
+}
+
+enum WriterJob {
+    Chunk {
+        recording_id: String,
+        audio: Vec<i16>,
+        last: Option<Event>,
+    },
+}
+
+impl Media {
+    pub fn start(cfg: Config, sink: Sink) -> Media {
+        let threads = if cfg.threads == 0 {
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1)
+        } else {
+            cfg.threads
+        };
+        let _ = std::fs::create_dir_all(&cfg.recordings_dir);
+        let ports: Arc<Ports> = Default::default();
+        let stats: Arc<Stats> = Default::default();
+        let (wtx, wrx) = mpsc::channel::<WriterJob>();
+        {
+            let dir = cfg.recordings_dir.clone();
+            let sink = sink.clone();
+            std::thread::Builder::new()
+                .name("media-writer".into())
+                .spawn(move || writer(dir, wrx, sink))
+                .expect("spawn media writer");
+        }
+        let mut senders = vec![];
+        for n in 0..threads {
+            let (tx, rx) = mpsc::sync_channel::<Cmd>(cfg.queue);
+            senders.push(tx);
+            let ports = ports.clone();
+            let stats = stats.clone();
+            let sink = sink.clone();
+            let wtx = wtx.clone();
+            std::thread::Builder::new()
+                .name(format!("media-{n}"))
+                .spawn(move || run_thread(rx, ports, stats, sink, wtx))
+                .expect("spawn media thread");
+        }
+        Media {
+            senders,
+            ports,
+            stats,
+            recordings_dir: cfg.recordings_dir,
+        }
+    }
+
+    /// Send a command to the thread that owns its room.
+    pub fn send(&self, cmd: Cmd) {
+        let shard = shard_of(cmd.conf_id(), self.senders.len());
+        match self.senders[shard].try_send(cmd) {
+            Ok(()) => {}
+            Err(TrySendError::Full(cmd)) => {
+                let _ = self.senders[shard].send(cmd);
+            }
+            Err(TrySendError::Disconnected(_)) => {
+                tracing::error!("media thread {shard} has stopped");
+            }
+        }
+    }
+
+    pub fn threads(&self) -> usize {
+        self.senders.len()
+    }
+}
+
+fn shard_of(conf_id: &str, n: usize) -> usize {
+    // FNV-1a: stable across runs, cheap.
+    let mut h: u64 = 0xcbf29ce484222325;
+    for b in conf_id.bytes() {
+        h ^= b as u64;
+        h = h.wrapping_mul(0x100000001b3);
+    }
+    (h % n.max(1) as u64) as usize
+}
+
+fn run_thread(
+    rx: mpsc::Receiver<Cmd>,
+    ports: Arc<Ports>,
+    stats: Arc<Stats>,
+    sink: Sink,
+    writer: mpsc::Sender<WriterJob>,
+) {
+    let tick = Duration::from_millis(TICK_MS);
+    let mut rooms: HashMap<String, Room> = HashMap::new();
+    let mut outs: Vec<Out> = vec![];
+    let mut next = Instant::now() + tick;
+    let (mut my_rooms, mut my_members) = (0u64, 0u64);
+    loop {
+        // Take commands until the tick is due.
+        loop {
+            let now = Instant::now();
+            if now >= next {
+                break;
+            }
+            match rx.recv_timeout(next - now) {
+                Ok(cmd) => apply(&mut rooms, cmd, &ports, &mut outs),
+                Err(RecvTimeoutError::Timeout) => break,
+                Err(RecvTimeoutError::Disconnected) => return,
+            }
+        }
+        while let Ok(cmd) = rx.try_recv() {
+            apply(&mut rooms, cmd, &ports, &mut outs);
+        }
+        let start = Instant::now();
+        let late = start.saturating_duration_since(next);
+        stats.ticks.fetch_add(1, Ordering::Relaxed);
+        if late > Duration::from_millis(5) {
+            stats.late_5ms.fetch_add(1, Ordering::Relaxed);
+        }
+        stats
+            .max_late_us
+            .fetch_max(late.as_micros() as u64, Ordering::Relaxed);
+        for room in rooms.values_mut() {
+            room.tick(&ports, &mut outs);
+        }
+        dispatch(&mut outs, &sink, &writer);
+        stats
+            .busy_us
+            .fetch_add(start.elapsed().as_micros() as u64, Ordering::Relaxed);
+        let members: u64 = rooms.values().map(|r| r.member_count() as u64).sum();
+        let n = rooms.len() as u64;
+        // Publish this thread's share of the totals as a difference.
+        stats
+            .rooms
+            .fetch_add(n.wrapping_sub(my_rooms), Ordering::Relaxed);
+        stats
+            .members
+            .fetch_add(members.wrapping_sub(my_members), Ordering::Relaxed);
+        (my_rooms, my_members) = (n, members);
+        next += tick;
+        // Far behind (the machine stalled): start again from now rather than burst.
+        if Instant::now() > next + Duration::from_millis(200) {
+            stats.resyncs.fetch_add(1, Ordering::Relaxed);
+            next = Instant::now() + tick;
+        }
+    }
+}
+
+fn apply(rooms: &mut HashMap<String, Room>, cmd: Cmd, ports: &Ports, outs: &mut Vec<Out>) {
+    match cmd {
+        Cmd::Room(spec) if spec.members.is_empty() => {
+            if let Some(mut r) = rooms.remove(&spec.conf_id) {
+                r.close(outs);
+            }
+        }
+        Cmd::Room(spec) => {
+            let id = spec.conf_id.clone();
+            rooms
+                .entry(id.clone())
+                .or_insert_with(|| Room::new(&id))
+                .apply(spec, ports);
+        }
+        cmd => {
+            let id = cmd.conf_id().to_string();
+            rooms
+                .entry(id.clone())
+                .or_insert_with(|| Room::new(&id))
+                .command(cmd, outs);
+        }
+    }
+}
+
+fn dispatch(outs: &mut Vec<Out>, sink: &Sink, writer: &mpsc::Sender<WriterJob>) {
+    for o in outs.drain(..) {
+        match o {
+            Out::Event(e) => sink(e),
+            Out::Chunk {
+                recording_id,
+                audio,
+                last,
+            } => {
+                if let Err(mpsc::SendError(WriterJob::Chunk { last: Some(e), .. })) =
+                    writer.send(WriterJob::Chunk {
+                        recording_id,
+                        audio,
+                        last,
+                    })
+                {
+                    sink(e);
+                }
+            }
+        }
+    }
+}
+
+type WavFile = hound::WavWriter<std::io::BufWriter<std::fs::File>>;
+
+fn writer(dir: PathBuf, rx: mpsc::Receiver<WriterJob>, sink: Sink) {
+    let mut files: HashMap<String, WavFile> = HashMap::new();
+    let mut failed: HashMap<String, String> = HashMap::new();
+    while let Ok(WriterJob::Chunk {
+        recording_id,
+        audio,
+        last,
+    }) = rx.recv()
+    {
+        let result = (|| -> Result<(), String> {
+            if let Some(e) = failed.get(&recording_id) {
+                return Err(e.clone());
+            }
+            if !files.contains_key(&recording_id) {
+                let path = dir.join(format!("{recording_id}.wav"));
+                let w = hound::WavWriter::create(&path, crate::wav::spec())
+                    .map_err(|e| format!("{}: {e}", path.display()))?;
+                files.insert(recording_id.clone(), w);
+            }
+            let w = files.get_mut(&recording_id).expect("just opened");
+            let mut w16 = w.get_i16_writer(audio.len() as u32);
+            for s in &audio {
+                w16.write_sample(*s);
+            }
+            w16.flush().map_err(|e| e.to_string())
+        })();
+        if let Err(e) = &result {
+            tracing::error!(recording = %recording_id, error = %e, "cannot write recording");
+            failed.insert(recording_id.clone(), e.clone());
+        }
+        let Some(mut event) = last else {
+            continue;
+        };
+        let finished = files
+            .remove(&recording_id)
+            .map(|w| w.finalize().map_err(|e| e.to_string()))
+            .unwrap_or(Ok(()));
+        let error = failed.remove(&recording_id).or(finished.err());
+        if let Some(e) = error {
+            tracing::error!(recording = %recording_id, error = %e, "recording lost");
+            let _ = std::fs::remove_file(dir.join(format!("{recording_id}.wav")));
+            event = match event {
+                Event::Done { call_id, op_id, .. } => Event::Done {
+                    call_id,
+                    op_id,
+                    reason: "unspecifiedError",
+                    recording: None,
+                },
+                other => other,
+            };
+        }
+        sink(event);
+    }
+}
