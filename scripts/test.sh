@@ -11,6 +11,8 @@ log() { printf '\n=== %s\n' "$*"; }
 missing=()
 command -v python3 >/dev/null || missing+=(python3)
 python3 -c 'import ensurepip, venv' 2>/dev/null || missing+=(python3-venv)
+command -v espeak-ng >/dev/null || missing+=(espeak-ng)   # audio fixtures (tests/e2e/fixtures.sh)
+command -v sox >/dev/null || missing+=(sox)
 if ((${#missing[@]})); then
   log "installing ${missing[*]}"
   SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"

@@ -132,6 +132,8 @@ def free_port() -> int:
 
 # ------------------------------------------------------------------ prompts
 
+FIXTURES = Path(__file__).parent / "fixtures"
+
 
 def wav_bytes(ms: int, rate: int = 16000) -> bytes:
     """A mono 16-bit PCM WAV of exactly `ms` milliseconds (a quiet 440 Hz tone)."""
@@ -200,6 +202,7 @@ class Hooks:
 
     GET /prompt/<ms>.wav  a WAV of that length
     GET /notwav           a text file (a prompt that cannot be played)
+    GET /fixture/<name>   an audio fixture made by fixtures.sh
     POST /fail/...        always 500 (to produce dead letters), unless healed
     POST <path in fail_next>   500 that many times, then as below
     POST <path in redirects>   307 to the mapped location (a bot pinning an incoming call)
@@ -239,6 +242,9 @@ class Hooks:
                 m = re.fullmatch(r"/prompt/(\d+)(?:-[\w-]+)?\.wav", self.path)
                 if m:
                     return self._send(200, wav_bytes(int(m.group(1))), "audio/wav")
+                f = re.fullmatch(r"/fixture/([\w.-]+\.wav)", self.path)
+                if f and (FIXTURES / f.group(1)).is_file():
+                    return self._send(200, (FIXTURES / f.group(1)).read_bytes(), "audio/wav")
                 if self.path == "/notwav":
                     return self._send(200, b"hello, I am not a WAV file", "text/plain")
                 return self._send(404)
@@ -527,6 +533,15 @@ class Ringside:
         s, v = await self.admin("GET", f"/legs/{leg_id}")
         assert s == 200, (s, v)
         return v
+
+    async def heard(self, leg_id: str):
+        """What a simulated user heard on a leg, as float samples at 16 kHz."""
+        from audio import load
+
+        async with httpx.AsyncClient(timeout=10) as c:
+            r = await c.get(f"{self.base}/admin/legs/{leg_id}/heard", headers={"Authorization": f"Bearer {ADMIN}"})
+        assert r.status_code == 200, (r.status_code, r.text)
+        return load(r.content)
 
     async def latest_leg_of(self, user: str) -> dict:
         s, v = await self.admin("GET", f"/legs?user={user}")

@@ -222,7 +222,7 @@ pub(crate) fn dispatch(
             if !e.calls[id].recording {
                 return Err(ApiError::bad_request("The call is not being recorded."));
             }
-            e.calls.get_mut(id).expect("checked").recording = false;
+            stop_call_recording(e, id);
             let who = e.calls[id].source.identity.clone();
             update_bot_member(e, id, |m| {
                 m.recording = Some((RecordingStatus::NotRecording, who))
@@ -458,6 +458,21 @@ fn create_call(e: &mut Engine, app: &AppCtx, mut req: CreateCall, ver: Version) 
     })
 }
 
+/// End the call's recording (stopRecording, or the call ending): the room closes the file.
+fn stop_call_recording(e: &mut Engine, id: &str) {
+    let Some(c) = e.calls.get_mut(id) else { return };
+    if !c.recording {
+        return;
+    }
+    c.recording = false;
+    let conf_id = c.conf_id.clone();
+    e.touch_call(id);
+    e.effect(Effect::Media(::media::Cmd::StopRecording {
+        conf_id,
+        call_id: id.to_string(),
+    }));
+}
+
 pub(crate) fn add_bot_member(
     e: &mut Engine,
     conf_id: &str,
@@ -473,11 +488,18 @@ pub(crate) fn add_bot_member(
         .and_then(|i| i.extra.get("hidden"))
         .and_then(Value::as_bool)
         .unwrap_or(false);
+    let out_of_default = e
+        .calls
+        .get(call_id)
+        .and_then(|c| c.media_config.as_ref())
+        .is_some_and(MediaConfig::removes_from_default_group);
     let conf = e.confs.get_mut(conf_id).expect("conference exists");
     let bot = MemberEndpoint::Bot {
         call_id: call_id.to_string(),
     };
-    conf.push_member(pid.to_string(), info, bot, joined).hidden = hidden;
+    let m = conf.push_member(pid.to_string(), info, bot, joined);
+    m.hidden = hidden;
+    m.in_default_group = !out_of_default;
     e.roster_changed(conf_id);
 }
 
@@ -512,6 +534,20 @@ fn answer(e: &mut Engine, id: &str, req: Answer) -> R {
         c.callback_uri = cb;
     }
     c.media_config = req.media_config.clone();
+    let out_of_default = req
+        .media_config
+        .as_ref()
+        .is_some_and(MediaConfig::removes_from_default_group);
+    let (conf_id, pid) = (c.conf_id.clone(), c.my_participant_id.clone());
+    if let Some(m) = e
+        .confs
+        .get_mut(&conf_id)
+        .and_then(|cf| cf.members.iter_mut().find(|m| m.id == pid))
+    {
+        m.in_default_group = !out_of_default;
+    }
+    e.touch_conf(&conf_id);
+    let c = e.calls.get_mut(id).expect("checked");
     if let Some(o) = req.call_options {
         c.call_options = o;
     }
@@ -610,6 +646,8 @@ pub(crate) fn terminate(
     }
     // Mark first: leaving the conference below can re-enter terminate for this call.
     c.state = CallState::Terminated;
+    stop_call_recording(e, id);
+    let c = e.calls.get_mut(id).expect("exists");
     let running: Vec<String> = c
         .operations
         .values()
@@ -1337,9 +1375,6 @@ pub(crate) fn next_deadline(e: &Engine, call_id: &str) -> Option<Ms> {
     ];
     for o in c.operations.values().filter(|o| !o.is_final()) {
         due.push(o.due);
-        if let Some(m) = &o.media {
-            due.push(media::phase_deadline(&m.phase));
-        }
     }
     for l in e.legs.values() {
         if let LegRole::Member { call_id: owner } = &l.role
@@ -1432,7 +1467,6 @@ pub(crate) fn fire_timers(e: &mut Engine, call_id: &str) {
     for (op, kind) in due_ops {
         complete_timed_op(e, call_id, &op, kind);
     }
-    media::advance(e, call_id);
 }
 
 /// Operations whose effect happens on the next tick after they are accepted.
@@ -1440,7 +1474,15 @@ fn complete_timed_op(e: &mut Engine, call_id: &str, op: &str, kind: OpKind) {
     match kind {
         OpKind::AddLargeGalleryView => update_bot_member(e, call_id, |m| m.large_gallery = true),
         OpKind::StartRecording => {
-            e.calls.get_mut(call_id).expect("exists").recording = true;
+            let recording_id = e.id();
+            let c = e.calls.get_mut(call_id).expect("exists");
+            c.recording = true;
+            let conf_id = c.conf_id.clone();
+            e.effect(Effect::Media(::media::Cmd::StartRecording {
+                conf_id,
+                call_id: call_id.to_string(),
+                recording_id,
+            }));
             let who = e.calls[call_id].source.identity.clone();
             update_bot_member(e, call_id, |m| {
                 m.recording = Some((RecordingStatus::Recording, who))
@@ -1455,17 +1497,6 @@ fn complete_timed_op(e: &mut Engine, call_id: &str, op: &str, kind: OpKind) {
         }
         OpKind::InviteParticipants => {
             legs::check_invite_done(e, call_id, op);
-            return;
-        }
-        OpKind::SendDtmfTones => {
-            finish_op(
-                e,
-                call_id,
-                op,
-                OperationStatus::Completed,
-                None,
-                Some("completedSuccessfully"),
-            );
             return;
         }
         OpKind::StartHoldMusic => {

@@ -128,6 +128,9 @@ pub(crate) fn ring_member(
         false,
     );
     m.hidden = target.hidden.unwrap_or(false);
+    m.in_default_group = !target
+        .remove_from_default_audio_routing_group
+        .unwrap_or(false);
     m.invited_by = invite_op.map(|op| (call_id.to_string(), op.to_string()));
     e.touch_conf(conf_id);
     if let Some(l) = e.legs.get_mut(&leg) {
@@ -321,59 +324,6 @@ pub(crate) fn on_event(e: &mut Engine, leg_id: &str, ev: LegEvent) {
                     actions::sharing_changed(e, &conf, ChangeType::Deleted, &s);
                 }
                 _ => {}
-            }
-        }
-        LegEvent::Tone(tone) => {
-            if leg.state != LegState::Connected {
-                return;
-            }
-            let Some(conf) = &leg.conf_id else { return };
-            let bots: Vec<String> = e
-                .confs
-                .get(conf)
-                .map(|c| {
-                    c.members
-                        .iter()
-                        .filter_map(|m| match &m.endpoint {
-                            MemberEndpoint::Bot { call_id } if m.joined => Some(call_id.clone()),
-                            _ => None,
-                        })
-                        .collect()
-                })
-                .unwrap_or_default();
-            for call_id in bots {
-                crate::media::on_tone(e, &call_id, tone);
-            }
-            // Everyone else in the conference hears the key too: a user bridged to a bot's
-            // app-side leg after a transfer or redirect reaches that bot this way.
-            let others: Vec<String> = e
-                .confs
-                .get(conf)
-                .map(|c| {
-                    c.members
-                        .iter()
-                        .filter_map(|m| match &m.endpoint {
-                            MemberEndpoint::Leg { leg_id: other }
-                                if m.joined && other != leg_id =>
-                            {
-                                Some(other.clone())
-                            }
-                            _ => None,
-                        })
-                        .collect()
-                })
-                .unwrap_or_default();
-            for other in others {
-                if e.legs
-                    .get(&other)
-                    .is_some_and(|l| l.state == LegState::Connected)
-                {
-                    e.leg_action(LegAction::SendTones {
-                        leg_id: other,
-                        tones: vec![tone],
-                        delay_ms: 0,
-                    });
-                }
             }
         }
     }

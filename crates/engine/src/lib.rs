@@ -126,15 +126,6 @@ pub enum LegAction {
         leg_id: String,
         reason: String,
     },
-    SendTones {
-        leg_id: String,
-        tones: Vec<Tone>,
-        delay_ms: u64,
-    },
-    HoldMusic {
-        leg_id: String,
-        on: bool,
-    },
 }
 
 impl LegAction {
@@ -144,9 +135,7 @@ impl LegAction {
             | LegAction::Answer { leg_id }
             | LegAction::Reject { leg_id, .. }
             | LegAction::Cancel { leg_id }
-            | LegAction::Hangup { leg_id, .. }
-            | LegAction::SendTones { leg_id, .. }
-            | LegAction::HoldMusic { leg_id, .. } => leg_id,
+            | LegAction::Hangup { leg_id, .. } => leg_id,
         }
     }
 }
@@ -164,7 +153,6 @@ pub enum LegEvent {
     HungUp,
     Held,
     Resumed,
-    Tone(Tone),
     /// The party started / stopped sharing its screen.
     SharingStarted,
     SharingStopped,
@@ -174,7 +162,9 @@ pub enum LegEvent {
 pub enum Effect {
     Notify(Notification),
     Leg(LegAction),
-    /// Fetch a prompt and report its playing time with [`Engine::prompt_fetched`].
+    /// Something for the media rooms: room membership and routing, prompts, recordings, tones.
+    Media(::media::Cmd),
+    /// Fetch and decode a prompt; report it with [`Engine::prompt_fetched`].
     FetchPrompt {
         call_id: String,
         op_id: String,
@@ -182,11 +172,12 @@ pub enum Effect {
         uri: String,
         resource_id: Option<String>,
     },
-    /// A recordResponse finished: write `duration_ms` of what was heard under `id`.
+    /// A recording's file (`<recordings dir>/<id>.wav`) is complete: register it for download
+    /// with `token` (recordResponse) or as a call recording of `call_id`.
     SaveRecording {
         id: String,
         call_id: String,
-        token: String,
+        token: Option<String>,
         duration_ms: u64,
     },
 }
@@ -223,7 +214,7 @@ pub struct Config {
     pub public_url: String,
     pub max_calls_per_app: usize,
     pub max_calls_per_tenant: usize,
-    pub beep_ms: u64,
+    /// Length of each DTMF tone a bot sends.
     pub tone_ms: u64,
 }
 
@@ -236,7 +227,6 @@ impl Default for Config {
             public_url: "http://127.0.0.1:8480".into(),
             max_calls_per_app: 100,
             max_calls_per_tenant: 1000,
-            beep_ms: 300,
             tone_ms: 100,
         }
     }
@@ -303,6 +293,9 @@ pub struct Engine {
     effects: Vec<Effect>,
     dirty: BTreeSet<(ObjKind, String)>,
     roster_dirty: BTreeSet<String>,
+    /// Conferences whose room may have changed, and what the media rooms were last told.
+    media_dirty: BTreeSet<String>,
+    rooms: HashMap<String, ::media::RoomSpec>,
     pub(crate) now: Ms,
 }
 
@@ -320,6 +313,8 @@ impl Engine {
             effects: Vec::new(),
             dirty: BTreeSet::new(),
             roster_dirty: BTreeSet::new(),
+            media_dirty: BTreeSet::new(),
+            rooms: HashMap::new(),
             now: 0,
         }
     }
@@ -366,17 +361,24 @@ impl Engine {
         r
     }
 
-    /// The result of an [`Effect::FetchPrompt`]: the prompt's playing time, or why it can't play.
+    /// The result of an [`Effect::FetchPrompt`]: the decoded prompt, or why it can't play.
     pub fn prompt_fetched(
         &mut self,
         now: Ms,
         call_id: &str,
         op_id: &str,
         index: usize,
-        result: Result<u64, String>,
+        result: Result<::media::Audio, String>,
     ) {
         self.now = self.now.max(now);
         media::prompt_fetched(self, call_id, op_id, index, result);
+        self.flush();
+    }
+
+    /// What the media rooms report: finished prompts and recordings, tones heard.
+    pub fn media_event(&mut self, now: Ms, ev: ::media::Event) {
+        self.now = self.now.max(now);
+        media::on_media_event(self, ev);
         self.flush();
     }
 
@@ -607,12 +609,19 @@ impl Engine {
 
     pub(crate) fn touch_call(&mut self, id: &str) {
         self.dirty.insert((ObjKind::Call, id.to_string()));
+        if let Some(c) = self.calls.get(id) {
+            self.media_dirty.insert(c.conf_id.clone());
+        }
     }
     pub(crate) fn touch_conf(&mut self, id: &str) {
         self.dirty.insert((ObjKind::Conference, id.to_string()));
+        self.media_dirty.insert(id.to_string());
     }
     pub(crate) fn touch_leg(&mut self, id: &str) {
         self.dirty.insert((ObjKind::Leg, id.to_string()));
+        if let Some(conf) = self.legs.get(id).and_then(|l| l.conf_id.clone()) {
+            self.media_dirty.insert(conf);
+        }
     }
     pub(crate) fn touch_meeting(&mut self, id: &str) {
         self.dirty.insert((ObjKind::Meeting, id.to_string()));
@@ -692,6 +701,19 @@ impl Engine {
             .collect();
         for id in touched {
             self.refresh_timer(&id);
+        }
+        for conf_id in std::mem::take(&mut self.media_dirty) {
+            let spec = media::room_spec(self, &conf_id);
+            let known = self.rooms.get(&conf_id);
+            if known == Some(&spec) || (known.is_none() && spec.members.is_empty()) {
+                continue;
+            }
+            if spec.members.is_empty() {
+                self.rooms.remove(&conf_id);
+            } else {
+                self.rooms.insert(conf_id, spec.clone());
+            }
+            self.effects.push(Effect::Media(::media::Cmd::Room(spec)));
         }
     }
 

@@ -36,7 +36,7 @@ pub(crate) fn play_prompt(e: &mut Engine, id: &str, req: PlayPrompt) -> R {
         OperationStatus::Running,
     );
     let work = MediaWork {
-        durations: vec![None; req.prompts.len()],
+        audio: vec![None; req.prompts.len()],
         prompts: req.prompts.clone(),
         loop_forever: req.loop_forever.unwrap_or(false),
         phase: MediaPhase::Queued,
@@ -64,7 +64,7 @@ pub(crate) fn record_response(e: &mut Engine, id: &str, req: RecordResponse) -> 
         OperationStatus::Running,
     );
     let work = MediaWork {
-        durations: vec![None; req.prompts.len()],
+        audio: vec![None; req.prompts.len()],
         prompts: req.prompts.clone(),
         loop_forever: false,
         phase: MediaPhase::Queued,
@@ -84,9 +84,16 @@ fn queue(e: &mut Engine, id: &str, op: &str, work: MediaWork) {
     e.touch_call(id);
 }
 
-/// Fail every queued and running media operation with 400/8508 (reference §7.21).
+/// Fail every queued and running media operation with 400/8508 (reference §7.21), and stop
+/// the room playing or recording for this bot.
 fn cancel_all(e: &mut Engine, id: &str) {
     let ops: Vec<String> = e.calls[id].media_queue.iter().cloned().collect();
+    let running = ops.iter().any(|op| {
+        e.calls[id].operations[op]
+            .media
+            .as_ref()
+            .is_some_and(|m| m.phase == MediaPhase::Running)
+    });
     for op in ops {
         let kind = e.calls[id].operations[&op].kind.clone();
         let reason = if kind == OpKind::Record {
@@ -108,6 +115,13 @@ fn cancel_all(e: &mut Engine, id: &str) {
         );
     }
     e.calls.get_mut(id).expect("exists").media_queue.clear();
+    if running {
+        let conf_id = e.calls[id].conf_id.clone();
+        e.effect(Effect::Media(::media::Cmd::Cancel {
+            conf_id,
+            call_id: id.to_string(),
+        }));
+    }
 }
 
 pub(crate) fn cancel_media(e: &mut Engine, id: &str, req: ClientContext) -> R {
@@ -129,19 +143,7 @@ pub(crate) fn cancel_media(e: &mut Engine, id: &str, req: ClientContext) -> R {
 pub(crate) fn send_dtmf(e: &mut Engine, id: &str, req: SendDtmfTones) -> R {
     req.validate().map_err(ApiError::bad_request)?;
     require_established(e, id, "sendDtmfTones")?;
-    let delay = req.delay_between_tones_ms.unwrap_or(0) as u64;
-    let n = req.tones.len() as u64;
-    let due = e.now + n * e.cfg.tone_ms + n.saturating_sub(1) * delay;
-    let conf = e.calls[id].conf_id.clone();
-    let legs: Vec<String> = e.confs[&conf]
-        .members
-        .iter()
-        .filter(|m| m.joined)
-        .filter_map(|m| match &m.endpoint {
-            MemberEndpoint::Leg { leg_id } => Some(leg_id.clone()),
-            _ => None,
-        })
-        .collect();
+    let gap_ms = req.delay_between_tones_ms.unwrap_or(0) as u64;
     let op = new_op(
         e,
         id,
@@ -149,14 +151,15 @@ pub(crate) fn send_dtmf(e: &mut Engine, id: &str, req: SendDtmfTones) -> R {
         req.client_context.clone(),
         OperationStatus::Running,
     );
-    for leg in legs {
-        e.leg_action(LegAction::SendTones {
-            leg_id: leg,
-            tones: req.tones.clone(),
-            delay_ms: delay,
-        });
-    }
-    actions::set_op_due(e, id, &op, due);
+    let conf_id = e.calls[id].conf_id.clone();
+    e.effect(Effect::Media(::media::Cmd::SendTones {
+        conf_id,
+        call_id: id.to_string(),
+        op_id: op.clone(),
+        tones: req.tones.iter().map(|t| t.to_char()).collect(),
+        tone_ms: e.cfg.tone_ms,
+        gap_ms,
+    }));
     op_reply(e, id, &op, 200)
 }
 
@@ -165,7 +168,7 @@ pub(crate) fn prompt_fetched(
     call_id: &str,
     op_id: &str,
     index: usize,
-    result: Result<u64, String>,
+    result: Result<::media::Audio, String>,
 ) {
     let Some(o) = e
         .calls
@@ -178,11 +181,14 @@ pub(crate) fn prompt_fetched(
         return;
     }
     match result {
-        Ok(ms) => {
-            if let Some(m) = &mut o.media
-                && let Some(slot) = m.durations.get_mut(index)
-            {
-                *slot = Some(ms);
+        Ok(audio) => {
+            if let Some(m) = &mut o.media {
+                if m.audio.len() < m.prompts.len() {
+                    m.audio.resize(m.prompts.len(), None);
+                }
+                if let Some(slot) = m.audio.get_mut(index) {
+                    *slot = Some(audio);
+                }
             }
             let hold = o.kind == OpKind::StartHoldMusic;
             e.touch_call(call_id);
@@ -215,148 +221,127 @@ pub(crate) fn prompt_fetched(
     }
 }
 
-pub(crate) fn phase_deadline(p: &MediaPhase) -> Option<Ms> {
-    match p {
-        MediaPhase::Queued | MediaPhase::Fetching => None,
-        MediaPhase::Playing { until } => *until,
-        MediaPhase::Beep { until } => Some(*until),
-        MediaPhase::Recording {
-            max_until,
-            silence_until,
-            ..
-        } => Some((*max_until).min(*silence_until)),
-    }
-}
-
-/// Move the head of the media FIFO as far as `now` allows.
+/// Start the head of the media FIFO once its prompts are fetched.
 pub(crate) fn advance(e: &mut Engine, call_id: &str) {
-    let now = e.now;
-    let beep_ms = e.cfg.beep_ms;
-    loop {
-        let Some(c) = e.calls.get_mut(call_id) else {
-            return;
-        };
-        let Some(head) = c.media_queue.front().cloned() else {
-            return;
-        };
-        let Some(op) = c.operations.get_mut(&head) else {
-            c.media_queue.pop_front();
-            continue;
-        };
-        let Some(work) = op.media.as_mut() else {
-            c.media_queue.pop_front();
-            continue;
-        };
-        let next = match &work.phase {
-            MediaPhase::Queued | MediaPhase::Fetching => {
-                if work.durations.iter().all(Option::is_some) {
-                    let single: u64 = work
-                        .durations
-                        .iter()
-                        .flatten()
-                        .zip(&work.prompts)
-                        .map(|(d, p)| d * p.loop_count.unwrap_or(1).max(1) as u64)
-                        .sum();
-                    if work.record.is_some() && work.prompts.is_empty() {
-                        Some(after_prompt(work, now, beep_ms))
-                    } else if work.loop_forever {
-                        Some(MediaPhase::Playing { until: None })
-                    } else {
-                        Some(MediaPhase::Playing {
-                            until: Some(now + single),
-                        })
-                    }
-                } else if work.phase == MediaPhase::Queued {
-                    Some(MediaPhase::Fetching)
-                } else {
-                    None
-                }
-            }
-            MediaPhase::Playing { until: Some(t) } if *t <= now => {
-                if work.record.is_some() {
-                    Some(after_prompt(work, now, beep_ms))
-                } else {
-                    finish_op(
-                        e,
-                        call_id,
-                        &head,
-                        OperationStatus::Completed,
-                        None,
-                        Some("completedSuccessfully"),
-                    );
-                    continue;
-                }
-            }
-            MediaPhase::Beep { until } if *until <= now => Some(recording_phase(work, now)),
-            MediaPhase::Recording {
-                started,
-                max_until,
-                silence_until,
-            } if (*max_until).min(*silence_until) <= now => {
-                let reason = if *max_until <= *silence_until {
-                    "maxRecordDurationReached"
-                } else {
-                    "initialSilenceTimeout"
-                };
-                let duration = now.saturating_sub(*started);
-                finish_recording(e, call_id, &head, reason, duration);
-                continue;
-            }
-            _ => None,
-        };
-        match next {
-            Some(p) => {
-                let changed = work.phase != p;
-                work.phase = p;
-                e.touch_call(call_id);
-                if !changed {
-                    return;
-                }
-            }
-            None => return,
+    let Some(c) = e.calls.get_mut(call_id) else {
+        return;
+    };
+    let conf_id = c.conf_id.clone();
+    let Some(head) = c.media_queue.front().cloned() else {
+        return;
+    };
+    let Some(work) = c.operations.get_mut(&head).and_then(|o| o.media.as_mut()) else {
+        c.media_queue.pop_front();
+        return;
+    };
+    if work.phase == MediaPhase::Running {
+        return;
+    }
+    let fetched = work.audio.len() == work.prompts.len() && work.audio.iter().all(Option::is_some);
+    if !fetched {
+        if work.phase == MediaPhase::Queued {
+            work.phase = MediaPhase::Fetching;
+            e.touch_call(call_id);
         }
+        return;
     }
+    work.phase = MediaPhase::Running;
+    let prompts = work
+        .prompts
+        .iter()
+        .zip(&work.audio)
+        .map(|(p, a)| ::media::Prompt {
+            audio: a.clone().expect("fetched"),
+            times: p.loop_count.unwrap_or(1).max(1) as u32,
+        })
+        .collect();
+    let loop_forever = work.loop_forever;
+    let record = work.record.clone();
+    let record = record.map(|r| ::media::RecordSpec {
+        recording_id: e.id(),
+        beep: r.play_beep.unwrap_or(true),
+        max_ms: r.max_record_duration_in_seconds.unwrap_or(5) as u64 * 1000,
+        initial_silence_ms: r.initial_silence_timeout_in_seconds.unwrap_or(5) as u64 * 1000,
+        max_silence_ms: r.max_silence_timeout_in_seconds.unwrap_or(5) as u64 * 1000,
+        stop_tones: r.stop_tones().iter().map(|t| t.to_char()).collect(),
+    });
+    e.touch_call(call_id);
+    e.effect(Effect::Media(::media::Cmd::Run {
+        conf_id,
+        call_id: call_id.to_string(),
+        op_id: head,
+        prompts,
+        loop_forever,
+        record,
+    }));
 }
 
-fn after_prompt(work: &MediaWork, now: Ms, beep_ms: u64) -> MediaPhase {
-    if work
-        .record
-        .as_ref()
-        .and_then(|r| r.play_beep)
-        .unwrap_or(true)
-    {
-        MediaPhase::Beep {
-            until: now + beep_ms,
+/// What the media room reports.
+pub(crate) fn on_media_event(e: &mut Engine, ev: ::media::Event) {
+    match ev {
+        ::media::Event::Done {
+            call_id,
+            op_id,
+            reason,
+            recording,
+        } => {
+            let Some(o) = e.calls.get(&call_id).and_then(|c| c.operations.get(&op_id)) else {
+                return;
+            };
+            if o.is_final() {
+                return;
+            }
+            match (&o.kind, recording) {
+                (OpKind::Record, Some(rec)) => {
+                    finish_recording(e, &call_id, &op_id, reason, rec);
+                }
+                (OpKind::Record, None) => finish_op(
+                    e,
+                    &call_id,
+                    &op_id,
+                    OperationStatus::Failed,
+                    Some(ResultInfo::new(
+                        500,
+                        8502,
+                        "The recording could not be saved.",
+                    )),
+                    Some(reason),
+                ),
+                _ => finish_op(
+                    e,
+                    &call_id,
+                    &op_id,
+                    OperationStatus::Completed,
+                    None,
+                    Some(reason),
+                ),
+            }
+            advance(e, &call_id);
         }
-    } else {
-        recording_phase(work, now)
+        ::media::Event::Tone { call_id, key } => {
+            if let Some(tone) = Tone::from_char(key) {
+                on_tone(e, &call_id, tone);
+            }
+        }
+        ::media::Event::RecordingSaved {
+            call_id,
+            recording_id,
+            duration_ms,
+        } => e.effect(Effect::SaveRecording {
+            id: recording_id,
+            call_id,
+            token: None,
+            duration_ms,
+        }),
     }
 }
 
-fn recording_phase(work: &MediaWork, now: Ms) -> MediaPhase {
-    let r = work.record.as_ref();
-    let max = r
-        .and_then(|r| r.max_record_duration_in_seconds)
-        .unwrap_or(5) as u64
-        * 1000;
-    let initial = r
-        .and_then(|r| r.initial_silence_timeout_in_seconds)
-        .unwrap_or(5) as u64
-        * 1000;
-    MediaPhase::Recording {
-        started: now,
-        max_until: now + max,
-        silence_until: now + initial,
-    }
-}
-
-fn finish_recording(e: &mut Engine, call_id: &str, op: &str, reason: &str, duration_ms: u64) {
-    let rec_id = e.id();
+fn finish_recording(e: &mut Engine, call_id: &str, op: &str, reason: &str, rec: ::media::Recorded) {
     let token = format!("{}{}", e.id().replace('-', ""), e.id().replace('-', ""));
     let location = format!(
         "{}/recordings/{}",
         e.cfg.public_url.trim_end_matches('/'),
-        rec_id
+        rec.recording_id
     );
     if let Some(o) = e
         .calls
@@ -367,10 +352,10 @@ fn finish_recording(e: &mut Engine, call_id: &str, op: &str, reason: &str, durat
         o.recording_access_token = Some(token.clone());
     }
     e.effect(Effect::SaveRecording {
-        id: rec_id,
+        id: rec.recording_id,
         call_id: call_id.into(),
-        token,
-        duration_ms,
+        token: Some(token),
+        duration_ms: rec.duration_ms,
     });
     finish_op(
         e,
@@ -382,44 +367,72 @@ fn finish_recording(e: &mut Engine, call_id: &str, op: &str, reason: &str, durat
     );
 }
 
-/// A DTMF digit heard in the call: toneInfo for subscribers, stopTones for a recording.
+/// A DTMF key the bot heard: toneInfo for subscribers (stop tones are the room's business).
 pub(crate) fn on_tone(e: &mut Engine, call_id: &str, tone: Tone) {
     let Some(c) = e.calls.get_mut(call_id) else {
         return;
     };
-    if !matches!(c.state, CallState::Established | CallState::Hold) {
+    if !matches!(c.state, CallState::Established | CallState::Hold) || !c.tone_subscribed {
         return;
     }
-    if c.tone_subscribed {
-        c.tone_seq += 1;
-        c.tone_info = Some((c.tone_seq, tone));
-        e.touch_call(call_id);
-        let t = render::tone_info(&e.calls[call_id]);
-        e.notify_call(call_id, json!({ "toneInfo": t }));
-    }
-    let now = e.now;
-    let Some(c) = e.calls.get(call_id) else {
-        return;
+    c.tone_seq += 1;
+    c.tone_info = Some((c.tone_seq, tone));
+    e.touch_call(call_id);
+    let t = render::tone_info(&e.calls[call_id]);
+    e.notify_call(call_id, json!({ "toneInfo": t }));
+}
+
+/// The media room's picture of a conference: joined members, who is muted or held, and the
+/// routes of every bot's audio routing groups (oneToOne both ways, multicast one way).
+pub(crate) fn room_spec(e: &Engine, conf_id: &str) -> ::media::RoomSpec {
+    let mut spec = ::media::RoomSpec {
+        conf_id: conf_id.to_string(),
+        ..Default::default()
     };
-    if let Some(head) = c.media_queue.front()
-        && let Some(o) = c.operations.get(head)
-        && let Some(MediaWork {
-            phase: MediaPhase::Recording { started, .. },
-            record: Some(r),
-            ..
-        }) = &o.media
-        && r.stop_tones().contains(&tone)
-    {
-        let (head, started) = (head.clone(), *started);
-        finish_recording(
-            e,
-            call_id,
-            &head,
-            "stopToneDetected",
-            now.saturating_sub(started),
-        );
-        advance(e, call_id);
+    let Some(conf) = e.confs.get(conf_id) else {
+        return spec;
+    };
+    for m in conf.members.iter().filter(|m| m.joined) {
+        let endpoint = match &m.endpoint {
+            MemberEndpoint::Bot { call_id } => {
+                let Some(c) = e.calls.get(call_id) else {
+                    continue;
+                };
+                if matches!(c.state, CallState::Terminated) {
+                    continue;
+                }
+                for g in &c.routing_groups {
+                    spec.routes.push(::media::RouteSpec {
+                        sources: g.sources.clone(),
+                        receivers: g.receivers.clone(),
+                    });
+                    if g.routing_mode == RoutingMode::OneToOne {
+                        spec.routes.push(::media::RouteSpec {
+                            sources: g.receivers.clone(),
+                            receivers: g.sources.clone(),
+                        });
+                    }
+                }
+                ::media::Endpoint::Bot(call_id.clone())
+            }
+            // A leg has audio once connected (an incoming caller rings until the bot answers).
+            MemberEndpoint::Leg { leg_id } => {
+                if e.legs.get(leg_id).map(|l| &l.state) != Some(&LegState::Connected) {
+                    continue;
+                }
+                ::media::Endpoint::Leg(leg_id.clone())
+            }
+        };
+        spec.members.push(::media::MemberSpec {
+            id: m.id.clone(),
+            endpoint,
+            muted: m.muted,
+            held: m.held,
+            hold_music: m.hold_music,
+            in_default_group: m.in_default_group,
+        });
     }
+    spec
 }
 
 // ------------------------------------------------------------------ hold music
@@ -484,7 +497,7 @@ pub(crate) fn start_hold_music(e: &mut Engine, id: &str, pid: &str, req: StartHo
         Some(p) => {
             o.media = Some(MediaWork {
                 prompts: vec![p.clone()],
-                durations: vec![None],
+                audio: vec![None],
                 loop_forever: true,
                 phase: MediaPhase::Fetching,
                 record: None,
@@ -510,29 +523,33 @@ pub(crate) fn hold_music_started(e: &mut Engine, call_id: &str, op: &str) {
         .and_then(Value::as_str)
         .unwrap_or_default()
         .to_string();
+    let audio = o
+        .media
+        .as_ref()
+        .and_then(|m| m.audio.first().cloned().flatten());
     let conf = e.calls[call_id].conf_id.clone();
-    let leg = e
+    let present = e
         .confs
         .get(&conf)
-        .and_then(|c| c.members.iter().find(|m| m.id == pid))
-        .and_then(|m| match &m.endpoint {
-            MemberEndpoint::Leg { leg_id } => Some(leg_id.clone()),
-            _ => None,
-        });
-    match leg {
-        Some(leg_id) => {
-            update_member(e, &conf, &pid, |m| m.hold_music = true);
-            e.leg_action(LegAction::HoldMusic { leg_id, on: true });
-            if let Some(o) = e
-                .calls
-                .get_mut(call_id)
-                .and_then(|c| c.operations.get_mut(op))
-            {
-                o.media = None;
-            }
-            finish_op(e, call_id, op, OperationStatus::Completed, None, None);
+        .and_then(|c| c.members.iter().find(|m| m.id == pid && m.joined))
+        .is_some_and(|m| matches!(m.endpoint, MemberEndpoint::Leg { .. }));
+    if present {
+        e.effect(Effect::Media(::media::Cmd::HoldMusic {
+            conf_id: conf.clone(),
+            member_id: pid.clone(),
+            audio,
+        }));
+        update_member(e, &conf, &pid, |m| m.hold_music = true);
+        if let Some(o) = e
+            .calls
+            .get_mut(call_id)
+            .and_then(|c| c.operations.get_mut(op))
+        {
+            o.media = None;
         }
-        None => finish_op(
+        finish_op(e, call_id, op, OperationStatus::Completed, None, None);
+    } else {
+        finish_op(
             e,
             call_id,
             op,
@@ -543,7 +560,7 @@ pub(crate) fn hold_music_started(e: &mut Engine, call_id: &str, op: &str) {
                 "The participant left before hold music started.",
             )),
             None,
-        ),
+        )
     }
 }
 
@@ -563,11 +580,8 @@ pub(crate) fn stop_hold_music(e: &mut Engine, id: &str, pid: &str, req: ClientCo
             "Participant '{pid}' is not on hold."
         )));
     }
-    let (mid, leg) = (m.id.clone(), m.endpoint.clone());
+    let mid = m.id.clone();
     update_member(e, &conf, &mid, |m| m.hold_music = false);
-    if let MemberEndpoint::Leg { leg_id } = leg {
-        e.leg_action(LegAction::HoldMusic { leg_id, on: false });
-    }
     let op = new_op(
         e,
         id,

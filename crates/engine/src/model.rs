@@ -127,26 +127,18 @@ impl OpKind {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub enum MediaPhase {
     Queued,
-    /// Prompts being fetched: their durations are not known yet.
+    /// Prompts being fetched and decoded.
     Fetching,
-    Playing {
-        until: Option<Ms>,
-    },
-    Beep {
-        until: Ms,
-    },
-    Recording {
-        started: Ms,
-        max_until: Ms,
-        silence_until: Ms,
-    },
+    /// Handed to the media room, which reports when it is done.
+    Running,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct MediaWork {
     pub prompts: Vec<MediaPrompt>,
-    /// Duration of each prompt once fetched.
-    pub durations: Vec<Option<u64>>,
+    /// Each prompt's audio once fetched; not persisted (prompts are fetched again).
+    #[serde(skip)]
+    pub audio: Vec<Option<::media::Audio>>,
     pub loop_forever: bool,
     pub phase: MediaPhase,
     pub record: Option<RecordResponse>,
@@ -198,11 +190,19 @@ pub struct Member {
     pub hold_music: bool,
     pub screen_sharing: bool,
     pub large_gallery: bool,
+    /// In the default audio routing group (false: removeFromDefaultAudioRoutingGroup, or the
+    /// bot's removeFromDefaultAudioGroup).
+    #[serde(default = "yes")]
+    pub in_default_group: bool,
     pub recording: Option<(RecordingStatus, IdentitySet)>,
     pub seq: i64,
     /// The invite operation (call id, op id) that brought this member, while pending.
     pub invited_by: Option<(String, String)>,
     pub source_id: u32,
+}
+
+fn yes() -> bool {
+    true
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -262,6 +262,7 @@ impl Conference {
             hold_music: false,
             screen_sharing: false,
             large_gallery: false,
+            in_default_group: true,
             recording: None,
             seq: self.seq,
             invited_by: None,

@@ -33,6 +33,8 @@ struct Observed {
     op_finals: HashMap<String, usize>,
     deleted_calls: HashSet<String>,
     fetches: Vec<(String, String, usize)>,
+    /// Media work handed to rooms: (call, op, recording id).
+    media_jobs: Vec<(String, String, Option<String>)>,
     live_legs: Vec<String>,
     store: BTreeMap<(ObjKind, String), Value>,
 }
@@ -115,6 +117,39 @@ impl Sim {
                     }
                 }
                 Effect::SaveRecording { .. } => {}
+                Effect::Media(media::Cmd::Room(spec)) => {
+                    let mut ids: Vec<&String> = spec.members.iter().map(|m| &m.id).collect();
+                    ids.sort();
+                    ids.dedup();
+                    assert_eq!(
+                        ids.len(),
+                        spec.members.len(),
+                        "seed {}: a member twice in room {}",
+                        self.seed,
+                        spec.conf_id
+                    );
+                }
+                Effect::Media(media::Cmd::Run {
+                    call_id,
+                    op_id,
+                    record,
+                    ..
+                }) => {
+                    let st = self.e.call(&call_id).map(|c| c.state);
+                    assert_eq!(
+                        st,
+                        Some(CallState::Established),
+                        "seed {}: media started on a call that is not established",
+                        self.seed
+                    );
+                    self.obs
+                        .media_jobs
+                        .push((call_id, op_id, record.map(|r| r.recording_id)));
+                }
+                Effect::Media(media::Cmd::SendTones { call_id, op_id, .. }) => {
+                    self.obs.media_jobs.push((call_id, op_id, None))
+                }
+                Effect::Media(_) => {}
             }
         }
         for (k, id, v) in self.e.take_dirty() {
@@ -253,24 +288,58 @@ impl Sim {
                         },
                         4 => LegEvent::HungUp,
                         5 => LegEvent::Held,
-                        6 => LegEvent::Resumed,
-                        _ => LegEvent::Tone(
-                            *self
-                                .pick(&[Tone::Tone1, Tone::Pound, Tone::Star])
-                                .as_ref()
-                                .unwrap(),
-                        ),
+                        _ => LegEvent::Resumed,
                     };
                     trace(&format!("leg {leg} {ev:?}"));
                     self.e.handle_leg(self.now, &leg, ev);
                 }
             }
-            41..=45 => {
+            41..=42 => {
+                // The media room reports: a job done (maybe one already cancelled) or a key.
+                if self.rng.random_bool(0.3) {
+                    if let Some(call) = call {
+                        let key = *self.pick(&['1', '#', '*']).as_ref().unwrap();
+                        trace(&format!("tone {key} on {call}"));
+                        self.e
+                            .media_event(self.now, media::Event::Tone { call_id: call, key });
+                    }
+                } else if !self.obs.media_jobs.is_empty() {
+                    let i = self.rng.random_range(0..self.obs.media_jobs.len());
+                    let (call_id, op_id, rec) = self.obs.media_jobs.swap_remove(i);
+                    let reason = match rec {
+                        Some(_) => *self
+                            .pick(&[
+                                "stopToneDetected",
+                                "maxSilenceTimeout",
+                                "initialSilenceTimeout",
+                            ])
+                            .as_ref()
+                            .unwrap(),
+                        None => "completedSuccessfully",
+                    };
+                    trace(&format!("media done {op_id} {reason}"));
+                    let recording = rec.map(|recording_id| media::Recorded {
+                        recording_id,
+                        duration_ms: 1000,
+                    });
+                    self.e.media_event(
+                        self.now,
+                        media::Event::Done {
+                            call_id,
+                            op_id,
+                            reason,
+                            recording,
+                        },
+                    );
+                }
+            }
+            43..=45 => {
                 if !self.obs.fetches.is_empty() {
                     let i = self.rng.random_range(0..self.obs.fetches.len());
                     let (c, op, idx) = self.obs.fetches.swap_remove(i);
                     let r = if self.rng.random_bool(0.85) {
-                        Ok(self.rng.random_range(100..3000))
+                        let n = self.rng.random_range(1600..48_000);
+                        Ok(vec![0i16; n].into())
                     } else {
                         Err("404".to_string())
                     };

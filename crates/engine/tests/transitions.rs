@@ -13,6 +13,7 @@ struct World {
     notes: Vec<(String, String, Value)>,
     legs: Vec<LegAction>,
     fetches: Vec<(String, String, usize)>,
+    media: Vec<media::Cmd>,
 }
 
 fn bot() -> AppCtx {
@@ -31,6 +32,7 @@ impl World {
             notes: vec![],
             legs: vec![],
             fetches: vec![],
+            media: vec![],
         }
     }
 
@@ -53,6 +55,7 @@ impl World {
                     ..
                 } => self.fetches.push((call_id, op_id, index)),
                 Effect::SaveRecording { .. } => {}
+                Effect::Media(c) => self.media.push(c),
             }
         }
     }
@@ -63,6 +66,11 @@ impl World {
             .handle_api(self.now, &bot(), call, cmd, Version::Beta);
         self.drain();
         r
+    }
+
+    fn media_event(&mut self, ev: media::Event) {
+        self.e.media_event(self.now, ev);
+        self.drain();
     }
 
     fn leg(&mut self, leg: &str, ev: LegEvent) {
@@ -381,7 +389,7 @@ fn keep_alive_moves_the_45_minute_deadline() {
 }
 
 #[test]
-fn play_prompt_completes_after_its_fetched_duration_with_one_deleted_notification() {
+fn play_prompt_runs_once_fetched_and_completes_when_the_room_says_so() {
     let mut w = World::new();
     let (c, _) = w.established("alice");
     let prompt = json!({"prompts": [{"@odata.type": "#microsoft.graph.mediaPrompt", "mediaInfo": {"uri": "https://x/a.wav"}}], "clientContext": "cc"});
@@ -392,12 +400,30 @@ fn play_prompt_completes_after_its_fetched_duration_with_one_deleted_notificatio
         format!("/communications/calls/{c}/operations/{op}")
     );
     let (fc, fo, fi) = w.fetches.pop().unwrap();
-    w.e.prompt_fetched(w.now, &fc, &fo, fi, Ok(1200));
+    assert!(w.media.iter().all(|m| !matches!(m, media::Cmd::Run { .. })));
+    w.e.prompt_fetched(w.now, &fc, &fo, fi, Ok(vec![7i16; 19_200].into()));
     w.drain();
-    w.advance(1199);
+    let run = w
+        .media
+        .iter()
+        .find_map(|m| match m {
+            media::Cmd::Run { op_id, prompts, .. } => Some((op_id.clone(), prompts[0].audio.len())),
+            _ => None,
+        })
+        .expect("the prompt runs once fetched");
+    assert_eq!(run, (op.clone(), 19_200));
+    w.advance(60_000);
     let op_url = format!("/communications/calls/{c}/operations/{op}");
-    assert!(!w.notes.iter().any(|n| n.1 == op_url));
-    w.advance(1);
+    assert!(
+        !w.notes.iter().any(|n| n.1 == op_url),
+        "no timer finishes it"
+    );
+    w.media_event(media::Event::Done {
+        call_id: c.clone(),
+        op_id: op.clone(),
+        reason: "completedSuccessfully",
+        recording: None,
+    });
     let done: Vec<_> = w.notes.iter().filter(|n| n.1 == op_url).collect();
     assert_eq!(done.len(), 1);
     assert_eq!(done[0].0, "deleted");
@@ -426,11 +452,16 @@ fn operations_returned_completed_are_never_notified() {
 fn tones_after_subscribe_count_up_from_one() {
     let mut w = World::new();
     let (c, l) = w.established("alice");
-    w.leg(&l, LegEvent::Tone(Tone::Tone5));
+    let _ = l;
+    let key = |k: char| media::Event::Tone {
+        call_id: c.clone(),
+        key: k,
+    };
+    w.media_event(key('5'));
     w.api(Some(&c), Command::SubscribeToTone(p(json!({}))))
         .unwrap();
-    for t in [Tone::Tone1, Tone::Star] {
-        w.leg(&l, LegEvent::Tone(t));
+    for k in ['1', '*'] {
+        w.media_event(key(k));
     }
     let seqs: Vec<(i64, String)> = w
         .notes

@@ -228,6 +228,16 @@ impl MediaConfig {
     pub fn is_service_hosted(&self) -> bool {
         matches!(self, MediaConfig::ServiceHosted { .. })
     }
+    /// β `removeFromDefaultAudioGroup`: the bot is heard (and hears) only through its
+    /// audio routing groups.
+    pub fn removes_from_default_group(&self) -> bool {
+        let (MediaConfig::ServiceHosted { extra, .. } | MediaConfig::AppHosted { extra, .. }) =
+            self;
+        extra
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case("removeFromDefaultAudioGroup"))
+            .is_some_and(|(_, v)| v.as_bool() == Some(true) || v.as_str() == Some("true"))
+    }
     pub fn to_value(&self) -> Value {
         let mut m = Map::new();
         match self {

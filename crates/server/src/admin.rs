@@ -507,9 +507,7 @@ pub async fn handle(
             created(json!({ "legId": leg }))
         }
         (Method::GET, ["legs"]) => {
-            let logs = shared.registry.logs.lock().expect("registry");
-            let mut v: Vec<_> = logs.values().cloned().collect();
-            v.sort_by_key(|l| l.events.first().map(|e| e.at_ms).unwrap_or(0));
+            let v = shared.registry.legs();
             let filter = query
                 .and_then(|q| q.strip_prefix("user="))
                 .map(str::to_ascii_lowercase);
@@ -525,11 +523,19 @@ pub async fn handle(
                 .collect();
             ok(json!({ "value": v }))
         }
-        (Method::GET, ["legs", id]) => {
-            let logs = shared.registry.logs.lock().expect("registry");
-            logs.get(*id)
-                .map(|l| ok(serde_json::to_value(l).unwrap_or_default()))
-                .unwrap_or_else(|| Err(nf("Leg", id)))
+        (Method::GET, ["legs", id]) => shared
+            .registry
+            .legs()
+            .into_iter()
+            .find(|l| l.leg_id == *id)
+            .map(|l| ok(serde_json::to_value(l).unwrap_or_default()))
+            .unwrap_or_else(|| Err(nf("Leg", id))),
+        (Method::GET, ["legs", id, "heard"]) => {
+            let Some(port) = shared.registry.port(id) else {
+                return Err(nf("Leg audio", id));
+            };
+            let wav = media::wav::encode(port.lock().expect("port").heard());
+            Ok((StatusCode::OK, [("content-type", "audio/wav")], wav).into_response())
         }
         (Method::GET, ["calls"]) => {
             let (tx, rx) = oneshot::channel();

@@ -134,6 +134,9 @@ pub struct ServerConfig {
     pub prompt_folder: Option<PathBuf>,
     #[serde(default = "default_retention")]
     pub recording_retention_minutes: u64,
+    /// Media threads (0: one per core).
+    #[serde(default)]
+    pub media_threads: usize,
     #[serde(default = "default_token_lifetime")]
     pub token_lifetime_seconds: u64,
     /// The token signing key is replaced after this many days; the previous key stays in the
@@ -233,9 +236,26 @@ pub struct Behaviour {
     pub share_screen_at_ms: Option<u64>,
     #[serde(default, alias = "stop_sharing_at_ms")]
     pub stop_sharing_at_ms: Option<u64>,
-    /// Digits pressed after the call is connected.
+    /// Digits pressed after the call is connected, as in-band DTMF in the user's audio.
     #[serde(default)]
     pub dtmf: Vec<DtmfPress>,
+    /// WAV files the user speaks after the call is connected.
+    #[serde(default)]
+    pub speak: Vec<Speech>,
+    /// How much of what the user hears is kept for `ringside heard` (default 300 s, 0: none).
+    #[serde(default, alias = "record_heard_seconds")]
+    pub record_heard_seconds: Option<u64>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Speech {
+    /// https URL, or file:// below `server.prompt_folder` — the same rules as prompts.
+    pub uri: String,
+    #[serde(default, alias = "at_ms")]
+    pub at_ms: u64,
+    #[serde(default, rename = "loop")]
+    pub looped: bool,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -246,6 +266,9 @@ pub struct DtmfPress {
     pub digits: String,
     #[serde(default, alias = "gap_ms")]
     pub gap_ms: Option<u64>,
+    /// How long each key is held (default 100 ms).
+    #[serde(default, alias = "tone_ms")]
+    pub tone_ms: Option<u64>,
 }
 
 impl Behaviour {
@@ -264,6 +287,12 @@ impl Behaviour {
             } else {
                 over.dtmf.clone()
             },
+            speak: if over.speak.is_empty() {
+                self.speak.clone()
+            } else {
+                over.speak.clone()
+            },
+            record_heard_seconds: over.record_heard_seconds.or(self.record_heard_seconds),
         }
     }
     pub fn validate(&self) -> Result<(), String> {
@@ -285,6 +314,24 @@ impl Behaviour {
                     "dtmf digit '{c}' is not a DTMF key (0-9, *, #, A-D)"
                 ));
             }
+            if d.tone_ms.is_some_and(|t| !(40..=2000).contains(&t)) {
+                return Err("dtmf toneMs must be between 40 and 2000".into());
+            }
+        }
+        for s in &self.speak {
+            let lower = s.uri.to_ascii_lowercase();
+            if !(lower.starts_with("https://")
+                || lower.starts_with("http://")
+                || lower.starts_with("file://"))
+            {
+                return Err(format!(
+                    "speak uri '{}' must be an http(s) or file:// URL",
+                    s.uri
+                ));
+            }
+        }
+        if self.record_heard_seconds.is_some_and(|s| s > 3600) {
+            return Err("recordHeardSeconds must be at most 3600".into());
         }
         Ok(())
     }
@@ -500,7 +547,7 @@ mod tests {
             dtmf: vec![DtmfPress {
                 at_ms: 0,
                 digits: "12x".into(),
-                gap_ms: None,
+                ..Default::default()
             }],
             ..Default::default()
         };

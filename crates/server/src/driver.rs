@@ -42,8 +42,9 @@ pub enum Msg {
         call_id: String,
         op_id: String,
         index: usize,
-        result: Result<u64, String>,
+        result: Result<media::Audio, String>,
     },
+    Media(media::Event),
     Outbox(OutboxChange),
     CreateMeeting {
         app: AppCtx,
@@ -81,13 +82,6 @@ pub enum Msg {
         tenant: String,
         reply: oneshot::Sender<Vec<(i64, String, i64, Value)>>,
     },
-    AddRecording {
-        id: String,
-        call_id: String,
-        token: String,
-        path: String,
-        retention_ms: u64,
-    },
     GetRecording {
         id: String,
         reply: oneshot::Sender<Option<(String, String, i64)>>,
@@ -101,8 +95,10 @@ pub enum Msg {
 pub struct Sinks {
     pub outbox: tokio::sync::mpsc::UnboundedSender<OutboxRow>,
     pub legs: tokio::sync::mpsc::UnboundedSender<crate::endpoints::Control>,
-    pub fetch: tokio::sync::mpsc::UnboundedSender<(String, String, usize, String, Option<String>)>,
-    pub recordings: tokio::sync::mpsc::UnboundedSender<(String, String, String, u64)>,
+    pub fetch: tokio::sync::mpsc::UnboundedSender<crate::fetch::FetchJob>,
+    pub media: std::sync::Arc<media::runtime::Media>,
+    /// How long recordings stay downloadable.
+    pub retention_ms: u64,
 }
 
 const MAX_BATCH: usize = 512;
@@ -188,6 +184,9 @@ pub fn run(mut engine: Engine, mut store: Store, rx: mpsc::Receiver<Msg>, sinks:
                         engine.prompt_fetched(now, &call_id, &op_id, index, result)
                     });
                 }
+                Msg::Media(ev) => {
+                    guarded("media", || engine.media_event(now, ev));
+                }
                 Msg::Outbox(c) => changes.push(c),
                 Msg::CreateMeeting {
                     app,
@@ -243,24 +242,6 @@ pub fn run(mut engine: Engine, mut store: Store, rx: mpsc::Receiver<Msg>, sinks:
                 Msg::ListQuality { tenant, reply } => {
                     let _ = reply.send(store.device_quality(&tenant).unwrap_or_default());
                 }
-                Msg::AddRecording {
-                    id,
-                    call_id,
-                    token,
-                    path,
-                    retention_ms,
-                } => {
-                    if let Err(e) = store.add_recording(
-                        &id,
-                        &call_id,
-                        &token,
-                        &path,
-                        now as i64,
-                        (now + retention_ms) as i64,
-                    ) {
-                        tracing::error!(error = %e, "cannot record recording");
-                    }
-                }
                 Msg::GetRecording { id, reply } => {
                     let _ = reply.send(store.recording(&id).unwrap_or(None));
                 }
@@ -287,6 +268,25 @@ pub fn run(mut engine: Engine, mut store: Store, rx: mpsc::Receiver<Msg>, sinks:
             }
         };
         let ok = committed.is_some();
+        // Recordings are registered before the notifications that announce them go out.
+        for e in &effects {
+            if let Effect::SaveRecording {
+                id, call_id, token, ..
+            } = e
+            {
+                let path = sinks.media.recordings_dir.join(format!("{id}.wav"));
+                if let Err(e) = store.add_recording(
+                    id,
+                    call_id,
+                    token.as_deref().unwrap_or(""),
+                    &path.display().to_string(),
+                    now as i64,
+                    (now + sinks.retention_ms) as i64,
+                ) {
+                    tracing::error!(error = %e, "cannot register recording");
+                }
+            }
+        }
         for r in replies {
             r(ok);
         }
@@ -310,14 +310,8 @@ pub fn run(mut engine: Engine, mut store: Store, rx: mpsc::Receiver<Msg>, sinks:
                 } => {
                     let _ = sinks.fetch.send((call_id, op_id, index, uri, resource_id));
                 }
-                Effect::SaveRecording {
-                    id,
-                    call_id,
-                    token,
-                    duration_ms,
-                } => {
-                    let _ = sinks.recordings.send((id, call_id, token, duration_ms));
-                }
+                Effect::SaveRecording { .. } => {}
+                Effect::Media(cmd) => sinks.media.send(cmd),
             }
         }
     }

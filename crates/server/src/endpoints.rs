@@ -1,8 +1,11 @@
 //! Endpoints behind the leg interface. Two live here:
 //! * simulated users: scripted phones for bot developers' tests (answer after N ms, busy,
-//!   decline, never answer, hang up, hold/resume, press DTMF), and
+//!   decline, never answer, hang up, hold/resume). They are real audio endpoints: each has a
+//!   media port that speaks WAV files and presses keys as in-band DTMF on a timeline from the
+//!   moment it joins the call, and records what it hears (`ringside heard`);
 //! * applications: a leg rung towards an app becomes that app's incoming call, so bots can
-//!   call, redirect to and transfer to each other.
+//!   call, redirect to and transfer to each other; the two legs' ports are bridged, so the
+//!   two calls hear each other.
 //!
 //! SIP and WebRTC endpoints will implement the same `LegAction` → `LegEvent` contract.
 
@@ -10,9 +13,10 @@ use crate::config::Behaviour;
 use crate::driver::{Msg, now_ms};
 use crate::state::Shared;
 use engine::{AppCtx, LegAction, LegEvent};
-use graph::{ParticipantInfo, Party, Tone};
+use graph::{ParticipantInfo, Party};
+use media::port::SimPort;
 use serde::Serialize;
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
@@ -26,7 +30,10 @@ pub struct LegLog {
     pub user_id: Option<String>,
     pub state: String,
     pub events: Vec<LogEntry>,
+    /// DTMF keys the user heard (detected in its audio).
     pub tones_heard: String,
+    /// Milliseconds of audio it has been in the call for.
+    pub media_ms: u64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -36,9 +43,15 @@ pub struct LogEntry {
     pub event: String,
 }
 
+/// Simulated users' ports kept for `heard` after their legs end (the most recent ones).
+const KEPT_PORTS: usize = 500;
+
+type KeptPorts = (HashMap<String, Arc<Mutex<SimPort>>>, VecDeque<String>);
+
 #[derive(Default)]
 pub struct Registry {
     pub logs: Mutex<HashMap<String, LegLog>>,
+    ports: Mutex<KeptPorts>,
 }
 
 impl Registry {
@@ -72,14 +85,42 @@ impl Registry {
             event,
         });
     }
-    pub fn heard_tone(&self, leg: &str, tone: Tone) {
-        if let Some(l) = self.logs.lock().expect("registry").get_mut(leg) {
-            l.tones_heard.push(tone.to_char());
-            l.events.push(LogEntry {
-                at_ms: now_ms(),
-                event: format!("heard tone {}", tone.to_char()),
-            });
+
+    fn keep_port(&self, leg: &str, port: Arc<Mutex<SimPort>>) {
+        let mut p = self.ports.lock().expect("registry");
+        if p.0.insert(leg.to_string(), port).is_none() {
+            p.1.push_back(leg.to_string());
         }
+        while p.1.len() > KEPT_PORTS {
+            if let Some(old) = p.1.pop_front() {
+                p.0.remove(&old);
+            }
+        }
+    }
+
+    /// A simulated user's audio port, while kept.
+    pub fn port(&self, leg: &str) -> Option<Arc<Mutex<SimPort>>> {
+        self.ports.lock().expect("registry").0.get(leg).cloned()
+    }
+
+    /// What simulated users experienced, with what their ports heard.
+    pub fn legs(&self) -> Vec<LegLog> {
+        let mut v: Vec<LegLog> = self
+            .logs
+            .lock()
+            .expect("registry")
+            .values()
+            .cloned()
+            .collect();
+        for l in &mut v {
+            if let Some(p) = self.port(&l.leg_id) {
+                let p = p.lock().expect("port");
+                l.tones_heard = p.tones_heard().to_string();
+                l.media_ms = p.elapsed_ms();
+            }
+        }
+        v.sort_by_key(|l| l.events.first().map(|e| e.at_ms).unwrap_or(0));
+        v
     }
 }
 
@@ -128,7 +169,6 @@ impl Endpoints {
                 LegEvent::HungUp => "hung up".to_string(),
                 LegEvent::Held => "put the call on hold".to_string(),
                 LegEvent::Resumed => "resumed the call".to_string(),
-                LegEvent::Tone(t) => format!("pressed {}", t.to_char()),
                 LegEvent::Ringing => "ringing".to_string(),
                 LegEvent::SharingStarted => "started sharing the screen".to_string(),
                 LegEvent::SharingStopped => "stopped sharing the screen".to_string(),
@@ -138,9 +178,44 @@ impl Endpoints {
         })
     }
 
+    /// Give a simulated user's leg its audio: keys and speech on a timeline from joining.
+    fn attach_audio(&mut self, leg: &str, b: &Behaviour) {
+        let cap = media::samples(b.record_heard_seconds.unwrap_or(300) * 1000);
+        let port = Arc::new(Mutex::new(SimPort::new(cap)));
+        {
+            let mut p = port.lock().expect("port");
+            for press in &b.dtmf {
+                let gap = press.gap_ms.unwrap_or(250);
+                let hold = press.tone_ms.unwrap_or(100) as u32;
+                for (i, c) in press.digits.chars().enumerate() {
+                    p.press(press.at_ms + i as u64 * gap, c, hold);
+                }
+            }
+        }
+        for s in b.speak.clone() {
+            let shared = self.shared.clone();
+            let port = port.clone();
+            let leg = leg.to_string();
+            tokio::spawn(async move {
+                let client = crate::fetch::client(&shared);
+                match crate::fetch::load(&shared, &client, &s.uri, None).await {
+                    Ok(audio) => port.lock().expect("port").say(s.at_ms, audio, s.looped),
+                    Err(e) => {
+                        shared
+                            .registry
+                            .log(&leg, None, format!("cannot speak {}: {e}", s.uri))
+                    }
+                }
+            });
+        }
+        self.shared.media.ports.insert(leg, port.clone());
+        self.shared.registry.keep_port(leg, port);
+    }
+
     /// Register a simulated caller leg (a simulated user calling an app).
     pub fn add_caller(&mut self, leg: &str, user_id: &str, behaviour: Behaviour) {
         self.shared.registry.log(leg, Some(user_id), "calling");
+        self.attach_audio(leg, &behaviour);
         self.legs.insert(
             leg.to_string(),
             Kind::Sim(SimLeg {
@@ -169,14 +244,6 @@ impl Endpoints {
         if let Some(t) = b.stop_sharing_at_ms {
             tasks.push(self.later(leg, t, LegEvent::SharingStopped));
         }
-        for press in &b.dtmf {
-            let gap = press.gap_ms.unwrap_or(250);
-            for (i, c) in press.digits.chars().enumerate() {
-                if let Some(tone) = Tone::from_char(c) {
-                    tasks.push(self.later(leg, press.at_ms + i as u64 * gap, LegEvent::Tone(tone)));
-                }
-            }
-        }
         if let Some(t) = b.hangup_after_ms {
             tasks.push(self.later(leg, t, LegEvent::HungUp));
         }
@@ -186,6 +253,7 @@ impl Endpoints {
     }
 
     fn stop(&mut self, leg: &str) {
+        self.shared.media.ports.remove(leg);
         if let Some(Kind::Sim(s)) = self.legs.remove(leg) {
             for t in s.tasks {
                 t.abort();
@@ -219,6 +287,7 @@ impl Endpoints {
                 reg.log(&leg_id, None, format!("rejected {sip_code}"));
                 if let Some(Kind::AppSide { peer }) = self.legs.remove(&leg_id) {
                     self.legs.remove(&peer);
+                    self.shared.media.ports.remove(&peer);
                     self.event(
                         &peer,
                         LegEvent::Failed {
@@ -233,6 +302,7 @@ impl Endpoints {
                 reg.log(&leg_id, None, "cancelled");
                 if let Some(Kind::AppSide { peer }) = self.legs.remove(&leg_id) {
                     self.legs.remove(&peer);
+                    self.shared.media.ports.remove(&peer);
                     self.event(&peer, LegEvent::HungUp);
                 }
                 self.stop(&leg_id);
@@ -241,37 +311,11 @@ impl Endpoints {
                 reg.log(&leg_id, None, format!("ended: {reason}"));
                 if let Some(Kind::AppSide { peer }) = self.legs.remove(&leg_id) {
                     self.legs.remove(&peer);
+                    self.shared.media.ports.remove(&peer);
                     self.event(&peer, LegEvent::HungUp);
                 }
                 self.stop(&leg_id);
             }
-            LegAction::SendTones {
-                leg_id,
-                tones,
-                delay_ms,
-            } => match self.legs.get(&leg_id) {
-                Some(Kind::AppSide { peer }) => {
-                    let peer = peer.clone();
-                    let step = self.shared.engine_cfg.tone_ms + delay_ms;
-                    for (i, t) in tones.into_iter().enumerate() {
-                        self.later(&peer, i as u64 * step, LegEvent::Tone(t));
-                    }
-                }
-                _ => {
-                    for t in tones {
-                        reg.heard_tone(&leg_id, t);
-                    }
-                }
-            },
-            LegAction::HoldMusic { leg_id, on } => reg.log(
-                &leg_id,
-                None,
-                if on {
-                    "hold music started"
-                } else {
-                    "hold music stopped"
-                },
-            ),
         }
     }
 
@@ -373,6 +417,7 @@ impl Endpoints {
                     "noanswer" => {}
                     _ => tasks.push(self.later(leg, after, LegEvent::Answered)),
                 }
+                self.attach_audio(leg, &b);
                 self.legs.insert(
                     leg.to_string(),
                     Kind::Sim(SimLeg {
@@ -389,9 +434,6 @@ impl Endpoints {
                     shifted.hangup_after_ms = shifted.hangup_after_ms.map(|t| t + shift);
                     shifted.share_screen_at_ms = shifted.share_screen_at_ms.map(|t| t + shift);
                     shifted.stop_sharing_at_ms = shifted.stop_sharing_at_ms.map(|t| t + shift);
-                    for d in &mut shifted.dtmf {
-                        d.at_ms += shift;
-                    }
                     if let Some(Kind::Sim(s)) = self.legs.get_mut(leg) {
                         s.behaviour = shifted;
                     }
@@ -434,6 +476,9 @@ impl Endpoints {
                     reply: tx,
                 });
                 let Ok((_call, b_leg)) = rx.await else { return };
+                let (a_port, b_port) = media::port::bridge();
+                self.shared.media.ports.insert(leg, a_port);
+                self.shared.media.ports.insert(&b_leg, b_port);
                 self.legs.insert(
                     leg.to_string(),
                     Kind::AppSide {

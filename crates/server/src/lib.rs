@@ -131,7 +131,24 @@ pub async fn start(opts: Options) -> Result<Running, String> {
     let (outbox_tx, outbox_rx) = tokio::sync::mpsc::unbounded_channel();
     let (legs_tx, legs_rx) = tokio::sync::mpsc::unbounded_channel();
     let (fetch_tx, fetch_rx) = tokio::sync::mpsc::unbounded_channel();
-    let (rec_tx, rec_rx) = tokio::sync::mpsc::unbounded_channel();
+    let media = {
+        let to_driver = std::sync::Mutex::new(driver_tx.clone());
+        let sink: media::runtime::Sink = Arc::new(move |ev| {
+            let _ = to_driver
+                .lock()
+                .expect("driver")
+                .send(driver::Msg::Media(ev));
+        });
+        Arc::new(media::runtime::Media::start(
+            media::runtime::Config {
+                threads: cfg.server.media_threads,
+                recordings_dir: opts.data_dir.join("recordings"),
+                ..Default::default()
+            },
+            sink,
+        ))
+    };
+    let retention_ms = cfg.server.recording_retention_minutes * 60_000;
     let notifier_cfg = notifier::NotifierConfig {
         max_attempts: cfg.server.notification_max_attempts,
         backoff_ms: cfg.server.notification_backoff_ms,
@@ -173,12 +190,15 @@ pub async fn start(opts: Options) -> Result<Running, String> {
         buckets: guard::Buckets::default(),
         policy: Arc::new(RwLock::new(policy)),
         own_authorities,
+        media: media.clone(),
+        prompts: Default::default(),
     });
     let sinks = driver::Sinks {
         outbox: outbox_tx.clone(),
         legs: legs_tx.clone(),
         fetch: fetch_tx,
-        recordings: rec_tx,
+        media,
+        retention_ms,
     };
     std::thread::Builder::new()
         .name("ringside-driver".into())
@@ -202,7 +222,6 @@ pub async fn start(opts: Options) -> Result<Running, String> {
     });
     tokio::spawn(endpoints::run(shared.clone(), legs_rx));
     tokio::spawn(fetch::run(shared.clone(), fetch_rx));
-    tokio::spawn(fetch::recordings(shared.clone(), rec_rx));
     for row in pending {
         let _ = outbox_tx.send(row);
     }

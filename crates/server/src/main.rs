@@ -96,6 +96,12 @@ enum Cmd {
         #[arg(long)]
         user: Option<String>,
     },
+    /// Save what a simulated user heard on a leg as a WAV file (16 kHz mono).
+    Heard {
+        leg: String,
+        #[arg(short, long)]
+        out: PathBuf,
+    },
     /// Notifications that could not be delivered.
     DeadLetters,
     /// Put a dead letter back in its call's notification queue.
@@ -179,8 +185,23 @@ async fn admin(
         s.map(|s| serde_json::from_str(&s).map_err(|e| format!("bad JSON: {e}")))
             .unwrap_or(Ok(json!({})))
     };
+    if let Cmd::Heard { leg, out } = &cmd {
+        let resp = client
+            .get(format!("{base}/legs/{leg}/heard"))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .map_err(|e| format!("cannot reach ringside at {base}: {e}"))?;
+        if !resp.status().is_success() {
+            return Err(format!("HTTP {}: no audio for leg {leg}", resp.status()));
+        }
+        let bytes = resp.bytes().await.map_err(|e| e.to_string())?;
+        std::fs::write(out, &bytes).map_err(|e| format!("{}: {e}", out.display()))?;
+        let ms = bytes.len().saturating_sub(44) as u64 / 32;
+        return Ok(json!({"leg": leg, "file": out.display().to_string(), "durationMs": ms}));
+    }
     let (method, path, body) = match cmd {
-        Cmd::Serve { .. } => unreachable!(),
+        Cmd::Serve { .. } | Cmd::Heard { .. } => unreachable!(),
         Cmd::Directory => ("GET", "/directory".to_string(), None),
         Cmd::AddTenant { name, id } => (
             "POST",

@@ -22,6 +22,9 @@ pub struct Shared {
     pub policy: Arc<RwLock<crate::netpolicy::Policy>>,
     /// `host:port` forms ringside itself answers on: callbacks may not point back at it.
     pub own_authorities: Vec<String>,
+    /// The media runtime: rooms, ports, recordings.
+    pub media: Arc<media::runtime::Media>,
+    pub prompts: crate::fetch::PromptCache,
 }
 
 impl Shared {
