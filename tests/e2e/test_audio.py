@@ -20,6 +20,8 @@ from msgraph_beta.generated.communications.calls.item.participants.item.start_ho
 from msgraph_beta.generated.communications.calls.item.participants.invite.invite_post_request_body import InvitePostRequestBody
 from msgraph_beta.generated.communications.calls.item.play_prompt.play_prompt_post_request_body import PlayPromptPostRequestBody
 from msgraph_beta.generated.communications.calls.item.record_response.record_response_post_request_body import RecordResponsePostRequestBody
+from msgraph_beta.generated.communications.calls.item.start_recording.start_recording_post_request_body import StartRecordingPostRequestBody
+from msgraph_beta.generated.communications.calls.item.stop_recording.stop_recording_post_request_body import StopRecordingPostRequestBody
 from msgraph_beta.generated.communications.calls.item.subscribe_to_tone.subscribe_to_tone_post_request_body import SubscribeToTonePostRequestBody
 from msgraph_beta.generated.models.audio_routing_group import AudioRoutingGroup
 from msgraph_beta.generated.models.call import Call
@@ -30,7 +32,7 @@ from msgraph_beta.generated.models.service_hosted_media_config import ServiceHos
 
 import audio
 from bot import call_user, create_meeting, join_meeting, prompt, service_media, user_target
-from support import ALICE, GINA, HANK, TENANT, user_in
+from support import ALICE, APP2, GINA, HANK, SECRET2, TENANT, user_in
 
 
 def speaks(hooks, name: str, at_ms: int = 0, loop: bool = False) -> dict:
@@ -188,3 +190,37 @@ async def test_cancel_media_processing_stops_a_long_prompt_at_once(beta, ringsid
     played = audio.loud_ms(heard)
     assert 500 <= played <= cancelled_after_ms + 20, f"{played} ms of the prompt played, cancelled after {cancelled_after_ms:.0f} ms"
     assert audio.loud_ms(heard[-audio.RATE // 2 :]) == 0, "and none after"
+
+
+async def test_a_call_recording_lists_and_downloads_with_the_apps_token_only(beta, ringside, hooks, callback):
+    call, w = await call_user(beta, hooks, callback, ALICE, script={"speak": [speaks(hooks, "sine500.wav", loop=True)]})
+    calls = beta.communications.calls.by_call_id(call.id)
+    op = await calls.start_recording.post(StartRecordingPostRequestBody(client_context="rec"))
+    await w.until_op(op.id)
+    await asyncio.sleep(1.5)
+    await calls.stop_recording.post(StopRecordingPostRequestBody(client_context="stop"))
+    url = f"{ringside.base}/beta/communications/calls/{call.id}/recordings"
+    mine = {"Authorization": f"Bearer {ringside.token()}"}
+    async with httpx.AsyncClient(timeout=10) as h:
+        for _ in range(50):
+            listed = (await h.get(url, headers=mine)).json()["value"]
+            if listed and listed[0]["status"] == "available":
+                break
+            await asyncio.sleep(0.1)
+        assert len(listed) == 1 and listed[0]["status"] == "available", listed
+        rec = listed[0]
+        assert rec["callId"] == call.id
+        assert 1300 <= rec["durationInMilliseconds"] <= 2500, rec
+        r = await h.get(rec["recordingContentUrl"], headers=mine)
+        assert r.status_code == 200 and r.headers["content-type"] == "audio/wav"
+        mix = audio.load(r.content)
+        assert audio.level_at(mix, 500) > -20, "the recording holds what was said in the call"
+
+        other = {"Authorization": f"Bearer {ringside.token(APP2, SECRET2)}"}
+        assert (await h.get(url, headers=other)).json()["value"] == [], "another app sees none"
+        assert (await h.get(rec["recordingContentUrl"], headers=other)).status_code == 404
+        assert (await h.get(rec["recordingContentUrl"])).status_code == 401
+
+        # The recording outlives the call.
+        await calls.delete()
+        assert (await h.get(rec["recordingContentUrl"], headers=mine)).status_code == 200

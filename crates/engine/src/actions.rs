@@ -1477,7 +1477,16 @@ fn complete_timed_op(e: &mut Engine, call_id: &str, op: &str, kind: OpKind) {
             let recording_id = e.id();
             let c = e.calls.get_mut(call_id).expect("exists");
             c.recording = true;
-            let conf_id = c.conf_id.clone();
+            let (conf_id, tenant_id, app_id) =
+                (c.conf_id.clone(), c.tenant_id.clone(), c.app_id.clone());
+            e.effect(Effect::SaveRecording {
+                id: recording_id.clone(),
+                call_id: call_id.to_string(),
+                tenant_id,
+                app_id,
+                kind: RecordingKind::Call,
+                duration_ms: None,
+            });
             e.effect(Effect::Media(::media::Cmd::StartRecording {
                 conf_id,
                 call_id: call_id.to_string(),

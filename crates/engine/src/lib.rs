@@ -172,14 +172,24 @@ pub enum Effect {
         uri: String,
         resource_id: Option<String>,
     },
-    /// A recording's file (`<recordings dir>/<id>.wav`) is complete: register it for download
-    /// with `token` (recordResponse) or as a call recording of `call_id`.
+    /// Register a recording (its file is `<recordings dir>/<id>.wav`): a finished
+    /// recordResponse, or a call recording as it starts (`duration_ms` None) and ends.
     SaveRecording {
         id: String,
         call_id: String,
-        token: Option<String>,
-        duration_ms: u64,
+        tenant_id: String,
+        app_id: String,
+        kind: RecordingKind,
+        duration_ms: Option<u64>,
     },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RecordingKind {
+    /// A recordResponse result, downloaded with its recordingAccessToken.
+    Response { token: String },
+    /// A startRecording call recording, listed and downloaded with the app's token.
+    Call,
 }
 
 /// How an endpoint names the meeting it joins.

@@ -330,8 +330,10 @@ pub(crate) fn on_media_event(e: &mut Engine, ev: ::media::Event) {
         } => e.effect(Effect::SaveRecording {
             id: recording_id,
             call_id,
-            token: None,
-            duration_ms,
+            tenant_id: String::new(),
+            app_id: String::new(),
+            kind: RecordingKind::Call,
+            duration_ms: Some(duration_ms),
         }),
     }
 }
@@ -351,11 +353,18 @@ fn finish_recording(e: &mut Engine, call_id: &str, op: &str, reason: &str, rec: 
         o.recording_location = Some(location);
         o.recording_access_token = Some(token.clone());
     }
+    let (tenant_id, app_id) = e
+        .calls
+        .get(call_id)
+        .map(|c| (c.tenant_id.clone(), c.app_id.clone()))
+        .unwrap_or_default();
     e.effect(Effect::SaveRecording {
         id: rec.recording_id,
         call_id: call_id.into(),
-        token: Some(token),
-        duration_ms: rec.duration_ms,
+        tenant_id,
+        app_id,
+        kind: RecordingKind::Response { token },
+        duration_ms: Some(rec.duration_ms),
     });
     finish_op(
         e,

@@ -530,6 +530,108 @@ fn openid(base: &str, tenant: &str) -> Response {
         .into_response()
 }
 
+/// Call recordings (startRecording), a ringside extension under the Graph routes and their
+/// auth rules: `GET …/communications/calls/{id}/recordings`, `…/recordings/{rid}` and
+/// `…/recordings/{rid}/content` (the WAV). They outlive the call for the retention period.
+async fn call_recordings(
+    shared: &Shared,
+    app: &AppCtx,
+    roles: &[String],
+    method: &Method,
+    rest: &[&str],
+    ver: Version,
+) -> Option<Result<Response, ApiError>> {
+    let eq = |a: &str, b: &str| a.eq_ignore_ascii_case(b);
+    let (call_id, rec_id, content) = match rest {
+        [c, k, id, r] if eq(c, "communications") && eq(k, "calls") && eq(r, "recordings") => {
+            (*id, None, false)
+        }
+        [c, k, id, r, rid] if eq(c, "communications") && eq(k, "calls") && eq(r, "recordings") => {
+            (*id, Some(*rid), false)
+        }
+        [c, k, id, r, rid, x]
+            if eq(c, "communications")
+                && eq(k, "calls")
+                && eq(r, "recordings")
+                && eq(x, "content") =>
+        {
+            (*id, Some(*rid), true)
+        }
+        _ => return None,
+    };
+    Some(
+        async {
+            if method != Method::GET {
+                return Err(ApiError {
+                    status: 405,
+                    code: "MethodNotAllowed".into(),
+                    message: "Call recordings are read-only (GET).".into(),
+                });
+            }
+            guard::check(roles, &[vec![guard::ACCESS_MEDIA]])?;
+            let (tx, rx) = oneshot::channel();
+            let _ = shared.driver.send(Msg::CallRecordings {
+                call_id: call_id.to_string(),
+                reply: tx,
+            });
+            let all = rx.await.map_err(|_| stopped())?;
+            if all
+                .iter()
+                .any(|r| !r.tenant_id.eq_ignore_ascii_case(&app.tenant_id))
+            {
+                return Err(ApiError {
+                    status: 403,
+                    code: "Forbidden".into(),
+                    message: "request authorization tenant mismatch".into(),
+                });
+            }
+            let mine: Vec<_> = all
+                .into_iter()
+                .filter(|r| r.app_id.eq_ignore_ascii_case(&app.app_id))
+                .filter(|r| r.expires_ms > now_ms() as i64)
+                .collect();
+            let prefix = format!(
+                "{}/{}/communications/calls/{call_id}/recordings",
+                shared.public_url,
+                if ver == Version::Beta { "beta" } else { "v1.0" }
+            );
+            let render = |r: &store::Recording| {
+                json!({
+                    "@odata.type": "#microsoft.graph.callRecording",
+                    "id": r.id,
+                    "callId": r.call_id,
+                    "createdDateTime": engine::render::iso(r.created_ms as u64),
+                    "status": if r.duration_ms.is_some() { "available" } else { "recording" },
+                    "durationInMilliseconds": r.duration_ms,
+                    "recordingContentUrl": format!("{prefix}/{}/content", r.id),
+                })
+            };
+            let Some(rid) = rec_id else {
+                let v: Vec<Value> = mine.iter().map(render).collect();
+                return Ok(json_ok(&json!({ "@odata.context": prefix, "value": v })));
+            };
+            let Some(r) = mine.iter().find(|r| r.id.eq_ignore_ascii_case(rid)) else {
+                return Err(ApiError::not_found("Recording", rid));
+            };
+            if !content {
+                return Ok(json_ok(&render(r)));
+            }
+            if r.duration_ms.is_none() {
+                return Err(ApiError {
+                    status: 409,
+                    code: "RecordingInProgress".into(),
+                    message: "The call is still being recorded; stop the recording first.".into(),
+                });
+            }
+            let bytes = tokio::fs::read(&r.path)
+                .await
+                .map_err(|_| ApiError::not_found("Recording", rid))?;
+            Ok((StatusCode::OK, [("content-type", "audio/wav")], bytes).into_response())
+        }
+        .await,
+    )
+}
+
 async fn recording(shared: &Shared, id: &str, headers: &HeaderMap) -> Result<Response, ApiError> {
     let token = headers
         .get("authorization")
@@ -549,19 +651,20 @@ async fn recording(shared: &Shared, id: &str, headers: &HeaderMap) -> Result<Res
         code: "InvalidAuthenticationToken".into(),
         message: "The recordingAccessToken is missing or wrong.".into(),
     };
-    let Some((want, path, expires)) = found else {
+    let Some(rec) = found.filter(|r| r.kind == "response") else {
         return Err(ApiError::not_found("Recording", id));
     };
-    if token.is_empty() || !crate::admin::constant_time_eq(want.as_bytes(), token.as_bytes()) {
+    if token.is_empty() || !crate::admin::constant_time_eq(rec.token.as_bytes(), token.as_bytes()) {
         return Err(denied());
     }
-    if expires <= now_ms() as i64 {
+    if rec.expires_ms <= now_ms() as i64 {
         return Err(ApiError {
             status: 404,
             code: "ItemNotFound".into(),
             message: "The recording has expired.".into(),
         });
     }
+    let path = rec.path;
     let bytes = tokio::fs::read(&path)
         .await
         .map_err(|_| ApiError::not_found("Recording", id))?;
@@ -636,6 +739,9 @@ async fn graph(
                 sv.burst_per_tenant,
             )
             .map_err(|s| guard::throttled("tenant", s))?;
+    }
+    if let Some(r) = call_recordings(shared, &app, &roles, method, rest, ver).await {
+        return r;
     }
     let bytes = read_body(shared, body).await?;
     let target = route(method, rest, path, &bytes)?;

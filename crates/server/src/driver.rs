@@ -84,7 +84,11 @@ pub enum Msg {
     },
     GetRecording {
         id: String,
-        reply: oneshot::Sender<Option<(String, String, i64)>>,
+        reply: oneshot::Sender<Option<store::Recording>>,
+    },
+    CallRecordings {
+        call_id: String,
+        reply: oneshot::Sender<Vec<store::Recording>>,
     },
     Snapshot {
         reply: oneshot::Sender<Value>,
@@ -245,6 +249,9 @@ pub fn run(mut engine: Engine, mut store: Store, rx: mpsc::Receiver<Msg>, sinks:
                 Msg::GetRecording { id, reply } => {
                     let _ = reply.send(store.recording(&id).unwrap_or(None));
                 }
+                Msg::CallRecordings { call_id, reply } => {
+                    let _ = reply.send(store.recordings_of_call(&call_id).unwrap_or_default());
+                }
                 Msg::Snapshot { reply } => {
                     let _ = reply.send(snapshot(&engine));
                 }
@@ -271,18 +278,36 @@ pub fn run(mut engine: Engine, mut store: Store, rx: mpsc::Receiver<Msg>, sinks:
         // Recordings are registered before the notifications that announce them go out.
         for e in &effects {
             if let Effect::SaveRecording {
-                id, call_id, token, ..
+                id,
+                call_id,
+                tenant_id,
+                app_id,
+                kind,
+                duration_ms,
             } = e
             {
                 let path = sinks.media.recordings_dir.join(format!("{id}.wav"));
-                if let Err(e) = store.add_recording(
-                    id,
-                    call_id,
-                    token.as_deref().unwrap_or(""),
-                    &path.display().to_string(),
-                    now as i64,
-                    (now + sinks.retention_ms) as i64,
-                ) {
+                let (kind, token) = match kind {
+                    engine::RecordingKind::Response { token } => ("response", token.clone()),
+                    engine::RecordingKind::Call => ("call", String::new()),
+                };
+                let rec = store::Recording {
+                    id: id.clone(),
+                    call_id: call_id.clone(),
+                    tenant_id: tenant_id.clone(),
+                    app_id: app_id.clone(),
+                    kind: kind.into(),
+                    token,
+                    path: path.display().to_string(),
+                    created_ms: now as i64,
+                    // A recording in progress never expires; retention starts when it ends.
+                    expires_ms: match duration_ms {
+                        Some(_) => (now + sinks.retention_ms) as i64,
+                        None => i64::MAX,
+                    },
+                    duration_ms: duration_ms.map(|d| d as i64),
+                };
+                if let Err(e) = store.save_recording(&rec) {
                     tracing::error!(error = %e, "cannot register recording");
                 }
             }

@@ -108,6 +108,30 @@ CREATE TABLE IF NOT EXISTS recordings (
 );
 "#;
 
+/// Columns added to `recordings` after its first release (call recordings).
+const RECORDING_COLUMNS: [&str; 4] = [
+    "tenant_id TEXT NOT NULL DEFAULT ''",
+    "app_id TEXT NOT NULL DEFAULT ''",
+    "duration_ms INTEGER",
+    "kind TEXT NOT NULL DEFAULT 'response'",
+];
+
+/// A recording: a recordResponse result (downloaded with its token) or a call recording
+/// (listed and downloaded with the app's Graph token). `duration_ms` is None while recording.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Recording {
+    pub id: String,
+    pub call_id: String,
+    pub tenant_id: String,
+    pub app_id: String,
+    pub kind: String,
+    pub token: String,
+    pub path: String,
+    pub created_ms: i64,
+    pub expires_ms: i64,
+    pub duration_ms: Option<i64>,
+}
+
 impl Store {
     pub fn open(path: &Path) -> Result<Store> {
         let conn = Connection::open(path)?;
@@ -125,6 +149,17 @@ impl Store {
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         conn.execute_batch(SCHEMA)?;
+        for col in RECORDING_COLUMNS {
+            let name = col.split(' ').next().unwrap_or_default();
+            let has: bool = conn.query_row(
+                "SELECT COUNT(*) FROM pragma_table_info('recordings') WHERE name=?1",
+                params![name],
+                |r| r.get::<_, i64>(0).map(|n| n > 0),
+            )?;
+            if !has {
+                conn.execute_batch(&format!("ALTER TABLE recordings ADD COLUMN {col}"))?;
+            }
+        }
         Ok(Store { conn })
     }
 
@@ -310,32 +345,47 @@ impl Store {
         Ok(rows.collect::<std::result::Result<_, _>>()?)
     }
 
-    pub fn add_recording(
-        &self,
-        id: &str,
-        call_id: &str,
-        token: &str,
-        path: &str,
-        now_ms: i64,
-        expires_ms: i64,
-    ) -> Result<()> {
+    /// Add a recording, or complete one already listed (a call recording that was in
+    /// progress): its duration is set and its retention starts again.
+    pub fn save_recording(&self, r: &Recording) -> Result<()> {
         self.conn.execute(
-            "INSERT OR REPLACE INTO recordings(id,call_id,token,path,created_ms,expires_ms) VALUES(?1,?2,?3,?4,?5,?6)",
-            params![id, call_id, token, path, now_ms, expires_ms],
+            "INSERT INTO recordings(id,call_id,token,path,created_ms,expires_ms,tenant_id,app_id,duration_ms,kind)
+             VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10)
+             ON CONFLICT(id) DO UPDATE SET duration_ms=excluded.duration_ms, expires_ms=excluded.expires_ms",
+            params![
+                r.id,
+                r.call_id,
+                r.token,
+                r.path,
+                r.created_ms,
+                r.expires_ms,
+                r.tenant_id,
+                r.app_id,
+                r.duration_ms,
+                r.kind
+            ],
         )?;
         Ok(())
     }
 
-    /// The recording's file path if `token` matches and it has not expired.
-    pub fn recording(&self, id: &str) -> Result<Option<(String, String, i64)>> {
+    pub fn recording(&self, id: &str) -> Result<Option<Recording>> {
         Ok(self
             .conn
             .query_row(
-                "SELECT token, path, expires_ms FROM recordings WHERE id=?1",
+                &format!("SELECT {RECORDING_FIELDS} FROM recordings WHERE id=?1"),
                 params![id],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                recording_of,
             )
             .optional()?)
+    }
+
+    /// The recordings of a call, oldest first.
+    pub fn recordings_of_call(&self, call_id: &str) -> Result<Vec<Recording>> {
+        let mut st = self.conn.prepare(&format!(
+            "SELECT {RECORDING_FIELDS} FROM recordings WHERE call_id=?1 AND kind='call' ORDER BY created_ms, id"
+        ))?;
+        let rows = st.query_map(params![call_id], recording_of)?;
+        Ok(rows.collect::<std::result::Result<_, _>>()?)
     }
 
     /// Forget expired recordings; returns their file paths for deletion.
@@ -352,6 +402,24 @@ impl Store {
         )?;
         Ok(paths)
     }
+}
+
+const RECORDING_FIELDS: &str =
+    "id, call_id, tenant_id, app_id, kind, token, path, created_ms, expires_ms, duration_ms";
+
+fn recording_of(r: &rusqlite::Row<'_>) -> rusqlite::Result<Recording> {
+    Ok(Recording {
+        id: r.get(0)?,
+        call_id: r.get(1)?,
+        tenant_id: r.get(2)?,
+        app_id: r.get(3)?,
+        kind: r.get(4)?,
+        token: r.get(5)?,
+        path: r.get(6)?,
+        created_ms: r.get(7)?,
+        expires_ms: r.get(8)?,
+        duration_ms: r.get(9)?,
+    })
 }
 
 fn row_of(r: &rusqlite::Row<'_>) -> rusqlite::Result<OutboxRow> {
@@ -373,6 +441,44 @@ fn row_of(r: &rusqlite::Row<'_>) -> rusqlite::Result<OutboxRow> {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn a_call_recording_is_listed_while_in_progress_and_completed_in_place() {
+        let s = Store::open_in_memory().unwrap();
+        let mut r = Recording {
+            id: "r1".into(),
+            call_id: "c1".into(),
+            tenant_id: "t".into(),
+            app_id: "a".into(),
+            kind: "call".into(),
+            token: String::new(),
+            path: "/tmp/r1.wav".into(),
+            created_ms: 1000,
+            expires_ms: i64::MAX,
+            duration_ms: None,
+        };
+        s.save_recording(&r).unwrap();
+        assert_eq!(s.recordings_of_call("c1").unwrap(), [r.clone()]);
+        let done = Recording {
+            tenant_id: String::new(),
+            app_id: String::new(),
+            created_ms: 5000,
+            expires_ms: 9000,
+            duration_ms: Some(4000),
+            ..r.clone()
+        };
+        s.save_recording(&done).unwrap();
+        r.expires_ms = 9000;
+        r.duration_ms = Some(4000);
+        assert_eq!(
+            s.recording("r1").unwrap(),
+            Some(r),
+            "owner and start are kept"
+        );
+        assert!(s.recordings_of_call("c2").unwrap().is_empty());
+        assert_eq!(s.expire_recordings(9000).unwrap(), ["/tmp/r1.wav"]);
+        assert_eq!(s.recording("r1").unwrap(), None);
+    }
 
     fn note(call: &str, n: i64) -> Notification {
         Notification {
