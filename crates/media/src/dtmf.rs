@@ -70,6 +70,38 @@ fn goertzel(block: &[f32], freq: f32) -> f32 {
     power / (block.len() as f32 * block.len() as f32)
 }
 
+/// Goertzel coefficients (2·cos ω) of the eight DTMF frequencies, rows then columns.
+fn bank_coefficients() -> &'static [f32; 8] {
+    static C: std::sync::OnceLock<[f32; 8]> = std::sync::OnceLock::new();
+    C.get_or_init(|| {
+        let mut c = [0f32; 8];
+        for (i, f) in ROWS.iter().chain(COLS.iter()).enumerate() {
+            c[i] = 2.0 * (2.0 * std::f32::consts::PI * f / RATE as f32).cos();
+        }
+        c
+    })
+}
+
+/// The eight Goertzel filters in one pass over the block: the lanes are independent, so
+/// the compiler turns the inner loop into vector instructions.
+fn bank(block: &[f32]) -> [f32; 8] {
+    let coeff = bank_coefficients();
+    let (mut s1, mut s2) = ([0f32; 8], [0f32; 8]);
+    for &x in block {
+        for k in 0..8 {
+            let s = x + coeff[k] * s1[k] - s2[k];
+            s2[k] = s1[k];
+            s1[k] = s;
+        }
+    }
+    let n2 = (block.len() * block.len()) as f32;
+    let mut p = [0f32; 8];
+    for k in 0..8 {
+        p[k] = (s1[k] * s1[k] + s2[k] * s2[k] - coeff[k] * s1[k] * s2[k]) / n2;
+    }
+    p
+}
+
 #[derive(Debug, Clone)]
 pub struct DetectorConfig {
     /// Minimum level of each tone, dBFS.
@@ -122,25 +154,27 @@ impl DtmfDetector {
 
     pub fn push(&mut self, samples: &[i16]) -> Vec<char> {
         let mut out = vec![];
-        for &s in samples {
-            self.pending.push(s as f32 / 32768.0);
-            if self.pending.len() == BLOCK {
-                let block = std::mem::take(&mut self.pending);
-                let seen = self.classify(&block);
-                match (seen, self.last) {
-                    // Two blocks agree: a press, reported once.
-                    (Some(k), Some(prev)) if k == prev && !self.reported => {
-                        out.push(k);
-                        self.reported = true;
-                    }
-                    (Some(k), Some(prev)) if k == prev => {}
-                    (Some(_), _) => self.reported = false,
-                    (None, _) => self.reported = false,
-                }
-                self.last = seen;
-                self.pending = block;
-                self.pending.clear();
+        let mut rest = samples;
+        while !rest.is_empty() {
+            let take = (BLOCK - self.pending.len()).min(rest.len());
+            self.pending
+                .extend(rest[..take].iter().map(|&s| s as f32 / 32768.0));
+            rest = &rest[take..];
+            if self.pending.len() < BLOCK {
+                break;
             }
+            let seen = self.classify(&self.pending);
+            self.pending.clear();
+            match (seen, self.last) {
+                // Two blocks agree: a press, reported once.
+                (Some(k), Some(prev)) if k == prev && !self.reported => {
+                    out.push(k);
+                    self.reported = true;
+                }
+                (Some(k), Some(prev)) if k == prev => {}
+                _ => self.reported = false,
+            }
+            self.last = seen;
         }
         out
     }
@@ -155,8 +189,8 @@ impl DtmfDetector {
         if total < 2.0 * floor {
             return None;
         }
-        let rows: Vec<f32> = ROWS.iter().map(|f| goertzel(block, *f)).collect();
-        let cols: Vec<f32> = COLS.iter().map(|f| goertzel(block, *f)).collect();
+        let powers = bank(block);
+        let (rows, cols) = powers.split_at(4);
         let (r, &row) = rows.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1))?;
         let (c, &col) = cols.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1))?;
         if row < floor || col < floor {

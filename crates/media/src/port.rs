@@ -137,17 +137,19 @@ impl Port for SimPort {
             if c.start >= to || len == 0 {
                 continue;
             }
-            for (i, a) in acc.iter_mut().enumerate() {
-                let t = from + i as u64;
-                if t < c.start {
-                    continue;
+            // Fill the part of this tick the clip covers, a contiguous run at a time.
+            let mut i = c.start.saturating_sub(from) as usize;
+            while i < FRAME {
+                let k = from + i as u64 - c.start;
+                let k = if c.looped { k % len } else { k };
+                if k >= len {
+                    break;
                 }
-                let k = t - c.start;
-                if c.looped {
-                    *a += c.audio[(k % len) as usize] as i32;
-                } else if k < len {
-                    *a += c.audio[k as usize] as i32;
+                let n = ((len - k) as usize).min(FRAME - i);
+                for (a, &x) in acc[i..i + n].iter_mut().zip(&c.audio[k as usize..k as usize + n]) {
+                    *a += x as i32;
                 }
+                i += n;
             }
         }
         for (o, a) in out.iter_mut().zip(acc) {
