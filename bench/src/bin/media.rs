@@ -86,7 +86,10 @@ fn print(steps: &[Step]) {
         "| {:<34} | {:>6} | {:>7} | {:>10} | {:>12} | {:>9} | {:>9} |",
         "load", "legs", "ticks", "late >5ms", "max late ms", "media CPU", "KB/leg"
     );
-    println!("|{:-<36}|{:-<8}|{:-<9}|{:-<12}|{:-<14}|{:-<11}|{:-<11}|", "", "", "", "", "", "", "");
+    println!(
+        "|{:-<36}|{:-<8}|{:-<9}|{:-<12}|{:-<14}|{:-<11}|{:-<11}|",
+        "", "", "", "", "", "", ""
+    );
     for s in steps {
         println!(
             "| {:<34} | {:>6} | {:>7} | {:>9.3}% | {:>12.1} | {:>8.0}% | {:>9} |",
@@ -230,9 +233,6 @@ fn main() {
     }
     println!();
     print(&steps);
-    println!(
-        "\nevents from rooms: {}",
-        events.load(Ordering::Relaxed)
-    );
+    println!("\nevents from rooms: {}", events.load(Ordering::Relaxed));
     let _ = std::fs::remove_dir_all(dir);
 }

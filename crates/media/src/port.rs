@@ -146,7 +146,10 @@ impl Port for SimPort {
                     break;
                 }
                 let n = ((len - k) as usize).min(FRAME - i);
-                for (a, &x) in acc[i..i + n].iter_mut().zip(&c.audio[k as usize..k as usize + n]) {
+                for (a, &x) in acc[i..i + n]
+                    .iter_mut()
+                    .zip(&c.audio[k as usize..k as usize + n])
+                {
                     *a += x as i32;
                 }
                 i += n;

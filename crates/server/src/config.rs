@@ -134,6 +134,9 @@ pub struct ServerConfig {
     pub prompt_folder: Option<PathBuf>,
     #[serde(default = "default_retention")]
     pub recording_retention_minutes: u64,
+    /// Finer-grained retention, overriding the minutes when set (tests, short-lived demos).
+    #[serde(default)]
+    pub recording_retention_seconds: Option<u64>,
     /// Media threads (0: one per core).
     #[serde(default)]
     pub media_threads: usize,

@@ -148,7 +148,11 @@ pub async fn start(opts: Options) -> Result<Running, String> {
             sink,
         ))
     };
-    let retention_ms = cfg.server.recording_retention_minutes * 60_000;
+    let retention_ms = cfg
+        .server
+        .recording_retention_seconds
+        .map(|s| s * 1000)
+        .unwrap_or(cfg.server.recording_retention_minutes * 60_000);
     let notifier_cfg = notifier::NotifierConfig {
         max_attempts: cfg.server.notification_max_attempts,
         backoff_ms: cfg.server.notification_backoff_ms,

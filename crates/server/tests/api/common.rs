@@ -127,6 +127,21 @@ async fn start_hooks() -> Hooks {
                     if path == "/notwav" {
                         return (StatusCode::OK, b"hello".to_vec()).into_response_parts();
                     }
+                    // A prompt server that never finishes answering.
+                    if path == "/slow.wav" {
+                        tokio::time::sleep(std::time::Duration::from_secs(30)).await;
+                        return (StatusCode::OK, wav_bytes(100)).into_response_parts();
+                    }
+                    // Ten seconds of audio: larger than a small prompt_max_bytes.
+                    if path == "/big.wav" {
+                        return (StatusCode::OK, wav_bytes(10_000)).into_response_parts();
+                    }
+                    // A WAV in an encoding ringside does not play (G.711 mu-law, tag 7).
+                    if path == "/mulaw.wav" {
+                        let mut w = wav_bytes(500);
+                        w[20] = 7;
+                        return (StatusCode::OK, w).into_response_parts();
+                    }
                     return (StatusCode::NOT_FOUND, vec![]).into_response_parts();
                 }
                 h.received.fetch_add(1, Ordering::SeqCst);

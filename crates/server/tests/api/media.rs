@@ -267,8 +267,8 @@ async fn record_response_stops_on_pound_and_the_recording_downloads_with_its_tok
 }
 
 #[tokio::test]
-async fn record_response_without_speech_ends_on_initial_silence() {
-    let h = Harness::start().await;
+async fn record_response_without_speech_ends_on_initial_silence_and_its_recording_expires() {
+    let h = Harness::start_with("recording_retention_seconds = 2").await;
     let id = established(&h, ALICE).await;
     let body = json!({"prompts": [prompt(&h, 200)], "initialSilenceTimeoutInSeconds": 1, "maxRecordDurationInSeconds": 5});
     let (_, v, _) = h
@@ -282,10 +282,23 @@ async fn record_response_without_speech_ends_on_initial_silence() {
     let notes = h
         .until(&id, "record done", |n| n.resource.ends_with(&op))
         .await;
-    assert_eq!(
-        notes.last().unwrap().data["completionReason"],
-        "initialSilenceTimeout"
+    let d = &notes.last().unwrap().data;
+    assert_eq!(d["completionReason"], "initialSilenceTimeout");
+    let (url, token) = (
+        d["recordingLocation"].as_str().unwrap(),
+        d["recordingAccessToken"].as_str().unwrap(),
     );
+    let get = |t: &str| {
+        let r = reqwest::Client::new()
+            .get(url)
+            .bearer_auth(t.to_string())
+            .send();
+        async move { r.await.unwrap().status().as_u16() }
+    };
+    assert_eq!(get(token).await, 200);
+    assert_eq!(get("not-the-token").await, 401);
+    tokio::time::sleep(std::time::Duration::from_millis(2200)).await;
+    assert_eq!(get(token).await, 404, "expired after the retention");
 }
 
 #[tokio::test]
@@ -324,4 +337,60 @@ async fn keep_alive_lapse_ends_the_call_with_8537() {
         (r["code"].as_i64(), r["subcode"].as_i64()),
         (Some(408), Some(8537))
     );
+}
+
+#[tokio::test]
+async fn prompts_that_time_out_are_too_large_or_not_playable_fail_with_a_reason_and_the_call_goes_on()
+ {
+    let h = Harness::start_with("prompt_timeout_ms = 400\nprompt_max_bytes = 100000").await;
+    let id = established(&h, ALICE).await;
+    let url = |p: &str| json!({"@odata.type": "#microsoft.graph.mediaPrompt", "mediaInfo": {"uri": format!("{}{p}", h.hooks.url)}});
+    let cases = [
+        ("/slow.wav", "timed out"),
+        ("/big.wav", "larger than 100000 bytes"),
+        ("/mulaw.wav", "unsupported"),
+        ("/missing.wav", "HTTP 404"),
+    ];
+    for (path, why) in cases {
+        let (s, v, _) = h
+            .req(
+                "POST",
+                &format!("/v1.0/communications/calls/{id}/playPrompt"),
+                Some(json!({"prompts": [url(path)], "clientContext": path})),
+            )
+            .await;
+        assert_eq!(s, 200, "{v}");
+        let op = v["id"].as_str().unwrap().to_string();
+        let notes = h.until(&id, path, |n| n.resource.ends_with(&op)).await;
+        let d = &notes.last().unwrap().data;
+        assert_eq!(d["status"], "failed", "{path}: {d}");
+        assert_eq!(
+            (
+                d["resultInfo"]["code"].as_i64(),
+                d["resultInfo"]["subcode"].as_i64()
+            ),
+            (Some(400), Some(8509)),
+            "{path}"
+        );
+        let msg = d["resultInfo"]["message"].as_str().unwrap().to_lowercase();
+        assert!(msg.contains(&why.to_lowercase()), "{path}: {msg}");
+    }
+    // The call is unaffected: a good prompt still plays to the end.
+    let (s, v, _) = h
+        .req(
+            "POST",
+            &format!("/v1.0/communications/calls/{id}/playPrompt"),
+            Some(json!({"prompts": [prompt(&h, 200)]})),
+        )
+        .await;
+    assert_eq!(s, 200);
+    let op = v["id"].as_str().unwrap().to_string();
+    let notes = h
+        .until(&id, "good prompt", |n| n.resource.ends_with(&op))
+        .await;
+    assert_eq!(notes.last().unwrap().data["status"], "completed");
+    let (s, v, _) = h
+        .req("GET", &format!("/v1.0/communications/calls/{id}"), None)
+        .await;
+    assert_eq!((s, v["state"].as_str()), (200, Some("established")));
 }
