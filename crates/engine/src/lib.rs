@@ -563,6 +563,17 @@ impl Engine {
         Ok(())
     }
 
+    /// After a restore: tell the media rooms everything again and restart the media work
+    /// that was in progress (the rooms' state died with the process). Queued and running
+    /// prompts and recordings start over (their prompts are fetched again); DTMF still being
+    /// sent fails; hold music resumes (the built-in music); call recordings continue in a new
+    /// file.
+    pub fn resume_media(&mut self, now: Ms) {
+        self.now = self.now.max(now);
+        media::resume(self);
+        self.flush();
+    }
+
     /// Legs that are live after a restore: endpoints re-attach to them.
     pub fn live_legs(&self) -> Vec<(String, Party, LegState, Option<Value>)> {
         self.legs

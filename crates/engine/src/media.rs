@@ -276,6 +276,97 @@ pub(crate) fn advance(e: &mut Engine, call_id: &str) {
     }));
 }
 
+pub(crate) fn resume(e: &mut Engine) {
+    let confs: Vec<String> = e.confs.keys().cloned().collect();
+    for conf_id in &confs {
+        e.touch_conf(conf_id);
+        let held: Vec<String> = e.confs[conf_id]
+            .members
+            .iter()
+            .filter(|m| m.hold_music)
+            .map(|m| m.id.clone())
+            .collect();
+        for member_id in held {
+            e.effect(Effect::Media(::media::Cmd::HoldMusic {
+                conf_id: conf_id.clone(),
+                member_id,
+                audio: None,
+            }));
+        }
+    }
+    let mut calls: Vec<String> = e.calls.keys().cloned().collect();
+    calls.sort();
+    for id in calls {
+        let c = &e.calls[&id];
+        if c.state == CallState::Terminated {
+            continue;
+        }
+        let ops: Vec<(String, OpKind, Vec<MediaPrompt>)> = c
+            .operations
+            .values()
+            .filter(|o| !o.is_final())
+            .map(|o| {
+                let prompts = o
+                    .media
+                    .as_ref()
+                    .map(|m| m.prompts.clone())
+                    .unwrap_or_default();
+                (o.id.clone(), o.kind.clone(), prompts)
+            })
+            .collect();
+        for (op, kind, prompts) in ops {
+            match kind {
+                OpKind::SendDtmfTones => finish_op(
+                    e,
+                    &id,
+                    &op,
+                    OperationStatus::Failed,
+                    Some(ResultInfo::new(
+                        500,
+                        0,
+                        "Sending the tones was interrupted by a restart of ringside.",
+                    )),
+                    Some("unknown"),
+                ),
+                _ if !prompts.is_empty() || kind == OpKind::Record => {
+                    let c = e.calls.get_mut(&id).expect("exists");
+                    if let Some(m) = c.operations.get_mut(&op).and_then(|o| o.media.as_mut()) {
+                        m.phase = if kind == OpKind::StartHoldMusic {
+                            MediaPhase::Fetching
+                        } else {
+                            MediaPhase::Queued
+                        };
+                        m.audio = vec![None; m.prompts.len()];
+                    }
+                    e.touch_call(&id);
+                    fetch_prompts(e, &id, &op, &prompts);
+                }
+                _ => {}
+            }
+        }
+        advance(e, &id);
+        if e.calls[&id].recording {
+            let c = &e.calls[&id];
+            let (conf_id, tenant_id, app_id) =
+                (c.conf_id.clone(), c.tenant_id.clone(), c.app_id.clone());
+            let recording_id = e.id();
+            e.effect(Effect::SaveRecording {
+                id: recording_id.clone(),
+                call_id: id.clone(),
+                tenant_id,
+                app_id,
+                kind: RecordingKind::Call,
+                duration_ms: None,
+            });
+            e.effect(Effect::Media(::media::Cmd::StartRecording {
+                conf_id,
+                call_id: id.clone(),
+                recording_id,
+            }));
+        }
+    }
+}
+
 /// What the media room reports.
 pub(crate) fn on_media_event(e: &mut Engine, ev: ::media::Event) {
     match ev {

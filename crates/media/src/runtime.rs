@@ -311,7 +311,9 @@ fn writer(dir: PathBuf, rx: mpsc::Receiver<WriterJob>, sink: Sink) {
             for s in &audio {
                 w16.write_sample(*s);
             }
-            w16.flush().map_err(|e| e.to_string())
+            w16.flush().map_err(|e| e.to_string())?;
+            // Keep the header's lengths current: a crash leaves a playable file.
+            w.flush().map_err(|e| e.to_string())
         })();
         if let Err(e) = &result {
             tracing::error!(recording = %recording_id, error = %e, "cannot write recording");

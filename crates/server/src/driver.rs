@@ -110,6 +110,7 @@ const EXPIRY_EVERY_MS: u64 = 60_000;
 
 pub fn run(mut engine: Engine, mut store: Store, rx: mpsc::Receiver<Msg>, sinks: Sinks) {
     let mut last_expiry = 0u64;
+    let mut just_started = true;
     loop {
         // Recordings past their retention are forgotten and their files removed.
         if now_ms().saturating_sub(last_expiry) >= EXPIRY_EVERY_MS {
@@ -123,8 +124,13 @@ pub fn run(mut engine: Engine, mut store: Store, rx: mpsc::Receiver<Msg>, sinks:
                 Err(e) => tracing::warn!(error = %e, "recording expiry failed"),
             }
         }
-        let wait = engine
-            .poll_timeout()
+        // The first pass carries out what the restore queued (media rooms, fetches) at once.
+        let wait = if std::mem::take(&mut just_started) {
+            Some(0)
+        } else {
+            engine.poll_timeout()
+        };
+        let wait = wait
             .map(|t| t.min(last_expiry + EXPIRY_EVERY_MS))
             .map(|t| Duration::from_millis(t.saturating_sub(now_ms())))
             .unwrap_or(Duration::from_millis(EXPIRY_EVERY_MS));

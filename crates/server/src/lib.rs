@@ -117,6 +117,22 @@ pub async fn start(opts: Options) -> Result<Running, String> {
             .map_err(|e| format!("cannot restore state: {e}"))?;
     }
     let live_legs = engine.live_legs();
+    let retention_ms = cfg
+        .server
+        .recording_retention_seconds
+        .map(|s| s * 1000)
+        .unwrap_or(cfg.server.recording_retention_minutes * 60_000);
+    // Call recordings cut short by a crash keep what was written (the writer keeps each
+    // file's header current); a call still recording continues in a new file.
+    for mut r in store.unfinished_recordings().map_err(|e| e.to_string())? {
+        let ms = hound::WavReader::open(&r.path)
+            .map(|w| w.duration() as i64 * 1000 / media::RATE as i64)
+            .unwrap_or(0);
+        r.duration_ms = Some(ms);
+        r.expires_ms = (driver::now_ms() + retention_ms) as i64;
+        store.save_recording(&r).map_err(|e| e.to_string())?;
+    }
+    engine.resume_media(driver::now_ms());
     let pending = store.pending_outbox().map_err(|e| e.to_string())?;
 
     let keys = auth::KeyRing::load_or_create(
@@ -148,11 +164,6 @@ pub async fn start(opts: Options) -> Result<Running, String> {
             sink,
         ))
     };
-    let retention_ms = cfg
-        .server
-        .recording_retention_seconds
-        .map(|s| s * 1000)
-        .unwrap_or(cfg.server.recording_retention_minutes * 60_000);
     let notifier_cfg = notifier::NotifierConfig {
         max_attempts: cfg.server.notification_max_attempts,
         backoff_ms: cfg.server.notification_backoff_ms,

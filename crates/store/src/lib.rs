@@ -379,6 +379,15 @@ impl Store {
             .optional()?)
     }
 
+    /// Recordings that were in progress when the process stopped.
+    pub fn unfinished_recordings(&self) -> Result<Vec<Recording>> {
+        let mut st = self.conn.prepare(&format!(
+            "SELECT {RECORDING_FIELDS} FROM recordings WHERE duration_ms IS NULL"
+        ))?;
+        let rows = st.query_map([], recording_of)?;
+        Ok(rows.collect::<std::result::Result<_, _>>()?)
+    }
+
     /// The recordings of a call, oldest first.
     pub fn recordings_of_call(&self, call_id: &str) -> Result<Vec<Recording>> {
         let mut st = self.conn.prepare(&format!(

@@ -118,65 +118,13 @@ async fn incoming_call_notification_follows_307_to_another_instance() {
 async fn kill_9_loses_nothing_acknowledged() {
     let hooks_h = Harness::start().await; // only for its webhook receiver
     let hook = hooks_h.hooks.clone();
-    let dir = std::env::temp_dir().join(format!(
-        "ringside-crash-{}-{}",
-        std::process::id(),
-        rand_suffix()
-    ));
-    std::fs::create_dir_all(&dir).unwrap();
-    let port = free_port();
-    std::fs::write(
-        dir.join("ringside.toml"),
-        // Many attempts: while the webhook is down nothing may be dead-lettered.
-        config_text(&hook.url, "")
-            .replace(
-                "listen = \"127.0.0.1:0\"",
-                &format!("listen = \"127.0.0.1:{port}\""),
-            )
-            .replace(
-                "notification_max_attempts = 4",
-                "notification_max_attempts = 100",
-            ),
-    )
-    .unwrap();
-    let bin = env!("CARGO_BIN_EXE_ringside");
-    let spawn = || {
-        std::process::Command::new(bin)
-            .arg("--data-dir")
-            .arg(&dir)
-            .arg("serve")
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap()
-    };
-    let base = format!("http://127.0.0.1:{port}");
-    let client = reqwest::Client::new();
-    let wait_up = || async {
-        for _ in 0..200 {
-            if client.get(format!("{base}/healthz")).send().await.is_ok() {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
-        panic!("ringside did not start");
-    };
-    let mut child = spawn();
-    wait_up().await;
-    let tok: Value = client
-        .post(format!("{base}/{TENANT}/oauth2/v2.0/token"))
-        .form(&[
-            ("grant_type", "client_credentials"),
-            ("client_id", APP),
-            ("client_secret", SECRET),
-        ])
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let token = tok["access_token"].as_str().unwrap().to_string();
+    // Many attempts: while the webhook is down nothing may be dead-lettered.
+    let mut ringside = Process::start(&hook.url, 100).await;
+    let (base, client, token) = (
+        ringside.base.clone(),
+        reqwest::Client::new(),
+        ringside.token().await,
+    );
     // The webhook is down: notifications pile up in the outbox.
     hook.status.store(503, Ordering::SeqCst);
     // Traffic from eight clients at once; the server is killed in the middle of it.
@@ -228,8 +176,7 @@ async fn kill_9_loses_nothing_acknowledged() {
     assert_eq!(r.status(), 200);
     let op: Value = r.json().await.unwrap();
     let op_id = op["id"].as_str().unwrap().to_string();
-    child.kill().unwrap(); // SIGKILL, mid-traffic
-    child.wait().unwrap();
+    ringside.kill(); // SIGKILL, mid-traffic
     for w in workers {
         w.await.unwrap();
     }
@@ -241,8 +188,7 @@ async fn kill_9_loses_nothing_acknowledged() {
     );
 
     hook.status.store(0, Ordering::SeqCst);
-    let mut child = spawn();
-    wait_up().await;
+    ringside.restart().await;
     for id in &calls {
         let r = client
             .get(format!("{base}/v1.0/communications/calls/{id}"))
@@ -287,8 +233,198 @@ async fn kill_9_loses_nothing_acknowledged() {
             "nothing delivered twice after the first ack: {st:?}"
         );
     }
-    child.kill().unwrap();
-    child.wait().unwrap();
+    ringside.kill();
+}
+
+/// kill -9 while a prompt plays and the call is recorded: after the restart the prompt plays
+/// again to its end, the recording made before the crash is kept (as long as it got), and
+/// the call goes on being recorded in a new file.
+#[tokio::test]
+async fn kill_9_during_media_restarts_the_prompt_and_keeps_the_recording() {
+    let h = Harness::start().await;
+    let mut ringside = Process::start(&h.hooks.url, 4).await;
+    let (base, client, token) = (
+        ringside.base.clone(),
+        reqwest::Client::new(),
+        ringside.token().await,
+    );
+    let post = |path: String, body: Value| {
+        let r = client
+            .post(format!("{base}{path}"))
+            .bearer_auth(&token)
+            .json(&body)
+            .send();
+        async move {
+            let r = r.await.unwrap();
+            (
+                r.status().as_u16(),
+                r.json::<Value>().await.unwrap_or(Value::Null),
+            )
+        }
+    };
+    let (s, call) = post(
+        "/v1.0/communications/calls".into(),
+        p2p_body(&format!("{}/callback", h.hooks.url), ALICE),
+    )
+    .await;
+    assert_eq!(s, 201);
+    let id = call["id"].as_str().unwrap().to_string();
+    h.until_state(&id, "established").await;
+    let (s, _) = post(
+        format!("/beta/communications/calls/{id}/startRecording"),
+        json!({}),
+    )
+    .await;
+    assert_eq!(s, 202);
+    let prompt = json!({"@odata.type": "#microsoft.graph.mediaPrompt", "mediaInfo": {"uri": format!("{}/prompt/3000.wav", h.hooks.url)}});
+    let (s, op) = post(
+        format!("/v1.0/communications/calls/{id}/playPrompt"),
+        json!({"prompts": [prompt], "clientContext": "survives"}),
+    )
+    .await;
+    assert_eq!(s, 200);
+    let op = op["id"].as_str().unwrap().to_string();
+    tokio::time::sleep(Duration::from_millis(2300)).await;
+    ringside.kill();
+    ringside.restart().await;
+    let notes = h
+        .until(&id, "prompt done", |n| n.resource.ends_with(&op))
+        .await;
+    let d = &notes.last().unwrap().data;
+    assert_eq!(
+        (
+            d["status"].as_str(),
+            d["completionReason"].as_str(),
+            d["clientContext"].as_str()
+        ),
+        (
+            Some("completed"),
+            Some("completedSuccessfully"),
+            Some("survives")
+        )
+    );
+    let list: Value = client
+        .get(format!("{base}/beta/communications/calls/{id}/recordings"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let recs = list["value"].as_array().unwrap();
+    assert_eq!(recs.len(), 2, "{list}");
+    assert_eq!(recs[0]["status"], "available", "the one cut by the crash");
+    let ms = recs[0]["durationInMilliseconds"].as_i64().unwrap();
+    assert!((1000..=2600).contains(&ms), "kept up to the crash: {ms} ms");
+    assert_eq!(recs[1]["status"], "recording", "and recording goes on");
+    let wav = client
+        .get(recs[0]["recordingContentUrl"].as_str().unwrap())
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    let r = hound::WavReader::new(std::io::Cursor::new(wav.to_vec())).unwrap();
+    assert_eq!(r.duration() as i64 * 1000 / 16_000, ms, "a playable file");
+    ringside.kill();
+}
+
+/// A `ringside serve` child process on a fixed port and data directory, to kill and restart.
+struct Process {
+    dir: std::path::PathBuf,
+    base: String,
+    child: Option<std::process::Child>,
+}
+
+impl Process {
+    async fn start(hook: &str, notification_attempts: u32) -> Process {
+        let dir = std::env::temp_dir().join(format!(
+            "ringside-crash-{}-{}",
+            std::process::id(),
+            rand_suffix()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let port = free_port();
+        std::fs::write(
+            dir.join("ringside.toml"),
+            config_text(hook, "")
+                .replace(
+                    "listen = \"127.0.0.1:0\"",
+                    &format!("listen = \"127.0.0.1:{port}\""),
+                )
+                .replace(
+                    "notification_max_attempts = 4",
+                    &format!("notification_max_attempts = {notification_attempts}"),
+                ),
+        )
+        .unwrap();
+        let mut p = Process {
+            dir,
+            base: format!("http://127.0.0.1:{port}"),
+            child: None,
+        };
+        p.restart().await;
+        p
+    }
+
+    async fn restart(&mut self) {
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_ringside"))
+            .arg("--data-dir")
+            .arg(&self.dir)
+            .arg("serve")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+        let client = reqwest::Client::new();
+        for _ in 0..200 {
+            if client
+                .get(format!("{}/healthz", self.base))
+                .send()
+                .await
+                .is_ok()
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        panic!("ringside did not start");
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            c.kill().unwrap();
+            c.wait().unwrap();
+        }
+    }
+
+    async fn token(&self) -> String {
+        let tok: Value = reqwest::Client::new()
+            .post(format!("{}/{TENANT}/oauth2/v2.0/token", self.base))
+            .form(&[
+                ("grant_type", "client_credentials"),
+                ("client_id", APP),
+                ("client_secret", SECRET),
+            ])
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        tok["access_token"].as_str().unwrap().to_string()
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        self.kill();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
 }
 
 fn free_port() -> u16 {
