@@ -56,6 +56,7 @@ def config_text(listen: str, hook: str, extra_server: str = "", extra_config: st
 listen = "{listen}"
 notification_backoff_ms = 50
 notification_max_attempts = 4
+record_participant_tracks = true
 {extra_server or "max_calls_per_app = 1000"}
 
 [admin]

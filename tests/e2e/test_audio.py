@@ -216,6 +216,15 @@ async def test_a_call_recording_lists_and_downloads_with_the_apps_token_only(bet
         mix = audio.load(r.content)
         assert audio.level_at(mix, 500) > -20, "the recording holds what was said in the call"
 
+        # With record_participant_tracks, each participant also has a track of its own.
+        tracks = {t["participantId"]: t for t in rec["tracks"]}
+        assert set(tracks) == {call.my_participant_id, next(p for p in tracks if p != call.my_participant_id)}, tracks
+        alice_track = next(t for p, t in tracks.items() if p != call.my_participant_id)
+        alice = audio.load((await h.get(alice_track["recordingContentUrl"], headers=mine)).content)
+        bot = audio.load((await h.get(tracks[call.my_participant_id]["recordingContentUrl"], headers=mine)).content)
+        assert audio.level_at(alice, 500) > -20, "Alice's track is what Alice said"
+        assert audio.loud_ms(bot) == 0, "the bot said nothing"
+
         other = {"Authorization": f"Bearer {ringside.token(APP2, SECRET2)}"}
         assert (await h.get(url, headers=other)).json()["value"] == [], "another app sees none"
         assert (await h.get(rec["recordingContentUrl"], headers=other)).status_code == 404

@@ -1487,10 +1487,12 @@ fn complete_timed_op(e: &mut Engine, call_id: &str, op: &str, kind: OpKind) {
                 kind: RecordingKind::Call,
                 duration_ms: None,
             });
+            let tracks = e.cfg.record_tracks;
             e.effect(Effect::Media(::media::Cmd::StartRecording {
                 conf_id,
                 call_id: call_id.to_string(),
                 recording_id,
+                tracks,
             }));
             let who = e.calls[call_id].source.identity.clone();
             update_bot_member(e, call_id, |m| {

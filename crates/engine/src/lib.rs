@@ -190,6 +190,11 @@ pub enum RecordingKind {
     Response { token: String },
     /// A startRecording call recording, listed and downloaded with the app's token.
     Call,
+    /// One participant's track of the call recording `parent`.
+    Track {
+        parent: String,
+        participant_id: String,
+    },
 }
 
 /// How an endpoint names the meeting it joins.
@@ -226,6 +231,8 @@ pub struct Config {
     pub max_calls_per_tenant: usize,
     /// Length of each DTMF tone a bot sends.
     pub tone_ms: u64,
+    /// Call recordings also keep one track per participant.
+    pub record_tracks: bool,
 }
 
 impl Default for Config {
@@ -238,6 +245,7 @@ impl Default for Config {
             max_calls_per_app: 100,
             max_calls_per_tenant: 1000,
             tone_ms: 100,
+            record_tracks: false,
         }
     }
 }

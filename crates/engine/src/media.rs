@@ -358,10 +358,12 @@ pub(crate) fn resume(e: &mut Engine) {
                 kind: RecordingKind::Call,
                 duration_ms: None,
             });
+            let tracks = e.cfg.record_tracks;
             e.effect(Effect::Media(::media::Cmd::StartRecording {
                 conf_id,
                 call_id: id.clone(),
                 recording_id,
+                tracks,
             }));
         }
     }
@@ -418,14 +420,30 @@ pub(crate) fn on_media_event(e: &mut Engine, ev: ::media::Event) {
             call_id,
             recording_id,
             duration_ms,
-        } => e.effect(Effect::SaveRecording {
-            id: recording_id,
-            call_id,
-            tenant_id: String::new(),
-            app_id: String::new(),
-            kind: RecordingKind::Call,
-            duration_ms: Some(duration_ms),
-        }),
+            tracks,
+        } => {
+            e.effect(Effect::SaveRecording {
+                id: recording_id.clone(),
+                call_id: call_id.clone(),
+                tenant_id: String::new(),
+                app_id: String::new(),
+                kind: RecordingKind::Call,
+                duration_ms: Some(duration_ms),
+            });
+            for t in tracks {
+                e.effect(Effect::SaveRecording {
+                    id: t.recording_id,
+                    call_id: call_id.clone(),
+                    tenant_id: String::new(),
+                    app_id: String::new(),
+                    kind: RecordingKind::Track {
+                        parent: recording_id.clone(),
+                        participant_id: t.participant_id,
+                    },
+                    duration_ms: Some(t.duration_ms),
+                });
+            }
+        }
     }
 }
 

@@ -130,11 +130,13 @@ pub enum Cmd {
         member_id: String,
         audio: Option<Audio>,
     },
-    /// startRecording / stopRecording: record the room mix to `<dir>/<recording_id>.wav`.
+    /// startRecording / stopRecording: record the room mix to `<dir>/<recording_id>.wav`,
+    /// and with `tracks` what each participant says to `<recording_id>-<participant>.wav`.
     StartRecording {
         conf_id: String,
         call_id: String,
         recording_id: String,
+        tracks: bool,
     },
     StopRecording {
         conf_id: String,
@@ -175,10 +177,20 @@ pub enum Event {
     },
     /// A bot heard a DTMF key (in-band, or out of band from a leg).
     Tone { call_id: String, key: char },
-    /// A call recording's file is complete (stopRecording, or the room closed).
+    /// A call recording's files are complete (stopRecording, or the room closed).
     RecordingSaved {
         call_id: String,
         recording_id: String,
         duration_ms: u64,
+        tracks: Vec<Track>,
     },
+}
+
+/// One participant's track of a call recording: on the recording's timeline (silence before
+/// the participant joined), ending when it left or the recording stopped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Track {
+    pub participant_id: String,
+    pub recording_id: String,
+    pub duration_ms: u64,
 }

@@ -26,11 +26,13 @@ use std::sync::OnceLock;
 #[derive(Debug)]
 pub enum Out {
     Event(Event),
-    /// Audio for the file `<recording_id>.wav`; with `last`, close the file, then send `last`.
+    /// Audio for the file `<recording_id>.wav`; with `close`, finish the file, then send
+    /// `then` (if any).
     Chunk {
         recording_id: String,
         audio: Vec<i16>,
-        last: Option<Event>,
+        close: bool,
+        then: Option<Event>,
     },
 }
 
@@ -325,7 +327,8 @@ impl Bot {
         outs.push(Out::Chunk {
             recording_id: recording_id.clone(),
             audio,
-            last: Some(Event::Done {
+            close: true,
+            then: Some(Event::Done {
                 call_id: call_id.to_string(),
                 op_id,
                 reason,
@@ -354,18 +357,74 @@ struct CallRecorder {
     recording_id: String,
     pending: Vec<i16>,
     samples: u64,
+    /// Per-participant tracks, when asked for.
+    tracks: Option<Vec<TrackRecorder>>,
+}
+
+struct TrackRecorder {
+    participant_id: String,
+    pending: Vec<i16>,
+    samples: u64,
 }
 
 impl CallRecorder {
+    fn track_id(&self, participant: &str) -> String {
+        format!("{}-{participant}", self.recording_id)
+    }
+
+    /// Hand full seconds (or, with `all`, everything) to the writer.
+    fn flush(&mut self, all: bool, outs: &mut Vec<Out>) {
+        let full = FRAME * CHUNK_FRAMES;
+        if let Some(tracks) = &mut self.tracks {
+            for t in tracks.iter_mut() {
+                if t.pending.len() >= full || (all && !t.pending.is_empty()) {
+                    t.samples += t.pending.len() as u64;
+                    outs.push(Out::Chunk {
+                        recording_id: format!("{}-{}", self.recording_id, t.participant_id),
+                        audio: std::mem::take(&mut t.pending),
+                        close: false,
+                        then: None,
+                    });
+                }
+            }
+        }
+        if self.pending.len() >= full || (all && !self.pending.is_empty()) {
+            self.samples += self.pending.len() as u64;
+            outs.push(Out::Chunk {
+                recording_id: self.recording_id.clone(),
+                audio: std::mem::replace(&mut self.pending, Vec::with_capacity(full)),
+                close: false,
+                then: None,
+            });
+        }
+    }
+
     fn finish(mut self, outs: &mut Vec<Out>) {
-        self.samples += self.pending.len() as u64;
+        self.flush(true, outs);
+        let mut saved = vec![];
+        for t in self.tracks.take().unwrap_or_default() {
+            let id = self.track_id(&t.participant_id);
+            outs.push(Out::Chunk {
+                recording_id: id.clone(),
+                audio: vec![],
+                close: true,
+                then: None,
+            });
+            saved.push(crate::Track {
+                participant_id: t.participant_id,
+                recording_id: id,
+                duration_ms: crate::wav::duration_ms(t.samples as usize),
+            });
+        }
         outs.push(Out::Chunk {
             recording_id: self.recording_id.clone(),
-            audio: std::mem::take(&mut self.pending),
-            last: Some(Event::RecordingSaved {
+            audio: vec![],
+            close: true,
+            then: Some(Event::RecordingSaved {
                 call_id: self.call_id,
                 recording_id: self.recording_id,
                 duration_ms: crate::wav::duration_ms(self.samples as usize),
+                tracks: saved,
             }),
         });
     }
@@ -548,6 +607,7 @@ impl Room {
             Cmd::StartRecording {
                 call_id,
                 recording_id,
+                tracks,
                 ..
             } => {
                 if !self.recorders.iter().any(|r| r.call_id == call_id) {
@@ -556,6 +616,7 @@ impl Room {
                         recording_id,
                         pending: Vec::with_capacity(FRAME * CHUNK_FRAMES),
                         samples: 0,
+                        tracks: tracks.then(Vec::new),
                     });
                 }
             }
@@ -681,32 +742,50 @@ impl Room {
             }
         }
         if !self.recorders.is_empty() {
-            let mut acc = [0i32; FRAME];
-            for i in 0..n {
-                if self.has[i] && !self.states[i].muted && !self.states[i].held {
-                    for (a, &x) in acc.iter_mut().zip(&self.inputs[i]) {
-                        *a += x as i32;
+            self.record(outs);
+        }
+    }
+
+    /// Call recordings: the mix of everyone who can be heard, and each participant's track.
+    fn record(&mut self, outs: &mut Vec<Out>) {
+        let n = self.members.len();
+        let heard = |i: usize| self.has[i] && !self.states[i].muted && !self.states[i].held;
+        let mut acc = [0i32; FRAME];
+        for i in (0..n).filter(|&i| heard(i)) {
+            for (a, &x) in acc.iter_mut().zip(&self.inputs[i]) {
+                *a += x as i32;
+            }
+        }
+        let mixed: Vec<i16> = acc
+            .iter()
+            .map(|&a| a.clamp(i16::MIN as i32, i16::MAX as i32) as i16)
+            .collect();
+        for r in &mut self.recorders {
+            let so_far = r.samples + r.pending.len() as u64;
+            r.pending.extend_from_slice(&mixed);
+            if let Some(tracks) = &mut r.tracks {
+                for (i, m) in self.members.iter().enumerate() {
+                    let id = &m.spec.id;
+                    let t = match tracks.iter().position(|t| &t.participant_id == id) {
+                        Some(k) => &mut tracks[k],
+                        None => {
+                            // A newcomer's track starts with silence up to now.
+                            tracks.push(TrackRecorder {
+                                participant_id: id.clone(),
+                                pending: vec![0; so_far as usize],
+                                samples: 0,
+                            });
+                            tracks.last_mut().expect("just pushed")
+                        }
+                    };
+                    if heard(i) {
+                        t.pending.extend_from_slice(&self.inputs[i]);
+                    } else {
+                        t.pending.extend_from_slice(&[0; FRAME]);
                     }
                 }
             }
-            let mixed: Vec<i16> = acc
-                .iter()
-                .map(|&a| a.clamp(i16::MIN as i32, i16::MAX as i32) as i16)
-                .collect();
-            for r in &mut self.recorders {
-                r.pending.extend_from_slice(&mixed);
-                if r.pending.len() >= FRAME * CHUNK_FRAMES {
-                    r.samples += r.pending.len() as u64;
-                    outs.push(Out::Chunk {
-                        recording_id: r.recording_id.clone(),
-                        audio: std::mem::replace(
-                            &mut r.pending,
-                            Vec::with_capacity(FRAME * CHUNK_FRAMES),
-                        ),
-                        last: None,
-                    });
-                }
-            }
+            r.flush(false, outs);
         }
     }
 }
@@ -781,11 +860,11 @@ mod tests {
                     Out::Chunk {
                         recording_id,
                         audio,
-                        last,
+                        close,
+                        then,
                     } => {
-                        self.chunks
-                            .push((recording_id, audio.len(), last.is_some()));
-                        if let Some(e) = last {
+                        self.chunks.push((recording_id, audio.len(), close));
+                        if let Some(e) = then {
                             self.events.push(e);
                         }
                     }
@@ -1037,6 +1116,7 @@ mod tests {
             conf_id: "conf".into(),
             call_id: "c1".into(),
             recording_id: "call-rec".into(),
+            tracks: false,
         });
         w.ticks(120);
         w.cmd(Cmd::StopRecording {
@@ -1045,11 +1125,77 @@ mod tests {
         });
         let total: usize = w.chunks.iter().map(|c| c.1).sum();
         assert_eq!(total, FRAME * 120);
-        assert_eq!(w.chunks.len(), 3, "two full seconds, then the rest");
+        let sizes: Vec<(usize, bool)> = w.chunks.iter().map(|c| (c.1, c.2)).collect();
+        assert_eq!(
+            sizes,
+            [(16_000, false), (16_000, false), (6_400, false), (0, true)],
+            "whole seconds, then the rest, then the file is closed"
+        );
         assert!(w.events.contains(&Event::RecordingSaved {
             call_id: "c1".into(),
             recording_id: "call-rec".into(),
-            duration_ms: 2400
+            duration_ms: 2400,
+            tracks: vec![],
         }));
+    }
+
+    #[test]
+    fn per_participant_tracks_share_the_recordings_timeline() {
+        let mut w = world(1);
+        w.user("u1").say(0, tone_audio(3000, 300.0, -10.0), false);
+        w.cmd(Cmd::StartRecording {
+            conf_id: "conf".into(),
+            call_id: "c1".into(),
+            recording_id: "r".into(),
+            tracks: true,
+        });
+        w.ticks(25);
+        // u2 joins half a second in.
+        let u2 = Arc::new(Mutex::new(SimPort::new(0)));
+        w.ports.insert("u2", u2);
+        w.spec(
+            vec![
+                member("bot", Endpoint::Bot("c1".into())),
+                member("u1", Endpoint::Leg("u1".into())),
+                member("u2", Endpoint::Leg("u2".into())),
+            ],
+            vec![],
+        );
+        w.ticks(25);
+        w.cmd(Cmd::StopRecording {
+            conf_id: "conf".into(),
+            call_id: "c1".into(),
+        });
+        let Some(Event::RecordingSaved { tracks, .. }) = w.events.last() else {
+            panic!("{:?}", w.events);
+        };
+        let got: Vec<(&str, &str, u64)> = tracks
+            .iter()
+            .map(|t| {
+                (
+                    t.participant_id.as_str(),
+                    t.recording_id.as_str(),
+                    t.duration_ms,
+                )
+            })
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("bot", "r-bot", 1000),
+                ("u1", "r-u1", 1000),
+                ("u2", "r-u2", 1000)
+            ],
+            "u2's track starts with the half second before it joined"
+        );
+        let written =
+            |id: &str| -> usize { w.chunks.iter().filter(|c| c.0 == id).map(|c| c.1).sum() };
+        assert_eq!(written("r-u2"), 16_000);
+        let (last_id, _, closed) = w.chunks.last().unwrap();
+        assert_eq!(
+            (last_id.as_str(), *closed),
+            ("r", true),
+            "the mix closes last"
+        );
     }
 }

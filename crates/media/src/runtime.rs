@@ -100,7 +100,8 @@ enum WriterJob {
     Chunk {
         recording_id: String,
         audio: Vec<i16>,
-        last: Option<Event>,
+        close: bool,
+        then: Option<Event>,
     },
 }
 
@@ -269,13 +270,15 @@ fn dispatch(outs: &mut Vec<Out>, sink: &Sink, writer: &mpsc::Sender<WriterJob>) 
             Out::Chunk {
                 recording_id,
                 audio,
-                last,
+                close,
+                then,
             } => {
-                if let Err(mpsc::SendError(WriterJob::Chunk { last: Some(e), .. })) =
+                if let Err(mpsc::SendError(WriterJob::Chunk { then: Some(e), .. })) =
                     writer.send(WriterJob::Chunk {
                         recording_id,
                         audio,
-                        last,
+                        close,
+                        then,
                     })
                 {
                     sink(e);
@@ -293,7 +296,8 @@ fn writer(dir: PathBuf, rx: mpsc::Receiver<WriterJob>, sink: Sink) {
     while let Ok(WriterJob::Chunk {
         recording_id,
         audio,
-        last,
+        close,
+        then,
     }) = rx.recv()
     {
         let result = (|| -> Result<(), String> {
@@ -319,14 +323,17 @@ fn writer(dir: PathBuf, rx: mpsc::Receiver<WriterJob>, sink: Sink) {
             tracing::error!(recording = %recording_id, error = %e, "cannot write recording");
             failed.insert(recording_id.clone(), e.clone());
         }
-        let Some(mut event) = last else {
+        if !close {
             continue;
-        };
+        }
         let finished = files
             .remove(&recording_id)
             .map(|w| w.finalize().map_err(|e| e.to_string()))
             .unwrap_or(Ok(()));
         let error = failed.remove(&recording_id).or(finished.err());
+        let Some(mut event) = then else {
+            continue;
+        };
         if let Some(e) = error {
             tracing::error!(recording = %recording_id, error = %e, "recording lost");
             let _ = std::fs::remove_file(dir.join(format!("{recording_id}.wav")));

@@ -596,7 +596,7 @@ async fn call_recordings(
                 if ver == Version::Beta { "beta" } else { "v1.0" }
             );
             let render = |r: &store::Recording| {
-                json!({
+                let mut v = json!({
                     "@odata.type": "#microsoft.graph.callRecording",
                     "id": r.id,
                     "callId": r.call_id,
@@ -604,10 +604,33 @@ async fn call_recordings(
                     "status": if r.duration_ms.is_some() { "available" } else { "recording" },
                     "durationInMilliseconds": r.duration_ms,
                     "recordingContentUrl": format!("{prefix}/{}/content", r.id),
-                })
+                });
+                if let Some(p) = &r.participant_id {
+                    v["participantId"] = json!(p);
+                }
+                let tracks: Vec<Value> = mine
+                    .iter()
+                    .filter(|t| t.parent_id.as_deref() == Some(r.id.as_str()))
+                    .map(|t| {
+                        json!({
+                            "id": t.id,
+                            "participantId": t.participant_id,
+                            "durationInMilliseconds": t.duration_ms,
+                            "recordingContentUrl": format!("{prefix}/{}/content", t.id),
+                        })
+                    })
+                    .collect();
+                if !tracks.is_empty() {
+                    v["tracks"] = json!(tracks);
+                }
+                v
             };
             let Some(rid) = rec_id else {
-                let v: Vec<Value> = mine.iter().map(render).collect();
+                let v: Vec<Value> = mine
+                    .iter()
+                    .filter(|r| r.kind == "call")
+                    .map(render)
+                    .collect();
                 return Ok(json_ok(&json!({ "@odata.context": prefix, "value": v })));
             };
             let Some(r) = mine.iter().find(|r| r.id.eq_ignore_ascii_case(rid)) else {

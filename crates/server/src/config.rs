@@ -140,6 +140,9 @@ pub struct ServerConfig {
     /// Media threads (0: one per core).
     #[serde(default)]
     pub media_threads: usize,
+    /// Call recordings also keep one track per participant.
+    #[serde(default)]
+    pub record_participant_tracks: bool,
     #[serde(default = "default_token_lifetime")]
     pub token_lifetime_seconds: u64,
     /// The token signing key is replaced after this many days; the previous key stays in the

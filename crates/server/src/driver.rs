@@ -293,16 +293,39 @@ pub fn run(mut engine: Engine, mut store: Store, rx: mpsc::Receiver<Msg>, sinks:
             } = e
             {
                 let path = sinks.media.recordings_dir.join(format!("{id}.wav"));
-                let (kind, token) = match kind {
-                    engine::RecordingKind::Response { token } => ("response", token.clone()),
-                    engine::RecordingKind::Call => ("call", String::new()),
+                let (kind, token, parent, participant) = match kind {
+                    engine::RecordingKind::Response { token } => {
+                        ("response", token.clone(), None, None)
+                    }
+                    engine::RecordingKind::Call => ("call", String::new(), None, None),
+                    engine::RecordingKind::Track {
+                        parent,
+                        participant_id,
+                    } => (
+                        "track",
+                        String::new(),
+                        Some(parent.clone()),
+                        Some(participant_id.clone()),
+                    ),
+                };
+                // A track belongs to whoever owns its recording.
+                let (tenant_id, app_id) = match &parent {
+                    Some(p) => store
+                        .recording(p)
+                        .ok()
+                        .flatten()
+                        .map(|r| (r.tenant_id, r.app_id))
+                        .unwrap_or_default(),
+                    None => (tenant_id.clone(), app_id.clone()),
                 };
                 let rec = store::Recording {
                     id: id.clone(),
                     call_id: call_id.clone(),
-                    tenant_id: tenant_id.clone(),
-                    app_id: app_id.clone(),
+                    tenant_id,
+                    app_id,
                     kind: kind.into(),
+                    parent_id: parent,
+                    participant_id: participant,
                     token,
                     path: path.display().to_string(),
                     created_ms: now as i64,

@@ -99,6 +99,7 @@ pub async fn start(opts: Options) -> Result<Running, String> {
         public_url: public_url.clone(),
         max_calls_per_app: cfg.server.max_calls_per_app,
         max_calls_per_tenant: cfg.server.max_calls_per_tenant,
+        record_tracks: cfg.server.record_participant_tracks,
         ..engine::Config::default()
     };
 

@@ -109,15 +109,19 @@ CREATE TABLE IF NOT EXISTS recordings (
 "#;
 
 /// Columns added to `recordings` after its first release (call recordings).
-const RECORDING_COLUMNS: [&str; 4] = [
+const RECORDING_COLUMNS: [&str; 6] = [
     "tenant_id TEXT NOT NULL DEFAULT ''",
     "app_id TEXT NOT NULL DEFAULT ''",
     "duration_ms INTEGER",
     "kind TEXT NOT NULL DEFAULT 'response'",
+    "parent_id TEXT",
+    "participant_id TEXT",
 ];
 
-/// A recording: a recordResponse result (downloaded with its token) or a call recording
-/// (listed and downloaded with the app's Graph token). `duration_ms` is None while recording.
+/// A recording: a recordResponse result (`kind` "response", downloaded with its token), a
+/// call recording ("call", listed and downloaded with the app's Graph token) or one
+/// participant's track of a call recording ("track", with `parent_id`). `duration_ms` is None
+/// while recording.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Recording {
     pub id: String,
@@ -130,6 +134,8 @@ pub struct Recording {
     pub created_ms: i64,
     pub expires_ms: i64,
     pub duration_ms: Option<i64>,
+    pub parent_id: Option<String>,
+    pub participant_id: Option<String>,
 }
 
 impl Store {
@@ -349,8 +355,8 @@ impl Store {
     /// progress): its duration is set and its retention starts again.
     pub fn save_recording(&self, r: &Recording) -> Result<()> {
         self.conn.execute(
-            "INSERT INTO recordings(id,call_id,token,path,created_ms,expires_ms,tenant_id,app_id,duration_ms,kind)
-             VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10)
+            "INSERT INTO recordings(id,call_id,token,path,created_ms,expires_ms,tenant_id,app_id,duration_ms,kind,parent_id,participant_id)
+             VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12)
              ON CONFLICT(id) DO UPDATE SET duration_ms=excluded.duration_ms, expires_ms=excluded.expires_ms",
             params![
                 r.id,
@@ -362,7 +368,9 @@ impl Store {
                 r.tenant_id,
                 r.app_id,
                 r.duration_ms,
-                r.kind
+                r.kind,
+                r.parent_id,
+                r.participant_id
             ],
         )?;
         Ok(())
@@ -388,10 +396,10 @@ impl Store {
         Ok(rows.collect::<std::result::Result<_, _>>()?)
     }
 
-    /// The recordings of a call, oldest first.
+    /// The call recordings of a call and their tracks, oldest first.
     pub fn recordings_of_call(&self, call_id: &str) -> Result<Vec<Recording>> {
         let mut st = self.conn.prepare(&format!(
-            "SELECT {RECORDING_FIELDS} FROM recordings WHERE call_id=?1 AND kind='call' ORDER BY created_ms, id"
+            "SELECT {RECORDING_FIELDS} FROM recordings WHERE call_id=?1 AND kind IN ('call','track') ORDER BY created_ms, id"
         ))?;
         let rows = st.query_map(params![call_id], recording_of)?;
         Ok(rows.collect::<std::result::Result<_, _>>()?)
@@ -413,8 +421,7 @@ impl Store {
     }
 }
 
-const RECORDING_FIELDS: &str =
-    "id, call_id, tenant_id, app_id, kind, token, path, created_ms, expires_ms, duration_ms";
+const RECORDING_FIELDS: &str = "id, call_id, tenant_id, app_id, kind, token, path, created_ms, expires_ms, duration_ms, parent_id, participant_id";
 
 fn recording_of(r: &rusqlite::Row<'_>) -> rusqlite::Result<Recording> {
     Ok(Recording {
@@ -428,6 +435,8 @@ fn recording_of(r: &rusqlite::Row<'_>) -> rusqlite::Result<Recording> {
         created_ms: r.get(7)?,
         expires_ms: r.get(8)?,
         duration_ms: r.get(9)?,
+        parent_id: r.get(10)?,
+        participant_id: r.get(11)?,
     })
 }
 
@@ -465,6 +474,8 @@ mod tests {
             created_ms: 1000,
             expires_ms: i64::MAX,
             duration_ms: None,
+            parent_id: None,
+            participant_id: None,
         };
         s.save_recording(&r).unwrap();
         assert_eq!(s.recordings_of_call("c1").unwrap(), [r.clone()]);
