@@ -83,6 +83,16 @@ async def test_digits_pressed_as_tones_arrive_as_the_exact_tone_info_sequence(be
     assert [t["sequenceId"] for t in got] == list(range(1, 8))
 
 
+async def test_speech_and_prompts_give_no_false_digits(beta, hooks, callback):
+    # The caller talks (espeak-ng) while the bot plays its own prompt: no toneInfo at all.
+    call, w = await call_user(beta, hooks, callback, ALICE, script={"speak": [speaks(hooks, "speech.wav"), speaks(hooks, "prompt.wav", at_ms=5500)]})
+    await beta.communications.calls.by_call_id(call.id).subscribe_to_tone.post(SubscribeToTonePostRequestBody())
+    await play(beta, w, call.id, f"{hooks.url}/fixture/prompt.wav")
+    await asyncio.sleep(6.0)
+    tones = [n for n in w.all() if isinstance(n.data, dict) and n.data.get("toneInfo")]
+    assert tones == [], tones
+
+
 async def test_record_response_returns_the_users_speech_and_stops_on_pound(beta, hooks, callback):
     speech = audio.fixture("speech.wav")
     speech_ms = len(speech) * 1000 // audio.RATE

@@ -1109,6 +1109,15 @@ mod tests {
     }
 
     #[test]
+    fn the_built_in_hold_music_and_the_beep_are_never_taken_for_keys() {
+        let mut d = DtmfDetector::default();
+        for _ in 0..5 {
+            assert_eq!(d.push(&default_hold_music()), Vec::<char>::new());
+        }
+        assert_eq!(d.push(beep()), Vec::<char>::new());
+    }
+
+    #[test]
     fn call_recording_takes_the_room_mix_in_chunks() {
         let mut w = world(2);
         w.user("u1").say(0, tone_audio(3000, 300.0, -10.0), false);

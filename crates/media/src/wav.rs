@@ -44,7 +44,20 @@ pub fn decode(bytes: &[u8]) -> Result<Audio, String> {
                 .map(|s| s.map(|v| v as f32 * scale))
                 .collect::<Result<_, _>>()
         }
-        (hound::SampleFormat::Float, 32) => r.samples::<f32>().collect::<Result<_, _>>(),
+        // Float samples may be out of range or not numbers at all: clamp, and NaN is silence
+        // (the resampler's FFT cannot take NaN).
+        (hound::SampleFormat::Float, 32) => r
+            .samples::<f32>()
+            .map(|s| {
+                s.map(|v| {
+                    if v.is_finite() {
+                        v.clamp(-1.0, 1.0)
+                    } else {
+                        0.0
+                    }
+                })
+            })
+            .collect::<Result<_, _>>(),
         (f, b) => {
             return Err(format!(
                 "unsupported WAV encoding: {b}-bit {f:?}; use 16-bit PCM"
@@ -62,6 +75,9 @@ pub fn decode(bytes: &[u8]) -> Result<Audio, String> {
     } else {
         resample(&mono, spec.sample_rate, RATE)?
     };
+    if mono.is_empty() {
+        return Err("the WAV file is too short to hold a single 16 kHz sample".into());
+    }
     Ok(mono
         .iter()
         .map(|&x| (x * 32768.0).round().clamp(-32768.0, 32767.0) as i16)
@@ -231,9 +247,30 @@ mod tests {
         let mut mulaw = wav_of(16_000, 1, 16, 100, sine(440.0));
         mulaw[20] = 7; // format tag 7 = mu-law
         assert!(decode(&mulaw).unwrap_err().contains("unsupported"));
+        // Two frames at 44.1 kHz are no sample at 16 kHz (found by the fuzzer).
+        assert!(decode(&wav_of(44_100, 2, 16, 2, sine(440.0))).is_err());
         let mut cut = wav_of(16_000, 1, 16, 1000, sine(440.0));
         cut.truncate(30);
         assert!(decode(&cut).is_err());
+    }
+
+    #[test]
+    fn float_samples_that_are_not_numbers_become_silence() {
+        let mut buf = Cursor::new(Vec::new());
+        let spec = hound::WavSpec {
+            channels: 1,
+            sample_rate: 44_100,
+            bits_per_sample: 32,
+            sample_format: hound::SampleFormat::Float,
+        };
+        let mut w = hound::WavWriter::new(&mut buf, spec).unwrap();
+        for i in 0..4410 {
+            w.write_sample([f32::NAN, f32::INFINITY, 7.5, 0.25][i % 4])
+                .unwrap();
+        }
+        w.finalize().unwrap();
+        let a = decode(&buf.into_inner()).expect("decodes (found by the fuzzer: it used to panic)");
+        assert_eq!(duration_ms(a.len()), 100);
     }
 
     #[test]
