@@ -144,6 +144,8 @@ struct ToneJob {
 struct Bot {
     job: Option<Job>,
     tones: VecDeque<ToneJob>,
+    /// Completions reported on the next tick, once their last frame has played out.
+    played_out: Vec<Event>,
 }
 
 impl Job {
@@ -220,6 +222,7 @@ impl Bot {
         outs: &mut Vec<Out>,
         keys: &mut Vec<char>,
     ) -> bool {
+        outs.extend(self.played_out.drain(..).map(Out::Event));
         let mut sent = false;
         if let Some(job) = &mut self.job {
             let mut i = 0;
@@ -273,12 +276,12 @@ impl Bot {
             if finished {
                 let op_id = job.op_id.clone();
                 self.job = None;
-                outs.push(Out::Event(Event::Done {
+                self.played_out.push(Event::Done {
                     call_id: call_id.to_string(),
                     op_id,
                     reason: "completedSuccessfully",
                     recording: None,
-                }));
+                });
             }
         }
         if let Some(t) = self.tones.front_mut() {
@@ -297,12 +300,12 @@ impl Bot {
             );
             if t.pos >= t.audio.len() {
                 let t = self.tones.pop_front().expect("front");
-                outs.push(Out::Event(Event::Done {
+                self.played_out.push(Event::Done {
                     call_id: call_id.to_string(),
                     op_id: t.op_id,
                     reason: "completedSuccessfully",
                     recording: None,
-                }));
+                });
             }
         }
         sent
@@ -933,14 +936,14 @@ mod tests {
     fn everyone_hears_the_bots_prompt_and_it_completes_when_played_out() {
         let mut w = world(2);
         w.cmd(run(Some(tone_audio(1000, 440.0, -6.0)), None));
-        w.ticks(49);
-        assert!(w.done().is_empty(), "still playing after 980 ms");
+        w.ticks(50);
+        assert!(w.done().is_empty(), "the last frame is still playing");
         w.ticks(1);
         assert_eq!(w.done(), [("op", "completedSuccessfully")]);
         for u in ["u1", "u2"] {
             let heard = w.user(u).heard().to_vec();
-            assert_eq!(heard.len(), 16_000);
-            assert!(loud(&heard) > 14_000, "{u} heard the prompt");
+            assert!(loud(&heard[..16_000]) > 14_000, "{u} heard the prompt");
+            assert_eq!(loud(&heard[16_000..]), 0, "and then silence");
         }
     }
 
