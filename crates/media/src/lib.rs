@@ -13,8 +13,11 @@
 //! The command and event types below are the whole contract with the call engine.
 
 pub mod dtmf;
+pub mod g711;
+pub mod jitter;
 pub mod mixer;
 pub mod port;
+pub mod rate;
 pub mod room;
 pub mod runtime;
 pub mod vad;
