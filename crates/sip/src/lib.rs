@@ -1,0 +1,15 @@
+//! ringside's SIP side (issue #4): real phones and trunks as call participants.
+//!
+//! Sans-IO pieces, each with unit tests and a fuzz target:
+//! * [`sdp`]: RFC 3264 offer/answer for audio — PCMU, PCMA and telephone-event at 20 ms, hold
+//!   by direction attributes, 488 when nothing matches;
+//! * [`rtp`]: RTP packets (RFC 3550) and RFC 4733 telephone-events;
+//! * [`digest`]: HTTP digest authentication for the registrar (RFC 3261 §22, RFC 8760:
+//!   MD5 and SHA-256), with stateless, expiring nonces.
+//!
+//! Transports, transactions and dialogs come from rsipstack behind ringside's leg interface
+//! (see docs/sip.md), so the engine never sees a SIP type.
+
+pub mod digest;
+pub mod rtp;
+pub mod sdp;
