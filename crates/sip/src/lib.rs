@@ -4,6 +4,7 @@
 //! * [`sdp`]: RFC 3264 offer/answer for audio — PCMU, PCMA and telephone-event at 20 ms, hold
 //!   by direction attributes, 488 when nothing matches;
 //! * [`rtp`]: RTP packets (RFC 3550) and RFC 4733 telephone-events;
+//! * [`registrar`]: users' contacts with expiry, RFC 3261 §10.3 rules, Contact parsing;
 //! * [`digest`]: HTTP digest authentication for the registrar (RFC 3261 §22, RFC 8760:
 //!   MD5 and SHA-256), with stateless, expiring nonces.
 //!
@@ -11,5 +12,6 @@
 //! (see docs/sip.md), so the engine never sees a SIP type.
 
 pub mod digest;
+pub mod registrar;
 pub mod rtp;
 pub mod sdp;
