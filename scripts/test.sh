@@ -13,6 +13,8 @@ command -v python3 >/dev/null || missing+=(python3)
 python3 -c 'import ensurepip, venv' 2>/dev/null || missing+=(python3-venv)
 command -v espeak-ng >/dev/null || missing+=(espeak-ng)   # audio fixtures (tests/e2e/fixtures.sh)
 command -v sox >/dev/null || missing+=(sox)
+command -v sipp >/dev/null || missing+=(sip-tester)       # SIPp (tests/sip)
+command -v curl >/dev/null || missing+=(curl)
 if ((${#missing[@]})); then
   log "installing ${missing[*]}"
   SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
@@ -33,8 +35,10 @@ else
 fi
 
 if [ -z "${SKIP_E2E:-}" ]; then
-  log "end to end: Microsoft's Graph SDKs against ringside serve"
   cargo build -p server --bin ringside
+  log "SIP scenarios: SIPp against ringside serve"
+  RINGSIDE_BIN="$PWD/target/debug/ringside" bash tests/sip/run.sh
+  log "end to end: Microsoft's Graph SDKs against ringside serve"
   RINGSIDE_BIN="$PWD/target/debug/ringside" bash tests/e2e/run.sh
 fi
 

@@ -348,6 +348,9 @@ pub async fn handle(
                 display_name: u.display_name,
                 endpoint: "simulated".into(),
                 behaviour: u.behaviour,
+                sip_user: None,
+                sip_password: None,
+                sip_ha1: None,
             };
             {
                 let mut c = shared.config.write().expect("config");
@@ -536,6 +539,18 @@ pub async fn handle(
             };
             let wav = media::wav::encode(port.lock().expect("port").heard());
             Ok((StatusCode::OK, [("content-type", "audio/wav")], wav).into_response())
+        }
+        (Method::GET, ["sip", "registrations", user]) => {
+            let Some(sip) = shared.sip.get() else {
+                return Err(nf("SIP endpoint", "(no [sip] section)"));
+            };
+            let now = crate::driver::now_ms();
+            let v: Vec<Value> = sip
+                .contacts(user)
+                .iter()
+                .map(|b| json!({"contact": b.uri, "expiresInSeconds": b.remaining_s(now)}))
+                .collect();
+            ok(json!({ "user": user, "contacts": v }))
         }
         (Method::GET, ["calls"]) => {
             let (tx, rx) = oneshot::channel();

@@ -355,6 +355,58 @@ pub struct User {
     pub endpoint: String,
     #[serde(default)]
     pub behaviour: Behaviour,
+    /// SIP username (the user part of its address of record); defaults to the id.
+    #[serde(default)]
+    pub sip_user: Option<String>,
+    /// SIP password: replaced by `sip_ha1` (digest hashes) when ringside starts.
+    #[serde(default)]
+    pub sip_password: Option<String>,
+    #[serde(default)]
+    pub sip_ha1: Option<SipHa1>,
+}
+
+/// A SIP user's digest secrets for one realm (RFC 8760): HA1 = H(user:realm:password).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct SipHa1 {
+    pub realm: String,
+    pub md5: String,
+    pub sha256: String,
+}
+
+impl User {
+    pub fn sip_username(&self) -> &str {
+        self.sip_user.as_deref().unwrap_or(&self.id)
+    }
+}
+
+/// `[sip]`: SIP transports and the registrar. Absent: no SIP.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SipConfig {
+    #[serde(default)]
+    pub udp: Vec<String>,
+    #[serde(default)]
+    pub tcp: Vec<String>,
+    #[serde(default = "default_realm")]
+    pub realm: String,
+    #[serde(default = "default_min_expires")]
+    pub min_expires: u32,
+    #[serde(default = "default_max_expires")]
+    pub max_expires: u32,
+    /// Digest algorithms to challenge with, most preferred first (default SHA-256, MD5).
+    #[serde(default)]
+    pub digest: Vec<String>,
+}
+
+fn default_realm() -> String {
+    "ringside".into()
+}
+fn default_min_expires() -> u32 {
+    60
+}
+fn default_max_expires() -> u32 {
+    3600
 }
 
 fn default_endpoint() -> String {
@@ -373,6 +425,8 @@ pub struct Config {
     pub apps: Vec<App>,
     #[serde(default)]
     pub users: Vec<User>,
+    #[serde(default)]
+    pub sip: Option<SipConfig>,
 }
 
 impl Config {
@@ -400,7 +454,31 @@ impl Config {
                 changed = true;
             }
         }
+        let realm = self
+            .sip
+            .as_ref()
+            .map(|s| s.realm.clone())
+            .unwrap_or_else(default_realm);
+        for u in &mut self.users {
+            if let Some(p) = u.sip_password.take() {
+                use sip::digest::{Algorithm, ha1};
+                let name = u.sip_username().to_string();
+                u.sip_ha1 = Some(SipHa1 {
+                    md5: ha1(Algorithm::Md5, &name, &realm, &p),
+                    sha256: ha1(Algorithm::Sha256, &name, &realm, &p),
+                    realm: realm.clone(),
+                });
+                changed = true;
+            }
+        }
         changed
+    }
+
+    /// The user with this SIP username.
+    pub fn sip_user(&self, name: &str) -> Option<&User> {
+        self.users
+            .iter()
+            .find(|u| u.sip_username().eq_ignore_ascii_case(name))
     }
 
     pub fn validate(&self) -> Result<(), String> {
@@ -495,6 +573,9 @@ impl Config {
                     answer_after_ms: Some(ms),
                     ..Default::default()
                 },
+                sip_user: Some(n.to_ascii_lowercase()),
+                sip_password: Some(id()[..12].to_string()),
+                sip_ha1: None,
             })
             .collect();
         Config {
@@ -516,6 +597,14 @@ impl Config {
                 addresses: vec![],
             }],
             users,
+            sip: Some(SipConfig {
+                udp: vec!["127.0.0.1:5060".into()],
+                tcp: vec!["127.0.0.1:5060".into()],
+                realm: default_realm(),
+                min_expires: default_min_expires(),
+                max_expires: default_max_expires(),
+                digest: vec![],
+            }),
         }
     }
 }

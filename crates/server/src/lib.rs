@@ -39,6 +39,8 @@ pub struct Running {
     pub tls_generated: Option<PathBuf>,
     /// The seeded app's secret, shown once in the banner.
     pub seeded_secret: Option<String>,
+    /// SIP usernames and passwords of a freshly seeded directory (shown once).
+    pub seeded_sip: Vec<(String, String)>,
     pub server: tokio::task::JoinHandle<()>,
 }
 
@@ -67,6 +69,14 @@ pub async fn start(opts: Options) -> Result<Running, String> {
         cfg.apps.first().and_then(|a| a.secret.clone())
     } else {
         None
+    };
+    let seeded_sip: Vec<(String, String)> = if seeded {
+        cfg.users
+            .iter()
+            .filter_map(|u| Some((u.sip_username().to_string(), u.sip_password.clone()?)))
+            .collect()
+    } else {
+        vec![]
     };
     if cfg.hash_secrets() || seeded {
         cfg.save(&config_path)?;
@@ -208,7 +218,44 @@ pub async fn start(opts: Options) -> Result<Running, String> {
         own_authorities,
         media: media.clone(),
         prompts: Default::default(),
+        sip: Default::default(),
     });
+    let sip_cfg = shared.config.read().expect("config").sip.clone();
+    if let Some(sc) = sip_cfg {
+        let parse = |v: &[String]| -> Result<Vec<SocketAddr>, String> {
+            v.iter()
+                .map(|a| {
+                    a.parse()
+                        .map_err(|_| format!("[sip] address '{a}' is not ip:port"))
+                })
+                .collect()
+        };
+        let mut secret = [0u8; 32];
+        rand::Rng::fill(&mut rand::rng(), &mut secret);
+        let s = sip::server::Sip::start(
+            sip::server::Config {
+                udp: parse(&sc.udp)?,
+                tcp: parse(&sc.tcp)?,
+                realm: sc.realm.clone(),
+                nonce_secret: secret,
+                nonce_lifetime_s: 300,
+                min_expires: sc.min_expires,
+                max_expires: sc.max_expires,
+                algorithms: sc
+                    .digest
+                    .iter()
+                    .map(|a| {
+                        sip::digest::Algorithm::parse(a).ok_or_else(|| {
+                            format!("[sip] digest algorithm '{a}' is not MD5 or SHA-256")
+                        })
+                    })
+                    .collect::<Result<_, _>>()?,
+            },
+            Arc::new(state::SipDirectory(shared.clone())),
+        )
+        .await?;
+        let _ = shared.sip.set(s);
+    }
     let sinks = driver::Sinks {
         outbox: outbox_tx.clone(),
         legs: legs_tx.clone(),
@@ -276,6 +323,7 @@ pub async fn start(opts: Options) -> Result<Running, String> {
         shared,
         seeded,
         seeded_secret,
+        seeded_sip,
         server,
     })
 }
@@ -323,6 +371,22 @@ pub fn banner(r: &Running) -> String {
         s.push_str(&format!(
             "Callback tokens: validate with {base}/.well-known/openid-configuration\n"
         ));
+    }
+    if let Some(sip) = r.shared.sip.get() {
+        let list: Vec<String> = sip
+            .addrs
+            .iter()
+            .map(|(t, a)| format!("{a} ({t})"))
+            .collect();
+        s.push_str(&format!(
+            "SIP: {} — users register with their sip_user / sip_password\n",
+            list.join(", ")
+        ));
+        for (u, p) in &r.seeded_sip {
+            s.push_str(&format!(
+                "  {u} / {p} (shown only now; ringside keeps digest hashes)\n"
+            ));
+        }
     }
     if let Some(h) = r.https_addr {
         s.push_str(&format!(

@@ -25,6 +25,25 @@ pub struct Shared {
     /// The media runtime: rooms, ports, recordings.
     pub media: Arc<media::runtime::Media>,
     pub prompts: crate::fetch::PromptCache,
+    /// The SIP endpoint, when `[sip]` is configured.
+    pub sip: std::sync::OnceLock<sip::server::Sip>,
+}
+
+/// The directory as the SIP registrar sees it: users' digest hashes.
+pub struct SipDirectory(pub std::sync::Arc<Shared>);
+
+impl sip::server::Directory for SipDirectory {
+    fn ha1(&self, user: &str, realm: &str, alg: sip::digest::Algorithm) -> Option<String> {
+        let c = self.0.config.read().expect("config");
+        let h = c.sip_user(user)?.sip_ha1.as_ref()?;
+        if h.realm != realm {
+            return None;
+        }
+        Some(match alg {
+            sip::digest::Algorithm::Md5 => h.md5.clone(),
+            sip::digest::Algorithm::Sha256 => h.sha256.clone(),
+        })
+    }
 }
 
 impl Shared {

@@ -23,7 +23,7 @@ impl Algorithm {
         }
     }
 
-    fn parse(s: &str) -> Option<Algorithm> {
+    pub fn parse(s: &str) -> Option<Algorithm> {
         match s.trim().to_ascii_uppercase().as_str() {
             "MD5" => Some(Algorithm::Md5),
             // RFC 8760 spells it SHA-256; some stacks write SHA256.

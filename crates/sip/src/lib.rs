@@ -15,3 +15,4 @@ pub mod digest;
 pub mod registrar;
 pub mod rtp;
 pub mod sdp;
+pub mod server;
