@@ -182,10 +182,12 @@ pub fn bridge() -> (PortRef, PortRef) {
     let a = BridgePort {
         inbox: ba.clone(),
         outbox: ab.clone(),
+        primed: false,
     };
     let b = BridgePort {
         inbox: ab,
         outbox: ba,
+        primed: false,
     };
     (Arc::new(Mutex::new(a)), Arc::new(Mutex::new(b)))
 }
@@ -193,19 +195,34 @@ pub fn bridge() -> (PortRef, PortRef) {
 struct BridgePort {
     inbox: Arc<Mutex<VecDeque<[i16; FRAME]>>>,
     outbox: Arc<Mutex<VecDeque<[i16; FRAME]>>>,
+    /// Reading has started (two frames were waiting): one tick of slack between the rooms.
+    primed: bool,
 }
 
 /// Frames a bridge holds at most; older ones are dropped (the two rooms' clocks drift).
 const BRIDGE_DEPTH: usize = 4;
+/// Frames to wait for before reading: the two rooms tick on different threads, in any phase,
+/// so a frame may arrive just after the reader's tick; without the slack a tone would break
+/// up into two presses.
+const BRIDGE_PRIME: usize = 2;
 
 impl Port for BridgePort {
     fn read(&mut self, out: &mut [i16; FRAME]) -> bool {
-        match self.inbox.lock().expect("bridge").pop_front() {
+        let mut q = self.inbox.lock().expect("bridge");
+        if !self.primed && q.len() < BRIDGE_PRIME {
+            return false;
+        }
+        self.primed = true;
+        match q.pop_front() {
             Some(f) => {
                 *out = f;
                 true
             }
-            None => false,
+            None => {
+                // Ran dry: wait for the slack again.
+                self.primed = false;
+                false
+            }
         }
     }
     fn write(&mut self, frame: &[i16; FRAME]) {
@@ -249,11 +266,21 @@ mod tests {
     #[test]
     fn a_bridge_carries_each_way() {
         let (a, b) = bridge();
-        a.lock().unwrap().write(&[5; FRAME]);
         let mut f = [0; FRAME];
+        a.lock().unwrap().write(&[5; FRAME]);
+        assert!(
+            !b.lock().unwrap().read(&mut f),
+            "waits for a frame of slack"
+        );
+        a.lock().unwrap().write(&[6; FRAME]);
         assert!(b.lock().unwrap().read(&mut f));
         assert_eq!(f[0], 5);
-        assert!(!b.lock().unwrap().read(&mut f), "one frame in, one out");
-        assert!(!a.lock().unwrap().read(&mut f));
+        a.lock().unwrap().write(&[7; FRAME]);
+        assert!(b.lock().unwrap().read(&mut f));
+        assert_eq!(f[0], 6, "in order, one per tick");
+        assert!(
+            !a.lock().unwrap().read(&mut f),
+            "nothing came the other way"
+        );
     }
 }
