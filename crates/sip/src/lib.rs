@@ -5,6 +5,8 @@
 //!   by direction attributes, 488 when nothing matches;
 //! * [`rtp`]: RTP packets (RFC 3550) and RFC 4733 telephone-events;
 //! * [`registrar`]: users' contacts with expiry, RFC 3261 §10.3 rules, Contact parsing;
+//! * [`session`]: one leg's RTP media — jitter buffer, G.711, 8↔16 kHz, symmetric RTP,
+//!   RFC 4733 keys both ways;
 //! * [`digest`]: HTTP digest authentication for the registrar (RFC 3261 §22, RFC 8760:
 //!   MD5 and SHA-256), with stateless, expiring nonces.
 //!
@@ -16,3 +18,4 @@ pub mod registrar;
 pub mod rtp;
 pub mod sdp;
 pub mod server;
+pub mod session;

@@ -1,0 +1,378 @@
+//! One SIP leg's media, sans-IO: RTP in through a jitter buffer to 16 kHz frames for the room,
+//! the room's frames out as G.711 RTP paced by the media clock, and DTMF both ways as RFC 4733
+//! telephone-events. The RTP socket code feeds `receive` and sends what `send_frame` returns.
+//!
+//! * **Symmetric RTP:** the first valid RTP packet fixes where the far end really is (it may
+//!   be behind NAT, not where its SDP said); packets from anywhere else are dropped.
+//! * **Telephone-events in:** one key per event (RFC 4733 §2.5.1.3: the event's RTP timestamp
+//!   identifies it; retransmitted end packets are ignored).
+//! * **Telephone-events out:** a key is sent as a start packet (marker set), updates every
+//!   20 ms, then three end packets (§2.5.1.4), replacing the audio while it lasts.
+
+use crate::rtp::{Rtp, TelephoneEvent, is_rtcp};
+use media::FRAME;
+use media::g711::Law;
+use media::jitter::{JitterBuffer, JitterStats};
+use media::rate::{Downsampler, Upsampler};
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+
+/// Samples per 20 ms at 8 kHz.
+const NARROW: usize = FRAME / 2;
+/// How long a key the bot sends lasts, in 8 kHz samples (100 ms).
+const KEY_SAMPLES: u16 = 800;
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SessionStats {
+    pub packets_in: u64,
+    pub packets_out: u64,
+    /// Not RTP, wrong payload type, or from an address other than the latched one.
+    pub dropped: u64,
+    pub jitter: JitterStats,
+}
+
+struct OutEvent {
+    event: u8,
+    start_ts: u32,
+    duration: u16,
+}
+
+pub struct RtpSession {
+    law: Law,
+    payload_type: u8,
+    dtmf_payload_type: Option<u8>,
+    jitter: JitterBuffer,
+    up: Upsampler,
+    down: Downsampler,
+    ssrc: u32,
+    seq: u16,
+    ts: u32,
+    remote: SocketAddr,
+    latched: bool,
+    keys_in: VecDeque<char>,
+    last_event_ts: Option<u32>,
+    keys_out: VecDeque<char>,
+    active: Option<OutEvent>,
+    /// Silence gap after a sent key before the next (8 kHz samples left).
+    gap: u32,
+    stats: SessionStats,
+    scratch: Vec<i16>,
+}
+
+impl RtpSession {
+    /// `remote`: where the SDP says to send until RTP arrives; `ssrc`/`seq`/`ts`: random
+    /// starting points (RFC 3550 §5.1).
+    pub fn new(
+        law: Law,
+        payload_type: u8,
+        dtmf_payload_type: Option<u8>,
+        remote: SocketAddr,
+        ssrc: u32,
+        seq: u16,
+        ts: u32,
+    ) -> RtpSession {
+        RtpSession {
+            law,
+            payload_type,
+            dtmf_payload_type,
+            jitter: JitterBuffer::new(8000, NARROW),
+            up: Upsampler::default(),
+            down: Downsampler::default(),
+            ssrc,
+            seq,
+            ts,
+            remote,
+            latched: false,
+            keys_in: VecDeque::new(),
+            last_event_ts: None,
+            keys_out: VecDeque::new(),
+            active: None,
+            gap: 0,
+            stats: SessionStats::default(),
+            scratch: Vec::with_capacity(FRAME),
+        }
+    }
+
+    pub fn remote(&self) -> SocketAddr {
+        self.remote
+    }
+
+    pub fn stats(&self) -> SessionStats {
+        SessionStats {
+            jitter: self.jitter.stats(),
+            ..self.stats
+        }
+    }
+
+    /// A datagram from the RTP socket; `arrival` in 8 kHz samples of the receiver's clock.
+    pub fn receive(&mut self, from: SocketAddr, packet: &[u8], arrival: u64) {
+        if is_rtcp(packet) {
+            return;
+        }
+        let Ok(p) = Rtp::parse(packet) else {
+            self.stats.dropped += 1;
+            return;
+        };
+        if self.latched && from != self.remote {
+            self.stats.dropped += 1;
+            return;
+        }
+        if p.payload_type == self.payload_type {
+            let mut pcm = Vec::with_capacity(p.payload.len());
+            self.law.decode(p.payload, &mut pcm);
+            self.jitter.push(p.timestamp, arrival, pcm);
+        } else if Some(p.payload_type) == self.dtmf_payload_type {
+            if let Some(e) = TelephoneEvent::parse(p.payload)
+                && self.last_event_ts != Some(p.timestamp)
+                && let Some(k) = e.key()
+            {
+                self.last_event_ts = Some(p.timestamp);
+                self.keys_in.push_back(k);
+            }
+        } else {
+            self.stats.dropped += 1;
+            return;
+        }
+        self.stats.packets_in += 1;
+        if !self.latched {
+            self.latched = true;
+            self.remote = from;
+        }
+    }
+
+    /// The next 20 ms for the room (16 kHz); false until audio has arrived.
+    pub fn next_frame(&mut self, out: &mut [i16; FRAME]) -> bool {
+        let mut narrow = [0i16; NARROW];
+        if !self.jitter.pop(&mut narrow) {
+            return false;
+        }
+        self.scratch.clear();
+        self.up.process(&narrow, &mut self.scratch);
+        out.copy_from_slice(&self.scratch[..FRAME]);
+        true
+    }
+
+    /// A key the far end pressed (out of band).
+    pub fn take_key(&mut self) -> Option<char> {
+        self.keys_in.pop_front()
+    }
+
+    /// Send a key as a telephone-event; false when none was negotiated.
+    pub fn queue_key(&mut self, key: char) -> bool {
+        if self.dtmf_payload_type.is_none() || TelephoneEvent::event_of(key).is_none() {
+            return false;
+        }
+        self.keys_out.push_back(key);
+        true
+    }
+
+    /// The room's 20 ms for the far end: the RTP packets to send now.
+    pub fn send_frame(&mut self, frame: &[i16; FRAME], packets: &mut Vec<Vec<u8>>) {
+        let before = packets.len();
+        self.scratch.clear();
+        self.down.process(frame, &mut self.scratch);
+        let ts = self.ts;
+        self.ts = self.ts.wrapping_add(NARROW as u32);
+        if self.active.is_none() && self.gap == 0 {
+            if let Some(ev) = self.keys_out.pop_front().and_then(TelephoneEvent::event_of) {
+                self.active = Some(OutEvent {
+                    event: ev,
+                    start_ts: ts,
+                    duration: 0,
+                });
+            }
+        } else {
+            self.gap = self.gap.saturating_sub(NARROW as u32);
+        }
+        if let (Some(a), Some(pt)) = (&mut self.active, self.dtmf_payload_type) {
+            a.duration = a.duration.saturating_add(NARROW as u16).min(KEY_SAMPLES);
+            let end = a.duration >= KEY_SAMPLES;
+            let marker = a.duration as usize == NARROW;
+            // The end is sent three times (RFC 4733 §2.5.1.4), in case one is lost.
+            let repeats = if end { 3 } else { 1 };
+            let payload = TelephoneEvent {
+                event: a.event,
+                end,
+                volume: 10,
+                duration: a.duration,
+            }
+            .write();
+            for _ in 0..repeats {
+                let mut b = Vec::with_capacity(16);
+                Rtp {
+                    marker,
+                    payload_type: pt,
+                    sequence: self.seq,
+                    timestamp: a.start_ts,
+                    ssrc: self.ssrc,
+                    payload: &payload,
+                }
+                .write(&mut b);
+                self.seq = self.seq.wrapping_add(1);
+                packets.push(b);
+            }
+            if end {
+                self.active = None;
+                self.gap = 2 * NARROW as u32;
+            }
+        } else {
+            let mut payload = Vec::with_capacity(NARROW);
+            self.law.encode(&self.scratch, &mut payload);
+            let mut b = Vec::with_capacity(12 + NARROW);
+            Rtp {
+                marker: false,
+                payload_type: self.payload_type,
+                sequence: self.seq,
+                timestamp: ts,
+                ssrc: self.ssrc,
+                payload: &payload,
+            }
+            .write(&mut b);
+            self.seq = self.seq.wrapping_add(1);
+            packets.push(b);
+        }
+        self.stats.packets_out += (packets.len() - before) as u64;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn far() -> SocketAddr {
+        "10.0.0.5:5004".parse().unwrap()
+    }
+
+    fn session() -> RtpSession {
+        RtpSession::new(Law::Mu, 0, Some(101), far(), 0x1234, 100, 1000)
+    }
+
+    fn tone16(freq: f32, ms: u64) -> Vec<i16> {
+        (0..media::samples(ms))
+            .map(|i| {
+                (8000.0 * (2.0 * std::f32::consts::PI * freq * i as f32 / 16000.0).sin()) as i16
+            })
+            .collect()
+    }
+
+    /// Loop one session's output into another's input, as if over a network.
+    #[test]
+    fn audio_survives_the_round_trip_through_g711_rtp() {
+        let (mut a, mut b) = (session(), session());
+        let audio = tone16(700.0, 1000);
+        let mut heard = vec![];
+        for (n, chunk) in audio.chunks(FRAME).enumerate() {
+            let frame: [i16; FRAME] = chunk.try_into().unwrap();
+            let mut packets = vec![];
+            a.send_frame(&frame, &mut packets);
+            assert_eq!(packets.len(), 1);
+            let p = Rtp::parse(&packets[0]).unwrap();
+            assert_eq!((p.payload_type, p.payload.len()), (0, 160));
+            b.receive(
+                "10.0.0.9:7000".parse().unwrap(),
+                &packets[0],
+                n as u64 * 160,
+            );
+            let mut out = [0; FRAME];
+            if b.next_frame(&mut out) {
+                heard.extend_from_slice(&out);
+            }
+        }
+        let rms = |s: &[i16]| {
+            (s.iter().map(|&x| (x as f64).powi(2)).sum::<f64>() / s.len() as f64).sqrt()
+        };
+        let tail = &heard[heard.len() - 8000..];
+        let ratio = rms(tail) / rms(&audio);
+        assert!((0.85..1.15).contains(&ratio), "level kept: {ratio}");
+        assert_eq!(
+            b.remote(),
+            "10.0.0.9:7000".parse().unwrap(),
+            "latched to where RTP came from"
+        );
+        assert_eq!(b.stats().packets_in, 50);
+    }
+
+    #[test]
+    fn after_latching_other_sources_and_junk_are_dropped() {
+        let mut s = session();
+        let mut pkt = vec![];
+        Rtp {
+            marker: false,
+            payload_type: 0,
+            sequence: 1,
+            timestamp: 0,
+            ssrc: 9,
+            payload: &[0xFF; 160],
+        }
+        .write(&mut pkt);
+        s.receive("10.0.0.9:7000".parse().unwrap(), &pkt, 0);
+        s.receive("10.6.6.6:7000".parse().unwrap(), &pkt, 160);
+        s.receive("10.0.0.9:7000".parse().unwrap(), b"garbage", 160);
+        let mut wrong_pt = pkt.clone();
+        wrong_pt[1] = 18;
+        s.receive("10.0.0.9:7000".parse().unwrap(), &wrong_pt, 160);
+        let st = s.stats();
+        assert_eq!((st.packets_in, st.dropped), (1, 3));
+    }
+
+    #[test]
+    fn keys_arrive_once_per_event_and_are_sent_as_events() {
+        let mut s = session();
+        let from: SocketAddr = "10.0.0.9:7000".parse().unwrap();
+        let mut send = |ts: u32, seq: u16, end: bool, key: char| {
+            let payload = TelephoneEvent {
+                event: TelephoneEvent::event_of(key).unwrap(),
+                end,
+                volume: 10,
+                duration: 400,
+            }
+            .write();
+            let mut b = vec![];
+            Rtp {
+                marker: !end,
+                payload_type: 101,
+                sequence: seq,
+                timestamp: ts,
+                ssrc: 9,
+                payload: &payload,
+            }
+            .write(&mut b);
+            s.receive(from, &b, 0);
+        };
+        send(8000, 1, false, '5');
+        send(8000, 2, false, '5');
+        send(8000, 3, true, '5');
+        send(8000, 4, true, '5');
+        send(9600, 5, false, '#');
+        assert_eq!(
+            (s.take_key(), s.take_key(), s.take_key()),
+            (Some('5'), Some('#'), None)
+        );
+
+        assert!(s.queue_key('9'));
+        let mut all = vec![];
+        for _ in 0..8 {
+            let mut packets = vec![];
+            s.send_frame(&[0; FRAME], &mut packets);
+            all.extend(packets);
+        }
+        let events: Vec<TelephoneEvent> = all
+            .iter()
+            .map(|b| Rtp::parse(b).unwrap())
+            .filter(|p| p.payload_type == 101)
+            .map(|p| TelephoneEvent::parse(p.payload).unwrap())
+            .collect();
+        assert_eq!(events.first().map(|e| (e.event, e.end)), Some((9, false)));
+        assert_eq!(
+            events.iter().filter(|e| e.end).count(),
+            3,
+            "three end packets"
+        );
+        assert_eq!(events.last().unwrap().duration, KEY_SAMPLES);
+        let mut no_dtmf = RtpSession::new(Law::A, 8, None, far(), 1, 1, 1);
+        assert!(
+            !no_dtmf.queue_key('1'),
+            "no telephone-event negotiated: in-band only"
+        );
+    }
+}
