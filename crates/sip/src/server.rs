@@ -7,7 +7,7 @@
 use crate::digest::{self, Algorithm, NonceCheck, Nonces};
 use crate::registrar::{self, Binding, Register, Registrar};
 use rsipstack::EndpointBuilder;
-use rsipstack::sip::{Header, Method, StatusCode};
+use rsipstack::sip::{Header, Method, Request, StatusCode};
 use rsipstack::transaction::transaction::Transaction;
 use rsipstack::transport::{TcpListenerConnection, TransportLayer, udp::UdpConnection};
 use std::net::SocketAddr;
@@ -153,8 +153,87 @@ struct Ctx {
 }
 
 /// The raw values of one kind of header.
-fn values<'a>(tx: &'a Transaction, pick: impl Fn(&'a Header) -> Option<&'a str>) -> Vec<&'a str> {
-    tx.original.headers.iter().filter_map(pick).collect()
+fn values<'a>(req: &'a Request, pick: impl Fn(&'a Header) -> Option<&'a str>) -> Vec<&'a str> {
+    req.headers.iter().filter_map(pick).collect()
+}
+
+/// What the registrar reads from a REGISTER.
+#[derive(Debug)]
+pub struct RegisterFields {
+    pub user: String,
+    /// Digest credentials that parse (others are ignored).
+    pub credentials: Vec<digest::Credentials>,
+    pub contacts: Option<Vec<registrar::ContactReq>>,
+    pub expires: Option<u32>,
+    pub call_id: String,
+    pub cseq: u32,
+}
+
+/// Read a REGISTER's fields; an error says what is malformed (answered 400).
+pub fn read_register(req: &Request) -> Result<RegisterFields, String> {
+    let to = values(req, |h| match h {
+        Header::To(v) => Some(v.value()),
+        _ => None,
+    });
+    let user = to
+        .first()
+        .and_then(|v| uri_user(v))
+        .ok_or("the To header has no sip: user")?;
+    let credentials = values(req, |h| match h {
+        Header::Authorization(v) => Some(v.value()),
+        _ => None,
+    })
+    .iter()
+    .filter_map(|a| digest::parse_authorization(a).ok())
+    .collect();
+    let contacts = registrar::parse_contacts(&values(req, |h| match h {
+        Header::Contact(v) => Some(v.value()),
+        _ => None,
+    }))?;
+    let expires = match values(req, |h| match h {
+        Header::Expires(v) => Some(v.value()),
+        _ => None,
+    })
+    .first()
+    {
+        None => None,
+        Some(v) => Some(
+            v.trim()
+                .parse::<u32>()
+                .map_err(|_| format!("Expires '{}' is not a number of seconds", v.trim()))?,
+        ),
+    };
+    let call_id = values(req, |h| match h {
+        Header::CallId(v) => Some(v.value()),
+        _ => None,
+    })
+    .first()
+    .map(|s| s.trim().to_string())
+    .filter(|s| !s.is_empty())
+    .ok_or("no Call-ID")?;
+    let cseq = values(req, |h| match h {
+        Header::CSeq(v) => Some(v.value()),
+        _ => None,
+    })
+    .first()
+    .and_then(|v| v.split_whitespace().next()?.parse::<u32>().ok())
+    .ok_or("no valid CSeq")?;
+    Ok(RegisterFields {
+        user,
+        credentials,
+        contacts,
+        expires,
+        call_id,
+        cseq,
+    })
+}
+
+/// Parse a datagram as a SIP request (rsipstack's parser): for diagnostics and fuzzing.
+pub fn parse_request(data: &[u8]) -> Result<Request, String> {
+    match rsipstack::sip::SipMessage::try_from(data).map_err(|e| e.to_string())? {
+        rsipstack::sip::SipMessage::Request(r) => Ok(r),
+        rsipstack::sip::SipMessage::Response(_) => Err("a response, not a request".into()),
+    }
 }
 
 /// The user part of the URI in a From/To value (`"Name" <sip:user@host>;tag=x`).
@@ -210,20 +289,21 @@ impl Ctx {
     }
 
     async fn register(&self, tx: &mut Transaction) -> rsipstack::Result<()> {
-        let to = values(tx, |h| match h {
-            Header::To(v) => Some(v.value()),
-            _ => None,
-        });
-        let Some(user) = to.first().and_then(|v| uri_user(v)) else {
-            return tx.reply(StatusCode::BadRequest).await;
+        let r = match read_register(&tx.original) {
+            Ok(r) => r,
+            Err(why) => {
+                return tx
+                    .reply_with(
+                        StatusCode::BadRequest,
+                        vec![Header::Warning(format!("399 ringside \"{why}\"").into())],
+                        None,
+                    )
+                    .await;
+            }
         };
-        let auth = values(tx, |h| match h {
-            Header::Authorization(v) => Some(v.value()),
-            _ => None,
-        });
-        let Some(creds) = auth
+        let Some(creds) = r
+            .credentials
             .iter()
-            .filter_map(|a| digest::parse_authorization(a).ok())
             .find(|c| c.realm == self.realm && self.algorithms.contains(&c.algorithm))
         else {
             return self.challenge(tx, false).await;
@@ -236,48 +316,14 @@ impl Ctx {
         let ha1 = self
             .directory
             .ha1(&creds.username, &self.realm, creds.algorithm);
-        let ok = creds.username.eq_ignore_ascii_case(&user)
-            && ha1.is_some_and(|h| digest::verify(&creds, "REGISTER", &h));
+        let ok = creds.username.eq_ignore_ascii_case(&r.user)
+            && ha1.is_some_and(|h| digest::verify(creds, "REGISTER", &h));
         if !ok {
             tracing::info!(target: "audit", event = "sip_auth_failure", user = %creds.username);
             return tx.reply(StatusCode::Forbidden).await;
         }
-        let contacts = values(tx, |h| match h {
-            Header::Contact(v) => Some(v.value()),
-            _ => None,
-        });
-        let contacts = match registrar::parse_contacts(&contacts) {
-            Ok(c) => c,
-            Err(why) => {
-                return tx
-                    .reply_with(
-                        StatusCode::BadRequest,
-                        vec![Header::Warning(format!("399 ringside \"{why}\"").into())],
-                        None,
-                    )
-                    .await;
-            }
-        };
-        let expires = values(tx, |h| match h {
-            Header::Expires(v) => Some(v.value()),
-            _ => None,
-        })
-        .first()
-        .and_then(|v| v.trim().parse::<u32>().ok());
-        let call_id = values(tx, |h| match h {
-            Header::CallId(v) => Some(v.value()),
-            _ => None,
-        })
-        .first()
-        .map(|s| s.to_string())
-        .unwrap_or_default();
-        let cseq = values(tx, |h| match h {
-            Header::CSeq(v) => Some(v.value()),
-            _ => None,
-        })
-        .first()
-        .and_then(|v| v.split_whitespace().next()?.parse::<u32>().ok())
-        .unwrap_or(0);
+        let (user, contacts, expires, call_id, cseq) =
+            (r.user, r.contacts, r.expires, r.call_id, r.cseq);
         let now = now_ms();
         let result = self.registrar.lock().expect("registrar").register(
             Register {
