@@ -16,6 +16,7 @@
 pub mod digest;
 pub mod registrar;
 pub mod rtp;
+pub mod rtp_port;
 pub mod sdp;
 pub mod server;
 pub mod session;

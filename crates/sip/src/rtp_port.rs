@@ -1,0 +1,207 @@
+//! RTP sockets for SIP legs. Each leg binds a UDP port from the configured range; a task
+//! receives into its [`RtpSession`], and the media room's thread sends from the same socket
+//! (non-blocking, paced by the room's 20 ms clock) through the leg's [`media::port::Port`].
+
+use crate::session::RtpSession;
+use media::FRAME;
+use media::port::{Port, PortRef};
+use std::net::{IpAddr, SocketAddr, UdpSocket};
+use std::sync::atomic::{AtomicU16, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+/// RTP ports to bind from: even ports in `[lo, hi)`, handed out round-robin.
+pub struct PortRange {
+    lo: u16,
+    hi: u16,
+    next: AtomicU16,
+}
+
+impl PortRange {
+    pub fn new(lo: u16, hi: u16) -> PortRange {
+        let lo = lo + lo % 2;
+        PortRange {
+            lo,
+            hi: hi.max(lo + 2),
+            next: AtomicU16::new(lo),
+        }
+    }
+
+    /// Bind the next free port of the range on `ip`.
+    pub fn bind(&self, ip: IpAddr) -> std::io::Result<UdpSocket> {
+        let span = (self.hi - self.lo).div_ceil(2).max(1);
+        let mut last = None;
+        for _ in 0..span {
+            let n = self.next.fetch_add(2, Ordering::Relaxed);
+            let port = self.lo + (n.wrapping_sub(self.lo) % (span * 2));
+            match UdpSocket::bind(SocketAddr::new(ip, port)) {
+                Ok(s) => return Ok(s),
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.unwrap_or_else(|| std::io::Error::other("the RTP port range is empty")))
+    }
+}
+
+/// A leg's media port over RTP.
+pub struct RtpPort {
+    session: Arc<Mutex<RtpSession>>,
+    socket: UdpSocket,
+    packets: Vec<Vec<u8>>,
+}
+
+impl Port for RtpPort {
+    fn read(&mut self, out: &mut [i16; FRAME]) -> bool {
+        self.session.lock().expect("rtp").next_frame(out)
+    }
+
+    fn write(&mut self, frame: &[i16; FRAME]) {
+        let remote = {
+            let mut s = self.session.lock().expect("rtp");
+            s.send_frame(frame, &mut self.packets);
+            s.remote()
+        };
+        for p in self.packets.drain(..) {
+            // Non-blocking: a full socket buffer drops the packet, as the network would.
+            let _ = self.socket.send_to(&p, remote);
+        }
+    }
+
+    fn take_tone(&mut self) -> Option<char> {
+        self.session.lock().expect("rtp").take_key()
+    }
+
+    fn tone_event(&mut self, key: char) -> bool {
+        self.session.lock().expect("rtp").queue_key(key)
+    }
+}
+
+/// A running RTP leg: its port for the room, and when RTP last arrived (media timeout).
+pub struct RtpLeg {
+    pub port: PortRef,
+    pub session: Arc<Mutex<RtpSession>>,
+    pub local: SocketAddr,
+    started: Instant,
+    last_rx_ms: Arc<AtomicU64>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl RtpLeg {
+    /// Start receiving on `socket` (bound, e.g. from a [`PortRange`]) into `session`.
+    pub fn start(socket: UdpSocket, session: RtpSession) -> std::io::Result<RtpLeg> {
+        socket.set_nonblocking(true)?;
+        let local = socket.local_addr()?;
+        let rx = tokio::net::UdpSocket::from_std(socket.try_clone()?)?;
+        let session = Arc::new(Mutex::new(session));
+        let started = Instant::now();
+        let last_rx_ms = Arc::new(AtomicU64::new(0));
+        let task = {
+            let session = session.clone();
+            let last = last_rx_ms.clone();
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 2048];
+                while let Ok((n, from)) = rx.recv_from(&mut buf).await {
+                    let ms = started.elapsed().as_millis() as u64;
+                    last.store(ms.max(1), Ordering::Relaxed);
+                    session
+                        .lock()
+                        .expect("rtp")
+                        .receive(from, &buf[..n], ms * 8);
+                }
+            })
+        };
+        let port: PortRef = Arc::new(Mutex::new(RtpPort {
+            session: session.clone(),
+            socket,
+            packets: Vec::with_capacity(4),
+        }));
+        Ok(RtpLeg {
+            port,
+            session,
+            local,
+            started,
+            last_rx_ms,
+            task,
+        })
+    }
+
+    /// Milliseconds since RTP last arrived (since the start if none has).
+    pub fn silent_for_ms(&self) -> u64 {
+        let now = self.started.elapsed().as_millis() as u64;
+        now.saturating_sub(self.last_rx_ms.load(Ordering::Relaxed))
+    }
+}
+
+impl Drop for RtpLeg {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use media::g711::Law;
+    use std::time::Duration;
+
+    fn leg(range: &PortRange, remote: SocketAddr) -> RtpLeg {
+        let s = range.bind("127.0.0.1".parse().unwrap()).unwrap();
+        RtpLeg::start(s, RtpSession::new(Law::A, 8, Some(101), remote, 7, 1, 1)).unwrap()
+    }
+
+    #[tokio::test]
+    async fn two_legs_talk_over_real_sockets_with_keys_out_of_band() {
+        let range = PortRange::new(41000, 41100);
+        let placeholder: SocketAddr = "127.0.0.1:9".parse().unwrap();
+        let a = leg(&range, placeholder);
+        let b = leg(&range, a.local);
+        assert_eq!(a.local.port() % 2, 0, "RTP on even ports");
+        assert_ne!(a.local, b.local);
+        // b speaks first: a latches onto b's address (symmetric RTP) and answers there.
+        let tone: Vec<i16> = (0..FRAME)
+            .map(|i| {
+                (6000.0 * (2.0 * std::f32::consts::PI * 500.0 * i as f32 / 16000.0).sin()) as i16
+            })
+            .collect();
+        let frame: [i16; FRAME] = tone.try_into().unwrap();
+        let mut heard_by_a = 0;
+        let mut heard_by_b = 0;
+        assert!(b.port.lock().unwrap().tone_event('7'));
+        let mut keys = String::new();
+        for _ in 0..40 {
+            b.port.lock().unwrap().write(&frame);
+            a.port.lock().unwrap().write(&frame);
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            let mut out = [0i16; FRAME];
+            if a.port.lock().unwrap().read(&mut out) && out.iter().any(|&s| s.abs() > 2000) {
+                heard_by_a += 1;
+            }
+            if b.port.lock().unwrap().read(&mut out) && out.iter().any(|&s| s.abs() > 2000) {
+                heard_by_b += 1;
+            }
+            while let Some(k) = a.port.lock().unwrap().take_tone() {
+                keys.push(k);
+            }
+        }
+        assert!(heard_by_a > 20, "a hears b: {heard_by_a}");
+        assert!(heard_by_b > 15, "b hears a once a latched: {heard_by_b}");
+        assert_eq!(keys, "7", "the key arrived once, as an event");
+        assert_eq!(a.session.lock().unwrap().remote(), b.local);
+        assert!(a.silent_for_ms() < 200);
+    }
+
+    #[test]
+    fn a_full_range_is_an_error_not_a_hang() {
+        let range = PortRange::new(47101, 47105); // even ports 47102 and 47104
+        let ip = "127.0.0.1".parse().unwrap();
+        let first = range.bind(ip).unwrap();
+        let second = range.bind(ip).unwrap();
+        let mut ports = [
+            first.local_addr().unwrap().port(),
+            second.local_addr().unwrap().port(),
+        ];
+        ports.sort();
+        assert_eq!(ports, [47102, 47104]);
+        assert!(range.bind(ip).is_err(), "every port of the range is taken");
+    }
+}
