@@ -397,6 +397,15 @@ pub struct SipConfig {
     /// Digest algorithms to challenge with, most preferred first (default SHA-256, MD5).
     #[serde(default)]
     pub digest: Vec<String>,
+    /// Address RTP binds to and puts in SDP (default 127.0.0.1), and its port range.
+    #[serde(default)]
+    pub rtp_ip: Option<String>,
+    #[serde(default = "default_rtp_ports")]
+    pub rtp_ports: (u16, u16),
+}
+
+fn default_rtp_ports() -> (u16, u16) {
+    (30000, 31000)
 }
 
 fn default_realm() -> String {
@@ -604,6 +613,8 @@ impl Config {
                 min_expires: default_min_expires(),
                 max_expires: default_max_expires(),
                 digest: vec![],
+                rtp_ip: None,
+                rtp_ports: default_rtp_ports(),
             }),
         }
     }

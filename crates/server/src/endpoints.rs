@@ -131,6 +131,8 @@ struct SimLeg {
 
 enum Kind {
     Sim(SimLeg),
+    /// A SIP phone or trunk (crates/sip drives the dialog and its RTP).
+    Sip,
     /// A leg rung towards an app, paired with the caller leg of that app's incoming call.
     AppSide {
         peer: String,
@@ -212,6 +214,12 @@ impl Endpoints {
         self.shared.registry.keep_port(leg, port);
     }
 
+    fn sip(&self, c: sip::server::LegCommand) {
+        if let Some(s) = self.shared.sip.get() {
+            s.command(c);
+        }
+    }
+
     /// Register a simulated caller leg (a simulated user calling an app).
     pub fn add_caller(&mut self, leg: &str, user_id: &str, behaviour: Behaviour) {
         self.shared.registry.log(leg, Some(user_id), "calling");
@@ -281,10 +289,18 @@ impl Endpoints {
                     self.event(&leg_id, LegEvent::Answered);
                     self.event(&peer, LegEvent::Answered);
                 }
+                // The phone is connected when the 200 OK goes out (SipEvent::Answered).
+                Some(Kind::Sip) => self.sip(sip::server::LegCommand::Answer { leg_id }),
                 None => self.event(&leg_id, LegEvent::Answered),
             },
             LegAction::Reject { leg_id, sip_code } => {
                 reg.log(&leg_id, None, format!("rejected {sip_code}"));
+                if let Some(Kind::Sip) = self.legs.get(&leg_id) {
+                    self.sip(sip::server::LegCommand::Reject {
+                        leg_id: leg_id.clone(),
+                        status: sip_code,
+                    });
+                }
                 if let Some(Kind::AppSide { peer }) = self.legs.remove(&leg_id) {
                     self.legs.remove(&peer);
                     self.shared.media.ports.remove(&peer);
@@ -300,6 +316,11 @@ impl Endpoints {
             }
             LegAction::Cancel { leg_id } => {
                 reg.log(&leg_id, None, "cancelled");
+                if let Some(Kind::Sip) = self.legs.get(&leg_id) {
+                    self.sip(sip::server::LegCommand::Hangup {
+                        leg_id: leg_id.clone(),
+                    });
+                }
                 if let Some(Kind::AppSide { peer }) = self.legs.remove(&leg_id) {
                     self.legs.remove(&peer);
                     self.shared.media.ports.remove(&peer);
@@ -309,6 +330,11 @@ impl Endpoints {
             }
             LegAction::Hangup { leg_id, reason } => {
                 reg.log(&leg_id, None, format!("ended: {reason}"));
+                if let Some(Kind::Sip) = self.legs.get(&leg_id) {
+                    self.sip(sip::server::LegCommand::Hangup {
+                        leg_id: leg_id.clone(),
+                    });
+                }
                 if let Some(Kind::AppSide { peer }) = self.legs.remove(&leg_id) {
                     self.legs.remove(&peer);
                     self.shared.media.ports.remove(&peer);
@@ -517,6 +543,10 @@ impl Endpoints {
 
 pub enum Control {
     Action(LegAction),
+    /// A SIP phone called an app: its leg is driven through crates/sip.
+    AddSip {
+        leg: String,
+    },
     AddCaller {
         leg: String,
         user_id: String,
@@ -535,6 +565,9 @@ pub async fn run(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Control>) 
     while let Some(c) = rx.recv().await {
         match c {
             Control::Action(a) => eps.handle(a).await,
+            Control::AddSip { leg } => {
+                eps.legs.insert(leg, Kind::Sip);
+            }
             Control::AddCaller {
                 leg,
                 user_id,
@@ -548,6 +581,106 @@ pub async fn run(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Control>) 
                 eps.add_caller(&leg, &user_id, behaviour);
                 eps.shared.registry.log(&leg, Some(&user_id), "connected");
                 eps.start_script(&leg);
+            }
+        }
+    }
+}
+
+/// What SIP reports: a new call to an app becomes its incoming call; answers and hang-ups
+/// become leg events.
+pub async fn sip_events(
+    shared: Arc<Shared>,
+    mut rx: mpsc::UnboundedReceiver<sip::server::SipEvent>,
+) {
+    use sip::server::SipEvent;
+    while let Some(ev) = rx.recv().await {
+        match ev {
+            SipEvent::Incoming {
+                to_uri,
+                to_user,
+                from_user,
+                from_display,
+                port,
+                reply,
+            } => {
+                let found = {
+                    let c = shared.config.read().expect("config");
+                    let app = c.apps.iter().find(|a| {
+                        a.addresses.iter().any(|addr| {
+                            let addr = addr.trim().to_ascii_lowercase();
+                            addr == to_uri.to_ascii_lowercase()
+                                || to_user.as_deref().is_some_and(|u| {
+                                    let u = u.to_ascii_lowercase();
+                                    addr == u
+                                        || addr
+                                            .strip_prefix("sip:")
+                                            .and_then(|a| a.split('@').next())
+                                            == Some(u.as_str())
+                                })
+                        })
+                    });
+                    app.map(|a| {
+                        let caller_user = from_user.as_deref().and_then(|f| c.sip_user(f)).cloned();
+                        (
+                            AppCtx {
+                                tenant_id: a.tenant.clone(),
+                                app_id: a.id.clone(),
+                                app_name: a.name.clone(),
+                            },
+                            a.webhook.clone(),
+                            caller_user,
+                        )
+                    })
+                };
+                let Some((app, Some(webhook), caller_user)) = found else {
+                    let _ = reply.send(Err(404));
+                    continue;
+                };
+                let identity = match &caller_user {
+                    Some(u) => graph::IdentitySet::user(
+                        &u.id,
+                        u.display_name.clone().or(from_display.clone()).as_deref(),
+                    ),
+                    None => graph::IdentitySet::user(
+                        from_user.as_deref().unwrap_or("anonymous"),
+                        from_display.as_deref(),
+                    ),
+                };
+                let caller = ParticipantInfo {
+                    identity,
+                    ..Default::default()
+                };
+                let (tx, rx) = oneshot::channel();
+                let _ = shared.driver.send(Msg::Incoming {
+                    app,
+                    webhook,
+                    caller,
+                    script: None,
+                    reply: tx,
+                });
+                match rx.await {
+                    Ok((_call, leg)) => {
+                        shared.media.ports.insert(&leg, port);
+                        let _ = shared.endpoints.send(Control::AddSip { leg: leg.clone() });
+                        let _ = reply.send(Ok(leg));
+                    }
+                    Err(_) => {
+                        let _ = reply.send(Err(503));
+                    }
+                }
+            }
+            SipEvent::Answered { leg_id } => {
+                let _ = shared.driver.send(Msg::Leg {
+                    leg_id,
+                    event: LegEvent::Answered,
+                });
+            }
+            SipEvent::HungUp { leg_id } => {
+                shared.media.ports.remove(&leg_id);
+                let _ = shared.driver.send(Msg::Leg {
+                    leg_id,
+                    event: LegEvent::HungUp,
+                });
             }
         }
     }

@@ -222,6 +222,7 @@ pub async fn start(opts: Options) -> Result<Running, String> {
     });
     let sip_cfg = shared.config.read().expect("config").sip.clone();
     if let Some(sc) = sip_cfg {
+        let (sip_tx, sip_rx) = tokio::sync::mpsc::unbounded_channel();
         let parse = |v: &[String]| -> Result<Vec<SocketAddr>, String> {
             v.iter()
                 .map(|a| {
@@ -250,11 +251,20 @@ pub async fn start(opts: Options) -> Result<Running, String> {
                         })
                     })
                     .collect::<Result<_, _>>()?,
+                rtp_ip: sc
+                    .rtp_ip
+                    .as_deref()
+                    .unwrap_or("127.0.0.1")
+                    .parse()
+                    .map_err(|_| "[sip] rtp_ip is not an IP address".to_string())?,
+                rtp_ports: sc.rtp_ports,
             },
             Arc::new(state::SipDirectory(shared.clone())),
+            sip_tx,
         )
         .await?;
         let _ = shared.sip.set(s);
+        tokio::spawn(endpoints::sip_events(shared.clone(), sip_rx));
     }
     let sinks = driver::Sinks {
         outbox: outbox_tx.clone(),

@@ -1,18 +1,28 @@
 //! The SIP endpoint: rsipstack's transports and transactions, with ringside's registrar and
 //! digest authentication on top. Only this module touches rsipstack.
 //!
-//! So far it registers users (REGISTER with digest, MD5 and SHA-256) and refuses calls with
-//! 480 until SIP legs are wired to the engine.
+//! It registers users (REGISTER with digest, MD5 and SHA-256) and takes calls: an INVITE
+//! becomes a leg — its SDP answered, its RTP on a port of the configured range — that the call
+//! engine learns of through [`SipEvent::Incoming`] and drives with [`LegCommand`]s.
 
 use crate::digest::{self, Algorithm, NonceCheck, Nonces};
 use crate::registrar::{self, Binding, Register, Registrar};
+use crate::rtp_port::{PortRange, RtpLeg};
+use crate::sdp::{self, SdpError};
+use crate::session::RtpSession;
+use media::port::PortRef;
 use rsipstack::EndpointBuilder;
+use rsipstack::dialog::dialog::{Dialog, DialogState, DialogStateSender};
+use rsipstack::dialog::dialog_layer::DialogLayer;
+use rsipstack::dialog::invite_dialog::InviteDialog;
 use rsipstack::sip::{Header, Method, Request, StatusCode};
 use rsipstack::transaction::transaction::Transaction;
 use rsipstack::transport::{TcpListenerConnection, TransportLayer, udp::UdpConnection};
-use std::net::SocketAddr;
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
+use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 /// Where the directory keeps a SIP user's secrets: HA1 per algorithm, never the password.
@@ -35,11 +45,42 @@ pub struct Config {
     /// Challenge with these, most preferred first (RFC 8760 §2.4). Some clients (SIPp 3.6,
     /// older phones) only look at the first challenge and need MD5 there.
     pub algorithms: Vec<Algorithm>,
+    /// Address RTP is bound to and advertised in SDP, and the port range.
+    pub rtp_ip: IpAddr,
+    pub rtp_ports: (u16, u16),
+}
+
+/// What happens to SIP legs, for the call engine.
+pub enum SipEvent {
+    /// A new call. Reply with the leg's id, or the SIP status to refuse it with.
+    Incoming {
+        /// The Request-URI, e.g. `sip:bot@contoso.example`.
+        to_uri: String,
+        to_user: Option<String>,
+        from_user: Option<String>,
+        from_display: Option<String>,
+        /// The leg's media, for its room.
+        port: PortRef,
+        reply: oneshot::Sender<Result<String, u16>>,
+    },
+    /// Our 200 OK went out: the leg is connected.
+    Answered { leg_id: String },
+    /// BYE, CANCEL or a failure ended the leg.
+    HungUp { leg_id: String },
+}
+
+/// What the call engine wants done with a SIP leg.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LegCommand {
+    Answer { leg_id: String },
+    Reject { leg_id: String, status: u16 },
+    Hangup { leg_id: String },
 }
 
 /// A running SIP endpoint.
 pub struct Sip {
     pub registrar: Arc<Mutex<Registrar>>,
+    commands: mpsc::UnboundedSender<LegCommand>,
     /// The addresses actually bound (port 0 resolved).
     pub addrs: Vec<(String, SocketAddr)>,
     cancel: CancellationToken,
@@ -60,7 +101,11 @@ fn now_ms() -> u64 {
 
 impl Sip {
     /// Bind the configured transports and start answering.
-    pub async fn start(cfg: Config, directory: Arc<dyn Directory>) -> Result<Sip, String> {
+    pub async fn start(
+        cfg: Config,
+        directory: Arc<dyn Directory>,
+        events: mpsc::UnboundedSender<SipEvent>,
+    ) -> Result<Sip, String> {
         let cancel = CancellationToken::new();
         let transports = TransportLayer::new(cancel.clone());
         for a in &cfg.udp {
@@ -102,7 +147,28 @@ impl Sip {
         r.min_expires = cfg.min_expires;
         r.max_expires = cfg.max_expires;
         let registrar = Arc::new(Mutex::new(r));
+        let dialogs = Arc::new(DialogLayer::new(endpoint.inner.clone()));
+        let (state_tx, mut state_rx) = dialogs.new_dialog_state_channel();
+        let contact = endpoint
+            .get_addrs()
+            .first()
+            .map(|a| rsipstack::sip::Uri {
+                scheme: Some(rsipstack::sip::Scheme::Sip),
+                auth: None,
+                host_with_port: a.addr.clone(),
+                params: vec![],
+                headers: vec![],
+            })
+            .ok_or("SIP: no transport bound")?;
         let ctx = Arc::new(Ctx {
+            dialogs,
+            state_tx,
+            contact,
+            events,
+            legs: Mutex::new(HashMap::new()),
+            by_dialog: Mutex::new(HashMap::new()),
+            rtp_ip: cfg.rtp_ip,
+            rtp_ports: PortRange::new(cfg.rtp_ports.0, cfg.rtp_ports.1),
             nonces: Nonces::new(cfg.nonce_secret, cfg.nonce_lifetime_s),
             realm: cfg.realm.clone(),
             directory,
@@ -114,6 +180,23 @@ impl Sip {
             },
         });
         tokio::spawn(async move { endpoint.serve().await });
+        {
+            let ctx = ctx.clone();
+            tokio::spawn(async move {
+                while let Some(st) = state_rx.recv().await {
+                    ctx.dialog_state(st);
+                }
+            });
+        }
+        let (commands, mut command_rx) = mpsc::unbounded_channel::<LegCommand>();
+        {
+            let ctx = ctx.clone();
+            tokio::spawn(async move {
+                while let Some(c) = command_rx.recv().await {
+                    ctx.command(c).await;
+                }
+            });
+        }
         let token = cancel.clone();
         tokio::spawn(async move {
             loop {
@@ -125,14 +208,20 @@ impl Sip {
                     },
                 };
                 let ctx = ctx.clone();
-                tokio::spawn(async move { ctx.handle(tx).await });
+                tokio::spawn(ctx.handle(tx));
             }
         });
         Ok(Sip {
             registrar,
+            commands,
             addrs,
             cancel,
         })
+    }
+
+    /// Answer, reject or hang up a leg.
+    pub fn command(&self, c: LegCommand) {
+        let _ = self.commands.send(c);
     }
 
     /// The user's registered contacts.
@@ -144,7 +233,23 @@ impl Sip {
     }
 }
 
+struct SipLeg {
+    dialog: InviteDialog,
+    answer: Vec<u8>,
+    _rtp: RtpLeg,
+    answered: bool,
+}
+
 struct Ctx {
+    dialogs: Arc<DialogLayer>,
+    state_tx: DialogStateSender,
+    contact: rsipstack::sip::Uri,
+    events: mpsc::UnboundedSender<SipEvent>,
+    legs: Mutex<HashMap<String, SipLeg>>,
+    /// Dialog id → leg id.
+    by_dialog: Mutex<HashMap<String, String>>,
+    rtp_ip: IpAddr,
+    rtp_ports: PortRange,
     algorithms: Vec<Algorithm>,
     nonces: Nonces,
     realm: String,
@@ -236,6 +341,19 @@ pub fn parse_request(data: &[u8]) -> Result<Request, String> {
     }
 }
 
+fn status_code(code: u16) -> StatusCode {
+    match code {
+        403 => StatusCode::Forbidden,
+        404 => StatusCode::NotFound,
+        408 => StatusCode::RequestTimeout,
+        480 => StatusCode::TemporarilyUnavailable,
+        486 => StatusCode::BusyHere,
+        488 => StatusCode::NotAcceptableHere,
+        503 => StatusCode::ServiceUnavailable,
+        _ => StatusCode::Decline,
+    }
+}
+
 /// The user part of the URI in a From/To value (`"Name" <sip:user@host>;tag=x`).
 fn uri_user(value: &str) -> Option<String> {
     let uri = match (value.find('<'), value.find('>')) {
@@ -252,26 +370,196 @@ fn uri_user(value: &str) -> Option<String> {
 }
 
 impl Ctx {
-    async fn handle(&self, mut tx: Transaction) {
+    async fn handle(self: Arc<Self>, mut tx: Transaction) {
+        // In-dialog requests (ACK, BYE, CANCEL, re-INVITE, INFO) go to their dialog.
+        if let Some(Dialog::Invite(mut d)) = self.dialogs.match_dialog(&tx) {
+            if let Err(e) = d.handle(&mut tx).await {
+                tracing::debug!(error = %e, "in-dialog request");
+            }
+            return;
+        }
         let result = match tx.original.method {
             Method::Register => self.register(&mut tx).await,
             Method::Options => tx.reply(StatusCode::OK).await,
-            Method::Invite => {
-                tx.reply_with(
-                    StatusCode::TemporarilyUnavailable,
-                    vec![Header::Other(
-                        "Reason".into(),
-                        "SIP;cause=480;text=\"calls are not routed yet\"".into(),
-                    )],
-                    None,
-                )
-                .await
-            }
+            Method::Invite => self.clone().invite(tx).await,
             Method::Ack => Ok(()),
+            Method::Bye | Method::Cancel => tx.reply(StatusCode::CallTransactionDoesNotExist).await,
             _ => tx.reply(StatusCode::NotImplemented).await,
         };
         if let Err(e) = result {
             tracing::debug!(error = %e, "SIP response not sent");
+        }
+    }
+
+    /// A new call: answer its SDP, bind its RTP, and ask the engine whom it is for.
+    async fn invite(self: Arc<Self>, mut tx: Transaction) -> rsipstack::Result<()> {
+        let sock = match self.rtp_ports.bind(self.rtp_ip) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(error = %e, "no RTP port free");
+                return tx
+                    .reply_with(
+                        StatusCode::ServiceUnavailable,
+                        vec![Header::RetryAfter("5".into())],
+                        None,
+                    )
+                    .await;
+            }
+        };
+        let local = sdp::Local {
+            addr: self.rtp_ip,
+            rtp_port: sock.local_addr().map(|a| a.port()).unwrap_or(0),
+            session_id: now_ms(),
+            version: 1,
+        };
+        let (answer, n) = match sdp::answer(&tx.original.body, &local) {
+            Ok(x) => x,
+            Err(e) => {
+                let code = match e {
+                    SdpError::Malformed(_) => StatusCode::BadRequest,
+                    SdpError::NotAcceptable(_) => StatusCode::NotAcceptableHere,
+                };
+                return tx
+                    .reply_with(
+                        code,
+                        vec![Header::Warning(format!("399 ringside \"{e}\"").into())],
+                        None,
+                    )
+                    .await;
+            }
+        };
+        let law = match n.codec {
+            sdp::Codec::Pcmu => media::g711::Law::Mu,
+            sdp::Codec::Pcma => media::g711::Law::A,
+        };
+        let seed = now_ms() as u32;
+        let session = RtpSession::new(
+            law,
+            n.payload_type,
+            n.dtmf_payload_type,
+            n.remote,
+            seed ^ 0x5EED_1234,
+            (seed >> 3) as u16,
+            seed.rotate_left(7),
+        );
+        let rtp = match RtpLeg::start(sock, session) {
+            Ok(r) => r,
+            Err(_) => return tx.reply(StatusCode::ServerInternalError).await,
+        };
+        let dialog = match self.dialogs.get_or_create_server_invite(
+            &tx,
+            self.state_tx.clone(),
+            None,
+            Some(self.contact.clone()),
+        ) {
+            Ok(d) => d,
+            Err(_) => return tx.reply(StatusCode::ServerInternalError).await,
+        };
+        let to_uri = tx.original.uri.to_string();
+        let from = values(&tx.original, |h| match h {
+            Header::From(v) => Some(v.value()),
+            _ => None,
+        })
+        .first()
+        .map(|s| s.to_string())
+        .unwrap_or_default();
+        let from_display = from
+            .split_once('"')
+            .and_then(|(_, r)| r.split_once('"'))
+            .map(|(d, _)| d.to_string());
+        let (reply, answer_rx) = oneshot::channel();
+        let _ = self.events.send(SipEvent::Incoming {
+            to_user: uri_user(&to_uri),
+            to_uri,
+            from_user: uri_user(&from),
+            from_display,
+            port: rtp.port.clone(),
+            reply,
+        });
+        // The dialog drives the INVITE transaction (100 Trying, our final response, ACK,
+        // CANCEL) until it ends.
+        let mut d = dialog.clone();
+        tokio::spawn(async move {
+            if let Err(e) = d.handle(&mut tx).await {
+                tracing::debug!(error = %e, "INVITE transaction");
+            }
+        });
+        match answer_rx.await {
+            Ok(Ok(leg_id)) => {
+                self.by_dialog
+                    .lock()
+                    .expect("legs")
+                    .insert(dialog.id().to_string(), leg_id.clone());
+                let _ = dialog.ringing(None, None);
+                self.legs.lock().expect("legs").insert(
+                    leg_id,
+                    SipLeg {
+                        dialog,
+                        answer,
+                        _rtp: rtp,
+                        answered: false,
+                    },
+                );
+            }
+            Ok(Err(status)) => {
+                let _ = dialog.reject(Some(status_code(status)), None);
+            }
+            Err(_) => {
+                let _ = dialog.reject(Some(StatusCode::ServiceUnavailable), None);
+            }
+        }
+        Ok(())
+    }
+
+    fn dialog_state(&self, st: DialogState) {
+        if let DialogState::Terminated(id, reason) = st {
+            let leg = self.by_dialog.lock().expect("legs").remove(&id.to_string());
+            if let Some(leg_id) = leg {
+                tracing::info!(leg = %leg_id, ?reason, "SIP leg ended");
+                self.legs.lock().expect("legs").remove(&leg_id);
+                let _ = self.events.send(SipEvent::HungUp { leg_id });
+            }
+        }
+    }
+
+    async fn command(&self, c: LegCommand) {
+        match c {
+            LegCommand::Answer { leg_id } => {
+                let mut legs = self.legs.lock().expect("legs");
+                let Some(l) = legs.get_mut(&leg_id) else {
+                    return;
+                };
+                let ok = l
+                    .dialog
+                    .accept(
+                        Some(vec![Header::ContentType("application/sdp".into())]),
+                        Some(l.answer.clone()),
+                    )
+                    .is_ok();
+                l.answered = ok;
+                drop(legs);
+                if ok {
+                    let _ = self.events.send(SipEvent::Answered { leg_id });
+                }
+            }
+            LegCommand::Reject { leg_id, status } => {
+                let leg = self.legs.lock().expect("legs").remove(&leg_id);
+                if let Some(l) = leg {
+                    let _ = l.dialog.reject(Some(status_code(status)), None);
+                }
+            }
+            LegCommand::Hangup { leg_id } => {
+                let leg = self.legs.lock().expect("legs").remove(&leg_id);
+                if let Some(l) = leg {
+                    if l.answered {
+                        let _ = l.dialog.bye().await;
+                    } else {
+                        let _ = l
+                            .dialog
+                            .reject(Some(StatusCode::TemporarilyUnavailable), None);
+                    }
+                }
+            }
         }
     }
 

@@ -48,8 +48,11 @@ async fn a_phone_registers_with_sha_256_digest_and_garbage_is_ignored() {
             min_expires: 60,
             max_expires: 3600,
             algorithms: vec![Algorithm::Sha256, Algorithm::Md5],
+            rtp_ip: "127.0.0.1".parse().unwrap(),
+            rtp_ports: (42000, 42100),
         },
         Arc::new(OneUser),
+        tokio::sync::mpsc::unbounded_channel().0,
     )
     .await
     .unwrap();

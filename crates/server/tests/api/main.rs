@@ -6,4 +6,5 @@ mod common;
 mod delivery;
 mod media;
 mod meetings;
+mod sip;
 mod trust;
