@@ -14,8 +14,8 @@ fn free_udp_port() -> u16 {
         .port()
 }
 
-#[tokio::test]
-async fn a_sip_phone_calls_the_app_which_answers_and_the_phone_hangs_up() {
+/// ringside with SIP on a free port, and SIPp calling the app `bot` with `scenario`.
+async fn phone_calls(scenario: &[&str]) -> (Harness, tokio::process::Child, std::path::PathBuf) {
     let port = free_udp_port();
     let h = Harness::start_with(&format!(
         "\n[sip]\nudp = [\"127.0.0.1:{port}\"]\nrtp_ports = [43000, 43100]\n"
@@ -23,33 +23,57 @@ async fn a_sip_phone_calls_the_app_which_answers_and_the_phone_hangs_up() {
     .await;
     let dir = std::env::temp_dir().join(format!("ringside-sipp-{port}"));
     std::fs::create_dir_all(&dir).unwrap();
-    // SIPp's built-in caller: INVITE (PCMU offer), expects 100/180 then 200, ACKs, keeps the
-    // call up 1.5 s and hangs up with BYE.
-    let mut sipp = tokio::process::Command::new("sipp")
-        .current_dir(&dir)
-        .args([
-            &format!("127.0.0.1:{port}"),
-            "-sn",
-            "uac",
+    let mut args: Vec<String> = vec![format!("127.0.0.1:{port}")];
+    args.extend(scenario.iter().map(|s| s.to_string()));
+    args.extend(
+        [
             "-s",
             "bot",
             "-m",
             "1",
-            "-d",
-            "1500",
             "-i",
             "127.0.0.1",
-            "-p",
-            &free_udp_port().to_string(),
             "-timeout",
             "20s",
             "-nostdin",
             "-trace_err",
-        ])
+            "-p",
+        ]
+        .map(String::from),
+    );
+    args.push(free_udp_port().to_string());
+    let sipp = tokio::process::Command::new("sipp")
+        .current_dir(&dir)
+        .args(&args)
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
         .expect("sipp is installed (Debian: sip-tester)");
+    (h, sipp, dir)
+}
+
+/// SIPp's exit status, with its error log when it failed.
+async fn sipp_result(mut sipp: tokio::process::Child, dir: &std::path::Path) -> (bool, String) {
+    let status = tokio::time::timeout(Duration::from_secs(20), sipp.wait())
+        .await
+        .expect("sipp finished")
+        .unwrap();
+    let errors = std::fs::read_dir(dir)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().ends_with("errors.log"))
+        .map(|e| std::fs::read_to_string(e.path()).unwrap_or_default())
+        .collect::<Vec<_>>()
+        .join("\n");
+    let _ = std::fs::remove_dir_all(dir);
+    (status.success(), errors)
+}
+
+#[tokio::test]
+async fn a_sip_phone_calls_the_app_which_answers_and_the_phone_hangs_up() {
+    // SIPp's built-in caller: INVITE (PCMU offer), expects 100/180 then 200, ACKs, keeps the
+    // call up 1.5 s and hangs up with BYE.
+    let (h, sipp, dir) = phone_calls(&["-sn", "uac", "-d", "1500"]).await;
     let incoming = h.next_incoming().await;
     assert_eq!(incoming.state(), Some("incoming"));
     let id = incoming.data["id"].as_str().unwrap().to_string();
@@ -69,17 +93,31 @@ async fn a_sip_phone_calls_the_app_which_answers_and_the_phone_hangs_up() {
     let notes = h.until_state(&id, "terminated").await;
     let last = notes.last().unwrap();
     assert_eq!(last.change, "deleted", "the phone's BYE ended the call");
-    let status = tokio::time::timeout(Duration::from_secs(20), sipp.wait())
-        .await
-        .expect("sipp finished")
-        .unwrap();
-    let errors = std::fs::read_dir(&dir)
-        .unwrap()
-        .filter_map(|e| e.ok())
-        .filter(|e| e.file_name().to_string_lossy().ends_with("errors.log"))
-        .map(|e| std::fs::read_to_string(e.path()).unwrap_or_default())
-        .collect::<Vec<_>>()
-        .join("\n");
-    assert!(status.success(), "SIPp saw the call through: {errors}");
-    let _ = std::fs::remove_dir_all(&dir);
+    let (ok, errors) = sipp_result(sipp, &dir).await;
+    assert!(ok, "SIPp saw the call through: {errors}");
+}
+
+#[tokio::test]
+async fn a_rejected_call_gets_486_at_the_phone() {
+    let xml = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../tests/sip/uac-rejected.xml"
+    );
+    let (h, sipp, dir) = phone_calls(&["-sf", xml]).await;
+    let incoming = h.next_incoming().await;
+    let id = incoming.data["id"].as_str().unwrap().to_string();
+    assert_eq!(
+        incoming.data["source"]["identity"]["user"]["displayName"], "Carol",
+        "the caller as the phone named itself"
+    );
+    let (s, v, _) = h
+        .req(
+            "POST",
+            &format!("/v1.0/communications/calls/{id}/reject"),
+            Some(json!({"reason": "busy"})),
+        )
+        .await;
+    assert_eq!(s, 202, "{v}");
+    let (ok, errors) = sipp_result(sipp, &dir).await;
+    assert!(ok, "the phone got 486 Busy Here: {errors}");
 }
