@@ -16,9 +16,16 @@ fn free_udp_port() -> u16 {
 
 /// ringside with SIP on a free port, and SIPp calling the app `bot` with `scenario`.
 async fn phone_calls(scenario: &[&str]) -> (Harness, tokio::process::Child, std::path::PathBuf) {
+    phone_calls_with(scenario, "").await
+}
+
+async fn phone_calls_with(
+    scenario: &[&str],
+    extra_server: &str,
+) -> (Harness, tokio::process::Child, std::path::PathBuf) {
     let port = free_udp_port();
     let h = Harness::start_with(&format!(
-        "\n[sip]\nudp = [\"127.0.0.1:{port}\"]\nrtp_ports = [43000, 43100]\n"
+        "{extra_server}\n[sip]\nudp = [\"127.0.0.1:{port}\"]\nrtp_ports = [43000, 43100]\n"
     ))
     .await;
     let dir = std::env::temp_dir().join(format!("ringside-sipp-{port}"));
@@ -120,4 +127,36 @@ async fn a_rejected_call_gets_486_at_the_phone() {
     assert_eq!(s, 202, "{v}");
     let (ok, errors) = sipp_result(sipp, &dir).await;
     assert!(ok, "the phone got 486 Busy Here: {errors}");
+}
+
+fn scenario(name: &str) -> String {
+    format!("{}/../../tests/sip/{name}", env!("CARGO_MANIFEST_DIR"))
+}
+
+#[tokio::test]
+async fn a_call_the_bot_does_not_answer_in_time_gets_408_and_ends_with_1106() {
+    let xml = scenario("uac-unanswered.xml");
+    let (h, sipp, dir) = phone_calls_with(&["-sf", &xml], "answer_deadline_seconds = 1").await;
+    let incoming = h.next_incoming().await;
+    let id = incoming.data["id"].as_str().unwrap().to_string();
+    let notes = h.until_state(&id, "terminated").await;
+    let r = &notes.last().unwrap().data["resultInfo"];
+    assert_eq!(
+        (r["code"].as_i64(), r["subcode"].as_i64()),
+        (Some(408), Some(1106))
+    );
+    let (ok, errors) = sipp_result(sipp, &dir).await;
+    assert!(ok, "the phone got 408: {errors}");
+}
+
+#[tokio::test]
+async fn a_phone_that_cancels_while_ringing_ends_the_incoming_call() {
+    let xml = scenario("uac-cancel.xml");
+    let (h, sipp, dir) = phone_calls(&["-sf", &xml]).await;
+    let incoming = h.next_incoming().await;
+    let id = incoming.data["id"].as_str().unwrap().to_string();
+    let notes = h.until_state(&id, "terminated").await;
+    assert_eq!(notes.last().unwrap().change, "deleted");
+    let (ok, errors) = sipp_result(sipp, &dir).await;
+    assert!(ok, "CANCEL got 200 and the INVITE 487: {errors}");
 }
