@@ -1474,26 +1474,8 @@ fn complete_timed_op(e: &mut Engine, call_id: &str, op: &str, kind: OpKind) {
     match kind {
         OpKind::AddLargeGalleryView => update_bot_member(e, call_id, |m| m.large_gallery = true),
         OpKind::StartRecording => {
-            let recording_id = e.id();
-            let c = e.calls.get_mut(call_id).expect("exists");
-            c.recording = true;
-            let (conf_id, tenant_id, app_id) =
-                (c.conf_id.clone(), c.tenant_id.clone(), c.app_id.clone());
-            e.effect(Effect::SaveRecording {
-                id: recording_id.clone(),
-                call_id: call_id.to_string(),
-                tenant_id,
-                app_id,
-                kind: RecordingKind::Call,
-                duration_ms: None,
-            });
-            let tracks = e.cfg.record_tracks;
-            e.effect(Effect::Media(::media::Cmd::StartRecording {
-                conf_id,
-                call_id: call_id.to_string(),
-                recording_id,
-                tracks,
-            }));
+            e.calls.get_mut(call_id).expect("exists").recording = true;
+            media::start_call_recording(e, call_id);
             let who = e.calls[call_id].source.identity.clone();
             update_bot_member(e, call_id, |m| {
                 m.recording = Some((RecordingStatus::Recording, who))

@@ -346,27 +346,31 @@ pub(crate) fn resume(e: &mut Engine) {
         }
         advance(e, &id);
         if e.calls[&id].recording {
-            let c = &e.calls[&id];
-            let (conf_id, tenant_id, app_id) =
-                (c.conf_id.clone(), c.tenant_id.clone(), c.app_id.clone());
-            let recording_id = e.id();
-            e.effect(Effect::SaveRecording {
-                id: recording_id.clone(),
-                call_id: id.clone(),
-                tenant_id,
-                app_id,
-                kind: RecordingKind::Call,
-                duration_ms: None,
-            });
-            let tracks = e.cfg.record_tracks;
-            e.effect(Effect::Media(::media::Cmd::StartRecording {
-                conf_id,
-                call_id: id.clone(),
-                recording_id,
-                tracks,
-            }));
+            start_call_recording(e, &id);
         }
     }
+}
+
+/// A new call-recording file for the call: listed at once (in progress), recorded by its room.
+pub(crate) fn start_call_recording(e: &mut Engine, call_id: &str) {
+    let c = &e.calls[call_id];
+    let (conf_id, tenant_id, app_id) = (c.conf_id.clone(), c.tenant_id.clone(), c.app_id.clone());
+    let recording_id = e.id();
+    e.effect(Effect::SaveRecording {
+        id: recording_id.clone(),
+        call_id: call_id.to_string(),
+        tenant_id,
+        app_id,
+        kind: RecordingKind::Call,
+        duration_ms: None,
+    });
+    let tracks = e.cfg.record_tracks;
+    e.effect(Effect::Media(::media::Cmd::StartRecording {
+        conf_id,
+        call_id: call_id.to_string(),
+        recording_id,
+        tracks,
+    }));
 }
 
 /// What the media room reports.

@@ -547,6 +547,10 @@ pub enum Control {
     AddSip {
         leg: String,
     },
+    /// The far end ended the leg on its own (a phone's BYE): nothing left to drive.
+    Forget {
+        leg: String,
+    },
     AddCaller {
         leg: String,
         user_id: String,
@@ -568,6 +572,7 @@ pub async fn run(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Control>) 
             Control::AddSip { leg } => {
                 eps.legs.insert(leg, Kind::Sip);
             }
+            Control::Forget { leg } => eps.stop(&leg),
             Control::AddCaller {
                 leg,
                 user_id,
@@ -677,6 +682,9 @@ pub async fn sip_events(
             }
             SipEvent::HungUp { leg_id } => {
                 shared.media.ports.remove(&leg_id);
+                let _ = shared.endpoints.send(Control::Forget {
+                    leg: leg_id.clone(),
+                });
                 let _ = shared.driver.send(Msg::Leg {
                     leg_id,
                     event: LegEvent::HungUp,

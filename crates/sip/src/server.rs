@@ -341,6 +341,10 @@ pub fn parse_request(data: &[u8]) -> Result<Request, String> {
     }
 }
 
+/// The methods ringside handles.
+const ALLOW: &str =
+    "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, INFO, REFER, NOTIFY, UPDATE, PRACK";
+
 fn status_code(code: u16) -> StatusCode {
     match code {
         403 => StatusCode::Forbidden,
@@ -384,7 +388,16 @@ impl Ctx {
             Method::Invite => self.clone().invite(tx).await,
             Method::Ack => Ok(()),
             Method::Bye | Method::Cancel => tx.reply(StatusCode::CallTransactionDoesNotExist).await,
-            _ => tx.reply(StatusCode::NotImplemented).await,
+            // SUBSCRIBE, MESSAGE, PUBLISH… outside a dialog: not something ringside does;
+            // Allow says what it does (RFC 3261 §20.5).
+            _ => {
+                tx.reply_with(
+                    StatusCode::NotImplemented,
+                    vec![Header::Allow(ALLOW.into())],
+                    None,
+                )
+                .await
+            }
         };
         if let Err(e) = result {
             tracing::debug!(error = %e, "SIP response not sent");

@@ -65,6 +65,20 @@ async fn a_phone_registers_with_sha_256_digest_and_garbage_is_ignored() {
         sock.send(junk).await.unwrap();
     }
 
+    // A method ringside does not do outside a dialog: 501, and Allow says what it does.
+    let subscribe = register(&local, 7, None)
+        .replace("REGISTER sip:", "SUBSCRIBE sip:")
+        .replace("CSeq: 7 REGISTER", "CSeq: 7 SUBSCRIBE")
+        .replace("z9hG4bK-7-test", "z9hG4bK-sub-test");
+    let refused = exchange(&sock, &subscribe).await;
+    assert!(refused.starts_with("SIP/2.0 501"), "{refused}");
+    assert!(
+        refused
+            .lines()
+            .any(|l| l.starts_with("Allow:") && l.contains("REGISTER")),
+        "{refused}"
+    );
+
     let challenge = exchange(&sock, &register(&local, 1, None)).await;
     assert!(challenge.starts_with("SIP/2.0 401"), "{challenge}");
     let sha = challenge
