@@ -350,7 +350,8 @@ pub struct User {
     pub tenant: String,
     #[serde(default)]
     pub display_name: Option<String>,
-    /// `simulated` (scripted, in-process) — SIP and WebRTC arrive with later issues.
+    /// `simulated` (scripted, in-process) or `sip` (calls ring the phones registered as
+    /// `sip_user`); WebRTC arrives with a later issue.
     #[serde(default = "default_endpoint")]
     pub endpoint: String,
     #[serde(default)]
@@ -509,6 +510,22 @@ impl Config {
             u.behaviour
                 .validate()
                 .map_err(|e| format!("user {}: {e}", u.id))?;
+            match u.endpoint.as_str() {
+                "simulated" => {}
+                "sip" if u.sip_password.is_some() || u.sip_ha1.is_some() => {}
+                "sip" => {
+                    return Err(format!(
+                        "user {} has endpoint \"sip\" but no sip_password to register with",
+                        u.id
+                    ));
+                }
+                other => {
+                    return Err(format!(
+                        "user {}: endpoint \"{other}\" is not one of \"simulated\", \"sip\"",
+                        u.id
+                    ));
+                }
+            }
         }
         Ok(())
     }
@@ -658,5 +675,18 @@ mod tests {
             ..Default::default()
         };
         assert!(b.validate().unwrap_err().contains("'x'"));
+    }
+
+    #[test]
+    fn user_endpoints_are_simulated_or_sip_with_credentials() {
+        let mut c = Config::seed_dev();
+        c.users[0].endpoint = "sip".into();
+        c.users[0].sip_password = None;
+        c.users[0].sip_ha1 = None;
+        assert!(c.validate().unwrap_err().contains("no sip_password"));
+        c.users[0].sip_password = Some("pw".into());
+        c.validate().unwrap();
+        c.users[0].endpoint = "webrtc".into();
+        assert!(c.validate().unwrap_err().contains("\"webrtc\" is not one of"));
     }
 }

@@ -220,6 +220,61 @@ impl Endpoints {
         }
     }
 
+    /// Ring every registered contact of a SIP user (crates/sip forks the call).
+    fn dial_sip(&mut self, leg: &str, user: &crate::config::User, from: &ParticipantInfo) {
+        let reg = self.shared.registry.clone();
+        let Some(sip) = self.shared.sip.get() else {
+            self.event(
+                leg,
+                LegEvent::Failed {
+                    sip_code: 480,
+                    reason: format!("user {} is a SIP user but SIP is not enabled", user.id),
+                },
+            );
+            return;
+        };
+        let contacts: Vec<String> = sip
+            .contacts(user.sip_username())
+            .into_iter()
+            .map(|b| b.uri)
+            .collect();
+        if contacts.is_empty() {
+            reg.log(leg, Some(&user.id), "failed 480 not registered");
+            self.event(
+                leg,
+                LegEvent::Failed {
+                    sip_code: 480,
+                    reason: format!("user {} has no registered SIP phone", user.id),
+                },
+            );
+            return;
+        }
+        let caller = sip::server::Caller {
+            user: match from.identity.party() {
+                Some(
+                    Party::User(id)
+                    | Party::Application(id)
+                    | Party::ApplicationInstance(id)
+                    | Party::Phone(id)
+                    | Party::Guest(id),
+                ) => id,
+                None => "ringside".into(),
+            },
+            display: from.identity.display_name().map(str::to_string),
+        };
+        reg.log(
+            leg,
+            Some(&user.id),
+            format!("dialling {} SIP contact(s)", contacts.len()),
+        );
+        self.legs.insert(leg.to_string(), Kind::Sip);
+        sip.command(sip::server::LegCommand::Dial {
+            leg_id: leg.to_string(),
+            contacts,
+            caller,
+        });
+    }
+
     /// Register a simulated caller leg (a simulated user calling an app).
     pub fn add_caller(&mut self, leg: &str, user_id: &str, behaviour: Behaviour) {
         self.shared.registry.log(leg, Some(user_id), "calling");
@@ -373,6 +428,10 @@ impl Endpoints {
                     );
                     return;
                 };
+                if user.endpoint == "sip" {
+                    self.dial_sip(leg, &user, &from);
+                    return;
+                }
                 if user.endpoint != "simulated" {
                     self.event(
                         leg,
@@ -674,10 +733,38 @@ pub async fn sip_events(
                     }
                 }
             }
-            SipEvent::Answered { leg_id } => {
+            SipEvent::Ringing { leg_id } => {
+                let _ = shared.driver.send(Msg::Leg {
+                    leg_id,
+                    event: LegEvent::Ringing,
+                });
+            }
+            SipEvent::Answered { leg_id, port } => {
+                if let Some(p) = port {
+                    shared.media.ports.insert(&leg_id, p);
+                }
                 let _ = shared.driver.send(Msg::Leg {
                     leg_id,
                     event: LegEvent::Answered,
+                });
+            }
+            SipEvent::Failed {
+                leg_id,
+                status,
+                reason,
+            } => {
+                shared
+                    .registry
+                    .log(&leg_id, None, format!("failed {reason}"));
+                let _ = shared.endpoints.send(Control::Forget {
+                    leg: leg_id.clone(),
+                });
+                let _ = shared.driver.send(Msg::Leg {
+                    leg_id,
+                    event: LegEvent::Failed {
+                        sip_code: status,
+                        reason,
+                    },
                 });
             }
             SipEvent::HungUp { leg_id } => {

@@ -5,6 +5,10 @@
 //! becomes a leg — its SDP answered, its RTP on a port of the configured range — that the call
 //! engine learns of through [`SipEvent::Incoming`] and drives with [`LegCommand`]s.
 
+mod dial;
+
+pub use dial::{Caller, best_failure};
+
 use crate::digest::{self, Algorithm, NonceCheck, Nonces};
 use crate::registrar::{self, Binding, Register, Registrar};
 use crate::rtp_port::{PortRange, RtpLeg};
@@ -63,8 +67,20 @@ pub enum SipEvent {
         port: PortRef,
         reply: oneshot::Sender<Result<String, u16>>,
     },
-    /// Our 200 OK went out: the leg is connected.
-    Answered { leg_id: String },
+    /// The phone is ringing (180/183 to ringside's INVITE).
+    Ringing { leg_id: String },
+    /// The leg is connected: our 200 OK went out, or the phone answered ringside's INVITE
+    /// (then `port` is its media, for its room).
+    Answered {
+        leg_id: String,
+        port: Option<PortRef>,
+    },
+    /// ringside's call to a phone failed: every contact refused or none answered.
+    Failed {
+        leg_id: String,
+        status: u16,
+        reason: String,
+    },
     /// BYE, CANCEL or a failure ended the leg.
     HungUp { leg_id: String },
 }
@@ -72,9 +88,22 @@ pub enum SipEvent {
 /// What the call engine wants done with a SIP leg.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LegCommand {
-    Answer { leg_id: String },
-    Reject { leg_id: String, status: u16 },
-    Hangup { leg_id: String },
+    /// Ring all of `contacts` (a user's registered Contact URIs) at once.
+    Dial {
+        leg_id: String,
+        contacts: Vec<String>,
+        caller: Caller,
+    },
+    Answer {
+        leg_id: String,
+    },
+    Reject {
+        leg_id: String,
+        status: u16,
+    },
+    Hangup {
+        leg_id: String,
+    },
 }
 
 /// A running SIP endpoint.
@@ -166,6 +195,7 @@ impl Sip {
             contact,
             events,
             legs: Mutex::new(HashMap::new()),
+            dialing: Mutex::new(HashMap::new()),
             by_dialog: Mutex::new(HashMap::new()),
             rtp_ip: cfg.rtp_ip,
             rtp_ports: PortRange::new(cfg.rtp_ports.0, cfg.rtp_ports.1),
@@ -193,7 +223,16 @@ impl Sip {
             let ctx = ctx.clone();
             tokio::spawn(async move {
                 while let Some(c) = command_rx.recv().await {
-                    ctx.command(c).await;
+                    match c {
+                        LegCommand::Dial {
+                            leg_id,
+                            contacts,
+                            caller,
+                        } => {
+                            tokio::spawn(ctx.clone().dial(leg_id, contacts, caller));
+                        }
+                        c => ctx.command(c).await,
+                    }
                 }
             });
         }
@@ -246,6 +285,8 @@ struct Ctx {
     contact: rsipstack::sip::Uri,
     events: mpsc::UnboundedSender<SipEvent>,
     legs: Mutex<HashMap<String, SipLeg>>,
+    /// Calls out that are still ringing: leg id → the INVITE of every branch.
+    dialing: Mutex<HashMap<String, Vec<InviteDialog>>>,
     /// Dialog id → leg id.
     by_dialog: Mutex<HashMap<String, String>>,
     rtp_ip: IpAddr,
@@ -537,6 +578,7 @@ impl Ctx {
 
     async fn command(&self, c: LegCommand) {
         match c {
+            LegCommand::Dial { .. } => {}
             LegCommand::Answer { leg_id } => {
                 let mut legs = self.legs.lock().expect("legs");
                 let Some(l) = legs.get_mut(&leg_id) else {
@@ -552,7 +594,7 @@ impl Ctx {
                 l.answered = ok;
                 drop(legs);
                 if ok {
-                    let _ = self.events.send(SipEvent::Answered { leg_id });
+                    let _ = self.events.send(SipEvent::Answered { leg_id, port: None });
                 }
             }
             LegCommand::Reject { leg_id, status } => {
@@ -562,6 +604,9 @@ impl Ctx {
                 }
             }
             LegCommand::Hangup { leg_id } => {
+                if self.cancel_dialing(&leg_id) {
+                    return;
+                }
                 let leg = self.legs.lock().expect("legs").remove(&leg_id);
                 if let Some(l) = leg {
                     if l.answered {

@@ -26,6 +26,9 @@ pub const DAVE_DECLINE: &str = "da5e0000-0000-0000-0000-000000000004";
 pub const ERIN_DTMF: &str = "e4140000-0000-0000-0000-000000000005";
 pub const FRANK_HANGS_UP: &str = "f4a40000-0000-0000-0000-000000000006";
 pub const GINA: &str = "91a40000-0000-0000-0000-000000000007";
+/// A SIP user: calls to Hank ring the phones registered as `hank`.
+pub const HANK_SIP: &str = "4a4c0000-0000-0000-0000-000000000008";
+pub const HANK_PASSWORD: &str = "hank-sip-secret";
 
 /// One commsNotification item as the bot received it.
 #[derive(Debug, Clone)]
@@ -267,6 +270,14 @@ id = "{GINA}"
 tenant = "{TENANT}"
 display_name = "Gina"
 behaviour = {{ action = "answer", answerAfterMs = 50 }}
+
+[[users]]
+id = "{HANK_SIP}"
+tenant = "{TENANT}"
+display_name = "Hank"
+endpoint = "sip"
+sip_user = "hank"
+sip_password = "{HANK_PASSWORD}"
 "#
     )
 }

@@ -501,7 +501,7 @@ async fn cli_places_a_simulated_call_and_lists_what_the_user_heard() {
     let incoming = hooks_h.next_incoming().await;
     assert_eq!(incoming.data["id"], call.as_str());
     let d = run(&["directory"]);
-    assert_eq!(d["users"].as_array().unwrap().len(), 7);
+    assert_eq!(d["users"].as_array().unwrap().len(), 8);
     let legs = run(&["legs", "--user", ALICE]);
     assert_eq!(legs["value"].as_array().unwrap().len(), 1);
     let out = std::process::Command::new(bin)

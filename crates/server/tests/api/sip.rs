@@ -160,3 +160,193 @@ async fn a_phone_that_cancels_while_ringing_ends_the_incoming_call() {
     let (ok, errors) = sipp_result(sipp, &dir).await;
     assert!(ok, "CANCEL got 200 and the INVITE 487: {errors}");
 }
+
+// ---- The bot calls a SIP user: every registered phone rings ----
+
+/// ringside with SIP on a free port; MD5 is challenged first because SIPp 3.6 only
+/// answers the first challenge and only knows MD5.
+async fn sip_server() -> (Harness, u16) {
+    let port = free_udp_port();
+    let h = Harness::start_with(&format!(
+        "\n[sip]\nudp = [\"127.0.0.1:{port}\"]\nrtp_ports = [43200, 43400]\ndigest = [\"MD5\", \"SHA-256\"]\n"
+    ))
+    .await;
+    (h, port)
+}
+
+/// A SIPp phone: registered as `hank` (digest), then waiting for calls with `scenario`.
+struct Phone {
+    sipp: tokio::process::Child,
+    dir: std::path::PathBuf,
+}
+
+impl Phone {
+    async fn register_and_run(sip_port: u16, xml: &str, extra: &[&str]) -> Phone {
+        let port = free_udp_port();
+        let dir = std::env::temp_dir().join(format!("ringside-phone-{port}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let register = tokio::process::Command::new("sipp")
+            .current_dir(&dir)
+            .args([
+                &format!("127.0.0.1:{sip_port}"),
+                "-sf",
+                &scenario("register.xml"),
+                "-s",
+                "hank",
+                "-au",
+                "hank",
+                "-ap",
+                HANK_PASSWORD,
+                "-m",
+                "1",
+                "-i",
+                "127.0.0.1",
+                "-p",
+                &port.to_string(),
+                "-timeout",
+                "10s",
+                "-nostdin",
+            ])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .await
+            .expect("sipp is installed (Debian: sip-tester)");
+        assert!(register.success(), "the phone registered as hank");
+        let mut args: Vec<String> = vec!["-sf".into(), scenario(xml)];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        args.extend(
+            [
+                "-m",
+                "1",
+                "-i",
+                "127.0.0.1",
+                "-timeout",
+                "20s",
+                "-nostdin",
+                "-trace_err",
+                "-p",
+            ]
+            .map(String::from),
+        );
+        args.push(port.to_string());
+        let sipp = tokio::process::Command::new("sipp")
+            .current_dir(&dir)
+            .args(&args)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        // Listening once its port is taken.
+        for _ in 0..200 {
+            if std::net::UdpSocket::bind(("127.0.0.1", port)).is_err() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        Phone { sipp, dir }
+    }
+
+    async fn result(self) -> (bool, String) {
+        sipp_result(self.sipp, &self.dir).await
+    }
+}
+
+#[tokio::test]
+async fn the_bot_calls_a_sip_phone_which_rings_and_answers_and_the_bot_hangs_up() {
+    let (h, sip_port) = sip_server().await;
+    let phone = Phone::register_and_run(sip_port, "uas-answer.xml", &[]).await;
+    let id = h.call_user(HANK_SIP).await;
+    let notes = h.until_state(&id, "established").await;
+    assert_eq!(
+        states(&notes),
+        ["establishing", "ringing", "established"],
+        "the phone's 180 shows as ringing"
+    );
+    let (s, v, _) = h
+        .req("GET", &format!("/v1.0/communications/calls/{id}"), None)
+        .await;
+    assert_eq!(s, 200);
+    assert_eq!(v["mediaState"]["audio"], "active", "{v}");
+    let (s, _, _) = h
+        .req("DELETE", &format!("/v1.0/communications/calls/{id}"), None)
+        .await;
+    assert_eq!(s, 204);
+    h.until_state(&id, "terminated").await;
+    let (ok, errors) = phone.result().await;
+    assert!(ok, "the phone got the bot's BYE: {errors}");
+}
+
+#[tokio::test]
+async fn a_sip_phone_that_hangs_up_ends_the_bots_call() {
+    let (h, sip_port) = sip_server().await;
+    let phone = Phone::register_and_run(sip_port, "uas-hangup.xml", &[]).await;
+    let id = h.call_user(HANK_SIP).await;
+    h.until_state(&id, "established").await;
+    let notes = h.until_state(&id, "terminated").await;
+    assert_eq!(notes.last().unwrap().change, "deleted");
+    let (ok, errors) = phone.result().await;
+    assert!(ok, "the phone's BYE got 200 OK: {errors}");
+}
+
+#[tokio::test]
+async fn a_busy_or_declining_sip_phone_fails_the_call_with_its_status() {
+    for (xml, code) in [("uas-busy.xml", 486), ("uas-decline.xml", 603)] {
+        let (h, sip_port) = sip_server().await;
+        let phone = Phone::register_and_run(sip_port, xml, &[]).await;
+        let id = h.call_user(HANK_SIP).await;
+        let notes = h.until_state(&id, "terminated").await;
+        assert_eq!(
+            notes.last().unwrap().data["resultInfo"]["code"],
+            code,
+            "{xml}"
+        );
+        let (ok, errors) = phone.result().await;
+        assert!(ok, "the phone's {code} was ACKed: {errors}");
+    }
+}
+
+#[tokio::test]
+async fn hanging_up_while_the_sip_phone_rings_cancels_the_invite() {
+    let (h, sip_port) = sip_server().await;
+    let phone = Phone::register_and_run(sip_port, "uas-ring-cancel.xml", &[]).await;
+    let id = h.call_user(HANK_SIP).await;
+    h.until_state(&id, "ringing").await;
+    let (s, _, _) = h
+        .req("DELETE", &format!("/v1.0/communications/calls/{id}"), None)
+        .await;
+    assert_eq!(s, 204);
+    h.until_state(&id, "terminated").await;
+    let (ok, errors) = phone.result().await;
+    assert!(ok, "the phone got CANCEL and its 487 was ACKed: {errors}");
+}
+
+#[tokio::test]
+async fn a_sip_user_with_no_registered_phone_is_unavailable() {
+    let (h, _) = sip_server().await;
+    let id = h.call_user(HANK_SIP).await;
+    let notes = h.until_state(&id, "terminated").await;
+    assert_eq!(notes.last().unwrap().data["resultInfo"]["code"], 480);
+}
+
+#[tokio::test]
+async fn every_registered_phone_rings_the_first_to_answer_wins_and_the_other_is_cancelled() {
+    let (h, sip_port) = sip_server().await;
+    // Two phones registered as hank: the desk phone answers, the softphone keeps ringing.
+    let desk = Phone::register_and_run(sip_port, "uas-answer.xml", &[]).await;
+    let soft = Phone::register_and_run(sip_port, "uas-ring-cancel.xml", &[]).await;
+    let (s, v) = h.admin("GET", "/sip/registrations/hank", None).await;
+    assert_eq!(s, 200);
+    assert_eq!(v["contacts"].as_array().map(Vec::len), Some(2), "{v}");
+    let id = h.call_user(HANK_SIP).await;
+    h.until_state(&id, "established").await;
+    let (ok, errors) = soft.result().await;
+    assert!(ok, "the phone that did not answer got CANCEL: {errors}");
+    let (s, _, _) = h
+        .req("DELETE", &format!("/v1.0/communications/calls/{id}"), None)
+        .await;
+    assert_eq!(s, 204);
+    h.until_state(&id, "terminated").await;
+    let (ok, errors) = desk.result().await;
+    assert!(ok, "the phone that answered got the BYE: {errors}");
+}
