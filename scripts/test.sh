@@ -14,6 +14,7 @@ python3 -c 'import ensurepip, venv' 2>/dev/null || missing+=(python3-venv)
 command -v espeak-ng >/dev/null || missing+=(espeak-ng)   # audio fixtures (tests/e2e/fixtures.sh)
 command -v sox >/dev/null || missing+=(sox)
 command -v sipp >/dev/null || missing+=(sip-tester)       # SIPp (tests/sip)
+command -v baresip >/dev/null || missing+=(baresip)      # a real softphone (tests/e2e/test_sip_phones.py)
 command -v curl >/dev/null || missing+=(curl)
 if ((${#missing[@]})); then
   log "installing ${missing[*]}"

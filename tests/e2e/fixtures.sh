@@ -44,4 +44,11 @@ make dtmf.wav dtmf "1234#*0" dtmf.wav
 for f in 500 800 1100; do
   make "sine$f.wav" sox -n "${pcm16k[@]}" "sine$f.wav" synth 4 sine $f gain -12
 done
+# For baresip's aufile source: 8 kHz PCM, with trailing silence (baresip 1.0 hangs up when its
+# source file ends).
+pcm8k=(-r 8000 -c 1 -b 16 -e signed-integer)
+make prompt8k.wav sox prompt.wav "${pcm8k[@]}" prompt8k.wav
+make speech8k.wav sox speech.wav "${pcm8k[@]}" speech8k.wav pad 0 30
+make dtmf8k.wav sox dtmf.wav "${pcm8k[@]}" dtmf8k.wav pad 0.3 30
+make silence8k.wav sox -n "${pcm8k[@]}" silence8k.wav trim 0 120
 echo "fixtures in $out"

@@ -46,11 +46,14 @@ DAVE_DECLINE = "da5e0000-0000-0000-0000-000000000004"
 ERIN_DTMF = "e4140000-0000-0000-0000-000000000005"   # presses 4,5,6 from 1000 ms after answer
 GINA = "91a40000-0000-0000-0000-000000000007"        # answers after 50 ms
 HANK = "4a4c0000-0000-0000-0000-000000000008"        # answers after 50 ms (escalations)
+IVAN_SIP = "1a4a0000-0000-0000-0000-000000000009"    # a SIP user: calls ring the phones registered as `ivan`
+IVAN_SIP_USER = "ivan"
+IVAN_SIP_PASSWORD = "ivan-sip-secret"
 
 
-def config_text(listen: str, hook: str, extra_server: str = "", extra_config: str = "") -> str:
+def config_text(listen: str, hook: str, extra_server: str = "", extra_config: str = "", sip_port: int = 0) -> str:
     """The suite's ringside.toml; `extra_server` replaces the call cap under [server],
-    `extra_config` is appended (more apps, tenants or users)."""
+    `extra_config` is appended (more apps, tenants or users); SIP listens on `sip_port`."""
     return f"""
 [server]
 listen = "{listen}"
@@ -122,11 +125,26 @@ id = "{HANK}"
 tenant = "{TENANT}"
 display_name = "Hank"
 behaviour = {{ action = "answer", answerAfterMs = 50 }}
+
+[[users]]
+id = "{IVAN_SIP}"
+tenant = "{TENANT}"
+display_name = "Ivan"
+endpoint = "sip"
+sip_user = "{IVAN_SIP_USER}"
+sip_password = "{IVAN_SIP_PASSWORD}"
+
+[sip]
+udp = ["127.0.0.1:{sip_port}"]
+rtp_ports = [44000, 44600]
+# baresip 1.0 (libre 1.x) gives up on a REGISTER challenged with any algorithm but MD5, even
+# when an MD5 challenge is offered beside it.
+digest = ["MD5"]
 {extra_config}"""
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+def free_port(kind: int = socket.SOCK_STREAM) -> int:
+    with socket.socket(socket.AF_INET, kind) as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
 
@@ -441,6 +459,7 @@ class Ringside:
         self.data_dir = data_dir
         self.hooks = hooks
         self.port = free_port()
+        self.sip_port = free_port(socket.SOCK_DGRAM)
         self.base = f"http://127.0.0.1:{self.port}"
         self.https_base: Optional[str] = None
         self.cert = data_dir / "tls" / "cert.pem"
@@ -450,14 +469,14 @@ class Ringside:
             extra_server = f'{extra_server or "max_calls_per_app = 1000"}\nhttps_listen = "127.0.0.1:{https_port}"'
         self.apps = ((APP, SECRET), (APP2, SECRET2)) + tuple(apps)
         data_dir.mkdir(parents=True, exist_ok=True)
-        (data_dir / "ringside.toml").write_text(config_text(f"127.0.0.1:{self.port}", hooks.url, extra_server, extra_config))
+        (data_dir / "ringside.toml").write_text(config_text(f"127.0.0.1:{self.port}", hooks.url, extra_server, extra_config, self.sip_port))
         self.log_path = data_dir / "ringside.log"
         self.proc: Optional[subprocess.Popen] = None
         self._tokens: dict[str, str] = {}
 
     def start(self, timeout: float = 30) -> None:
         log = open(self.log_path, "wb")
-        env = dict(os.environ, RUST_LOG=os.environ.get("RUST_LOG", "info,hyper=warn,reqwest=warn"), NO_COLOR="1")
+        env = dict(os.environ, RUST_LOG=os.environ.get("RUST_LOG", "info,hyper=warn,reqwest=warn,rsipstack=warn"), NO_COLOR="1")
         self.proc = subprocess.Popen(
             [str(self.binary), "--data-dir", str(self.data_dir), "serve"],
             stdout=log,

@@ -687,6 +687,10 @@ mod tests {
         c.users[0].sip_password = Some("pw".into());
         c.validate().unwrap();
         c.users[0].endpoint = "webrtc".into();
-        assert!(c.validate().unwrap_err().contains("\"webrtc\" is not one of"));
+        assert!(
+            c.validate()
+                .unwrap_err()
+                .contains("\"webrtc\" is not one of")
+        );
     }
 }

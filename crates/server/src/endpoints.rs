@@ -748,6 +748,18 @@ pub async fn sip_events(
                     event: LegEvent::Answered,
                 });
             }
+            SipEvent::Held { leg_id } => {
+                let _ = shared.driver.send(Msg::Leg {
+                    leg_id,
+                    event: LegEvent::Held,
+                });
+            }
+            SipEvent::Resumed { leg_id } => {
+                let _ = shared.driver.send(Msg::Leg {
+                    leg_id,
+                    event: LegEvent::Resumed,
+                });
+            }
             SipEvent::Failed {
                 leg_id,
                 status,

@@ -113,7 +113,7 @@ fn main() {
     // Structured logs: RINGSIDE_LOG_FORMAT=json writes one JSON object per event; audit events
     // (admin changes, auth failures, refused outbound requests) carry target "audit".
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| "info,hyper=warn,reqwest=warn".into());
+        .unwrap_or_else(|_| "info,hyper=warn,reqwest=warn,rsipstack=warn".into());
     if std::env::var("RINGSIDE_LOG_FORMAT").is_ok_and(|f| f.eq_ignore_ascii_case("json")) {
         tracing_subscriber::fmt()
             .json()

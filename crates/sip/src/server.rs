@@ -6,8 +6,10 @@
 //! engine learns of through [`SipEvent::Incoming`] and drives with [`LegCommand`]s.
 
 mod dial;
+mod in_dialog;
 
 pub use dial::{Caller, best_failure};
+pub use in_dialog::info_key;
 
 use crate::digest::{self, Algorithm, NonceCheck, Nonces};
 use crate::registrar::{self, Binding, Register, Registrar};
@@ -81,6 +83,11 @@ pub enum SipEvent {
         status: u16,
         reason: String,
     },
+    /// The far end put the call on hold (a re-INVITE or UPDATE offering `sendonly` or
+    /// `inactive`).
+    Held { leg_id: String },
+    /// The far end took the call off hold.
+    Resumed { leg_id: String },
     /// BYE, CANCEL or a failure ended the leg.
     HungUp { leg_id: String },
 }
@@ -275,7 +282,11 @@ impl Sip {
 struct SipLeg {
     dialog: InviteDialog,
     answer: Vec<u8>,
-    _rtp: RtpLeg,
+    rtp: RtpLeg,
+    /// ringside's side of the SDP (its version goes up with every new answer).
+    local: sdp::Local,
+    /// The far end holds the call.
+    held: bool,
     answered: bool,
 }
 
@@ -550,7 +561,9 @@ impl Ctx {
                     SipLeg {
                         dialog,
                         answer,
-                        _rtp: rtp,
+                        rtp,
+                        local,
+                        held: false,
                         answered: false,
                     },
                 );
@@ -565,7 +578,20 @@ impl Ctx {
         Ok(())
     }
 
-    fn dialog_state(&self, st: DialogState) {
+    fn dialog_state(self: &Arc<Self>, st: DialogState) {
+        if !matches!(st, DialogState::Terminated(..)) {
+            let leg = self
+                .by_dialog
+                .lock()
+                .expect("legs")
+                .get(&st.id().to_string())
+                .cloned();
+            if let Some(leg_id) = leg {
+                let ctx = self.clone();
+                tokio::spawn(async move { ctx.in_dialog(&leg_id, st).await });
+            }
+            return;
+        }
         if let DialogState::Terminated(id, reason) = st {
             let leg = self.by_dialog.lock().expect("legs").remove(&id.to_string());
             if let Some(leg_id) = leg {

@@ -49,6 +49,8 @@ pub struct RtpSession {
     ts: u32,
     remote: SocketAddr,
     latched: bool,
+    /// False while the far end does not want media (it offered `sendonly` or `inactive`).
+    sending: bool,
     keys_in: VecDeque<char>,
     last_event_ts: Option<u32>,
     keys_out: VecDeque<char>,
@@ -83,6 +85,7 @@ impl RtpSession {
             ts,
             remote,
             latched: false,
+            sending: true,
             keys_in: VecDeque::new(),
             last_event_ts: None,
             keys_out: VecDeque::new(),
@@ -166,8 +169,42 @@ impl RtpSession {
         true
     }
 
+    /// A new offer/answer in the dialog (re-INVITE or UPDATE): the codec may change, a new
+    /// media address is latched afresh (a transfer, a move to another device), and the far
+    /// end's direction says whether it wants ringside's audio (RFC 3264 §8.4: nothing is
+    /// sent to a `sendonly` or `inactive` side). `c=0.0.0.0` keeps the old address (RFC 2543
+    /// hold).
+    pub fn renegotiate(&mut self, n: &crate::sdp::Negotiated) {
+        self.law = match n.codec {
+            crate::sdp::Codec::Pcmu => Law::Mu,
+            crate::sdp::Codec::Pcma => Law::A,
+        };
+        self.payload_type = n.payload_type;
+        self.dtmf_payload_type = n.dtmf_payload_type;
+        self.sending = !n.remote_direction.is_hold();
+        if !n.remote.ip().is_unspecified() && n.remote != self.remote {
+            self.remote = n.remote;
+            self.latched = false;
+        }
+    }
+
+    /// Whether audio goes out (false while the far end holds the call).
+    pub fn sending(&self) -> bool {
+        self.sending
+    }
+
+    /// A key the far end sent in the signalling (SIP INFO): into the same path as RFC 4733.
+    pub fn key_from_signalling(&mut self, key: char) {
+        self.keys_in.push_back(key);
+    }
+
     /// The room's 20 ms for the far end: the RTP packets to send now.
     pub fn send_frame(&mut self, frame: &[i16; FRAME], packets: &mut Vec<Vec<u8>>) {
+        if !self.sending {
+            // The media clock runs on, so the timestamps stay right when sending resumes.
+            self.ts = self.ts.wrapping_add(NARROW as u32);
+            return;
+        }
         let before = packets.len();
         self.scratch.clear();
         self.down.process(frame, &mut self.scratch);
@@ -374,5 +411,47 @@ mod tests {
             !no_dtmf.queue_key('1'),
             "no telephone-event negotiated: in-band only"
         );
+    }
+
+    fn negotiated(remote: &str, direction: crate::sdp::Direction) -> crate::sdp::Negotiated {
+        crate::sdp::Negotiated {
+            remote: remote.parse().unwrap(),
+            codec: crate::sdp::Codec::Pcma,
+            payload_type: 8,
+            dtmf_payload_type: Some(101),
+            remote_direction: direction,
+            ptime_ms: 20,
+        }
+    }
+
+    #[test]
+    fn a_hold_offer_stops_sending_and_a_resume_starts_again_with_the_new_codec() {
+        use crate::sdp::Direction;
+        let mut s = session();
+        let frame = [0i16; FRAME];
+        let mut packets = vec![];
+        s.renegotiate(&negotiated("0.0.0.0:5004", Direction::SendRecv));
+        assert_eq!(s.remote(), far(), "c=0.0.0.0 keeps the old address");
+        s.renegotiate(&negotiated("10.0.0.5:5004", Direction::SendOnly));
+        assert!(!s.sending());
+        s.send_frame(&frame, &mut packets);
+        assert!(packets.is_empty(), "nothing is sent to a held phone");
+        s.renegotiate(&negotiated("10.0.0.7:6000", Direction::SendRecv));
+        s.send_frame(&frame, &mut packets);
+        let p = Rtp::parse(&packets[0]).unwrap();
+        assert_eq!(p.payload_type, 8, "PCMA now");
+        assert_eq!(
+            p.timestamp,
+            1000 + NARROW as u32,
+            "the clock ran on while held"
+        );
+        assert_eq!(s.remote(), "10.0.0.7:6000".parse().unwrap(), "moved");
+    }
+
+    #[test]
+    fn keys_from_sip_info_join_the_key_path() {
+        let mut s = session();
+        s.key_from_signalling('7');
+        assert_eq!(s.take_key(), Some('7'));
     }
 }

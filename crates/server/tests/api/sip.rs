@@ -84,19 +84,7 @@ async fn a_sip_phone_calls_the_app_which_answers_and_the_phone_hangs_up() {
     let incoming = h.next_incoming().await;
     assert_eq!(incoming.state(), Some("incoming"));
     let id = incoming.data["id"].as_str().unwrap().to_string();
-    let (s, v, _) = h
-        .req(
-            "POST",
-            &format!("/v1.0/communications/calls/{id}/answer"),
-            Some(json!({
-                "callbackUri": h.callback(),
-                "acceptedModalities": ["audio"],
-                "mediaConfig": {"@odata.type": "#microsoft.graph.serviceHostedMediaConfig"}
-            })),
-        )
-        .await;
-    assert_eq!(s, 202, "{v}");
-    h.until_state(&id, "established").await;
+    answer(&h, &id).await;
     let notes = h.until_state(&id, "terminated").await;
     let last = notes.last().unwrap();
     assert_eq!(last.change, "deleted", "the phone's BYE ended the call");
@@ -127,6 +115,23 @@ async fn a_rejected_call_gets_486_at_the_phone() {
     assert_eq!(s, 202, "{v}");
     let (ok, errors) = sipp_result(sipp, &dir).await;
     assert!(ok, "the phone got 486 Busy Here: {errors}");
+}
+
+/// The bot answers the incoming call `id` with service-hosted media.
+async fn answer(h: &Harness, id: &str) {
+    let (s, v, _) = h
+        .req(
+            "POST",
+            &format!("/v1.0/communications/calls/{id}/answer"),
+            Some(json!({
+                "callbackUri": h.callback(),
+                "acceptedModalities": ["audio"],
+                "mediaConfig": {"@odata.type": "#microsoft.graph.serviceHostedMediaConfig"}
+            })),
+        )
+        .await;
+    assert_eq!(s, 202, "{v}");
+    h.until_state(id, "established").await;
 }
 
 fn scenario(name: &str) -> String {
@@ -349,4 +354,48 @@ async fn every_registered_phone_rings_the_first_to_answer_wins_and_the_other_is_
     h.until_state(&id, "terminated").await;
     let (ok, errors) = desk.result().await;
     assert!(ok, "the phone that answered got the BYE: {errors}");
+}
+
+#[tokio::test]
+async fn a_phone_that_holds_and_resumes_shows_as_hold_and_is_answered_per_rfc3264() {
+    // SIPp checks the answers: sendonly is answered recvonly, sendrecv again sendrecv.
+    let (h, sipp, dir) = phone_calls(&["-sf", &scenario("uac-hold.xml")]).await;
+    let incoming = h.next_incoming().await;
+    let id = incoming.data["id"].as_str().unwrap().to_string();
+    answer(&h, &id).await;
+    h.until_state(&id, "hold").await;
+    h.until_state(&id, "established").await;
+    h.until_state(&id, "terminated").await;
+    let (ok, errors) = sipp_result(sipp, &dir).await;
+    assert!(ok, "the phone got recvonly, then sendrecv: {errors}");
+}
+
+#[tokio::test]
+async fn keys_sent_as_sip_info_arrive_as_tone_info() {
+    let (h, sipp, dir) = phone_calls(&["-sf", &scenario("uac-info.xml")]).await;
+    let id = h.next_incoming().await.data["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    answer(&h, &id).await;
+    let (s, v, _) = h
+        .req(
+            "POST",
+            &format!("/v1.0/communications/calls/{id}/subscribeToTone"),
+            Some(json!({"clientContext": "keys"})),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    let notes = h
+        .until(&id, "second key", |n| n.data["toneInfo"]["sequenceId"] == 2)
+        .await;
+    let tones: Vec<_> = notes
+        .iter()
+        .filter_map(|n| n.data.get("toneInfo"))
+        .map(|t| t["tone"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(tones, ["tone5", "pound"]);
+    h.until_state(&id, "terminated").await;
+    let (ok, errors) = sipp_result(sipp, &dir).await;
+    assert!(ok, "each INFO got 200: {errors}");
 }

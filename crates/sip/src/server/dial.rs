@@ -33,6 +33,7 @@ enum Ev {
 struct Branch {
     dialog: InviteDialog,
     contact: String,
+    local: sdp::Local,
     socket: Option<UdpSocket>,
     /// The final status, once known.
     done: Option<u16>,
@@ -140,6 +141,7 @@ impl Ctx {
         Ok(Branch {
             dialog,
             contact: contact.to_string(),
+            local,
             socket: Some(socket),
             done: None,
         })
@@ -205,6 +207,11 @@ impl Ctx {
                         leg_id: leg_id.clone(),
                     });
                     return;
+                }
+                Ev::State(st) if winner == Some(i) => {
+                    let ctx = self.clone();
+                    let leg = leg_id.clone();
+                    tokio::spawn(async move { ctx.in_dialog(&leg, st).await });
                 }
                 Ev::State(_) => {}
                 Ev::Final(r) => {
@@ -285,7 +292,9 @@ impl Ctx {
                         SipLeg {
                             dialog,
                             answer: vec![],
-                            _rtp: rtp,
+                            rtp,
+                            local: branches[i].local.clone(),
+                            held: false,
                             answered: true,
                         },
                     );
