@@ -282,7 +282,24 @@ pub(crate) fn on_event(e: &mut Engine, leg_id: &str, ev: LegEvent) {
         }
         LegEvent::Answered => on_answered(e, &leg),
         LegEvent::Failed { sip_code, reason } => on_failed(e, &leg, sip_code, &reason),
-        LegEvent::HungUp => on_hung_up(e, &leg),
+        LegEvent::HungUp => on_hung_up(
+            e,
+            &leg,
+            ResultInfo::new(
+                200,
+                4521,
+                "Call ended by the other participant of a P2P call.",
+            ),
+        ),
+        LegEvent::MediaLost { reason } => on_hung_up(
+            e,
+            &leg,
+            ResultInfo::new(
+                410,
+                301005,
+                &format!("Media connectivity failure: {reason}."),
+            ),
+        ),
         LegEvent::Held | LegEvent::Resumed => {
             let held = ev == LegEvent::Held;
             if let Some(conf) = &leg.conf_id
@@ -539,7 +556,8 @@ fn on_failed(e: &mut Engine, leg: &Leg, sip_code: u16, reason: &str) {
     }
 }
 
-fn on_hung_up(e: &mut Engine, leg: &Leg) {
+/// The leg is gone (hung up, or its media was lost: `result` ends a P2P call).
+fn on_hung_up(e: &mut Engine, leg: &Leg, result: ResultInfo) {
     // Hanging up before answering is a failed attempt, whoever rang the leg.
     if leg.state == LegState::Ringing && !matches!(leg.role, LegRole::Caller { .. }) {
         on_failed(e, leg, 487, "the callee hung up before answering");
@@ -559,16 +577,7 @@ fn on_hung_up(e: &mut Engine, leg: &Leg) {
     };
     // Anyone else: end_leg already took the leg out of its conference.
     if let Some(call_id) = p2p_call {
-        terminate(
-            e,
-            call_id,
-            ResultInfo::new(
-                200,
-                4521,
-                "Call ended by the other participant of a P2P call.",
-            ),
-            None,
-        );
+        terminate(e, call_id, result, None);
     }
 }
 

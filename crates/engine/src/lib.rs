@@ -151,6 +151,10 @@ pub enum LegEvent {
         reason: String,
     },
     HungUp,
+    /// The leg's media stopped arriving (no RTP for the media timeout): it is gone.
+    MediaLost {
+        reason: String,
+    },
     Held,
     Resumed,
     /// The party started / stopped sharing its screen.

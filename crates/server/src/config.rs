@@ -403,6 +403,14 @@ pub struct SipConfig {
     pub rtp_ip: Option<String>,
     #[serde(default = "default_rtp_ports")]
     pub rtp_ports: (u16, u16),
+    /// A connected phone that sends no RTP (nor RTCP) for this long is hung up and its call
+    /// ends with 410/301005; 0 turns the check off. Not applied while the phone holds.
+    #[serde(default = "default_media_timeout")]
+    pub media_timeout_seconds: u64,
+}
+
+fn default_media_timeout() -> u64 {
+    30
 }
 
 fn default_rtp_ports() -> (u16, u16) {
@@ -632,6 +640,7 @@ impl Config {
                 digest: vec![],
                 rtp_ip: None,
                 rtp_ports: default_rtp_ports(),
+                media_timeout_seconds: default_media_timeout(),
             }),
         }
     }

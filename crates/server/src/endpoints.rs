@@ -169,6 +169,7 @@ impl Endpoints {
                 LegEvent::Answered => "answered".to_string(),
                 LegEvent::Failed { sip_code, reason } => format!("failed {sip_code} {reason}"),
                 LegEvent::HungUp => "hung up".to_string(),
+                LegEvent::MediaLost { reason } => format!("media lost: {reason}"),
                 LegEvent::Held => "put the call on hold".to_string(),
                 LegEvent::Resumed => "resumed the call".to_string(),
                 LegEvent::Ringing => "ringing".to_string(),
@@ -746,6 +747,16 @@ pub async fn sip_events(
                 let _ = shared.driver.send(Msg::Leg {
                     leg_id,
                     event: LegEvent::Answered,
+                });
+            }
+            SipEvent::MediaLost { leg_id, reason } => {
+                shared.media.ports.remove(&leg_id);
+                let _ = shared.endpoints.send(Control::Forget {
+                    leg: leg_id.clone(),
+                });
+                let _ = shared.driver.send(Msg::Leg {
+                    leg_id,
+                    event: LegEvent::MediaLost { reason },
                 });
             }
             SipEvent::Held { leg_id } => {

@@ -258,6 +258,7 @@ pub async fn start(opts: Options) -> Result<Running, String> {
                     .parse()
                     .map_err(|_| "[sip] rtp_ip is not an IP address".to_string())?,
                 rtp_ports: sc.rtp_ports,
+                media_timeout_s: sc.media_timeout_seconds,
             },
             Arc::new(state::SipDirectory(shared.clone())),
             sip_tx,

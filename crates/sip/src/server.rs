@@ -54,6 +54,8 @@ pub struct Config {
     /// Address RTP is bound to and advertised in SDP, and the port range.
     pub rtp_ip: IpAddr,
     pub rtp_ports: (u16, u16),
+    /// Hang up a connected leg that has sent no RTP or RTCP for this long (0: never).
+    pub media_timeout_s: u64,
 }
 
 /// What happens to SIP legs, for the call engine.
@@ -88,6 +90,8 @@ pub enum SipEvent {
     Held { leg_id: String },
     /// The far end took the call off hold.
     Resumed { leg_id: String },
+    /// No RTP arrived for the media timeout: ringside hung the leg up.
+    MediaLost { leg_id: String, reason: String },
     /// BYE, CANCEL or a failure ended the leg.
     HungUp { leg_id: String },
 }
@@ -243,6 +247,20 @@ impl Sip {
                 }
             });
         }
+        if cfg.media_timeout_s > 0 {
+            let ctx = ctx.clone();
+            let token = cancel.clone();
+            let limit = std::time::Duration::from_secs(cfg.media_timeout_s);
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(std::time::Duration::from_millis(500));
+                loop {
+                    tokio::select! {
+                        _ = token.cancelled() => return,
+                        _ = tick.tick() => ctx.media_watchdog(limit),
+                    }
+                }
+            });
+        }
         let token = cancel.clone();
         tokio::spawn(async move {
             loop {
@@ -288,6 +306,8 @@ struct SipLeg {
     /// The far end holds the call.
     held: bool,
     answered: bool,
+    /// Since when media is expected: the answer, or the end of a hold.
+    media_since: std::time::Instant,
 }
 
 struct Ctx {
@@ -565,6 +585,7 @@ impl Ctx {
                         local,
                         held: false,
                         answered: false,
+                        media_since: std::time::Instant::now(),
                     },
                 );
             }
@@ -618,6 +639,7 @@ impl Ctx {
                     )
                     .is_ok();
                 l.answered = ok;
+                l.media_since = std::time::Instant::now();
                 drop(legs);
                 if ok {
                     let _ = self.events.send(SipEvent::Answered { leg_id, port: None });
@@ -644,6 +666,39 @@ impl Ctx {
                     }
                 }
             }
+        }
+    }
+
+    /// Hang up connected legs whose media stopped (none while the far end holds the call).
+    fn media_watchdog(&self, limit: std::time::Duration) {
+        let lost: Vec<(String, InviteDialog)> = {
+            let mut legs = self.legs.lock().expect("legs");
+            let ids: Vec<String> = legs
+                .iter()
+                .filter(|(_, l)| {
+                    l.answered
+                        && !l.held
+                        && l.media_since.elapsed() > limit
+                        && l.rtp.silent_for_ms() > limit.as_millis() as u64
+                })
+                .map(|(id, _)| id.clone())
+                .collect();
+            ids.into_iter()
+                .filter_map(|id| legs.remove(&id).map(|l| (id, l.dialog)))
+                .collect()
+        };
+        for (leg_id, dialog) in lost {
+            let reason = format!("no RTP from the phone for {} s", limit.as_secs());
+            tracing::info!(leg = %leg_id, %reason, "SIP media timeout");
+            let _ = self.events.send(SipEvent::MediaLost { leg_id, reason });
+            tokio::spawn(async move {
+                let _ = dialog
+                    .bye_with_headers(Some(vec![Header::Other(
+                        "Reason".into(),
+                        "SIP;cause=408;text=\"media timeout\"".into(),
+                    )]))
+                    .await;
+            });
         }
     }
 

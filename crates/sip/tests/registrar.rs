@@ -50,6 +50,7 @@ async fn a_phone_registers_with_sha_256_digest_and_garbage_is_ignored() {
             algorithms: vec![Algorithm::Sha256, Algorithm::Md5],
             rtp_ip: "127.0.0.1".parse().unwrap(),
             rtp_ports: (42000, 42100),
+            media_timeout_s: 0,
         },
         Arc::new(OneUser),
         tokio::sync::mpsc::unbounded_channel().0,

@@ -28,7 +28,14 @@ async fn phone_calls_with(
         "{extra_server}\n[sip]\nudp = [\"127.0.0.1:{port}\"]\nrtp_ports = [43000, 43100]\n"
     ))
     .await;
-    let dir = std::env::temp_dir().join(format!("ringside-sipp-{port}"));
+    let (sipp, dir) = spawn_caller(port, scenario);
+    (h, sipp, dir)
+}
+
+/// SIPp calling the app `bot` at ringside's SIP port with `scenario`.
+fn spawn_caller(port: u16, scenario: &[&str]) -> (tokio::process::Child, std::path::PathBuf) {
+    let local = free_udp_port();
+    let dir = std::env::temp_dir().join(format!("ringside-sipp-{local}"));
     std::fs::create_dir_all(&dir).unwrap();
     let mut args: Vec<String> = vec![format!("127.0.0.1:{port}")];
     args.extend(scenario.iter().map(|s| s.to_string()));
@@ -48,7 +55,7 @@ async fn phone_calls_with(
         ]
         .map(String::from),
     );
-    args.push(free_udp_port().to_string());
+    args.push(local.to_string());
     let sipp = tokio::process::Command::new("sipp")
         .current_dir(&dir)
         .args(&args)
@@ -56,7 +63,7 @@ async fn phone_calls_with(
         .stderr(std::process::Stdio::null())
         .spawn()
         .expect("sipp is installed (Debian: sip-tester)");
-    (h, sipp, dir)
+    (sipp, dir)
 }
 
 /// SIPp's exit status, with its error log when it failed.
@@ -398,4 +405,87 @@ async fn keys_sent_as_sip_info_arrive_as_tone_info() {
     h.until_state(&id, "terminated").await;
     let (ok, errors) = sipp_result(sipp, &dir).await;
     assert!(ok, "each INFO got 200: {errors}");
+}
+
+#[tokio::test]
+async fn a_phones_call_redirected_to_a_sip_user_connects_the_two_phones() {
+    let (h, port) = sip_server().await;
+    let callee = Phone::register_and_run(port, "uas-answer.xml", &[]).await;
+    // The caller hangs up 1.5 s after it is answered; the callee gets that BYE through ringside.
+    let (caller, dir) = spawn_caller(port, &["-sn", "uac", "-d", "1500"]);
+    let id = h.next_incoming().await.data["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (s, v, _) = h
+        .req(
+            "POST",
+            &format!("/v1.0/communications/calls/{id}/redirect"),
+            Some(json!({"targets": [{"identity": {"user": {"id": HANK_SIP}}}], "callbackUri": h.callback()})),
+        )
+        .await;
+    assert_eq!(s, 202, "{v}");
+    let notes = h.until_state(&id, "terminated").await;
+    assert_eq!(
+        notes.last().unwrap().data["answeredBy"]["identity"]["user"]["id"],
+        HANK_SIP
+    );
+    let (ok, errors) = sipp_result(caller, &dir).await;
+    assert!(
+        ok,
+        "the caller was answered by the phone it was redirected to: {errors}"
+    );
+    let (ok, errors) = callee.result().await;
+    assert!(ok, "the callee got the caller's BYE: {errors}");
+}
+
+#[tokio::test]
+async fn a_sip_phone_transferred_to_a_user_stays_in_the_call_until_the_user_hangs_up() {
+    let (h, port) = sip_server().await;
+    let phone = Phone::register_and_run(port, "uas-answer.xml", &[]).await;
+    let id = h.call_user(HANK_SIP).await;
+    h.until_state(&id, "established").await;
+    let (s, v, _) = h
+        .req(
+            "POST",
+            &format!("/v1.0/communications/calls/{id}/transfer"),
+            Some(json!({"transferTarget": {"endpointType": "default", "identity": {"user": {"id": FRANK_HANGS_UP}}}})),
+        )
+        .await;
+    assert_eq!(s, 202, "{v}");
+    let notes = h.until_state(&id, "terminated").await;
+    assert!(
+        states(&notes).contains(&"transferring".to_string()),
+        "{:?}",
+        states(&notes)
+    );
+    let (ok, errors) = phone.result().await;
+    assert!(
+        ok,
+        "the phone was bridged to Frank and got BYE when he hung up: {errors}"
+    );
+}
+
+#[tokio::test]
+async fn a_phone_that_sends_no_rtp_is_hung_up_after_the_media_timeout() {
+    let port = free_udp_port();
+    let h = Harness::start_with(&format!(
+        "\n[sip]\nudp = [\"127.0.0.1:{port}\"]\nrtp_ports = [43500, 43600]\nmedia_timeout_seconds = 1\n"
+    ))
+    .await;
+    let (sipp, dir) = spawn_caller(port, &["-sf", &scenario("uac-silent.xml")]);
+    let id = h.next_incoming().await.data["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    answer(&h, &id).await;
+    let notes = h.until_state(&id, "terminated").await;
+    let r = &notes.last().unwrap().data["resultInfo"];
+    assert_eq!(
+        (r["code"].as_i64(), r["subcode"].as_i64()),
+        (Some(410), Some(301005)),
+        "{r}"
+    );
+    let (ok, errors) = sipp_result(sipp, &dir).await;
+    assert!(ok, "the silent phone got BYE: {errors}");
 }

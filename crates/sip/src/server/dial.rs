@@ -296,6 +296,7 @@ impl Ctx {
                             local: branches[i].local.clone(),
                             held: false,
                             answered: true,
+                            media_since: std::time::Instant::now(),
                         },
                     );
                     tracing::info!(leg = %leg_id, contact = %branches[i].contact, "SIP call answered");

@@ -92,6 +92,9 @@ impl Ctx {
                             let hold = n.remote_direction.is_hold();
                             let change = (hold != l.held).then_some(hold);
                             l.held = hold;
+                            if !hold {
+                                l.media_since = std::time::Instant::now();
+                            }
                             Reoffer::Answer(answer, change)
                         }
                         Err(e @ SdpError::Malformed(_)) => {
