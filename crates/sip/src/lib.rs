@@ -15,6 +15,7 @@
 
 pub mod digest;
 pub mod registrar;
+pub mod rtcp;
 pub mod rtp;
 pub mod rtp_port;
 pub mod sdp;

@@ -1,6 +1,11 @@
 //! RTP sockets for SIP legs. Each leg binds a UDP port from the configured range; a task
 //! receives into its [`RtpSession`], and the media room's thread sends from the same socket
 //! (non-blocking, paced by the room's 20 ms clock) through the leg's [`media::port::Port`].
+//!
+//! RTCP goes over the next (odd) port: received reports feed the session, and every
+//! [`RTCP_INTERVAL`] the leg sends its SR/RR with SDES to where the far end's RTCP comes from
+//! (or its RTP port + 1 until some does); a BYE when the leg ends. RTCP multiplexed on the RTP
+//! port (RFC 5761) is read too.
 
 use crate::session::RtpSession;
 use media::FRAME;
@@ -77,6 +82,9 @@ impl Port for RtpPort {
 }
 
 /// A running RTP leg: its port for the room, and when RTP last arrived (media timeout).
+/// How often a leg sends RTCP (RFC 3550 §6.2: 5 s minimum for a two-party session).
+pub const RTCP_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
+
 pub struct RtpLeg {
     pub port: PortRef,
     pub session: Arc<Mutex<RtpSession>>,
@@ -84,6 +92,28 @@ pub struct RtpLeg {
     started: Instant,
     last_rx_ms: Arc<AtomicU64>,
     task: tokio::task::JoinHandle<()>,
+    rtcp: Option<Rtcp>,
+}
+
+struct Rtcp {
+    socket: Arc<tokio::net::UdpSocket>,
+    /// Where the far end's RTCP comes from (learned), else its RTP address + 1.
+    peer: Arc<Mutex<Option<SocketAddr>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+fn rtcp_target(peer: &Mutex<Option<SocketAddr>>, session: &Mutex<RtpSession>) -> SocketAddr {
+    peer.lock().expect("rtcp").unwrap_or_else(|| {
+        let r = session.lock().expect("rtp").remote();
+        SocketAddr::new(r.ip(), r.port().wrapping_add(1))
+    })
 }
 
 impl RtpLeg {
@@ -110,6 +140,7 @@ impl RtpLeg {
                 }
             })
         };
+        let rtcp = Self::start_rtcp(local, &session, started, &last_rx_ms);
         let port: PortRef = Arc::new(Mutex::new(RtpPort {
             session: session.clone(),
             socket,
@@ -122,7 +153,60 @@ impl RtpLeg {
             started,
             last_rx_ms,
             task,
+            rtcp,
         })
+    }
+
+    /// Bind RTP port + 1 and run the leg's RTCP (best effort: without it, RTCP can still
+    /// arrive multiplexed on the RTP port).
+    fn start_rtcp(
+        local: SocketAddr,
+        session: &Arc<Mutex<RtpSession>>,
+        started: Instant,
+        last_rx_ms: &Arc<AtomicU64>,
+    ) -> Option<Rtcp> {
+        let addr = SocketAddr::new(local.ip(), local.port().checked_add(1)?);
+        let std_socket = UdpSocket::bind(addr).ok()?;
+        std_socket.set_nonblocking(true).ok()?;
+        let socket = Arc::new(tokio::net::UdpSocket::from_std(std_socket).ok()?);
+        let peer: Arc<Mutex<Option<SocketAddr>>> = Arc::new(Mutex::new(None));
+        let task = {
+            let (socket, peer, session, last) = (
+                socket.clone(),
+                peer.clone(),
+                session.clone(),
+                last_rx_ms.clone(),
+            );
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 1500];
+                let mut tick = tokio::time::interval_at(
+                    tokio::time::Instant::now() + RTCP_INTERVAL / 2,
+                    RTCP_INTERVAL,
+                );
+                loop {
+                    tokio::select! {
+                        r = socket.recv_from(&mut buf) => {
+                            let Ok((n, from)) = r else { return };
+                            let ms = started.elapsed().as_millis() as u64;
+                            let before = session.lock().expect("rtp").stats().rtcp_in;
+                            session.lock().expect("rtp").receive_rtcp(&buf[..n], ms);
+                            if session.lock().expect("rtp").stats().rtcp_in > before {
+                                // Valid RTCP: the far end is alive, and this is where it is.
+                                last.store(ms.max(1), Ordering::Relaxed);
+                                *peer.lock().expect("rtcp") = Some(from);
+                            }
+                        }
+                        _ = tick.tick() => {
+                            let ms = started.elapsed().as_millis() as u64;
+                            let report = session.lock().expect("rtp").rtcp_report(unix_ms(), ms);
+                            let to = rtcp_target(&peer, &session);
+                            let _ = socket.send_to(&report, to).await;
+                        }
+                    }
+                }
+            })
+        };
+        Some(Rtcp { socket, peer, task })
     }
 
     /// Milliseconds since RTP last arrived (since the start if none has).
@@ -135,6 +219,13 @@ impl RtpLeg {
 impl Drop for RtpLeg {
     fn drop(&mut self) {
         self.task.abort();
+        if let Some(r) = &self.rtcp {
+            r.task.abort();
+            let bye = self.session.lock().expect("rtp").rtcp_bye();
+            let _ = r
+                .socket
+                .try_send_to(&bye, rtcp_target(&r.peer, &self.session));
+        }
     }
 }
 
@@ -203,5 +294,34 @@ mod tests {
         ports.sort();
         assert_eq!(ports, [47102, 47104]);
         assert!(range.bind(ip).is_err(), "every port of the range is taken");
+    }
+
+    #[tokio::test]
+    async fn legs_exchange_rtcp_reports_on_the_next_port() {
+        let range = PortRange::new(41200, 41300);
+        let placeholder: SocketAddr = "127.0.0.1:9".parse().unwrap();
+        let a = leg(&range, placeholder);
+        let b = leg(&range, a.local);
+        let frame = [1000i16; FRAME];
+        // Audio both ways for a while; the first reports go out after half an interval.
+        let deadline = Instant::now() + RTCP_INTERVAL / 2 + Duration::from_millis(600);
+        while Instant::now() < deadline {
+            b.port.lock().unwrap().write(&frame);
+            a.port.lock().unwrap().write(&frame);
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            let mut out = [0i16; FRAME];
+            a.port.lock().unwrap().read(&mut out);
+            b.port.lock().unwrap().read(&mut out);
+        }
+        let sa = a.session.lock().unwrap();
+        assert!(
+            sa.stats().rtcp_in >= 1,
+            "a got b's report: {:?}",
+            sa.stats()
+        );
+        let far = sa.far_report().expect("b reported on a's stream");
+        assert_eq!(far.cumulative_lost, 0, "nothing lost over loopback");
+        assert!(far.highest_seq > 50, "{far:?}");
+        assert!(b.session.lock().unwrap().stats().rtcp_in >= 1);
     }
 }

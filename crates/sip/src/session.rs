@@ -9,6 +9,7 @@
 //! * **Telephone-events out:** a key is sent as a start packet (marker set), updates every
 //!   20 ms, then three end packets (§2.5.1.4), replacing the audio while it lasts.
 
+use crate::rtcp::{self, Reception, ReportBlock, SenderInfo};
 use crate::rtp::{Rtp, TelephoneEvent, is_rtcp};
 use media::FRAME;
 use media::g711::Law;
@@ -26,6 +27,9 @@ const KEY_SAMPLES: u16 = 800;
 pub struct SessionStats {
     pub packets_in: u64,
     pub packets_out: u64,
+    pub octets_out: u64,
+    pub rtcp_in: u64,
+    pub rtcp_out: u64,
     /// Not RTP, wrong payload type, or from an address other than the latched one.
     pub dropped: u64,
     pub jitter: JitterStats,
@@ -59,6 +63,10 @@ pub struct RtpSession {
     gap: u32,
     stats: SessionStats,
     scratch: Vec<i16>,
+    /// The incoming stream's statistics, for our report blocks.
+    reception: Reception,
+    /// How the far end says it hears us (the block about our SSRC in its last report).
+    far_report: Option<ReportBlock>,
 }
 
 impl RtpSession {
@@ -93,6 +101,8 @@ impl RtpSession {
             gap: 0,
             stats: SessionStats::default(),
             scratch: Vec::with_capacity(FRAME),
+            reception: Reception::default(),
+            far_report: None,
         }
     }
 
@@ -110,6 +120,8 @@ impl RtpSession {
     /// A datagram from the RTP socket; `arrival` in 8 kHz samples of the receiver's clock.
     pub fn receive(&mut self, from: SocketAddr, packet: &[u8], arrival: u64) {
         if is_rtcp(packet) {
+            // RTCP multiplexed on the RTP port (RFC 5761).
+            self.receive_rtcp(packet, arrival / 8);
             return;
         }
         let Ok(p) = Rtp::parse(packet) else {
@@ -137,6 +149,8 @@ impl RtpSession {
             return;
         }
         self.stats.packets_in += 1;
+        self.reception
+            .packet(p.ssrc, p.sequence, p.timestamp, arrival);
         if !self.latched {
             self.latched = true;
             self.remote = from;
@@ -167,6 +181,52 @@ impl RtpSession {
         }
         self.keys_out.push_back(key);
         true
+    }
+
+    /// An RTCP datagram from the far end; `now_ms` on the receiver's clock.
+    pub fn receive_rtcp(&mut self, packet: &[u8], now_ms: u64) {
+        let Ok(c) = rtcp::parse(packet) else {
+            self.stats.dropped += 1;
+            return;
+        };
+        self.stats.rtcp_in += 1;
+        if let Some(sr) = c.sender {
+            self.reception.sender_report(sr.ntp, now_ms);
+        }
+        if let Some(b) = c.reports.iter().find(|b| b.ssrc == self.ssrc) {
+            self.far_report = Some(*b);
+        }
+    }
+
+    /// The compound RTCP packet to send now: an SR while ringside sends audio (an RR when it
+    /// does not), a report block on the far end's stream once it has sent any, and SDES
+    /// CNAME. `unix_ms` for the SR's NTP time, `now_ms` on the receiver's clock.
+    pub fn rtcp_report(&mut self, unix_ms: u64, now_ms: u64) -> Vec<u8> {
+        let mut out = Vec::with_capacity(80);
+        let block: Vec<ReportBlock> = self.reception.report(now_ms).into_iter().collect();
+        let sender = (self.stats.packets_out > 0 && self.sending).then(|| SenderInfo {
+            ntp: rtcp::ntp_from_unix_ms(unix_ms),
+            rtp_ts: self.ts,
+            packets: self.stats.packets_out as u32,
+            octets: self.stats.octets_out as u32,
+        });
+        rtcp::write_report(&mut out, self.ssrc, sender.as_ref(), &block);
+        rtcp::write_sdes(&mut out, self.ssrc, &format!("ringside-{:08x}", self.ssrc));
+        self.stats.rtcp_out += 1;
+        out
+    }
+
+    /// The RTCP BYE to send when the leg ends (RR + BYE, RFC 3550 §6.6).
+    pub fn rtcp_bye(&mut self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(16);
+        rtcp::write_report(&mut out, self.ssrc, None, &[]);
+        rtcp::write_bye(&mut out, self.ssrc);
+        out
+    }
+
+    /// How the far end last said it hears ringside (loss, jitter), if it sent RTCP.
+    pub fn far_report(&self) -> Option<ReportBlock> {
+        self.far_report
     }
 
     /// A new offer/answer in the dialog (re-INVITE or UPDATE): the codec may change, a new
@@ -269,6 +329,10 @@ impl RtpSession {
             packets.push(b);
         }
         self.stats.packets_out += (packets.len() - before) as u64;
+        self.stats.octets_out += packets[before..]
+            .iter()
+            .map(|p| p.len().saturating_sub(12) as u64)
+            .sum::<u64>();
     }
 }
 
