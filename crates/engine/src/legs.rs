@@ -157,6 +157,7 @@ pub(crate) fn incoming(
     webhook: &str,
     caller: ParticipantInfo,
     script: Option<Value>,
+    target: Option<IdentitySet>,
 ) -> (String, String) {
     let call_id = e.id();
     let conf_id = e.id();
@@ -181,7 +182,8 @@ pub(crate) fn incoming(
         l.state = LegState::Connected;
     }
     let target = InvitationParticipantInfo {
-        identity: IdentitySet::application(&app.app_id, app.app_name.as_deref()),
+        identity: target
+            .unwrap_or_else(|| IdentitySet::application(&app.app_id, app.app_name.as_deref())),
         ..Default::default()
     };
     let call = Call {

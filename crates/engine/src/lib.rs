@@ -378,7 +378,22 @@ impl Engine {
         script: Option<Value>,
     ) -> (String, String) {
         self.now = self.now.max(now);
-        let r = legs::incoming(self, app, webhook, caller, script);
+        self.incoming_call_to(now, app, webhook, caller, script, None)
+    }
+
+    /// An incoming call addressed to `target` (e.g. the app's resource account, for a call to
+    /// its phone number); by default the target is the application itself.
+    pub fn incoming_call_to(
+        &mut self,
+        now: Ms,
+        app: &AppCtx,
+        webhook: &str,
+        caller: ParticipantInfo,
+        script: Option<Value>,
+        target: Option<IdentitySet>,
+    ) -> (String, String) {
+        self.now = self.now.max(now);
+        let r = legs::incoming(self, app, webhook, caller, script, target);
         self.flush();
         r
     }

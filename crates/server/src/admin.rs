@@ -446,6 +446,7 @@ pub async fn handle(
                     webhook,
                     caller,
                     script: None,
+                    target: None,
                     reply: tx,
                 })
                 .map_err(|_| bad("ringside is stopping"))?;

@@ -776,6 +776,13 @@ async fn graph(
             }
         }
     }
+    if let Target::Engine {
+        cmd: Command::CreateCall(c),
+        ..
+    } = &target
+    {
+        resource_account_check(shared, &app, c)?;
+    }
     match &target {
         Target::Engine { cmd, .. } => guard::check(&roles, &guard::required(cmd))?,
         Target::LogQuality(_) => guard::check(
@@ -964,6 +971,37 @@ fn p<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
 }
 
 /// The routing table: Graph path and method → engine command (reference §0).
+/// A call placed as a resource account (`source.identity.applicationInstance`, needed to
+/// call phone numbers) must name one of the calling app's own (reference §7.1).
+fn resource_account_check(
+    shared: &Shared,
+    app: &engine::AppCtx,
+    c: &graph::requests::CreateCall,
+) -> Result<(), ApiError> {
+    let Some(id) = c
+        .source
+        .as_ref()
+        .and_then(|s| s.identity.application_instance.as_ref())
+        .and_then(|i| i.id.as_deref())
+    else {
+        return Ok(());
+    };
+    let config = shared.config.read().expect("config");
+    match config.instance(id) {
+        Some(i) if i.app.eq_ignore_ascii_case(&app.app_id) => Ok(()),
+        Some(_) => Err(ApiError {
+            status: 403,
+            code: "Forbidden".into(),
+            message: format!(
+                "Application instance {id} belongs to another application than the caller's."
+            ),
+        }),
+        None => Err(bad(format!(
+            "source.identity.applicationInstance {id} is not a resource account of this application."
+        ))),
+    }
+}
+
 fn route(method: &Method, rest: &[&str], path: &str, body: &[u8]) -> Result<Target, ApiError> {
     let nf = || not_found_route(method, path);
     let na = || method_not_allowed(method, path);

@@ -407,6 +407,97 @@ pub struct SipConfig {
     /// ends with 410/301005; 0 turns the check off. Not applied while the phone holds.
     #[serde(default = "default_media_timeout")]
     pub media_timeout_seconds: u64,
+    /// SIP trunks: where calls to phone numbers go.
+    #[serde(default)]
+    pub trunks: Vec<Trunk>,
+}
+
+/// `[[sip.trunks]]`: a carrier or PBX that reaches phone numbers.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Trunk {
+    pub name: String,
+    /// Where INVITEs go: `sip:host:port`, `;transport=tcp` for TCP.
+    pub proxy: String,
+    /// Host of the Request-URI (`sip:+15551234567@domain`); default: the proxy's host.
+    #[serde(default)]
+    pub domain: Option<String>,
+    /// Digest account for the carrier's 401/407 challenges (kept in clear: ringside must
+    /// answer challenges with it).
+    #[serde(default)]
+    pub username: Option<String>,
+    #[serde(default)]
+    pub password: Option<String>,
+    /// E.164 prefixes this trunk carries (`"+1"`); empty: every number. The longest
+    /// matching prefix of all trunks wins.
+    #[serde(default)]
+    pub routes: Vec<String>,
+    /// The From number when the calling app has no resource account with a number.
+    #[serde(default)]
+    pub caller_id: Option<String>,
+}
+
+impl Trunk {
+    /// How well this trunk matches `number`: the length of its longest matching prefix
+    /// (0 for a catch-all trunk), or None.
+    pub fn matches(&self, number: &str) -> Option<usize> {
+        if self.routes.is_empty() {
+            return Some(0);
+        }
+        let n = normalize_number(number)?;
+        self.routes
+            .iter()
+            .filter_map(|r| normalize_number(r))
+            .filter(|r| n.starts_with(r.as_str()))
+            .map(|r| r.len())
+            .max()
+    }
+
+    pub fn request_uri(&self, number: &str) -> String {
+        let host = self.domain.clone().unwrap_or_else(|| {
+            let p = self.proxy.trim();
+            let p = p
+                .strip_prefix("sips:")
+                .or_else(|| p.strip_prefix("sip:"))
+                .unwrap_or(p);
+            p.split(';').next().unwrap_or(p).to_string()
+        });
+        format!("sip:{number}@{host}")
+    }
+}
+
+/// A phone number in a comparable form: `+` and digits only (visual separators and `tel:`
+/// dropped); None if it is not a number.
+pub fn normalize_number(s: &str) -> Option<String> {
+    let s = s.trim();
+    let s = s.strip_prefix("tel:").unwrap_or(s);
+    let plus = s.starts_with('+');
+    let mut out = String::new();
+    for c in s.trim_start_matches('+').chars() {
+        match c {
+            '0'..='9' => out.push(c),
+            '-' | '.' | ' ' | '(' | ')' => {}
+            _ => return None,
+        }
+    }
+    if out.is_empty() {
+        return None;
+    }
+    Some(if plus { format!("+{out}") } else { out })
+}
+
+/// `[[application_instances]]`: an app's resource account, which owns a phone number. Calls
+/// to the number reach the app with this identity as the target; the app calls phone numbers
+/// with it as `source.identity.applicationInstance`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct ApplicationInstance {
+    pub id: String,
+    pub app: String,
+    #[serde(default)]
+    pub display_name: Option<String>,
+    /// E.164, e.g. `+15550100`.
+    pub phone: String,
 }
 
 fn default_media_timeout() -> u64 {
@@ -445,6 +536,8 @@ pub struct Config {
     pub users: Vec<User>,
     #[serde(default)]
     pub sip: Option<SipConfig>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub application_instances: Vec<ApplicationInstance>,
 }
 
 impl Config {
@@ -499,7 +592,63 @@ impl Config {
             .find(|u| u.sip_username().eq_ignore_ascii_case(name))
     }
 
+    /// The resource account with this id.
+    pub fn instance(&self, id: &str) -> Option<&ApplicationInstance> {
+        self.application_instances
+            .iter()
+            .find(|i| i.id.eq_ignore_ascii_case(id))
+    }
+
+    /// The resource account that owns this number.
+    pub fn instance_for_number(&self, number: &str) -> Option<&ApplicationInstance> {
+        let n = normalize_number(number)?;
+        let bare = n.trim_start_matches('+');
+        self.application_instances
+            .iter()
+            .find(|i| normalize_number(&i.phone).is_some_and(|p| p.trim_start_matches('+') == bare))
+    }
+
+    /// The trunk for a number: the longest matching route.
+    pub fn trunk_for(&self, number: &str) -> Option<&Trunk> {
+        let trunks = &self.sip.as_ref()?.trunks;
+        trunks
+            .iter()
+            .filter_map(|t| t.matches(number).map(|l| (l, t)))
+            .max_by_key(|(l, _)| *l)
+            .map(|(_, t)| t)
+    }
+
     pub fn validate(&self) -> Result<(), String> {
+        for i in &self.application_instances {
+            if self.app(&i.app).is_none() {
+                return Err(format!(
+                    "application instance {} names unknown app {}",
+                    i.id, i.app
+                ));
+            }
+            if !normalize_number(&i.phone).is_some_and(|p| p.starts_with('+')) {
+                return Err(format!(
+                    "application instance {}: phone \"{}\" is not an E.164 number (+ and digits)",
+                    i.id, i.phone
+                ));
+            }
+        }
+        if let Some(sip) = &self.sip {
+            for t in &sip.trunks {
+                if !t.proxy.trim().starts_with("sip:") && !t.proxy.trim().starts_with("sips:") {
+                    return Err(format!(
+                        "trunk {}: proxy \"{}\" must be a sip: URI (sip:host:port)",
+                        t.name, t.proxy
+                    ));
+                }
+                if t.username.is_some() != t.password.is_some() {
+                    return Err(format!(
+                        "trunk {}: username and password go together",
+                        t.name
+                    ));
+                }
+            }
+        }
         for a in &self.apps {
             if a.secret.is_none() && a.secret_hash.is_none() && a.certificates.is_empty() {
                 return Err(format!(
@@ -641,7 +790,9 @@ impl Config {
                 rtp_ip: None,
                 rtp_ports: default_rtp_ports(),
                 media_timeout_seconds: default_media_timeout(),
+                trunks: vec![],
             }),
+            application_instances: vec![],
         }
     }
 }
@@ -701,5 +852,60 @@ mod tests {
                 .unwrap_err()
                 .contains("\"webrtc\" is not one of")
         );
+    }
+
+    #[test]
+    fn numbers_route_to_the_trunk_with_the_longest_prefix() {
+        let trunk = |name: &str, routes: &[&str]| Trunk {
+            name: name.into(),
+            proxy: "sip:192.0.2.10:5060".into(),
+            domain: None,
+            username: None,
+            password: None,
+            routes: routes.iter().map(|r| r.to_string()).collect(),
+            caller_id: None,
+        };
+        let mut c = Config::seed_dev();
+        c.sip.as_mut().unwrap().trunks = vec![
+            trunk("any", &[]),
+            trunk("us", &["+1"]),
+            trunk("nyc", &["+1 212", "+1646"]),
+        ];
+        let name = |n: &str| c.trunk_for(n).map(|t| t.name.clone());
+        assert_eq!(name("+12125550100").as_deref(), Some("nyc"));
+        assert_eq!(name("+1 (646) 555-0100").as_deref(), Some("nyc"));
+        assert_eq!(name("+14155550100").as_deref(), Some("us"));
+        assert_eq!(name("+442071234567").as_deref(), Some("any"));
+        assert_eq!(
+            c.trunk_for("+14155550100")
+                .unwrap()
+                .request_uri("+14155550100"),
+            "sip:+14155550100@192.0.2.10:5060"
+        );
+        assert_eq!(
+            normalize_number("tel:+1-415-555-0100").as_deref(),
+            Some("+14155550100")
+        );
+        assert_eq!(normalize_number("alice"), None);
+    }
+
+    #[test]
+    fn application_instances_need_a_known_app_and_an_e164_number() {
+        let mut c = Config::seed_dev();
+        let app = c.apps[0].id.clone();
+        c.application_instances.push(ApplicationInstance {
+            id: "inst-1".into(),
+            app: app.clone(),
+            display_name: Some("IVR line".into()),
+            phone: "+15550100".into(),
+        });
+        c.validate().unwrap();
+        assert_eq!(c.instance_for_number("15550100").unwrap().id, "inst-1");
+        assert_eq!(c.instance_for_number("+1 555 0100").unwrap().id, "inst-1");
+        c.application_instances[0].phone = "5550100".into();
+        assert!(c.validate().unwrap_err().contains("E.164"));
+        c.application_instances[0].phone = "+15550100".into();
+        c.application_instances[0].app = "nope".into();
+        assert!(c.validate().unwrap_err().contains("unknown app"));
     }
 }

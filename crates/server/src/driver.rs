@@ -32,6 +32,8 @@ pub enum Msg {
         webhook: String,
         caller: ParticipantInfo,
         script: Option<Value>,
+        /// Who the call is for, when not the app itself (its resource account).
+        target: Option<Box<graph::IdentitySet>>,
         reply: oneshot::Sender<(String, String)>,
     },
     Leg {
@@ -171,10 +173,18 @@ pub fn run(mut engine: Engine, mut store: Store, rx: mpsc::Receiver<Msg>, sinks:
                     webhook,
                     caller,
                     script,
+                    target,
                     reply,
                 } => {
                     if let Some(r) = guarded("incoming", || {
-                        engine.incoming_call(now, &app, &webhook, caller, script)
+                        engine.incoming_call_to(
+                            now,
+                            &app,
+                            &webhook,
+                            caller,
+                            script,
+                            target.map(|t| *t),
+                        )
                     }) {
                         replies.push(Box::new(move |_| {
                             let _ = reply.send(r);

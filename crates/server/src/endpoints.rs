@@ -271,7 +271,77 @@ impl Endpoints {
         self.legs.insert(leg.to_string(), Kind::Sip);
         sip.command(sip::server::LegCommand::Dial {
             leg_id: leg.to_string(),
-            contacts,
+            targets: contacts
+                .into_iter()
+                .map(sip::server::Target::contact)
+                .collect(),
+            caller,
+        });
+    }
+
+    /// Call a phone number through the trunk whose routes match it best.
+    fn dial_number(&mut self, leg: &str, number: &str, from: &ParticipantInfo) {
+        let fail = |this: &Self, reason: String| {
+            this.shared
+                .registry
+                .log(leg, None, format!("failed 480 {reason}"));
+            this.event(
+                leg,
+                LegEvent::Failed {
+                    sip_code: 480,
+                    reason,
+                },
+            );
+        };
+        let (trunk, caller_number) = {
+            let c = self.shared.config.read().expect("config");
+            let Some(trunk) = c.trunk_for(number).cloned() else {
+                drop(c);
+                return fail(
+                    self,
+                    format!("no SIP trunk is configured to reach {number}"),
+                );
+            };
+            // The From number: the calling resource account's, else any of the app's, else
+            // the trunk's default.
+            let instance = from
+                .identity
+                .application_instance
+                .as_ref()
+                .and_then(|i| i.id.as_deref())
+                .and_then(|id| c.instance(id))
+                .or_else(|| {
+                    let app = from.identity.application.as_ref()?.id.as_deref()?;
+                    c.application_instances
+                        .iter()
+                        .find(|i| i.app.eq_ignore_ascii_case(app))
+                });
+            let caller_number = instance
+                .map(|i| i.phone.clone())
+                .or(trunk.caller_id.clone());
+            (trunk, caller_number)
+        };
+        let Some(sip) = self.shared.sip.get() else {
+            return fail(self, format!("SIP is not enabled to reach {number}"));
+        };
+        let caller = sip::server::Caller {
+            user: caller_number.unwrap_or_else(|| "anonymous".into()),
+            display: from.identity.display_name().map(str::to_string),
+        };
+        let target = sip::server::Target {
+            uri: trunk.request_uri(number),
+            proxy: Some(trunk.proxy.clone()),
+            auth: trunk.username.clone().zip(trunk.password.clone()),
+        };
+        self.shared.registry.log(
+            leg,
+            None,
+            format!("dialling {number} through trunk {}", trunk.name),
+        );
+        self.legs.insert(leg.to_string(), Kind::Sip);
+        sip.command(sip::server::LegCommand::Dial {
+            leg_id: leg.to_string(),
+            targets: vec![target],
             caller,
         });
     }
@@ -559,6 +629,7 @@ impl Endpoints {
                     webhook,
                     caller: from,
                     script: None,
+                    target: None,
                     reply: tx,
                 });
                 let Ok((_call, b_leg)) = rx.await else { return };
@@ -579,15 +650,7 @@ impl Endpoints {
                 );
                 self.event(leg, LegEvent::Ringing);
             }
-            Party::Phone(n) => {
-                self.event(
-                    leg,
-                    LegEvent::Failed {
-                        sip_code: 480,
-                        reason: format!("no SIP trunk is configured to reach {n}"),
-                    },
-                );
-            }
+            Party::Phone(n) => self.dial_number(leg, &n, &from),
             Party::Guest(g) => {
                 self.event(
                     leg,
@@ -684,6 +747,25 @@ pub async fn sip_events(
                                 })
                         })
                     });
+                    // A number owned by a resource account reaches its app, addressed to
+                    // the resource account (reference §7.5).
+                    let (app, target) = match app {
+                        Some(a) => (Some(a), None),
+                        None => match to_user.as_deref().and_then(|u| c.instance_for_number(u)) {
+                            Some(i) => {
+                                let mut id = graph::Identity::new(&i.id, i.display_name.as_deref());
+                                if let Some(a) = c.app(&i.app) {
+                                    id.extra.insert("tenantId".into(), a.tenant.clone().into());
+                                }
+                                let target = graph::IdentitySet {
+                                    application_instance: Some(id),
+                                    ..Default::default()
+                                };
+                                (c.app(&i.app), Some(Box::new(target)))
+                            }
+                            None => (None, None),
+                        },
+                    };
                     app.map(|a| {
                         let caller_user = from_user.as_deref().and_then(|f| c.sip_user(f)).cloned();
                         (
@@ -694,19 +776,29 @@ pub async fn sip_events(
                             },
                             a.webhook.clone(),
                             caller_user,
+                            target,
                         )
                     })
                 };
-                let Some((app, Some(webhook), caller_user)) = found else {
+                let Some((app, Some(webhook), caller_user, target)) = found else {
                     let _ = reply.send(Err(404));
                     continue;
                 };
-                let identity = match &caller_user {
-                    Some(u) => graph::IdentitySet::user(
+                let from_number = from_user
+                    .as_deref()
+                    .filter(|u| u.len() >= 3)
+                    .and_then(crate::config::normalize_number);
+                let identity = match (&caller_user, from_number) {
+                    (Some(u), _) => graph::IdentitySet::user(
                         &u.id,
                         u.display_name.clone().or(from_display.clone()).as_deref(),
                     ),
-                    None => graph::IdentitySet::user(
+                    // A caller from the phone network (a trunk) is a phone identity.
+                    (None, Some(n)) => graph::IdentitySet {
+                        phone: Some(graph::Identity::new(&n, from_display.as_deref())),
+                        ..Default::default()
+                    },
+                    (None, None) => graph::IdentitySet::user(
                         from_user.as_deref().unwrap_or("anonymous"),
                         from_display.as_deref(),
                     ),
@@ -721,6 +813,7 @@ pub async fn sip_events(
                     webhook,
                     caller,
                     script: None,
+                    target,
                     reply: tx,
                 });
                 match rx.await {

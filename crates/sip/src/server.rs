@@ -8,7 +8,7 @@
 mod dial;
 mod in_dialog;
 
-pub use dial::{Caller, best_failure};
+pub use dial::{Caller, Target, best_failure};
 pub use in_dialog::info_key;
 
 use crate::digest::{self, Algorithm, NonceCheck, Nonces};
@@ -99,10 +99,11 @@ pub enum SipEvent {
 /// What the call engine wants done with a SIP leg.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LegCommand {
-    /// Ring all of `contacts` (a user's registered Contact URIs) at once.
+    /// Ring all of `targets` at once (a user's registered contacts, or a number through a
+    /// trunk).
     Dial {
         leg_id: String,
-        contacts: Vec<String>,
+        targets: Vec<Target>,
         caller: Caller,
     },
     Answer {
@@ -237,10 +238,10 @@ impl Sip {
                     match c {
                         LegCommand::Dial {
                             leg_id,
-                            contacts,
+                            targets,
                             caller,
                         } => {
-                            tokio::spawn(ctx.clone().dial(leg_id, contacts, caller));
+                            tokio::spawn(ctx.clone().dial(leg_id, targets, caller));
                         }
                         c => ctx.command(c).await,
                     }

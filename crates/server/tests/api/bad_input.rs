@@ -701,6 +701,23 @@ async fn phone_targets_need_an_application_instance_and_a_trunk() {
             .unwrap()
             .contains("applicationInstance")
     );
+    // Another app's resource account, or one that does not exist: refused.
+    body["source"] = json!({"identity": {"applicationInstance": {"id": "ri-other-app"}}});
+    let (s, v, _) = h
+        .req("POST", "/v1.0/communications/calls", Some(body.clone()))
+        .await;
+    assert_eq!(s, 403, "{v}");
+    body["source"] = json!({"identity": {"applicationInstance": {"id": "no-such-instance"}}});
+    let (s, v, _) = h
+        .req("POST", "/v1.0/communications/calls", Some(body.clone()))
+        .await;
+    assert_eq!(s, 400, "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("not a resource account")
+    );
     body["source"] =
         json!({"identity": {"applicationInstance": {"id": "ri-1", "displayName": "Main line"}}});
     let (s, v, _) = h

@@ -278,6 +278,24 @@ display_name = "Hank"
 endpoint = "sip"
 sip_user = "hank"
 sip_password = "{HANK_PASSWORD}"
+
+[[application_instances]]
+id = "ri-1"
+app = "{APP}"
+display_name = "Main line"
+phone = "+15550199"
+
+[[application_instances]]
+id = "instance-2"
+app = "{APP}"
+display_name = "Second seat"
+phone = "+15550198"
+
+[[application_instances]]
+id = "ri-other-app"
+app = "{APP2}"
+display_name = "Second bot's line"
+phone = "+15550197"
 "#
     )
 }

@@ -489,3 +489,93 @@ async fn a_phone_that_sends_no_rtp_is_hung_up_after_the_media_timeout() {
     let (ok, errors) = sipp_result(sipp, &dir).await;
     assert!(ok, "the silent phone got BYE: {errors}");
 }
+
+// ---- Phone numbers: trunks out, numbers in ----
+
+/// A SIPp carrier listening on a free port with `scenario`.
+async fn carrier(xml: &str) -> (u16, Phone) {
+    let port = free_udp_port();
+    let dir = std::env::temp_dir().join(format!("ringside-carrier-{port}"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let sipp = tokio::process::Command::new("sipp")
+        .current_dir(&dir)
+        .args([
+            "-sf",
+            &scenario(xml),
+            "-m",
+            "1",
+            "-i",
+            "127.0.0.1",
+            "-timeout",
+            "20s",
+            "-nostdin",
+            "-trace_err",
+            "-p",
+            &port.to_string(),
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("sipp is installed (Debian: sip-tester)");
+    for _ in 0..200 {
+        if std::net::UdpSocket::bind(("127.0.0.1", port)).is_err() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    (port, Phone { sipp, dir })
+}
+
+#[tokio::test]
+async fn the_bot_calls_a_phone_number_through_the_trunk_which_challenges_for_credentials() {
+    let (carrier_port, carrier) = carrier("uas-trunk.xml").await;
+    let port = free_udp_port();
+    let h = Harness::start_with(&format!(
+        "\n[sip]\nudp = [\"127.0.0.1:{port}\"]\nrtp_ports = [43700, 43800]\n\
+         [[sip.trunks]]\nname = \"carrier\"\nproxy = \"sip:127.0.0.1:{carrier_port}\"\n\
+         domain = \"carrier.example\"\nusername = \"carrier-user\"\npassword = \"carrier-pass\"\n\
+         routes = [\"+1\"]\n"
+    ))
+    .await;
+    let mut body = p2p_body(&h.callback(), ALICE);
+    body["targets"] = json!([{"identity": {"phone": {"id": "+15557654321"}}}]);
+    body["source"] =
+        json!({"identity": {"applicationInstance": {"id": "ri-1", "displayName": "Main line"}}});
+    let (s, v, _) = h
+        .req("POST", "/v1.0/communications/calls", Some(body))
+        .await;
+    assert_eq!(s, 201, "{v}");
+    let id = v["id"].as_str().unwrap().to_string();
+    let notes = h.until_state(&id, "established").await;
+    assert_eq!(states(&notes), ["establishing", "ringing", "established"]);
+    let (s, _, _) = h
+        .req("DELETE", &format!("/v1.0/communications/calls/{id}"), None)
+        .await;
+    assert_eq!(s, 204);
+    h.until_state(&id, "terminated").await;
+    let (ok, errors) = carrier.result().await;
+    assert!(
+        ok,
+        "the carrier saw +15557654321 from +15550199, with good credentials, and got BYE: {errors}"
+    );
+}
+
+#[tokio::test]
+async fn a_call_from_the_trunk_to_a_number_reaches_the_app_that_owns_it() {
+    let (h, sipp, dir) = phone_calls(&["-sf", &scenario("uac-from-trunk.xml")]).await;
+    let incoming = h.next_incoming().await;
+    let d = &incoming.data;
+    assert_eq!(
+        d["source"]["identity"]["phone"]["id"], "+14255550123",
+        "{d}"
+    );
+    let target = &d["targets"][0]["identity"]["applicationInstance"];
+    assert_eq!(target["id"], "ri-1", "{d}");
+    assert_eq!(target["displayName"], "Main line");
+    assert_eq!(target["tenantId"], TENANT);
+    let id = d["id"].as_str().unwrap().to_string();
+    answer(&h, &id).await;
+    h.until_state(&id, "terminated").await;
+    let (ok, errors) = sipp_result(sipp, &dir).await;
+    assert!(ok, "the carrier's call was answered: {errors}");
+}

@@ -17,6 +17,27 @@ use std::net::UdpSocket;
 use std::sync::Arc;
 use tokio::sync::mpsc;
 
+/// Where one branch of a call goes.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Target {
+    /// The Request-URI: a registered Contact, or `sip:+15551234567@carrier.example`.
+    pub uri: String,
+    /// Send the INVITE here instead of resolving the URI (a trunk's outbound proxy,
+    /// `sip:host:port[;transport=tcp]`).
+    pub proxy: Option<String>,
+    /// Digest credentials for a 401/407 challenge (a trunk's account).
+    pub auth: Option<(String, String)>,
+}
+
+impl Target {
+    pub fn contact(uri: impl Into<String>) -> Target {
+        Target {
+            uri: uri.into(),
+            ..Default::default()
+        }
+    }
+}
+
 /// Who is calling, as the phone shows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Caller {
@@ -89,12 +110,31 @@ impl Ctx {
     fn branch(
         &self,
         i: usize,
-        contact: &str,
+        target: &Target,
         caller: &Caller,
         ev: &mpsc::UnboundedSender<(usize, Ev)>,
     ) -> Result<Branch, String> {
+        let contact = target.uri.as_str();
         let callee = rsipstack::sip::Uri::try_from(contact)
             .map_err(|e| format!("contact {contact} is not a SIP URI: {e}"))?;
+        let destination = match &target.proxy {
+            None => None,
+            Some(p) => {
+                let uri = rsipstack::sip::Uri::try_from(p.as_str())
+                    .map_err(|e| format!("proxy {p} is not a SIP URI: {e}"))?;
+                Some(
+                    rsipstack::transport::SipAddr::try_from(&uri)
+                        .map_err(|e| format!("proxy {p}: {e}"))?,
+                )
+            }
+        };
+        let credential = target.auth.as_ref().map(|(user, password)| {
+            rsipstack::dialog::authenticate::Credential {
+                username: user.clone(),
+                password: password.clone(),
+                ..Default::default()
+            }
+        });
         let socket = self
             .rtp_ports
             .bind(self.rtp_ip)
@@ -115,6 +155,8 @@ impl Ctx {
             contact: self.contact.clone(),
             content_type: Some("application/sdp".into()),
             offer: Some(sdp::offer(&local, Direction::SendRecv)),
+            destination,
+            credential,
             ..Default::default()
         };
         let (state_tx, mut state_rx) = self.dialogs.new_dialog_state_channel();
@@ -151,19 +193,19 @@ impl Ctx {
         self.dialing.lock().expect("dialing").contains_key(leg_id)
     }
 
-    /// Ring `contacts` for `leg_id` and see the call through: ringing, answer or failure,
+    /// Ring `targets` for `leg_id` and see the call through: ringing, answer or failure,
     /// then (if answered) until either side hangs up.
     pub(super) async fn dial(
         self: Arc<Self>,
         leg_id: String,
-        contacts: Vec<String>,
+        targets: Vec<Target>,
         caller: Caller,
     ) {
         let (ev_tx, mut ev_rx) = mpsc::unbounded_channel::<(usize, Ev)>();
         let mut branches = vec![];
         let mut errors = vec![];
-        for c in &contacts {
-            match self.branch(branches.len(), c, &caller, &ev_tx) {
+        for t in &targets {
+            match self.branch(branches.len(), t, &caller, &ev_tx) {
                 Ok(b) => branches.push(b),
                 Err(e) => errors.push(e),
             }
