@@ -1,8 +1,9 @@
 //! 8 kHz ↔ 16 kHz for narrowband legs (G.711): a 47-tap half-band low-pass (Kaiser-windowed
 //! sinc, β = 5: flat to 3.5 kHz, about −50 dB from 4.5 kHz) used as a polyphase interpolator
 //! and decimator. Half of a half-band filter's taps are zero, so each output sample costs at
-//! most 24 multiply-adds. Streaming: state carries across calls, so frames of any size join
-//! up seamlessly (the delay is 23 samples at 16 kHz, under 1.5 ms).
+//! most 24 multiply-adds, done in Q15 fixed point so they vectorise. Streaming: state carries
+//! across calls, so frames of any size join up seamlessly (the delay is 23 samples at 16 kHz,
+//! under 1.5 ms).
 
 use std::sync::OnceLock;
 
@@ -47,65 +48,132 @@ fn filter() -> &'static ([f32; EVEN], f32) {
     })
 }
 
-fn to_i16(v: f32) -> i16 {
-    v.round().clamp(i16::MIN as f32, i16::MAX as f32) as i16
+/// Taps in Q15 fixed point: a dot product of i16 × i16 into i32 lanes, which vectorises with
+/// plain SSE2 (`pmaddwd`), instead of a float loop.
+struct Q15 {
+    /// The even taps, oldest-sample-first (for a dot product over a window in time order).
+    even_rev: [i16; EVEN],
+    centre: i32,
 }
 
-/// 8 kHz in, 16 kHz out.
-#[derive(Default)]
-pub struct Upsampler {
-    /// The last input samples, newest first.
-    hist: [f32; EVEN],
-}
-
-impl Upsampler {
-    pub fn process(&mut self, input: &[i16], out: &mut Vec<i16>) {
+fn q15() -> &'static Q15 {
+    static Q: OnceLock<Q15> = OnceLock::new();
+    Q.get_or_init(|| {
         let (even, centre) = filter();
-        for &x in input {
-            self.hist.copy_within(0..EVEN - 1, 1);
-            self.hist[0] = x as f32;
-            let acc: f32 = even.iter().zip(&self.hist).map(|(h, x)| h * x).sum();
-            out.push(to_i16(2.0 * acc));
-            out.push(to_i16(2.0 * centre * self.hist[MID / 2]));
+        let mut even_rev = [0i16; EVEN];
+        for (j, h) in even.iter().enumerate() {
+            even_rev[EVEN - 1 - j] = (h * 32768.0).round() as i16;
+        }
+        Q15 {
+            even_rev,
+            centre: (centre * 32768.0).round() as i32,
+        }
+    })
+}
+
+/// `acc[i] = Σ_j h[j] · x[i + j]` for every `i < acc.len()`: tap by tap over the whole
+/// block, so the inner loop is long and contiguous and vectorises.
+#[inline]
+fn fir(h: &[i16; EVEN], x: &[i16], acc: &mut [i32]) {
+    acc.fill(0);
+    let n = acc.len();
+    for (j, &t) in h.iter().enumerate() {
+        let t = t as i32;
+        for (a, &v) in acc.iter_mut().zip(&x[j..j + n]) {
+            *a += t * v as i32;
         }
     }
 }
 
+/// A Q15 accumulator (times `gain`) back to a sample, rounded and saturated.
+#[inline]
+fn out(acc: i32, gain: i32) -> i16 {
+    let v = (acc as i64 * gain as i64 + (1 << 14)) >> 15;
+    v.clamp(i16::MIN as i64, i16::MAX as i64) as i16
+}
+
+/// 8 kHz in, 16 kHz out.
+///
+/// Each call lays the last `EVEN - 1` samples and the new ones out in one contiguous buffer,
+/// so every output is a dot product over a slice: no per-sample shifting or ring arithmetic.
+pub struct Upsampler {
+    buf: Vec<i16>,
+    acc: Vec<i32>,
+}
+
+impl Default for Upsampler {
+    fn default() -> Self {
+        Upsampler {
+            buf: vec![0; EVEN - 1],
+            acc: vec![],
+        }
+    }
+}
+
+impl Upsampler {
+    pub fn process(&mut self, input: &[i16], output: &mut Vec<i16>) {
+        let q = q15();
+        self.buf.extend_from_slice(input);
+        let n = input.len();
+        self.acc.resize(n, 0);
+        fir(&q.even_rev, &self.buf, &mut self.acc);
+        output.reserve(2 * n);
+        for (i, &a) in self.acc.iter().enumerate() {
+            output.push(out(a, 2));
+            // The sample MID/2 steps before the newest.
+            output.push(out(q.centre * self.buf[i + EVEN - 1 - MID / 2] as i32, 2));
+        }
+        self.buf.drain(..n);
+    }
+}
+
 /// 16 kHz in, 8 kHz out.
+///
+/// Input alternates between the first sample of a pair and the sample that completes it (an
+/// output is due after it). The non-zero even taps only ever meet completing samples and the
+/// centre tap only first samples, so each kind is gathered into its own contiguous buffer.
+/// The `k`th output uses completing samples `k-23..=k` and first sample `k-11`.
 pub struct Downsampler {
-    /// The last 23 input samples, newest first.
-    hist: [f32; TAPS],
-    /// Whether the next input sample completes a pair (an output is due after it).
+    /// Completing samples: the last 23, then this call's.
+    evens: Vec<i16>,
+    /// First samples from number `k-11` of the next output on (one more if a pair is open).
+    firsts: Vec<i16>,
+    /// Whether the last input sample opened a pair.
     odd: bool,
+    acc: Vec<i32>,
 }
 
 impl Default for Downsampler {
     fn default() -> Self {
         Downsampler {
-            hist: [0.0; TAPS],
+            evens: vec![0; EVEN - 1],
+            firsts: vec![0; MID / 2],
             odd: false,
+            acc: vec![],
         }
     }
 }
 
 impl Downsampler {
-    pub fn process(&mut self, input: &[i16], out: &mut Vec<i16>) {
-        let (even, centre) = filter();
-        for &x in input {
-            self.hist.copy_within(0..TAPS - 1, 1);
-            self.hist[0] = x as f32;
-            self.odd = !self.odd;
-            if self.odd {
-                continue;
-            }
-            let acc = centre * self.hist[MID]
-                + even
-                    .iter()
-                    .zip(self.hist.iter().step_by(2))
-                    .map(|(h, x)| h * x)
-                    .sum::<f32>();
-            out.push(to_i16(acc));
+    pub fn process(&mut self, input: &[i16], output: &mut Vec<i16>) {
+        let q = q15();
+        let before = self.evens.len();
+        // The first input sample opens a pair unless one is open already.
+        let (open, close) = if self.odd { (1, 0) } else { (0, 1) };
+        self.firsts
+            .extend(input.iter().skip(open).step_by(2).copied());
+        self.evens
+            .extend(input.iter().skip(close).step_by(2).copied());
+        self.odd ^= input.len() % 2 == 1;
+        let n = self.evens.len() - before;
+        self.acc.resize(n, 0);
+        fir(&q.even_rev, &self.evens, &mut self.acc);
+        output.reserve(n);
+        for (i, &a) in self.acc.iter().enumerate() {
+            output.push(out(q.centre * self.firsts[i] as i32 + a, 1));
         }
+        self.evens.drain(..n);
+        self.firsts.drain(..n);
     }
 }
 

@@ -447,6 +447,7 @@ pub async fn handle(
                     caller,
                     script: None,
                     target: None,
+                    sip: false,
                     reply: tx,
                 })
                 .map_err(|_| bad("ringside is stopping"))?;

@@ -34,6 +34,9 @@ pub enum Msg {
         script: Option<Value>,
         /// Who the call is for, when not the app itself (its resource account).
         target: Option<Box<graph::IdentitySet>>,
+        /// The caller is a SIP phone: the endpoints learn it before any action for the leg
+        /// (the bot may answer before whoever sent this hears back).
+        sip: bool,
         reply: oneshot::Sender<(String, String)>,
     },
     Leg {
@@ -174,6 +177,7 @@ pub fn run(mut engine: Engine, mut store: Store, rx: mpsc::Receiver<Msg>, sinks:
                     caller,
                     script,
                     target,
+                    sip,
                     reply,
                 } => {
                     if let Some(r) = guarded("incoming", || {
@@ -186,6 +190,12 @@ pub fn run(mut engine: Engine, mut store: Store, rx: mpsc::Receiver<Msg>, sinks:
                             target.map(|t| *t),
                         )
                     }) {
+                        if sip {
+                            // Same channel as the leg actions that follow: ordered before them.
+                            let _ = sinks
+                                .legs
+                                .send(crate::endpoints::Control::AddSip { leg: r.1.clone() });
+                        }
                         replies.push(Box::new(move |_| {
                             let _ = reply.send(r);
                         }));

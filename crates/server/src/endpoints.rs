@@ -630,6 +630,7 @@ impl Endpoints {
                     caller: from,
                     script: None,
                     target: None,
+                    sip: false,
                     reply: tx,
                 });
                 let Ok((_call, b_leg)) = rx.await else { return };
@@ -814,12 +815,12 @@ pub async fn sip_events(
                     caller,
                     script: None,
                     target,
+                    sip: true,
                     reply: tx,
                 });
                 match rx.await {
                     Ok((_call, leg)) => {
                         shared.media.ports.insert(&leg, port);
-                        let _ = shared.endpoints.send(Control::AddSip { leg: leg.clone() });
                         let _ = reply.send(Ok(leg));
                     }
                     Err(_) => {

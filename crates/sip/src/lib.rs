@@ -21,3 +21,4 @@ pub mod rtp_port;
 pub mod sdp;
 pub mod server;
 pub mod session;
+pub mod udp_batch;

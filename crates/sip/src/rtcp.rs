@@ -281,6 +281,16 @@ impl Reception {
         self.transit = Some(transit);
     }
 
+    /// Packets expected (from the sequence numbers) and received since the stream began.
+    pub fn totals(&self) -> (u64, u64) {
+        if !self.started {
+            return (0, 0);
+        }
+        let highest = self.cycles + self.max_seq as u32;
+        let expected = highest.wrapping_sub(self.base_seq).wrapping_add(1);
+        (expected as u64, self.received as u64)
+    }
+
     /// An SR from the far end arrived at `now_ms`.
     pub fn sender_report(&mut self, ntp: u64, now_ms: u64) {
         self.last_sr = Some(((ntp >> 16) as u32, now_ms));

@@ -1,6 +1,8 @@
-//! RTP sockets for SIP legs. Each leg binds a UDP port from the configured range; a task
-//! receives into its [`RtpSession`], and the media room's thread sends from the same socket
-//! (non-blocking, paced by the room's 20 ms clock) through the leg's [`media::port::Port`].
+//! RTP sockets for SIP legs. Each leg binds a UDP port from the configured range. A task
+//! receives into its [`RtpSession`] (jitter buffer) as packets arrive, so their arrival times
+//! are true, reading everything waiting with one `recvmmsg` per wake-up; the media room's
+//! thread sends from the same socket through the leg's [`media::port::Port`], a tick's packets
+//! in one `sendmmsg` (both in [`crate::udp_batch`]).
 //!
 //! RTCP goes over the next (odd) port: received reports feed the session, and every
 //! [`RTCP_INTERVAL`] the leg sends its SR/RR with SDES to where the far end's RTCP comes from
@@ -66,10 +68,9 @@ impl Port for RtpPort {
             s.send_frame(frame, &mut self.packets);
             s.remote()
         };
-        for p in self.packets.drain(..) {
-            // Non-blocking: a full socket buffer drops the packet, as the network would.
-            let _ = self.socket.send_to(&p, remote);
-        }
+        // Non-blocking: a full socket buffer drops the packets, as the network would.
+        let _ = crate::udp_batch::send(&self.socket, &self.packets, remote);
+        self.packets.clear();
     }
 
     fn take_tone(&mut self) -> Option<char> {
@@ -129,14 +130,24 @@ impl RtpLeg {
             let session = session.clone();
             let last = last_rx_ms.clone();
             tokio::spawn(async move {
-                let mut buf = vec![0u8; 2048];
-                while let Ok((n, from)) = rx.recv_from(&mut buf).await {
-                    let ms = started.elapsed().as_millis() as u64;
-                    last.store(ms.max(1), Ordering::Relaxed);
-                    session
-                        .lock()
-                        .expect("rtp")
-                        .receive(from, &buf[..n], ms * 8);
+                loop {
+                    if rx.readable().await.is_err() {
+                        return;
+                    }
+                    let r = rx.try_io(tokio::io::Interest::READABLE, || {
+                        let ms = started.elapsed().as_millis() as u64;
+                        let mut s = session.lock().expect("rtp");
+                        let n = crate::udp_batch::drain_or_block(&rx, |d, from| {
+                            s.receive(from, d, ms * 8);
+                        })?;
+                        last.store(ms.max(1), Ordering::Relaxed);
+                        Ok(n)
+                    });
+                    match r {
+                        Ok(_) => {}
+                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                        Err(_) => return,
+                    }
                 }
             })
         };

@@ -118,9 +118,27 @@ pub enum LegCommand {
     },
 }
 
+/// RTP counters over connected legs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RtpTotals {
+    pub legs: usize,
+    pub packets_in: u64,
+    pub packets_out: u64,
+    /// Expected by sequence number and received, of the far ends' streams.
+    pub expected: u64,
+    pub received: u64,
+    /// Arrived too late for their playout time.
+    pub late: u64,
+    /// 20 ms frames concealed because their packet never came.
+    pub concealed: u64,
+    /// Not RTP, wrong payload type, or from the wrong source.
+    pub dropped: u64,
+}
+
 /// A running SIP endpoint.
 pub struct Sip {
     pub registrar: Arc<Mutex<Registrar>>,
+    ctx: Arc<Ctx>,
     commands: mpsc::UnboundedSender<LegCommand>,
     /// The addresses actually bound (port 0 resolved).
     pub addrs: Vec<(String, SocketAddr)>,
@@ -208,6 +226,7 @@ impl Sip {
             events,
             legs: Mutex::new(HashMap::new()),
             dialing: Mutex::new(HashMap::new()),
+            early: Mutex::new(HashMap::new()),
             by_dialog: Mutex::new(HashMap::new()),
             rtp_ip: cfg.rtp_ip,
             rtp_ports: PortRange::new(cfg.rtp_ports.0, cfg.rtp_ports.1),
@@ -262,6 +281,7 @@ impl Sip {
                 }
             });
         }
+        let keep = ctx.clone();
         let token = cancel.clone();
         tokio::spawn(async move {
             loop {
@@ -278,6 +298,7 @@ impl Sip {
         });
         Ok(Sip {
             registrar,
+            ctx: keep,
             commands,
             addrs,
             cancel,
@@ -287,6 +308,26 @@ impl Sip {
     /// Answer, reject or hang up a leg.
     pub fn command(&self, c: LegCommand) {
         let _ = self.commands.send(c);
+    }
+
+    /// RTP counters summed over the connected legs (for benchmarks and monitoring).
+    pub fn rtp_totals(&self) -> RtpTotals {
+        let legs = self.ctx.legs.lock().expect("legs");
+        let mut t = RtpTotals::default();
+        for l in legs.values() {
+            let s = l.rtp.session.lock().expect("rtp");
+            let st = s.stats();
+            let (expected, received) = s.reception_totals();
+            t.legs += 1;
+            t.packets_in += st.packets_in;
+            t.packets_out += st.packets_out;
+            t.expected += expected;
+            t.received += received;
+            t.late += st.jitter.late;
+            t.concealed += st.jitter.lost;
+            t.dropped += st.dropped;
+        }
+        t
     }
 
     /// The user's registered contacts.
@@ -319,6 +360,9 @@ struct Ctx {
     legs: Mutex<HashMap<String, SipLeg>>,
     /// Calls out that are still ringing: leg id → the INVITE of every branch.
     dialing: Mutex<HashMap<String, Vec<InviteDialog>>>,
+    /// Commands for incoming legs that came before the leg was registered (the engine and
+    /// the bot can be faster than the INVITE task), with when they came.
+    early: Mutex<HashMap<String, (LegCommand, std::time::Instant)>>,
     /// Dialog id → leg id.
     by_dialog: Mutex<HashMap<String, String>>,
     rtp_ip: IpAddr,
@@ -578,7 +622,7 @@ impl Ctx {
                     .insert(dialog.id().to_string(), leg_id.clone());
                 let _ = dialog.ringing(None, None);
                 self.legs.lock().expect("legs").insert(
-                    leg_id,
+                    leg_id.clone(),
                     SipLeg {
                         dialog,
                         answer,
@@ -589,6 +633,11 @@ impl Ctx {
                         media_since: std::time::Instant::now(),
                     },
                 );
+                // The bot may have answered (or rejected) before the leg got here.
+                let early = self.early.lock().expect("legs").remove(&leg_id);
+                if let Some((c, _)) = early {
+                    self.command(c).await;
+                }
             }
             Ok(Err(status)) => {
                 let _ = dialog.reject(Some(status_code(status)), None);
@@ -630,15 +679,18 @@ impl Ctx {
             LegCommand::Answer { leg_id } => {
                 let mut legs = self.legs.lock().expect("legs");
                 let Some(l) = legs.get_mut(&leg_id) else {
+                    drop(legs);
+                    self.keep_early(LegCommand::Answer { leg_id });
                     return;
                 };
-                let ok = l
-                    .dialog
-                    .accept(
-                        Some(vec![Header::ContentType("application/sdp".into())]),
-                        Some(l.answer.clone()),
-                    )
-                    .is_ok();
+                let r = l.dialog.accept(
+                    Some(vec![Header::ContentType("application/sdp".into())]),
+                    Some(l.answer.clone()),
+                );
+                if let Err(e) = &r {
+                    tracing::warn!(leg = %leg_id, error = %e, "SIP answer not sent");
+                }
+                let ok = r.is_ok();
                 l.answered = ok;
                 l.media_since = std::time::Instant::now();
                 drop(legs);
@@ -648,8 +700,11 @@ impl Ctx {
             }
             LegCommand::Reject { leg_id, status } => {
                 let leg = self.legs.lock().expect("legs").remove(&leg_id);
-                if let Some(l) = leg {
-                    let _ = l.dialog.reject(Some(status_code(status)), None);
+                match leg {
+                    Some(l) => {
+                        let _ = l.dialog.reject(Some(status_code(status)), None);
+                    }
+                    None => self.keep_early(LegCommand::Reject { leg_id, status }),
                 }
             }
             LegCommand::Hangup { leg_id } => {
@@ -657,6 +712,11 @@ impl Ctx {
                     return;
                 }
                 let leg = self.legs.lock().expect("legs").remove(&leg_id);
+                if leg.is_none() {
+                    self.keep_early(LegCommand::Hangup {
+                        leg_id: leg_id.clone(),
+                    });
+                }
                 if let Some(l) = leg {
                     if l.answered {
                         let _ = l.dialog.bye().await;
@@ -668,6 +728,20 @@ impl Ctx {
                 }
             }
         }
+    }
+
+    /// Keep a command for a leg that is not registered yet. Commands for legs that never come
+    /// (they ended first) are dropped after a minute.
+    fn keep_early(&self, c: LegCommand) {
+        let leg_id = match &c {
+            LegCommand::Answer { leg_id }
+            | LegCommand::Reject { leg_id, .. }
+            | LegCommand::Hangup { leg_id } => leg_id.clone(),
+            LegCommand::Dial { .. } => return,
+        };
+        let mut early = self.early.lock().expect("legs");
+        early.retain(|_, (_, at)| at.elapsed() < std::time::Duration::from_secs(60));
+        early.insert(leg_id, (c, std::time::Instant::now()));
     }
 
     /// Hang up connected legs whose media stopped (none while the far end holds the call).

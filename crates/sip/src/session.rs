@@ -224,6 +224,11 @@ impl RtpSession {
         out
     }
 
+    /// RTP packets expected from the far end (by sequence number) and received.
+    pub fn reception_totals(&self) -> (u64, u64) {
+        self.reception.totals()
+    }
+
     /// How the far end last said it hears ringside (loss, jitter), if it sent RTCP.
     pub fn far_report(&self) -> Option<ReportBlock> {
         self.far_report

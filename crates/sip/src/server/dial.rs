@@ -229,6 +229,10 @@ impl Ctx {
             leg_id.clone(),
             branches.iter().map(|b| b.dialog.clone()).collect(),
         );
+        // Given up before the branches were out (a hang-up that came first): cancel them.
+        if self.early.lock().expect("legs").remove(&leg_id).is_some() {
+            self.cancel_dialing(&leg_id);
+        }
         let mut rang = false;
         let mut winner: Option<usize> = None;
         while let Some((i, ev)) = ev_rx.recv().await {

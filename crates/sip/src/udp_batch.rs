@@ -1,0 +1,248 @@
+//! Batched, non-blocking UDP I/O for RTP: `recvmmsg(2)` reads up to [`BATCH`] datagrams in
+//! one system call (a leg's receive task, on each readiness) and `sendmmsg(2)` sends a media
+//! tick's packets in one (the media threads). All of ringside's unsafe socket code is here.
+//!
+//! Nothing here ever blocks: both use `MSG_DONTWAIT`. A full send buffer is not an error (the
+//! packets are dropped, as the network would); an empty socket reads as [`io::ErrorKind::WouldBlock`]
+//! so an async caller can wait for readiness again.
+
+use std::cell::RefCell;
+use std::io;
+use std::mem::MaybeUninit;
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6, UdpSocket};
+use std::os::fd::AsRawFd;
+
+/// Datagrams read per system call.
+pub const BATCH: usize = 16;
+/// Largest datagram kept (RTP for 20 ms of G.711 is 172 bytes; larger ones are truncated and
+/// then fail to parse).
+pub const MAX_DATAGRAM: usize = 1500;
+
+/// Receive buffers, reused across calls (one set per media thread).
+pub struct RecvBatch {
+    bufs: Vec<[u8; MAX_DATAGRAM]>,
+    lens: [usize; BATCH],
+    addrs: [Option<SocketAddr>; BATCH],
+}
+
+impl Default for RecvBatch {
+    fn default() -> Self {
+        RecvBatch {
+            bufs: vec![[0u8; MAX_DATAGRAM]; BATCH],
+            lens: [0; BATCH],
+            addrs: [None; BATCH],
+        }
+    }
+}
+
+impl RecvBatch {
+    /// The `i`th datagram of the last receive and where it came from.
+    pub fn get(&self, i: usize) -> Option<(&[u8], SocketAddr)> {
+        Some((&self.bufs[i][..self.lens[i]], self.addrs[i]?))
+    }
+}
+
+thread_local! {
+    static RECV: RefCell<RecvBatch> = RefCell::new(RecvBatch::default());
+}
+
+fn from_storage(s: &libc::sockaddr_storage) -> Option<SocketAddr> {
+    match s.ss_family as libc::c_int {
+        libc::AF_INET => {
+            // SAFETY: the kernel wrote a sockaddr_in when the family is AF_INET.
+            let a = unsafe { &*(s as *const _ as *const libc::sockaddr_in) };
+            Some(SocketAddr::V4(SocketAddrV4::new(
+                Ipv4Addr::from(u32::from_be(a.sin_addr.s_addr)),
+                u16::from_be(a.sin_port),
+            )))
+        }
+        libc::AF_INET6 => {
+            // SAFETY: as above, for AF_INET6.
+            let a = unsafe { &*(s as *const _ as *const libc::sockaddr_in6) };
+            Some(SocketAddr::V6(SocketAddrV6::new(
+                Ipv6Addr::from(a.sin6_addr.s6_addr),
+                u16::from_be(a.sin6_port),
+                a.sin6_flowinfo,
+                a.sin6_scope_id,
+            )))
+        }
+        _ => None,
+    }
+}
+
+/// Read up to [`BATCH`] datagrams waiting on `socket` without blocking; call `each` for every
+/// one. Returns how many were read (0 when none were waiting).
+pub fn drain(socket: &impl AsRawFd, each: impl FnMut(&[u8], SocketAddr)) -> io::Result<usize> {
+    match drain_or_block(socket, each) {
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(0),
+        r => r,
+    }
+}
+
+/// As [`drain`], but an empty socket is `WouldBlock` (for `tokio`'s `try_io`).
+pub fn drain_or_block(
+    socket: &impl AsRawFd,
+    mut each: impl FnMut(&[u8], SocketAddr),
+) -> io::Result<usize> {
+    RECV.with(|b| {
+        let mut b = b.borrow_mut();
+        let n = recv(socket, &mut b)?;
+        for i in 0..n {
+            if let Some((d, from)) = b.get(i) {
+                each(d, from);
+            }
+        }
+        Ok(n)
+    })
+}
+
+/// One `recvmmsg` into `b`; `WouldBlock` when nothing is waiting.
+pub fn recv(socket: &impl AsRawFd, b: &mut RecvBatch) -> io::Result<usize> {
+    let mut iov: [MaybeUninit<libc::iovec>; BATCH] = [const { MaybeUninit::uninit() }; BATCH];
+    // SAFETY: an all-zero sockaddr_storage and mmsghdr are valid values.
+    let mut names: [libc::sockaddr_storage; BATCH] = unsafe { std::mem::zeroed() };
+    let mut msgs: [libc::mmsghdr; BATCH] = unsafe { std::mem::zeroed() };
+    for i in 0..BATCH {
+        iov[i].write(libc::iovec {
+            iov_base: b.bufs[i].as_mut_ptr() as *mut libc::c_void,
+            iov_len: MAX_DATAGRAM,
+        });
+        msgs[i].msg_hdr.msg_name = &mut names[i] as *mut _ as *mut libc::c_void;
+        msgs[i].msg_hdr.msg_namelen = std::mem::size_of::<libc::sockaddr_storage>() as u32;
+        msgs[i].msg_hdr.msg_iov = iov[i].as_mut_ptr();
+        msgs[i].msg_hdr.msg_iovlen = 1;
+    }
+    // SAFETY: every pointer refers to a live local or to `b`'s buffers, sized as declared;
+    // MSG_DONTWAIT keeps the call from blocking.
+    let n = unsafe {
+        libc::recvmmsg(
+            socket.as_raw_fd(),
+            msgs.as_mut_ptr(),
+            BATCH as libc::c_uint,
+            libc::MSG_DONTWAIT,
+            std::ptr::null_mut(),
+        )
+    };
+    if n < 0 {
+        let e = io::Error::last_os_error();
+        return match e.kind() {
+            // An ICMP error from an earlier send (port unreachable): not this read's fault.
+            io::ErrorKind::Interrupted | io::ErrorKind::ConnectionRefused => Ok(0),
+            _ => Err(e),
+        };
+    }
+    let n = n as usize;
+    for i in 0..n {
+        b.lens[i] = (msgs[i].msg_len as usize).min(MAX_DATAGRAM);
+        b.addrs[i] = from_storage(&names[i]);
+    }
+    Ok(n)
+}
+
+fn to_storage(a: &SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
+    // SAFETY: an all-zero sockaddr_storage is valid; we fill the variant the family names.
+    let mut s: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+    let len = match a {
+        SocketAddr::V4(v4) => {
+            // SAFETY: sockaddr_storage is large and aligned enough for sockaddr_in.
+            let p = unsafe { &mut *(&mut s as *mut _ as *mut libc::sockaddr_in) };
+            p.sin_family = libc::AF_INET as libc::sa_family_t;
+            p.sin_port = v4.port().to_be();
+            p.sin_addr.s_addr = u32::from(*v4.ip()).to_be();
+            std::mem::size_of::<libc::sockaddr_in>()
+        }
+        SocketAddr::V6(v6) => {
+            // SAFETY: as above, for sockaddr_in6.
+            let p = unsafe { &mut *(&mut s as *mut _ as *mut libc::sockaddr_in6) };
+            p.sin6_family = libc::AF_INET6 as libc::sa_family_t;
+            p.sin6_port = v6.port().to_be();
+            p.sin6_addr.s6_addr = v6.ip().octets();
+            p.sin6_flowinfo = v6.flowinfo();
+            p.sin6_scope_id = v6.scope_id();
+            std::mem::size_of::<libc::sockaddr_in6>()
+        }
+    };
+    (s, len as libc::socklen_t)
+}
+
+/// Send `packets` to `to` in one `sendmmsg` without blocking. Returns how many the kernel
+/// took; the rest are dropped.
+pub fn send(socket: &UdpSocket, packets: &[Vec<u8>], to: SocketAddr) -> io::Result<usize> {
+    if packets.is_empty() {
+        return Ok(0);
+    }
+    let n = packets.len().min(BATCH);
+    let (mut name, namelen) = to_storage(&to);
+    let mut iov: [MaybeUninit<libc::iovec>; BATCH] = [const { MaybeUninit::uninit() }; BATCH];
+    // SAFETY: an all-zero mmsghdr is valid.
+    let mut msgs: [libc::mmsghdr; BATCH] = unsafe { std::mem::zeroed() };
+    for i in 0..n {
+        iov[i].write(libc::iovec {
+            iov_base: packets[i].as_ptr() as *mut libc::c_void,
+            iov_len: packets[i].len(),
+        });
+        msgs[i].msg_hdr.msg_name = &mut name as *mut _ as *mut libc::c_void;
+        msgs[i].msg_hdr.msg_namelen = namelen;
+        msgs[i].msg_hdr.msg_iov = iov[i].as_mut_ptr();
+        msgs[i].msg_hdr.msg_iovlen = 1;
+    }
+    // SAFETY: pointers refer to live locals and to `packets`, which the kernel only reads.
+    let sent = unsafe {
+        libc::sendmmsg(
+            socket.as_raw_fd(),
+            msgs.as_mut_ptr(),
+            n as libc::c_uint,
+            libc::MSG_DONTWAIT,
+        )
+    };
+    if sent < 0 {
+        let e = io::Error::last_os_error();
+        return match e.kind() {
+            io::ErrorKind::WouldBlock
+            | io::ErrorKind::Interrupted
+            | io::ErrorKind::ConnectionRefused => Ok(0),
+            _ => Err(e),
+        };
+    }
+    Ok(sent as usize)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_batch_goes_out_in_one_call_and_comes_back_in_one_call() {
+        let a = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let b = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let to = b.local_addr().unwrap();
+        let packets: Vec<Vec<u8>> = (0..5u8).map(|i| vec![i; 10 + i as usize]).collect();
+        assert_eq!(send(&a, &packets, to).unwrap(), 5);
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        let mut got = vec![];
+        let n = drain(&b, |d, from| got.push((d.to_vec(), from))).unwrap();
+        assert_eq!(n, 5);
+        assert_eq!(
+            got.iter().map(|(d, _)| d.clone()).collect::<Vec<_>>(),
+            packets
+        );
+        assert!(got.iter().all(|(_, f)| *f == a.local_addr().unwrap()));
+        // Nothing waiting: no block, no error.
+        assert_eq!(drain(&b, |_, _| panic!("nothing to read")).unwrap(), 0);
+    }
+
+    #[test]
+    fn more_than_a_batch_takes_several_drains_and_ipv6_works() {
+        let Ok(b) = UdpSocket::bind("[::1]:0") else {
+            return; // no IPv6 loopback on this machine
+        };
+        let a = UdpSocket::bind("[::1]:0").unwrap();
+        for i in 0..(BATCH + 3) {
+            a.send_to(&[i as u8], b.local_addr().unwrap()).unwrap();
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        let first = drain(&b, |_, from| assert_eq!(from, a.local_addr().unwrap())).unwrap();
+        let second = drain(&b, |_, _| {}).unwrap();
+        assert_eq!((first, second), (BATCH, 3));
+    }
+}
