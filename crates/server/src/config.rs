@@ -407,6 +407,13 @@ pub struct SipConfig {
     /// ends with 410/301005; 0 turns the check off. Not applied while the phone holds.
     #[serde(default = "default_media_timeout")]
     pub media_timeout_seconds: u64,
+    /// Overload protection: new SIP calls admitted per second (bursts of one second's
+    /// worth); more get 503 with Retry-After.
+    #[serde(default = "default_new_calls_per_second")]
+    pub max_new_calls_per_second: u32,
+    /// SIP calls at once (in and out); more get 503. 0: no limit.
+    #[serde(default = "default_max_sip_calls")]
+    pub max_calls: usize,
     /// SIP trunks: where calls to phone numbers go.
     #[serde(default)]
     pub trunks: Vec<Trunk>,
@@ -502,6 +509,14 @@ pub struct ApplicationInstance {
 
 fn default_media_timeout() -> u64 {
     30
+}
+
+fn default_new_calls_per_second() -> u32 {
+    1000
+}
+
+fn default_max_sip_calls() -> usize {
+    10_000
 }
 
 fn default_rtp_ports() -> (u16, u16) {
@@ -790,6 +805,8 @@ impl Config {
                 rtp_ip: None,
                 rtp_ports: default_rtp_ports(),
                 media_timeout_seconds: default_media_timeout(),
+                max_new_calls_per_second: default_new_calls_per_second(),
+                max_calls: default_max_sip_calls(),
                 trunks: vec![],
             }),
             application_instances: vec![],

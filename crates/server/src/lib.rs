@@ -259,6 +259,8 @@ pub async fn start(opts: Options) -> Result<Running, String> {
                     .map_err(|_| "[sip] rtp_ip is not an IP address".to_string())?,
                 rtp_ports: sc.rtp_ports,
                 media_timeout_s: sc.media_timeout_seconds,
+                max_new_calls_per_second: sc.max_new_calls_per_second,
+                max_calls: sc.max_calls,
             },
             Arc::new(state::SipDirectory(shared.clone())),
             sip_tx,

@@ -56,6 +56,42 @@ pub struct Config {
     pub rtp_ports: (u16, u16),
     /// Hang up a connected leg that has sent no RTP or RTCP for this long (0: never).
     pub media_timeout_s: u64,
+    /// Overload protection: new calls (INVITEs outside a dialog) admitted per second, with
+    /// bursts of up to one second's worth; beyond it they get 503 with Retry-After.
+    pub max_new_calls_per_second: u32,
+    /// At most this many SIP calls at once (incoming and outgoing); beyond it, 503.
+    pub max_calls: usize,
+}
+
+/// A token bucket for new calls.
+struct Admission {
+    rate: f64,
+    tokens: f64,
+    last: std::time::Instant,
+}
+
+impl Admission {
+    fn new(rate: u32) -> Admission {
+        Admission {
+            rate: rate.max(1) as f64,
+            tokens: rate.max(1) as f64,
+            last: std::time::Instant::now(),
+        }
+    }
+
+    /// Take a token if there is one.
+    fn admit(&mut self) -> bool {
+        let now = std::time::Instant::now();
+        let dt = now.duration_since(self.last).as_secs_f64();
+        self.last = now;
+        self.tokens = (self.tokens + dt * self.rate).min(self.rate);
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
 }
 
 /// What happens to SIP legs, for the call engine.
@@ -227,6 +263,12 @@ impl Sip {
             legs: Mutex::new(HashMap::new()),
             dialing: Mutex::new(HashMap::new()),
             early: Mutex::new(HashMap::new()),
+            admission: Mutex::new(Admission::new(cfg.max_new_calls_per_second)),
+            max_calls: if cfg.max_calls == 0 {
+                usize::MAX
+            } else {
+                cfg.max_calls
+            },
             by_dialog: Mutex::new(HashMap::new()),
             rtp_ip: cfg.rtp_ip,
             rtp_ports: PortRange::new(cfg.rtp_ports.0, cfg.rtp_ports.1),
@@ -363,6 +405,8 @@ struct Ctx {
     /// Commands for incoming legs that came before the leg was registered (the engine and
     /// the bot can be faster than the INVITE task), with when they came.
     early: Mutex<HashMap<String, (LegCommand, std::time::Instant)>>,
+    admission: Mutex<Admission>,
+    max_calls: usize,
     /// Dialog id → leg id.
     by_dialog: Mutex<HashMap<String, String>>,
     rtp_ip: IpAddr,
@@ -523,6 +567,33 @@ impl Ctx {
 
     /// A new call: answer its SDP, bind its RTP, and ask the engine whom it is for.
     async fn invite(self: Arc<Self>, mut tx: Transaction) -> rsipstack::Result<()> {
+        // Overload: refuse quickly and cheaply, before any port or dialog is taken, and say
+        // when to come back (RFC 3261 §21.5.4).
+        let busy =
+            self.legs.lock().expect("legs").len() + self.dialing.lock().expect("dialing").len();
+        let why = if busy >= self.max_calls {
+            Some(format!(
+                "{busy} calls in progress, the limit is {}",
+                self.max_calls
+            ))
+        } else if !self.admission.lock().expect("admission").admit() {
+            Some("too many new calls per second".to_string())
+        } else {
+            None
+        };
+        if let Some(why) = why {
+            tracing::warn!(target: "audit", event = "sip_overload", reason = %why);
+            return tx
+                .reply_with(
+                    StatusCode::ServiceUnavailable,
+                    vec![
+                        Header::RetryAfter("1".into()),
+                        Header::Warning(format!("399 ringside \"{why}\"").into()),
+                    ],
+                    None,
+                )
+                .await;
+        }
         let sock = match self.rtp_ports.bind(self.rtp_ip) {
             Ok(s) => s,
             Err(e) => {

@@ -51,6 +51,8 @@ async fn a_phone_registers_with_sha_256_digest_and_garbage_is_ignored() {
             rtp_ip: "127.0.0.1".parse().unwrap(),
             rtp_ports: (42000, 42100),
             media_timeout_s: 0,
+            max_new_calls_per_second: 100,
+            max_calls: 0,
         },
         Arc::new(OneUser),
         tokio::sync::mpsc::unbounded_channel().0,

@@ -579,3 +579,59 @@ async fn a_call_from_the_trunk_to_a_number_reaches_the_app_that_owns_it() {
     let (ok, errors) = sipp_result(sipp, &dir).await;
     assert!(ok, "the carrier's call was answered: {errors}");
 }
+
+#[tokio::test]
+async fn an_invite_flood_gets_503_with_retry_after_beyond_the_admitted_rate() {
+    let port = free_udp_port();
+    let h = Harness::start_with(&format!(
+        "\n[sip]\nudp = [\"127.0.0.1:{port}\"]\nrtp_ports = [43900, 44000]\n\
+         max_new_calls_per_second = 2\ndigest = [\"MD5\"]\n"
+    ))
+    .await;
+    let sock = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let me = sock.local_addr().unwrap();
+    let sdp = "v=0\r\no=f 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 9000 RTP/AVP 0\r\n";
+    for i in 0..10 {
+        let invite = format!(
+            "INVITE sip:bot@127.0.0.1:{port} SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bKflood{i}\r\n\
+             From: <sip:flood@127.0.0.1>;tag=f{i}\r\nTo: <sip:bot@127.0.0.1:{port}>\r\n\
+             Call-ID: flood-{i}@127.0.0.1\r\nCSeq: 1 INVITE\r\nContact: <sip:flood@{me}>\r\n\
+             Max-Forwards: 70\r\nContent-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{sdp}",
+            sdp.len()
+        );
+        sock.send_to(invite.as_bytes(), ("127.0.0.1", port))
+            .await
+            .unwrap();
+    }
+    // Final responses per Call-ID (100 Trying and 180 are provisional).
+    let mut finals = std::collections::HashMap::new();
+    let mut buf = vec![0u8; 4096];
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
+    while let Ok(Ok((n, _))) = tokio::time::timeout_at(deadline, sock.recv_from(&mut buf)).await {
+        let text = String::from_utf8_lossy(&buf[..n]).to_string();
+        let call = text
+            .lines()
+            .find_map(|l| l.strip_prefix("Call-ID: "))
+            .unwrap_or("")
+            .to_string();
+        if text.starts_with("SIP/2.0 503") {
+            assert!(text.contains("Retry-After: 1"), "{text}");
+            finals.insert(call, 503);
+        } else if text.starts_with("SIP/2.0 180") {
+            finals.entry(call).or_insert(180);
+        }
+    }
+    let refused = finals.values().filter(|c| **c == 503).count();
+    let ringing = finals.values().filter(|c| **c == 180).count();
+    assert_eq!(
+        ringing, 2,
+        "a burst of one second's worth gets in: {finals:?}"
+    );
+    assert_eq!(
+        refused, 8,
+        "the rest are told to come back later: {finals:?}"
+    );
+    // The admitted calls reached the bot.
+    let first = h.next_incoming().await;
+    assert_eq!(first.state(), Some("incoming"));
+}
