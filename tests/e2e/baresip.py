@@ -18,6 +18,25 @@ from typing import Optional
 from support import free_port
 
 
+def free_sip_port() -> int:
+    """A port baresip can listen on: it binds UDP and TCP on it, and TLS (TCP) on the next."""
+    for _ in range(100):
+        p = free_port(socket.SOCK_DGRAM)
+        socks = []
+        try:
+            for kind, port in ((socket.SOCK_DGRAM, p), (socket.SOCK_STREAM, p), (socket.SOCK_STREAM, p + 1)):
+                s = socket.socket(socket.AF_INET, kind)
+                socks.append(s)
+                s.bind(("127.0.0.1", port))
+            return p
+        except OSError:
+            continue
+        finally:
+            for s in socks:
+                s.close()
+    raise RuntimeError("no free port for baresip")
+
+
 class Baresip:
     def __init__(
         self,
@@ -33,7 +52,7 @@ class Baresip:
         self.rec = self.dir / "rec"
         self.rec.mkdir(exist_ok=True)
         self.ctrl_port = free_port()
-        self.sip_listen = free_port(socket.SOCK_DGRAM)
+        self.sip_listen = free_sip_port()
         rtp = 45000 + (self.sip_listen % 50) * 20
         (self.dir / "config").write_text(
             f"""poll_method		epoll

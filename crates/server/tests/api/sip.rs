@@ -38,7 +38,6 @@ fn spawn_caller(port: u16, scenario: &[&str]) -> (tokio::process::Child, std::pa
     let dir = std::env::temp_dir().join(format!("ringside-sipp-{local}"));
     std::fs::create_dir_all(&dir).unwrap();
     let mut args: Vec<String> = vec![format!("127.0.0.1:{port}")];
-    args.extend(scenario.iter().map(|s| s.to_string()));
     args.extend(
         [
             "-s",
@@ -56,6 +55,8 @@ fn spawn_caller(port: u16, scenario: &[&str]) -> (tokio::process::Child, std::pa
         .map(String::from),
     );
     args.push(local.to_string());
+    // The scenario's own arguments last, so they can override the defaults (-m).
+    args.extend(scenario.iter().map(|s| s.to_string()));
     let sipp = tokio::process::Command::new("sipp")
         .current_dir(&dir)
         .args(&args)
@@ -634,4 +635,131 @@ async fn an_invite_flood_gets_503_with_retry_after_beyond_the_admitted_rate() {
     // The admitted calls reached the bot.
     let first = h.next_incoming().await;
     assert_eq!(first.state(), Some("incoming"));
+}
+
+#[tokio::test]
+async fn a_corpus_of_malformed_messages_gets_the_right_answers_and_breaks_nothing() {
+    let port = free_udp_port();
+    let h = Harness::start_with(&format!(
+        "\n[sip]\nudp = [\"127.0.0.1:{port}\"]\nrtp_ports = [44100, 44200]\n"
+    ))
+    .await;
+    let sock = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let me = sock.local_addr().unwrap();
+    let head = |method: &str, i: usize, extra: &str| {
+        format!(
+            "{method} sip:bot@127.0.0.1:{port} SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bKbad{i}\r\n\
+             From: <sip:bad@127.0.0.1>;tag=b{i}\r\nTo: <sip:bot@127.0.0.1:{port}>\r\n\
+             Call-ID: bad-{i}@127.0.0.1\r\nCSeq: 1 {method}\r\nContact: <sip:bad@{me}>\r\n\
+             Max-Forwards: 70\r\n{extra}"
+        )
+    };
+    let with_body = |i: usize, ct: &str, body: &str| {
+        format!(
+            "{}Content-Type: {ct}\r\nContent-Length: {}\r\n\r\n{body}",
+            head("INVITE", i, ""),
+            body.len()
+        )
+        .into_bytes()
+    };
+    // (message, the final status it must get: None = dropped or any non-2xx)
+    let g729_only = "v=0\r\no=x 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 9000 RTP/AVP 18\r\na=rtpmap:18 G729/8000\r\n";
+    let corpus: Vec<(Vec<u8>, Option<u16>)> = vec![
+        (
+            with_body(1, "application/sdp", "this is not SDP"),
+            Some(400),
+        ),
+        (with_body(2, "application/sdp", g729_only), Some(488)),
+        (b"INVITE sip:bot@127.0.0.1 SIP/2.0\r\n\r\n".to_vec(), None),
+        (
+            head("INVITE", 3, "Content-Length: 500\r\n\r\nv=0\r\n").into_bytes(),
+            None,
+        ),
+        (
+            format!(
+                "{}X-Huge: {}\r\nContent-Length: 0\r\n\r\n",
+                head("OPTIONS", 4, ""),
+                "a".repeat(60_000)
+            )
+            .into_bytes(),
+            None,
+        ),
+        ((0..255u8).cycle().take(1400).collect(), None),
+        (head("INVITE", 5, "Content-Le").into_bytes(), None),
+        (
+            head("INVITE", 6, "Content-Length: 0\r\n\r\n")
+                .replace("SIP/2.0\r\nVia", "SIP/3.0\r\nVia")
+                .into_bytes(),
+            None,
+        ),
+        (
+            head(
+                "REGISTER",
+                7,
+                "Contact: <not a uri\r\nContent-Length: 0\r\n\r\n",
+            )
+            .into_bytes(),
+            None,
+        ),
+        (b"SIP/2.0 200 OK\r\n\r\n".to_vec(), None),
+        (vec![], None),
+    ];
+    for (msg, _) in &corpus {
+        sock.send_to(msg, ("127.0.0.1", port)).await.unwrap();
+    }
+    let mut finals = std::collections::HashMap::new();
+    let mut buf = vec![0u8; 65_536];
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+    while let Ok(Ok((n, _))) = tokio::time::timeout_at(deadline, sock.recv_from(&mut buf)).await {
+        let text = String::from_utf8_lossy(&buf[..n]).to_string();
+        let code: u16 = text
+            .split_whitespace()
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(0);
+        let call = text
+            .lines()
+            .find_map(|l| l.strip_prefix("Call-ID: "))
+            .unwrap_or("")
+            .to_string();
+        if code >= 200 {
+            finals.insert(call, code);
+        }
+    }
+    assert_eq!(finals.get("bad-1@127.0.0.1"), Some(&400), "{finals:?}");
+    assert_eq!(finals.get("bad-2@127.0.0.1"), Some(&488), "{finals:?}");
+    assert!(
+        finals.values().all(|c| *c >= 400),
+        "nothing malformed was accepted: {finals:?}"
+    );
+    // Nothing reached the bot, and ringside still takes calls.
+    let (caller, dir) = spawn_caller(port, &["-sn", "uac", "-d", "500"]);
+    let incoming = h.next_incoming().await;
+    assert_eq!(
+        incoming.data["source"]["identity"]["user"]["id"], "sipp",
+        "the first incoming call is the well-formed one"
+    );
+    let id = incoming.data["id"].as_str().unwrap().to_string();
+    answer(&h, &id).await;
+    let (ok, errors) = sipp_result(caller, &dir).await;
+    assert!(ok, "a good call after the corpus works: {errors}");
+}
+
+#[tokio::test]
+async fn calls_survive_ten_percent_packet_loss_by_retransmission() {
+    // SIPp drops 10 % of what it sends and receives: lost INVITEs, 200s, ACKs and BYEs are
+    // retransmitted (RFC 3261 timers) until the call completes.
+    let (h, sipp, dir) = phone_calls(&[
+        "-sn", "uac", "-d", "1000", "-lost", "10", "-m", "5", "-r", "5",
+    ])
+    .await;
+    let mut answered = 0;
+    while answered < 5 {
+        let incoming = h.next_incoming().await;
+        let id = incoming.data["id"].as_str().unwrap().to_string();
+        answer(&h, &id).await;
+        answered += 1;
+    }
+    let (ok, errors) = sipp_result(sipp, &dir).await;
+    assert!(ok, "all five calls completed despite the loss: {errors}");
 }
