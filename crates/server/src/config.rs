@@ -387,6 +387,10 @@ impl User {
 pub struct SipConfig {
     #[serde(default)]
     pub udp: Vec<String>,
+    /// SIP over TLS (`sips:`), with the server's certificate (`tls_cert`/`tls_key`, or the
+    /// generated one in dev mode).
+    #[serde(default)]
+    pub tls: Vec<String>,
     #[serde(default)]
     pub tcp: Vec<String>,
     #[serde(default = "default_realm")]
@@ -798,6 +802,7 @@ impl Config {
             sip: Some(SipConfig {
                 udp: vec!["127.0.0.1:5060".into()],
                 tcp: vec!["127.0.0.1:5060".into()],
+                tls: vec![],
                 realm: default_realm(),
                 min_expires: default_min_expires(),
                 max_expires: default_max_expires(),

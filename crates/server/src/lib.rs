@@ -53,6 +53,9 @@ impl IdSource for UuidIds {
 }
 
 pub async fn start(opts: Options) -> Result<Running, String> {
+    // rustls is built with aws-lc-rs (ours) and ring (rsipstack's TLS): with two providers
+    // compiled in, anything that asks rustls for "the" provider needs one installed.
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     std::fs::create_dir_all(&opts.data_dir)
         .map_err(|e| format!("cannot create {}: {e}", opts.data_dir.display()))?;
     let config_path = opts
@@ -220,7 +223,10 @@ pub async fn start(opts: Options) -> Result<Running, String> {
         prompts: Default::default(),
         sip: Default::default(),
     });
-    let sip_cfg = shared.config.read().expect("config").sip.clone();
+    let (sip_cfg, server_cfg) = {
+        let c = shared.config.read().expect("config");
+        (c.sip.clone(), c.server.clone())
+    };
     if let Some(sc) = sip_cfg {
         let (sip_tx, sip_rx) = tokio::sync::mpsc::unbounded_channel();
         let parse = |v: &[String]| -> Result<Vec<SocketAddr>, String> {
@@ -237,6 +243,16 @@ pub async fn start(opts: Options) -> Result<Running, String> {
             sip::server::Config {
                 udp: parse(&sc.udp)?,
                 tcp: parse(&sc.tcp)?,
+                tls: parse(&sc.tls)?,
+                tls_pem: if sc.tls.is_empty() {
+                    None
+                } else {
+                    let (c, k, _) = tls::cert_files(&server_cfg, &opts.data_dir)?;
+                    let read = |p: &std::path::Path| {
+                        std::fs::read(p).map_err(|e| format!("{}: {e}", p.display()))
+                    };
+                    Some((read(&c)?, read(&k)?))
+                },
                 realm: sc.realm.clone(),
                 nonce_secret: secret,
                 nonce_lifetime_s: 300,

@@ -13,8 +13,13 @@ pub struct Tls {
     pub generated: Option<PathBuf>,
 }
 
-pub fn load(cfg: &ServerConfig, data_dir: &Path) -> Result<Tls, String> {
-    let (cert_path, key_path, generated) = match (&cfg.tls_cert, &cfg.tls_key) {
+/// The certificate and key files: the configured ones, or (dev mode) ones generated once in
+/// the data folder. The third path is the certificate when ringside generated it.
+pub fn cert_files(
+    cfg: &ServerConfig,
+    data_dir: &Path,
+) -> Result<(PathBuf, PathBuf, Option<PathBuf>), String> {
+    Ok(match (&cfg.tls_cert, &cfg.tls_key) {
         (Some(c), Some(k)) => (c.clone(), k.clone(), None),
         (None, None) if cfg.dev_mode => {
             let dir = data_dir.join("tls");
@@ -40,11 +45,15 @@ pub fn load(cfg: &ServerConfig, data_dir: &Path) -> Result<Tls, String> {
             (c.clone(), k, Some(c))
         }
         (None, None) => return Err(
-            "https_listen needs tls_cert and tls_key (a certificate is generated only in dev mode)"
+            "TLS (https_listen, [sip] tls) needs tls_cert and tls_key (a certificate is generated only in dev mode)"
                 .into(),
         ),
         _ => return Err("tls_cert and tls_key go together".into()),
-    };
+    })
+}
+
+pub fn load(cfg: &ServerConfig, data_dir: &Path) -> Result<Tls, String> {
+    let (cert_path, key_path, generated) = cert_files(cfg, data_dir)?;
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&cert_path)
         .map_err(|e| format!("{}: {e}", cert_path.display()))?
         .collect::<Result<_, _>>()

@@ -41,6 +41,9 @@ pub trait Directory: Send + Sync + 'static {
 pub struct Config {
     pub udp: Vec<SocketAddr>,
     pub tcp: Vec<SocketAddr>,
+    /// SIP over TLS listeners, and the certificate chain and key (PEM) they present.
+    pub tls: Vec<SocketAddr>,
+    pub tls_pem: Option<(Vec<u8>, Vec<u8>)>,
     pub realm: String,
     /// Key for stateless nonces (random per process is fine: a restart only makes phones
     /// authenticate again).
@@ -214,6 +217,29 @@ impl Sip {
                 .await
                 .map_err(|e| format!("SIP TCP {a}: {e}"))?;
             transports.add_transport(c.into());
+        }
+        if !cfg.tls.is_empty() {
+            let (cert, key) = cfg
+                .tls_pem
+                .clone()
+                .ok_or("SIP TLS needs a certificate and key")?;
+            // rsipstack builds its rustls configs with the process-wide provider; ringside's
+            // is aws-lc-rs (installing it twice is harmless).
+            let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+            for a in &cfg.tls {
+                let c = rsipstack::transport::TlsListenerConnection::new(
+                    *a,
+                    None,
+                    rsipstack::transport::tls::TlsConfig {
+                        cert: Some(cert.clone()),
+                        key: Some(key.clone()),
+                        ..Default::default()
+                    },
+                )
+                .await
+                .map_err(|e| format!("SIP TLS {a}: {e}"))?;
+                transports.add_transport(c.into());
+            }
         }
         let endpoint = EndpointBuilder::new()
             .with_cancel_token(cancel.clone())

@@ -53,6 +53,8 @@ async fn a_phone_registers_with_sha_256_digest_and_garbage_is_ignored() {
             media_timeout_s: 0,
             max_new_calls_per_second: 100,
             max_calls: 0,
+            tls: vec![],
+            tls_pem: None,
         },
         Arc::new(OneUser),
         tokio::sync::mpsc::unbounded_channel().0,

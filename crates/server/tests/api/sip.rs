@@ -763,3 +763,64 @@ async fn calls_survive_ten_percent_packet_loss_by_retransmission() {
     let (ok, errors) = sipp_result(sipp, &dir).await;
     assert!(ok, "all five calls completed despite the loss: {errors}");
 }
+
+#[tokio::test]
+async fn sip_over_tls_presents_the_servers_certificate_and_challenges_a_register() {
+    use rustls::pki_types::pem::PemObject;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let tls_port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let h = Harness::start_with(&format!(
+        "\n[sip]\nudp = [\"127.0.0.1:{}\"]\ntls = [\"127.0.0.1:{tls_port}\"]\nrtp_ports = [44300, 44400]\n",
+        free_udp_port()
+    ))
+    .await;
+    // Dev mode generated the certificate (for localhost and 127.0.0.1): trust only it.
+    let pem = std::fs::read(h.dir.join("tls").join("cert.pem")).expect("generated certificate");
+    let mut roots = rustls::RootCertStore::empty();
+    for c in rustls::pki_types::CertificateDer::pem_slice_iter(&pem) {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    // The listener starts with the SIP endpoint's serve loop, just after ringside does.
+    let mut tcp = None;
+    for _ in 0..100 {
+        if let Ok(t) = tokio::net::TcpStream::connect(("127.0.0.1", tls_port)).await {
+            tcp = Some(t);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let tcp = tcp.expect("SIP TLS listens");
+    let local = tcp.local_addr().unwrap();
+    let mut tls = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config))
+        .connect(
+            rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap(),
+            tcp,
+        )
+        .await
+        .expect("the TLS handshake verifies ringside's certificate");
+    let register = format!(
+        "REGISTER sips:127.0.0.1:{tls_port} SIP/2.0\r\nVia: SIP/2.0/TLS {local};branch=z9hG4bKtls1\r\n\
+         From: <sips:hank@127.0.0.1>;tag=t1\r\nTo: <sips:hank@127.0.0.1>\r\nCall-ID: tls-1@127.0.0.1\r\n\
+         CSeq: 1 REGISTER\r\nContact: <sips:hank@{local};transport=tls>\r\nExpires: 60\r\n\
+         Max-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+    );
+    tls.write_all(register.as_bytes()).await.unwrap();
+    let mut buf = vec![0u8; 4096];
+    let n = tokio::time::timeout(Duration::from_secs(5), tls.read(&mut buf))
+        .await
+        .expect("an answer over TLS")
+        .unwrap();
+    let answer = String::from_utf8_lossy(&buf[..n]);
+    assert!(answer.starts_with("SIP/2.0 401"), "{answer}");
+    assert!(answer.contains("WWW-Authenticate: Digest"), "{answer}");
+}
