@@ -418,6 +418,10 @@ pub struct SipConfig {
     /// SIP calls at once (in and out); more get 503. 0: no limit.
     #[serde(default = "default_max_sip_calls")]
     pub max_calls: usize,
+    /// INVITEs must carry digest credentials of a directory SIP user (407 challenge, 403 when
+    /// wrong): turn on when the SIP port is reachable by more than your own phones.
+    #[serde(default)]
+    pub authenticate_invites: bool,
     /// SIP trunks: where calls to phone numbers go.
     #[serde(default)]
     pub trunks: Vec<Trunk>,
@@ -812,6 +816,7 @@ impl Config {
                 media_timeout_seconds: default_media_timeout(),
                 max_new_calls_per_second: default_new_calls_per_second(),
                 max_calls: default_max_sip_calls(),
+                authenticate_invites: false,
                 trunks: vec![],
             }),
             application_instances: vec![],

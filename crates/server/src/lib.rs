@@ -277,6 +277,7 @@ pub async fn start(opts: Options) -> Result<Running, String> {
                 media_timeout_s: sc.media_timeout_seconds,
                 max_new_calls_per_second: sc.max_new_calls_per_second,
                 max_calls: sc.max_calls,
+                authenticate_invites: sc.authenticate_invites,
             },
             Arc::new(state::SipDirectory(shared.clone())),
             sip_tx,

@@ -64,6 +64,9 @@ pub struct Config {
     pub max_new_calls_per_second: u32,
     /// At most this many SIP calls at once (incoming and outgoing); beyond it, 503.
     pub max_calls: usize,
+    /// Phones must prove who they are to place calls: INVITEs are challenged (407) and
+    /// checked against the directory's SIP credentials, like REGISTER.
+    pub authenticate_invites: bool,
 }
 
 /// A token bucket for new calls.
@@ -290,6 +293,7 @@ impl Sip {
             dialing: Mutex::new(HashMap::new()),
             early: Mutex::new(HashMap::new()),
             admission: Mutex::new(Admission::new(cfg.max_new_calls_per_second)),
+            authenticate_invites: cfg.authenticate_invites,
             max_calls: if cfg.max_calls == 0 {
                 usize::MAX
             } else {
@@ -433,6 +437,7 @@ struct Ctx {
     early: Mutex<HashMap<String, (LegCommand, std::time::Instant)>>,
     admission: Mutex<Admission>,
     max_calls: usize,
+    authenticate_invites: bool,
     /// Dialog id → leg id.
     by_dialog: Mutex<HashMap<String, String>>,
     rtp_ip: IpAddr,
@@ -619,6 +624,9 @@ impl Ctx {
                     None,
                 )
                 .await;
+        }
+        if self.authenticate_invites && !self.invite_authenticated(&mut tx).await? {
+            return Ok(());
         }
         let sock = match self.rtp_ports.bind(self.rtp_ip) {
             Ok(s) => s,
@@ -872,6 +880,65 @@ impl Ctx {
                     .await;
             });
         }
+    }
+
+    /// Check an INVITE's Proxy-Authorization against the caller's SIP credentials (the From
+    /// user must be the one authenticating). Answers 407 (challenge) or 403 itself and returns
+    /// false when the call may not go on.
+    async fn invite_authenticated(&self, tx: &mut Transaction) -> rsipstack::Result<bool> {
+        let creds: Vec<digest::Credentials> = values(&tx.original, |h| match h {
+            Header::ProxyAuthorization(v) => Some(v.value()),
+            _ => None,
+        })
+        .iter()
+        .filter_map(|a| digest::parse_authorization(a).ok())
+        .collect();
+        let Some(c) = creds
+            .iter()
+            .find(|c| c.realm == self.realm && self.algorithms.contains(&c.algorithm))
+        else {
+            self.proxy_challenge(tx, false).await?;
+            return Ok(false);
+        };
+        match self.nonces.check(&c.nonce, now_ms() / 1000) {
+            NonceCheck::Valid => {}
+            NonceCheck::Stale => {
+                self.proxy_challenge(tx, true).await?;
+                return Ok(false);
+            }
+            NonceCheck::Invalid => {
+                self.proxy_challenge(tx, false).await?;
+                return Ok(false);
+            }
+        }
+        let from = values(&tx.original, |h| match h {
+            Header::From(v) => Some(v.value()),
+            _ => None,
+        })
+        .first()
+        .and_then(|f| uri_user(f));
+        let ha1 = self.directory.ha1(&c.username, &self.realm, c.algorithm);
+        let ok = from.is_some_and(|f| f.eq_ignore_ascii_case(&c.username))
+            && ha1.is_some_and(|h| digest::verify(c, "INVITE", &h));
+        if !ok {
+            tracing::info!(target: "audit", event = "sip_auth_failure", user = %c.username, method = "INVITE");
+            tx.reply(StatusCode::Forbidden).await?;
+            return Ok(false);
+        }
+        Ok(true)
+    }
+
+    async fn proxy_challenge(&self, tx: &mut Transaction, stale: bool) -> rsipstack::Result<()> {
+        let nonce = self.nonces.issue(now_ms() / 1000);
+        let headers = self
+            .algorithms
+            .iter()
+            .map(|&a| {
+                Header::ProxyAuthenticate(digest::challenge(&self.realm, &nonce, a, stale).into())
+            })
+            .collect();
+        tx.reply_with(StatusCode::ProxyAuthenticationRequired, headers, None)
+            .await
     }
 
     async fn challenge(&self, tx: &mut Transaction, stale: bool) -> rsipstack::Result<()> {

@@ -55,6 +55,7 @@ async fn a_phone_registers_with_sha_256_digest_and_garbage_is_ignored() {
             max_calls: 0,
             tls: vec![],
             tls_pem: None,
+            authenticate_invites: false,
         },
         Arc::new(OneUser),
         tokio::sync::mpsc::unbounded_channel().0,

@@ -824,3 +824,49 @@ async fn sip_over_tls_presents_the_servers_certificate_and_challenges_a_register
     assert!(answer.starts_with("SIP/2.0 401"), "{answer}");
     assert!(answer.contains("WWW-Authenticate: Digest"), "{answer}");
 }
+
+#[tokio::test]
+async fn with_authenticated_invites_a_phone_must_answer_the_challenge() {
+    let port = free_udp_port();
+    let h = Harness::start_with(&format!(
+        "\n[sip]\nudp = [\"127.0.0.1:{port}\"]\nrtp_ports = [44500, 44600]\n\
+         digest = [\"MD5\"]\nauthenticate_invites = true\n"
+    ))
+    .await;
+    // Wrong password: 407, then 403; nothing reaches the bot.
+    let (sipp, dir) = spawn_caller(
+        port,
+        &[
+            "-sf",
+            &scenario("uac-auth-wrong.xml"),
+            "-au",
+            "hank",
+            "-ap",
+            "not-the-password",
+        ],
+    );
+    let (ok, errors) = sipp_result(sipp, &dir).await;
+    assert!(ok, "the wrong password got 403: {errors}");
+    // The right one: the call reaches the bot as Hank.
+    let (sipp, dir) = spawn_caller(
+        port,
+        &[
+            "-sf",
+            &scenario("uac-auth.xml"),
+            "-au",
+            "hank",
+            "-ap",
+            HANK_PASSWORD,
+        ],
+    );
+    let incoming = h.next_incoming().await;
+    assert_eq!(
+        incoming.data["source"]["identity"]["user"]["id"], HANK_SIP,
+        "the first call the bot sees is the authenticated one"
+    );
+    let id = incoming.data["id"].as_str().unwrap().to_string();
+    answer(&h, &id).await;
+    h.until_state(&id, "terminated").await;
+    let (ok, errors) = sipp_result(sipp, &dir).await;
+    assert!(ok, "the authenticated call went through: {errors}");
+}
