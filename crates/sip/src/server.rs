@@ -574,6 +574,13 @@ impl Ctx {
             }
             return;
         }
+        // Only SIP/2.0 is spoken here (505, RFC 3261 §21.5.7).
+        if tx.original.version != rsipstack::sip::Version::V2 {
+            if let Err(e) = tx.reply(StatusCode::VersionNotSupported).await {
+                tracing::debug!(error = %e, "SIP response not sent");
+            }
+            return;
+        }
         let result = match tx.original.method {
             Method::Register => self.register(&mut tx).await,
             Method::Options => tx.reply(StatusCode::OK).await,
@@ -647,7 +654,27 @@ impl Ctx {
             session_id: now_ms(),
             version: 1,
         };
-        let (answer, n) = match sdp::answer(&tx.original.body, &local) {
+        // A late offer (RFC 3261 §13.2.1: INVITE without SDP): ringside offers in its 200 and
+        // the answer comes in the ACK, which rsipstack does not show its dialog users. The
+        // leg learns the rest from the media itself: symmetric RTP latches the address and
+        // the first packet's payload type (0 or 8) picks the codec.
+        let late_offer = tx.original.body.is_empty();
+        let parsed = if late_offer {
+            Ok((
+                sdp::offer(&local, sdp::Direction::SendRecv),
+                sdp::Negotiated {
+                    remote: SocketAddr::new(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), 0),
+                    codec: sdp::Codec::Pcmu,
+                    payload_type: 0,
+                    dtmf_payload_type: Some(sdp::DTMF_PT),
+                    remote_direction: sdp::Direction::SendRecv,
+                    ptime_ms: 20,
+                },
+            ))
+        } else {
+            sdp::answer(&tx.original.body, &local)
+        };
+        let (answer, n) = match parsed {
             Ok(x) => x,
             Err(e) => {
                 let code = match e {
@@ -677,6 +704,11 @@ impl Ctx {
             (seed >> 3) as u16,
             seed.rotate_left(7),
         );
+        let session = if late_offer {
+            session.learning_codec()
+        } else {
+            session
+        };
         let rtp = match RtpLeg::start(sock, session) {
             Ok(r) => r,
             Err(_) => return tx.reply(StatusCode::ServerInternalError).await,

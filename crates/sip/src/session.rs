@@ -55,6 +55,8 @@ pub struct RtpSession {
     latched: bool,
     /// False while the far end does not want media (it offered `sendonly` or `inactive`).
     sending: bool,
+    /// Late offer: the answer was never seen, so the first G.711 packet sets the codec.
+    learn_codec: bool,
     keys_in: VecDeque<char>,
     last_event_ts: Option<u32>,
     keys_out: VecDeque<char>,
@@ -94,6 +96,7 @@ impl RtpSession {
             remote,
             latched: false,
             sending: true,
+            learn_codec: false,
             keys_in: VecDeque::new(),
             last_event_ts: None,
             keys_out: VecDeque::new(),
@@ -131,6 +134,11 @@ impl RtpSession {
         if self.latched && from != self.remote {
             self.stats.dropped += 1;
             return;
+        }
+        if self.learn_codec && matches!(p.payload_type, 0 | 8) {
+            self.learn_codec = false;
+            self.payload_type = p.payload_type;
+            self.law = if p.payload_type == 8 { Law::A } else { Law::Mu };
         }
         if p.payload_type == self.payload_type {
             let mut pcm = Vec::with_capacity(p.payload.len());
@@ -256,6 +264,12 @@ impl RtpSession {
     /// Whether audio goes out (false while the far end holds the call).
     pub fn sending(&self) -> bool {
         self.sending
+    }
+
+    /// For a late offer: take the codec (PCMU or PCMA) from the first audio packet.
+    pub fn learning_codec(mut self) -> RtpSession {
+        self.learn_codec = true;
+        self
     }
 
     /// A key the far end sent in the signalling (SIP INFO): into the same path as RFC 4733.
@@ -522,5 +536,30 @@ mod tests {
         let mut s = session();
         s.key_from_signalling('7');
         assert_eq!(s.take_key(), Some('7'));
+    }
+
+    #[test]
+    fn a_late_offer_session_takes_its_codec_and_address_from_the_first_packet() {
+        let mut s = RtpSession::new(Law::Mu, 0, Some(101), "0.0.0.0:0".parse().unwrap(), 1, 1, 1)
+            .learning_codec();
+        let mut b = vec![];
+        Rtp {
+            marker: false,
+            payload_type: 8,
+            sequence: 1,
+            timestamp: 160,
+            ssrc: 9,
+            payload: &[0xd5; 160],
+        }
+        .write(&mut b);
+        s.receive("10.0.0.7:4000".parse().unwrap(), &b, 0);
+        assert_eq!(s.remote(), "10.0.0.7:4000".parse().unwrap());
+        let mut packets = vec![];
+        s.send_frame(&[0; FRAME], &mut packets);
+        assert_eq!(
+            Rtp::parse(&packets[0]).unwrap().payload_type,
+            8,
+            "answers in PCMA"
+        );
     }
 }

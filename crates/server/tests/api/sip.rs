@@ -728,6 +728,11 @@ async fn a_corpus_of_malformed_messages_gets_the_right_answers_and_breaks_nothin
     }
     assert_eq!(finals.get("bad-1@127.0.0.1"), Some(&400), "{finals:?}");
     assert_eq!(finals.get("bad-2@127.0.0.1"), Some(&488), "{finals:?}");
+    assert_eq!(
+        finals.get("bad-6@127.0.0.1"),
+        Some(&505),
+        "SIP/3.0: {finals:?}"
+    );
     assert!(
         finals.values().all(|c| *c >= 400),
         "nothing malformed was accepted: {finals:?}"
@@ -869,4 +874,20 @@ async fn with_authenticated_invites_a_phone_must_answer_the_challenge() {
     h.until_state(&id, "terminated").await;
     let (ok, errors) = sipp_result(sipp, &dir).await;
     assert!(ok, "the authenticated call went through: {errors}");
+}
+
+#[tokio::test]
+async fn a_late_offer_is_answered_with_ringsides_offer_in_the_200() {
+    let (h, sipp, dir) = phone_calls(&["-sf", &scenario("uac-late-offer.xml")]).await;
+    let id = h.next_incoming().await.data["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    answer(&h, &id).await;
+    h.until_state(&id, "terminated").await;
+    let (ok, errors) = sipp_result(sipp, &dir).await;
+    assert!(
+        ok,
+        "the 200 carried an offer and the call completed: {errors}"
+    );
 }
