@@ -450,6 +450,10 @@ pub struct Trunk {
     /// The From number when the calling app has no resource account with a number.
     #[serde(default)]
     pub caller_id: Option<String>,
+    /// The carrier's addresses: INVITEs from them need no authentication even with
+    /// `authenticate_invites` (a carrier does not answer ringside's challenges).
+    #[serde(default)]
+    pub accept_from: Vec<String>,
 }
 
 impl Trunk {
@@ -662,6 +666,16 @@ impl Config {
                     return Err(format!(
                         "trunk {}: proxy \"{}\" must be a sip: URI (sip:host:port)",
                         t.name, t.proxy
+                    ));
+                }
+                if let Some(a) = t
+                    .accept_from
+                    .iter()
+                    .find(|a| a.parse::<std::net::IpAddr>().is_err())
+                {
+                    return Err(format!(
+                        "trunk {}: accept_from \"{a}\" is not an IP address",
+                        t.name
                     ));
                 }
                 if t.username.is_some() != t.password.is_some() {
@@ -891,6 +905,7 @@ mod tests {
             password: None,
             routes: routes.iter().map(|r| r.to_string()).collect(),
             caller_id: None,
+            accept_from: vec![],
         };
         let mut c = Config::seed_dev();
         c.sip.as_mut().unwrap().trunks = vec![

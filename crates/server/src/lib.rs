@@ -278,6 +278,11 @@ pub async fn start(opts: Options) -> Result<Running, String> {
                 max_new_calls_per_second: sc.max_new_calls_per_second,
                 max_calls: sc.max_calls,
                 authenticate_invites: sc.authenticate_invites,
+                trusted_sources: sc
+                    .trunks
+                    .iter()
+                    .flat_map(|t| t.accept_from.iter().filter_map(|a| a.parse().ok()))
+                    .collect(),
             },
             Arc::new(state::SipDirectory(shared.clone())),
             sip_tx,

@@ -67,6 +67,8 @@ pub struct Config {
     /// Phones must prove who they are to place calls: INVITEs are challenged (407) and
     /// checked against the directory's SIP credentials, like REGISTER.
     pub authenticate_invites: bool,
+    /// Addresses whose INVITEs need no authentication: the trunks' carriers.
+    pub trusted_sources: Vec<IpAddr>,
 }
 
 /// A token bucket for new calls.
@@ -294,6 +296,7 @@ impl Sip {
             early: Mutex::new(HashMap::new()),
             admission: Mutex::new(Admission::new(cfg.max_new_calls_per_second)),
             authenticate_invites: cfg.authenticate_invites,
+            trusted_sources: cfg.trusted_sources.clone(),
             max_calls: if cfg.max_calls == 0 {
                 usize::MAX
             } else {
@@ -438,6 +441,7 @@ struct Ctx {
     admission: Mutex<Admission>,
     max_calls: usize,
     authenticate_invites: bool,
+    trusted_sources: Vec<IpAddr>,
     /// Dialog id → leg id.
     by_dialog: Mutex<HashMap<String, String>>,
     rtp_ip: IpAddr,
@@ -550,6 +554,29 @@ fn status_code(code: u16) -> StatusCode {
     }
 }
 
+/// Where a request came from: the top Via's `received` (set when the sender is not where it
+/// said), else its sent-by host.
+pub fn source_ip(req: &Request) -> Option<IpAddr> {
+    let via = values(req, |h| match h {
+        Header::Via(v) => Some(v.value()),
+        _ => None,
+    })
+    .first()
+    .copied()?;
+    let via = via.split(',').next()?;
+    let mut parts = via.split(';');
+    let sent_by = parts.next()?.split_whitespace().nth(1)?;
+    if let Some(r) = parts.find_map(|p| p.trim().strip_prefix("received=")) {
+        return r.trim().parse().ok();
+    }
+    let host = if let Some(rest) = sent_by.strip_prefix('[') {
+        rest.split(']').next()?
+    } else {
+        sent_by.split(':').next()?
+    };
+    host.parse().ok()
+}
+
 /// The user part of the URI in a From/To value (`"Name" <sip:user@host>;tag=x`).
 fn uri_user(value: &str) -> Option<String> {
     let uri = match (value.find('<'), value.find('>')) {
@@ -632,7 +659,10 @@ impl Ctx {
                 )
                 .await;
         }
-        if self.authenticate_invites && !self.invite_authenticated(&mut tx).await? {
+        if self.authenticate_invites
+            && !source_ip(&tx.original).is_some_and(|ip| self.trusted_sources.contains(&ip))
+            && !self.invite_authenticated(&mut tx).await?
+        {
             return Ok(());
         }
         let sock = match self.rtp_ports.bind(self.rtp_ip) {
@@ -1089,5 +1119,38 @@ mod tests {
         assert_eq!(uri_user("<sips:carol;x=y@h>").as_deref(), Some("carol"));
         assert_eq!(uri_user("<sip:ringside>"), None);
         assert_eq!(uri_user("<tel:+1555>"), None);
+    }
+
+    #[test]
+    fn the_source_is_the_received_address_else_the_sent_by_host() {
+        let req = |via: &str| {
+            parse_request(
+                format!(
+                    "OPTIONS sip:x@h SIP/2.0\r\nVia: {via}\r\nFrom: <sip:a@h>;tag=1\r\n\
+                     To: <sip:x@h>\r\nCall-ID: c\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n"
+                )
+                .as_bytes(),
+            )
+            .unwrap()
+        };
+        let ip = |s: &str| Some(s.parse::<IpAddr>().unwrap());
+        assert_eq!(
+            source_ip(&req("SIP/2.0/UDP 203.0.113.5:5060;branch=z9hG4bK1")),
+            ip("203.0.113.5")
+        );
+        assert_eq!(
+            source_ip(&req(
+                "SIP/2.0/UDP 10.0.0.2:5060;branch=z9hG4bK1;received=198.51.100.7;rport=5060"
+            )),
+            ip("198.51.100.7")
+        );
+        assert_eq!(
+            source_ip(&req("SIP/2.0/TCP [2001:db8::1]:5060;branch=z9hG4bK1")),
+            ip("2001:db8::1")
+        );
+        assert_eq!(
+            source_ip(&req("SIP/2.0/UDP carrier.example;branch=z9hG4bK1")),
+            None
+        );
     }
 }

@@ -56,6 +56,7 @@ async fn a_phone_registers_with_sha_256_digest_and_garbage_is_ignored() {
             tls: vec![],
             tls_pem: None,
             authenticate_invites: false,
+            trusted_sources: vec![],
         },
         Arc::new(OneUser),
         tokio::sync::mpsc::unbounded_channel().0,

@@ -891,3 +891,28 @@ async fn a_late_offer_is_answered_with_ringsides_offer_in_the_200() {
         "the 200 carried an offer and the call completed: {errors}"
     );
 }
+
+#[tokio::test]
+async fn with_authenticated_invites_a_trunks_carrier_still_calls_in_unchallenged() {
+    let port = free_udp_port();
+    let h = Harness::start_with(&format!(
+        "\n[sip]\nudp = [\"127.0.0.1:{port}\"]\nrtp_ports = [44700, 44800]\n\
+         authenticate_invites = true\n\
+         [[sip.trunks]]\nname = \"carrier\"\nproxy = \"sip:127.0.0.1:5999\"\naccept_from = [\"127.0.0.1\"]\n"
+    ))
+    .await;
+    let (sipp, dir) = spawn_caller(port, &["-sf", &scenario("uac-from-trunk.xml")]);
+    let incoming = h.next_incoming().await;
+    assert_eq!(
+        incoming.data["source"]["identity"]["phone"]["id"],
+        "+14255550123"
+    );
+    let id = incoming.data["id"].as_str().unwrap().to_string();
+    answer(&h, &id).await;
+    h.until_state(&id, "terminated").await;
+    let (ok, errors) = sipp_result(sipp, &dir).await;
+    assert!(
+        ok,
+        "the carrier's call went through without a challenge: {errors}"
+    );
+}
