@@ -135,10 +135,24 @@ ctrl_tcp_listen		127.0.0.1:{self.ctrl_port}
                 with self._lock:
                     self.events.append(msg)
 
-    def command(self, cmd: str, params: str = "") -> None:
+    def command(self, cmd: str, params: str = "") -> str:
+        """Send a command; returns its token (see `reply`)."""
         self._token += 1
-        d = json.dumps({"command": cmd, "params": params, "token": str(self._token)}).encode()
+        token = str(self._token)
+        d = json.dumps({"command": cmd, "params": params, "token": token}).encode()
         self.sock.sendall(str(len(d)).encode() + b":" + d + b",")
+        return token
+
+    def reply(self, token: str, timeout: float = 5) -> dict:
+        """baresip's response to the command with this token."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self._lock:
+                for e in self.events:
+                    if e.get("response") and e.get("token") == token:
+                        return e
+            time.sleep(0.02)
+        raise AssertionError(f"baresip: no reply to command {token}\n{self.log_tail()}")
 
     def seen(self, kind: str) -> list[dict]:
         with self._lock:

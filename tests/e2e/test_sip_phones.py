@@ -103,7 +103,10 @@ async def test_in_band_tones_from_the_phone_arrive_as_tone_info(beta, hooks, cal
     call, w = await call_user(beta, hooks, callback, IVAN_SIP)
     phone.wait("CALL_ESTABLISHED")
     await beta.communications.calls.by_call_id(call.id).subscribe_to_tone.post(SubscribeToTonePostRequestBody())
-    phone.command("ausrc", f"aufile,{FIXTURES / 'dtmf8k.wav'}")
+    # Switch the phone's microphone to the tones once its audio is running.
+    await asyncio.sleep(0.5)
+    r = phone.reply(phone.command("ausrc", f"aufile,{FIXTURES / 'dtmf8k.wav'}"))
+    assert r.get("ok"), r
     got = await tones(w, 7)
     assert [t["tone"] for t in got] == ["tone1", "tone2", "tone3", "tone4", "pound", "star", "tone0"], got
     await hang_up(beta, w, call.id)
@@ -122,7 +125,8 @@ async def test_record_response_holds_what_the_phone_said(beta, hooks, callback, 
         )
     )
     speech = audio.fixture("speech.wav")
-    phone.command("ausrc", f"aufile,{FIXTURES / 'speech8k.wav'}")
+    r = phone.reply(phone.command("ausrc", f"aufile,{FIXTURES / 'speech8k.wav'}"))
+    assert r.get("ok"), r
     await asyncio.sleep(len(speech) / audio.RATE + 0.5)
     phone.command("sndcode", "#")
     done = await w.until_op(op.id, timeout=20)
