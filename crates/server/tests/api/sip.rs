@@ -142,6 +142,25 @@ async fn answer(h: &Harness, id: &str) {
     h.until_state(id, "established").await;
 }
 
+/// Wait until SIPp has taken its UDP port (it is listening then).
+async fn listening(port: u16) {
+    for _ in 0..200 {
+        if std::net::UdpSocket::bind(("127.0.0.1", port)).is_err() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// The bot hangs up call `id` and waits for it to end.
+async fn hang_up(h: &Harness, id: &str) {
+    let (s, _, _) = h
+        .req("DELETE", &format!("/v1.0/communications/calls/{id}"), None)
+        .await;
+    assert_eq!(s, 204);
+    h.until_state(id, "terminated").await;
+}
+
 fn scenario(name: &str) -> String {
     format!("{}/../../tests/sip/{name}", env!("CARGO_MANIFEST_DIR"))
 }
@@ -250,13 +269,7 @@ impl Phone {
             .stderr(std::process::Stdio::null())
             .spawn()
             .unwrap();
-        // Listening once its port is taken.
-        for _ in 0..200 {
-            if std::net::UdpSocket::bind(("127.0.0.1", port)).is_err() {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        listening(port).await;
         Phone { sipp, dir }
     }
 
@@ -281,11 +294,7 @@ async fn the_bot_calls_a_sip_phone_which_rings_and_answers_and_the_bot_hangs_up(
         .await;
     assert_eq!(s, 200);
     assert_eq!(v["mediaState"]["audio"], "active", "{v}");
-    let (s, _, _) = h
-        .req("DELETE", &format!("/v1.0/communications/calls/{id}"), None)
-        .await;
-    assert_eq!(s, 204);
-    h.until_state(&id, "terminated").await;
+    hang_up(&h, &id).await;
     let (ok, errors) = phone.result().await;
     assert!(ok, "the phone got the bot's BYE: {errors}");
 }
@@ -325,11 +334,7 @@ async fn hanging_up_while_the_sip_phone_rings_cancels_the_invite() {
     let phone = Phone::register_and_run(sip_port, "uas-ring-cancel.xml", &[]).await;
     let id = h.call_user(HANK_SIP).await;
     h.until_state(&id, "ringing").await;
-    let (s, _, _) = h
-        .req("DELETE", &format!("/v1.0/communications/calls/{id}"), None)
-        .await;
-    assert_eq!(s, 204);
-    h.until_state(&id, "terminated").await;
+    hang_up(&h, &id).await;
     let (ok, errors) = phone.result().await;
     assert!(ok, "the phone got CANCEL and its 487 was ACKed: {errors}");
 }
@@ -355,11 +360,7 @@ async fn every_registered_phone_rings_the_first_to_answer_wins_and_the_other_is_
     h.until_state(&id, "established").await;
     let (ok, errors) = soft.result().await;
     assert!(ok, "the phone that did not answer got CANCEL: {errors}");
-    let (s, _, _) = h
-        .req("DELETE", &format!("/v1.0/communications/calls/{id}"), None)
-        .await;
-    assert_eq!(s, 204);
-    h.until_state(&id, "terminated").await;
+    hang_up(&h, &id).await;
     let (ok, errors) = desk.result().await;
     assert!(ok, "the phone that answered got the BYE: {errors}");
 }
@@ -518,12 +519,7 @@ async fn carrier(xml: &str) -> (u16, Phone) {
         .stderr(std::process::Stdio::null())
         .spawn()
         .expect("sipp is installed (Debian: sip-tester)");
-    for _ in 0..200 {
-        if std::net::UdpSocket::bind(("127.0.0.1", port)).is_err() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    listening(port).await;
     (port, Phone { sipp, dir })
 }
 
@@ -549,11 +545,7 @@ async fn the_bot_calls_a_phone_number_through_the_trunk_which_challenges_for_cre
     let id = v["id"].as_str().unwrap().to_string();
     let notes = h.until_state(&id, "established").await;
     assert_eq!(states(&notes), ["establishing", "ringing", "established"]);
-    let (s, _, _) = h
-        .req("DELETE", &format!("/v1.0/communications/calls/{id}"), None)
-        .await;
-    assert_eq!(s, 204);
-    h.until_state(&id, "terminated").await;
+    hang_up(&h, &id).await;
     let (ok, errors) = carrier.result().await;
     assert!(
         ok,
