@@ -219,7 +219,7 @@ class Note:
 class Hooks:
     """A threaded HTTP server: POSTs are notifications, GETs serve prompt files.
 
-    GET /prompt/<ms>.wav  a WAV of that length
+    GET /prompt/<ms>.wav  a WAV of that length (answered after 500 ms if the name has "-slow")
     GET /notwav           a text file (a prompt that cannot be played)
     GET /fixture/<name>   an audio fixture made by fixtures.sh
     POST /fail/...        always 500 (to produce dead letters), unless healed
@@ -260,6 +260,8 @@ class Hooks:
                     hooks.prompt_gets.append(self.path)
                 m = re.fullmatch(r"/prompt/(\d+)(?:-[\w-]+)?\.wav", self.path)
                 if m:
+                    if "-slow" in self.path:
+                        time.sleep(0.5)
                     return self._send(200, wav_bytes(int(m.group(1))), "audio/wav")
                 f = re.fullmatch(r"/fixture/([\w.-]+\.wav)", self.path)
                 if f and (FIXTURES / f.group(1)).is_file():

@@ -200,7 +200,9 @@ async def test_service_hosted_media_actions_are_refused_on_an_app_hosted_call(be
 
 
 async def test_prefetched_prompt_is_not_fetched_again(beta, ringside, hooks, callback):
-    url = f"{hooks.url}/prompt/300-prefetch-{callback.rsplit('/', 1)[1][-12:]}.wav"
+    # The server answers this prompt slowly, so the playPrompt below arrives while the
+    # prefetch is still downloading: it must wait for that download, not start another.
+    url = f"{hooks.url}/prompt/300-slow-prefetch-{callback.rsplit('/', 1)[1][-12:]}.wav"
     call_id, _ = await ringside.place_call(ALICE, APP)
     w = await answer_incoming(beta, hooks, call_id, callback, media=service_media([url]))
     for _ in range(200):

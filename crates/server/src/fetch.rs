@@ -70,27 +70,52 @@ async fn fetch_bytes(
 pub type FetchJob = (String, String, usize, String, Option<String>);
 
 /// Decoded prompts by `resourceId` (else uri), bounded by the samples they hold.
+///
+/// One fetch per key: a playPrompt that arrives while preFetchMedia (or another call's
+/// prompt) is still downloading the same resource waits for that download instead of
+/// starting its own. A failed fetch is not cached, so the next request tries again.
 #[derive(Default)]
 pub struct PromptCache {
-    map: Mutex<(HashMap<String, Audio>, usize)>,
+    map: Mutex<Slots>,
+}
+
+type Slot = Arc<tokio::sync::OnceCell<Result<Audio, String>>>;
+
+#[derive(Default)]
+struct Slots {
+    by_key: HashMap<String, Slot>,
+    samples: usize,
 }
 
 /// At most this many samples (about 128 MB) stay cached.
 const CACHE_SAMPLES: usize = 64 << 20;
 
 impl PromptCache {
-    fn get(&self, key: &str) -> Option<Audio> {
-        self.map.lock().expect("cache").0.get(key).cloned()
-    }
-    fn put(&self, key: String, audio: Audio) {
+    fn slot(&self, key: &str) -> Slot {
         let mut m = self.map.lock().expect("cache");
-        if m.1 + audio.len() > CACHE_SAMPLES {
-            m.0.clear();
-            m.1 = 0;
-        }
-        m.1 += audio.len();
-        if let Some(old) = m.0.insert(key, audio) {
-            m.1 -= old.len();
+        m.by_key.entry(key.to_string()).or_default().clone()
+    }
+
+    /// A fetch of `key` finished: count what it holds, or forget it if it failed.
+    fn settle(&self, key: &str, slot: &Slot, result: &Result<Audio, String>) {
+        let mut m = self.map.lock().expect("cache");
+        match result {
+            Err(_) => {
+                if m.by_key.get(key).is_some_and(|s| Arc::ptr_eq(s, slot)) {
+                    m.by_key.remove(key);
+                }
+            }
+            Ok(audio) => {
+                if m.samples + audio.len() > CACHE_SAMPLES {
+                    // Full: drop what is cached, keep downloads under way.
+                    m.by_key.retain(|_, s| s.get().is_none());
+                    m.samples = 0;
+                }
+                m.by_key
+                    .entry(key.to_string())
+                    .or_insert_with(|| slot.clone());
+                m.samples += audio.len();
+            }
         }
     }
 }
@@ -102,19 +127,23 @@ pub async fn load(
     uri: &str,
     resource_id: Option<&str>,
 ) -> Result<Audio, String> {
-    let key = resource_id
-        .filter(|r| !r.is_empty())
-        .unwrap_or(uri)
-        .to_string();
-    if let Some(a) = shared.prompts.get(&key) {
-        return Ok(a);
-    }
-    let bytes = fetch_bytes(shared, client, uri).await?;
-    let audio = tokio::task::spawn_blocking(move || media::wav::decode(&bytes))
+    let key = resource_id.filter(|r| !r.is_empty()).unwrap_or(uri);
+    let slot = shared.prompts.slot(key);
+    let mut fetched_here = false;
+    let result = slot
+        .get_or_init(|| async {
+            fetched_here = true;
+            let bytes = fetch_bytes(shared, client, uri).await?;
+            tokio::task::spawn_blocking(move || media::wav::decode(&bytes))
+                .await
+                .map_err(|e| e.to_string())?
+        })
         .await
-        .map_err(|e| e.to_string())??;
-    shared.prompts.put(key, audio.clone());
-    Ok(audio)
+        .clone();
+    if fetched_here {
+        shared.prompts.settle(key, &slot, &result);
+    }
+    result
 }
 
 /// The HTTP client for prompt fetches, with the configured time limit.
