@@ -680,7 +680,7 @@ pub(crate) fn terminate(
     let owned: Vec<String> = e
         .legs
         .values()
-        .filter(|l| l.state == LegState::Ringing && matches!(&l.role, LegRole::Member { call_id } | LegRole::RedirectTarget { call_id } | LegRole::TransferTarget { call_id } if call_id == id))
+        .filter(|l| l.state == LegState::Ringing && matches!(&l.role, LegRole::Member { call_id } | LegRole::RedirectTarget { call_id } | LegRole::TransferTarget { call_id } | LegRole::Transferee { call_id } if call_id == id))
         .map(|l| l.id.clone())
         .collect();
     for leg in owned {

@@ -67,6 +67,7 @@ fn new_leg(
         participant_id: None,
         ring_deadline: ring_ms.map(|m| e.now + m),
         script,
+        refer: false,
     };
     e.legs.insert(id.clone(), leg);
     e.touch_leg(&id);
@@ -302,6 +303,13 @@ pub(crate) fn on_event(e: &mut Engine, leg_id: &str, ev: LegEvent) {
                 &format!("Media connectivity failure: {reason}."),
             ),
         ),
+        LegEvent::ReferSupported => {
+            if let Some(l) = e.legs.get_mut(leg_id) {
+                l.refer = true;
+            }
+            e.touch_leg(leg_id);
+        }
+        LegEvent::ReferFailed { accepted, sip_code } => refer_failed(e, leg_id, accepted, sip_code),
         LegEvent::Held | LegEvent::Resumed => {
             let held = ev == LegEvent::Held;
             if let Some(conf) = &leg.conf_id
@@ -440,7 +448,7 @@ fn on_answered(e: &mut Engine, leg: &Leg) {
             );
         }
         LegRole::TransferTarget { call_id } => transfer_answered(e, call_id, leg),
-        LegRole::Bridged => {}
+        LegRole::Transferee { .. } | LegRole::Bridged => {}
     }
 }
 
@@ -546,6 +554,11 @@ fn on_failed(e: &mut Engine, leg: &Leg, sip_code: u16, reason: &str) {
             call_id,
             &format!("The transfer target failed: {reason} ({sip_code})."),
         ),
+        LegRole::Transferee { call_id } => transfer_failed(
+            e,
+            call_id,
+            &format!("The transferee gave up its new call: {reason} ({sip_code})."),
+        ),
         LegRole::Caller { call_id } => {
             terminate(
                 e,
@@ -560,6 +573,16 @@ fn on_failed(e: &mut Engine, leg: &Leg, sip_code: u16, reason: &str) {
 
 /// The leg is gone (hung up, or its media was lost: `result` ends a P2P call).
 fn on_hung_up(e: &mut Engine, leg: &Leg, result: ResultInfo) {
+    // The transferee ends its original call once its new one (by REFER) is under way: the
+    // transfer goes on.
+    if e.calls.values().any(|c| {
+        c.transfer
+            .as_ref()
+            .is_some_and(|t| t.replaced_leg.as_deref() == Some(leg.id.as_str()))
+    }) {
+        end_leg(e, &leg.id, "left");
+        return;
+    }
     // Hanging up before answering is a failed attempt, whoever rang the leg.
     if leg.state == LegState::Ringing && !matches!(leg.role, LegRole::Caller { .. }) {
         on_failed(e, leg, 487, "the callee hung up before answering");
@@ -1051,14 +1074,54 @@ pub(crate) fn transfer(e: &mut Engine, id: &str, mut req: Transfer) -> Result<Re
         finish_transfer(e, id);
         return Ok(Reply::empty(202));
     }
+    let deadline = e.now + e.cfg.default_ring_ms;
+    let by_refer = e.legs.get(&transferee_leg).is_some_and(|l| l.refer);
+    let mut t = TransferState {
+        target_leg: None,
+        transferee_leg: transferee_leg.clone(),
+        deadline,
+        refer_token: None,
+        replaced_leg: None,
+        target: None,
+    };
+    if by_refer {
+        // The transferee's phone makes the new call itself (REFER), to a ringside URI
+        // that stands for this transfer; ringside rings the target when that call comes.
+        let token = format!("xfer-{}", e.id());
+        e.leg_action(LegAction::Refer {
+            leg_id: transferee_leg,
+            token: token.clone(),
+        });
+        t.refer_token = Some(token);
+        t.target = Some(target);
+        e.calls.get_mut(id).expect("exists").transfer = Some(t);
+    } else {
+        e.calls.get_mut(id).expect("exists").transfer = Some(t);
+        ring_transfer_target(e, id, &target);
+    }
+    e.set_state(id, CallState::Transferring);
+    e.touch_call(id);
+    Ok(Reply::empty(202))
+}
+
+/// Ring the transfer target of `call_id` on behalf of its transferee.
+fn ring_transfer_target(e: &mut Engine, call_id: &str, target: &InvitationParticipantInfo) {
+    let Some(t) = e.calls.get(call_id).and_then(|c| c.transfer.clone()) else {
+        return;
+    };
+    let from = e
+        .legs
+        .get(&t.transferee_leg)
+        .map(|l| l.info.clone())
+        .unwrap_or_default();
     let party = target.identity.party().expect("validated");
-    let script = script_of(&target);
+    let script = script_of(target);
     let leg = new_leg(
         e,
         party.clone(),
-        info_of_target(&target),
+        info_of_target(target),
         LegRole::TransferTarget {
-            call_id: id.to_string(),
+            call_id: call_id.to_string(),
         },
         None,
         None,
@@ -1067,18 +1130,94 @@ pub(crate) fn transfer(e: &mut Engine, id: &str, mut req: Transfer) -> Result<Re
     e.leg_action(LegAction::Ring {
         leg_id: leg.clone(),
         to: party,
-        from: Box::new(transferee.info.clone()),
+        from: Box::new(from),
         script,
     });
-    let deadline = e.now + e.cfg.default_ring_ms;
-    e.calls.get_mut(id).expect("exists").transfer = Some(TransferState {
-        target_leg: Some(leg),
-        transferee_leg,
-        deadline,
-    });
-    e.set_state(id, CallState::Transferring);
-    e.touch_call(id);
-    Ok(Reply::empty(202))
+    if let Some(t) = e.calls.get_mut(call_id).and_then(|c| c.transfer.as_mut()) {
+        t.target_leg = Some(leg);
+    }
+    e.touch_call(call_id);
+}
+
+/// The transferee's new call arrived (it was asked for it by REFER with `token`): it waits,
+/// unanswered, while the target rings.
+pub(crate) fn referred(e: &mut Engine, token: &str) -> Result<String, u16> {
+    let Some(call_id) = e
+        .calls
+        .values()
+        .find(|c| {
+            c.transfer
+                .as_ref()
+                .is_some_and(|t| t.refer_token.as_deref() == Some(token))
+        })
+        .map(|c| c.id.clone())
+    else {
+        return Err(404);
+    };
+    let t = e.calls[&call_id].transfer.clone().expect("found");
+    let Some(old) = e.legs.get(&t.transferee_leg).cloned() else {
+        return Err(404);
+    };
+    let leg = new_leg(
+        e,
+        old.party.clone(),
+        old.info.clone(),
+        LegRole::Transferee {
+            call_id: call_id.clone(),
+        },
+        None,
+        None,
+        None,
+    );
+    let t = e
+        .calls
+        .get_mut(&call_id)
+        .and_then(|c| c.transfer.as_mut())
+        .expect("found");
+    t.refer_token = None;
+    t.replaced_leg = Some(old.id);
+    t.transferee_leg = leg.clone();
+    let target = t.target.take();
+    if let Some(target) = target {
+        ring_transfer_target(e, &call_id, &target);
+    }
+    e.touch_call(&call_id);
+    Ok(leg)
+}
+
+/// A REFER did not bring the transferee's new call.
+fn refer_failed(e: &mut Engine, leg_id: &str, accepted: bool, sip_code: u16) {
+    let Some(call_id) = e
+        .calls
+        .values()
+        .find(|c| {
+            c.transfer
+                .as_ref()
+                .is_some_and(|t| t.transferee_leg == leg_id && t.refer_token.is_some())
+        })
+        .map(|c| c.id.clone())
+    else {
+        return;
+    };
+    if accepted {
+        transfer_failed(
+            e,
+            &call_id,
+            &format!("The transferee could not reach the transfer target ({sip_code})."),
+        );
+        return;
+    }
+    // The phone does not take REFER after all: ringside bridges the call itself.
+    let t = e
+        .calls
+        .get_mut(&call_id)
+        .and_then(|c| c.transfer.as_mut())
+        .expect("found");
+    t.refer_token = None;
+    let target = t.target.take();
+    if let Some(target) = target {
+        ring_transfer_target(e, &call_id, &target);
+    }
 }
 
 /// Take a member out of a conference without ending its leg (it moves elsewhere): no
@@ -1124,6 +1263,37 @@ fn transfer_answered(e: &mut Engine, call_id: &str, target: &Leg) {
     }
     e.set_state(call_id, CallState::TransferAccepted);
     let conf_id = e.calls[call_id].conf_id.clone();
+    if let Some(old) = t.replaced_leg.clone() {
+        // By REFER: the transferee's new call is answered and bridged to the target; its
+        // original call with the bot ends.
+        let new = t.transferee_leg.clone();
+        e.leg_action(LegAction::Answer {
+            leg_id: new.clone(),
+        });
+        if let Some(l) = e.legs.get_mut(&new) {
+            l.state = LegState::Connected;
+        }
+        let bridge = e.id();
+        let tenant = e.confs[&conf_id].tenant_id.clone();
+        e.confs.insert(
+            bridge.clone(),
+            Conference::new(bridge.clone(), tenant, None),
+        );
+        for l in [new, target.id.clone()] {
+            if let Some(l) = e.legs.get(&l).cloned() {
+                join_bridge(e, &bridge, &l);
+            }
+        }
+        if e.legs.contains_key(&old) {
+            e.leg_action(LegAction::Hangup {
+                leg_id: old.clone(),
+                reason: "transferred".into(),
+            });
+            end_leg(e, &old, "left");
+        }
+        finish_transfer(e, call_id);
+        return;
+    }
     let Some(member) = e.confs[&conf_id]
         .members
         .iter()
@@ -1179,6 +1349,21 @@ pub(crate) fn transfer_failed(e: &mut Engine, call_id: &str, message: &str) {
     {
         e.leg_action(LegAction::Cancel { leg_id: l.clone() });
         end_leg(e, &l, "left");
+    }
+    if let Some(old) = t.replaced_leg {
+        // By REFER: the transferee's new call is refused; its original call goes on.
+        if e.legs.contains_key(&t.transferee_leg) {
+            e.leg_action(LegAction::Reject {
+                leg_id: t.transferee_leg.clone(),
+                sip_code: 480,
+            });
+            end_leg(e, &t.transferee_leg, "left");
+        }
+        if !e.legs.contains_key(&old) {
+            // ...unless the transferee already hung it up.
+            terminate(e, call_id, ResultInfo::new(500, 7000, message), None);
+            return;
+        }
     }
     let c = e.calls.get_mut(call_id).expect("exists");
     c.state = CallState::Established;

@@ -126,6 +126,12 @@ pub enum LegAction {
         leg_id: String,
         reason: String,
     },
+    /// Ask the endpoint to make a new call to ringside with `token` (SIP REFER); the call
+    /// arrives through [`Engine::referred`].
+    Refer {
+        leg_id: String,
+        token: String,
+    },
 }
 
 impl LegAction {
@@ -135,7 +141,8 @@ impl LegAction {
             | LegAction::Answer { leg_id }
             | LegAction::Reject { leg_id, .. }
             | LegAction::Cancel { leg_id }
-            | LegAction::Hangup { leg_id, .. } => leg_id,
+            | LegAction::Hangup { leg_id, .. }
+            | LegAction::Refer { leg_id, .. } => leg_id,
         }
     }
 }
@@ -157,6 +164,14 @@ pub enum LegEvent {
     },
     Held,
     Resumed,
+    /// The endpoint can be transferred by [`LegAction::Refer`].
+    ReferSupported,
+    /// A [`LegAction::Refer`] did not bring the new call: refused (`accepted` false; the
+    /// transfer goes on by re-bridging) or accepted and then failed with `sip_code`.
+    ReferFailed {
+        accepted: bool,
+        sip_code: u16,
+    },
     /// The party started / stopped sharing its screen.
     SharingStarted,
     SharingStopped,
@@ -394,6 +409,15 @@ impl Engine {
     ) -> (String, String) {
         self.now = self.now.max(now);
         let r = legs::incoming(self, app, webhook, caller, script, target);
+        self.flush();
+        r
+    }
+
+    /// The transferee's new call, made because of a [`LegAction::Refer`] carrying `token`:
+    /// the new leg's id, or the SIP status to refuse the call with (no such transfer).
+    pub fn referred(&mut self, now: Ms, token: &str) -> Result<String, u16> {
+        self.now = self.now.max(now);
+        let r = legs::referred(self, token);
         self.flush();
         r
     }

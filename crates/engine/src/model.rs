@@ -70,6 +70,17 @@ pub struct TransferState {
     pub target_leg: Option<String>,
     pub transferee_leg: String,
     pub deadline: Ms,
+    /// A transfer by REFER: the token of the URI the transferee was asked to call, until its
+    /// new call arrives.
+    #[serde(default)]
+    pub refer_token: Option<String>,
+    /// The transferee's original leg, once its new call (by REFER) arrived; it ends when the
+    /// transfer completes.
+    #[serde(default)]
+    pub replaced_leg: Option<String>,
+    /// Whom to ring, while the transferee is still to call in by REFER.
+    #[serde(default)]
+    pub target: Option<InvitationParticipantInfo>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -296,6 +307,8 @@ pub enum LegRole {
     RedirectTarget { call_id: String },
     /// Rung by a transfer of `call_id`; bridged to the transferee on answer.
     TransferTarget { call_id: String },
+    /// The transferee's new call, made at ringside's REFER; bridged to the target on answer.
+    Transferee { call_id: String },
     /// Part of a conference with no bot (after a redirect or transfer completed).
     Bridged,
 }
@@ -312,6 +325,9 @@ pub struct Leg {
     pub ring_deadline: Option<Ms>,
     /// Per-call scripted behaviour for simulated endpoints (the target's `ringside` property).
     pub script: Option<Value>,
+    /// The endpoint can be transferred by REFER (a SIP far end that allows it).
+    #[serde(default)]
+    pub refer: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -36,6 +36,8 @@ struct Observed {
     /// Media work handed to rooms: (call, op, recording id).
     media_jobs: Vec<(String, String, Option<String>)>,
     live_legs: Vec<String>,
+    /// Refer-To tokens the engine handed out (some already used or stale).
+    refer_tokens: Vec<String>,
     store: BTreeMap<(ObjKind, String), Value>,
 }
 
@@ -105,6 +107,7 @@ impl Sim {
                     ));
                 }
                 Effect::Leg(LegAction::Ring { leg_id, .. }) => self.obs.live_legs.push(leg_id),
+                Effect::Leg(LegAction::Refer { token, .. }) => self.obs.refer_tokens.push(token),
                 Effect::Leg(_) => {}
                 Effect::FetchPrompt {
                     call_id,
@@ -133,18 +136,32 @@ impl Sim {
                     call_id,
                     op_id,
                     record,
+                    loop_forever,
                     ..
                 }) => {
+                    // Nothing starts before the call is up; once up, queued media goes on
+                    // while the far end holds or a transfer is under way.
                     let st = self.e.call(&call_id).map(|c| c.state);
-                    assert_eq!(
-                        st,
-                        Some(CallState::Established),
-                        "seed {}: media started on a call that is not established",
+                    assert!(
+                        matches!(
+                            st,
+                            Some(
+                                CallState::Established
+                                    | CallState::Hold
+                                    | CallState::Transferring
+                                    | CallState::TransferAccepted
+                            )
+                        ),
+                        "seed {}: media started on a call that is {st:?}",
                         self.seed
                     );
-                    self.obs
-                        .media_jobs
-                        .push((call_id, op_id, record.map(|r| r.recording_id)));
+                    // A room never finishes a looping prompt by itself: it plays until
+                    // cancelled, so no Done is made up for one.
+                    if !loop_forever {
+                        self.obs
+                            .media_jobs
+                            .push((call_id, op_id, record.map(|r| r.recording_id)));
+                    }
                 }
                 Effect::Media(media::Cmd::SendTones { call_id, op_id, .. }) => {
                     self.obs.media_jobs.push((call_id, op_id, None))
@@ -277,7 +294,24 @@ impl Sim {
                 let mut legs = legs;
                 legs.sort();
                 if let Some(leg) = self.pick(&legs) {
-                    let ev = match self.rng.random_range(0..11) {
+                    let ev = match self.rng.random_range(0..14) {
+                        11 => LegEvent::ReferSupported,
+                        12 => LegEvent::ReferFailed {
+                            accepted: self.rng.random_bool(0.5),
+                            sip_code: 486,
+                        },
+                        13 => {
+                            // The transferee's new call at a REFER (maybe a stale token).
+                            if let Some(token) = self.pick(&self.obs.refer_tokens.clone()) {
+                                trace(&format!("referred {token}"));
+                                if let Ok(leg) = self.e.referred(self.now, &token) {
+                                    self.obs.live_legs.push(leg);
+                                }
+                            }
+                            self.drain();
+                            self.check();
+                            return;
+                        }
                         9 => LegEvent::SharingStarted,
                         10 => LegEvent::SharingStopped,
                         0 => LegEvent::Ringing,

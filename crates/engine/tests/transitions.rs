@@ -557,3 +557,185 @@ fn a_removed_participant_leaves_the_delta_roster_with_the_reason() {
         .expect("the departure is in the delta");
     assert_eq!(gone["removedState"]["reason"], "removedByApplication");
 }
+
+/// A transfer of alice's call to carol, with alice's endpoint able to take REFER: returns
+/// (call, alice's leg, the Refer-To token).
+fn transfer_by_refer(w: &mut World) -> (String, String, String) {
+    let (c, l) = w.established("alice");
+    w.leg(&l, LegEvent::ReferSupported);
+    let rings = |w: &World| {
+        w.legs
+            .iter()
+            .filter(|a| matches!(a, LegAction::Ring { .. }))
+            .count()
+    };
+    let before = rings(w);
+    w.api(
+        Some(&c),
+        Command::Transfer(Box::new(p(
+            json!({"transferTarget": {"identity": {"user": {"id": "carol"}}}}),
+        ))),
+    )
+    .unwrap();
+    let token = w
+        .legs
+        .iter()
+        .find_map(|a| match a {
+            LegAction::Refer { leg_id, token } if *leg_id == l => Some(token.clone()),
+            _ => None,
+        })
+        .expect("alice was sent a REFER");
+    assert_eq!(
+        rings(w),
+        before,
+        "carol rings only when alice's new call comes"
+    );
+    (c, l, token)
+}
+
+#[test]
+fn transfer_by_refer_rings_the_target_when_the_transferees_new_call_comes() {
+    let mut w = World::new();
+    let (c, old, token) = transfer_by_refer(&mut w);
+    let rings = w
+        .legs
+        .iter()
+        .filter(|a| matches!(a, LegAction::Ring { .. }))
+        .count();
+    assert_eq!(w.e.referred(w.now, "xfer-unknown"), Err(404));
+    let new =
+        w.e.referred(w.now, &token)
+            .expect("the transfer is waiting");
+    w.drain();
+    let target = w.ring_leg();
+    assert_eq!(
+        w.legs
+            .iter()
+            .filter(|a| matches!(a, LegAction::Ring { .. }))
+            .count(),
+        rings + 1,
+        "carol rings now"
+    );
+    assert_eq!(
+        w.e.referred(w.now, &token),
+        Err(404),
+        "a token is good for one call"
+    );
+    w.leg(&target, LegEvent::Answered);
+    assert!(
+        w.legs
+            .iter()
+            .any(|a| matches!(a, LegAction::Answer { leg_id } if *leg_id == new)),
+        "alice's new call is answered"
+    );
+    assert!(
+        w.legs
+            .iter()
+            .any(|a| matches!(a, LegAction::Hangup { leg_id, .. } if *leg_id == old)),
+        "alice's original call ends"
+    );
+    assert_eq!(
+        w.states(&c)[3..],
+        ["transferring", "transferAccepted", "deleted:terminated"]
+    );
+    assert_eq!(w.last_call_note(&c)["resultInfo"]["subcode"], 7015);
+}
+
+#[test]
+fn a_refused_refer_falls_back_to_ringing_the_target_for_the_original_call() {
+    let mut w = World::new();
+    let (c, old, _) = transfer_by_refer(&mut w);
+    w.leg(
+        &old,
+        LegEvent::ReferFailed {
+            accepted: false,
+            sip_code: 603,
+        },
+    );
+    let target = w.ring_leg();
+    assert_ne!(target, old);
+    w.leg(&target, LegEvent::Answered);
+    assert!(
+        !w.legs
+            .iter()
+            .any(|a| matches!(a, LegAction::Hangup { leg_id, .. } if *leg_id == old)),
+        "alice stays, bridged to carol"
+    );
+    assert_eq!(
+        w.states(&c)[3..],
+        ["transferring", "transferAccepted", "deleted:terminated"]
+    );
+}
+
+#[test]
+fn a_refer_reported_failed_keeps_the_call_established_with_500_7000() {
+    let mut w = World::new();
+    let (c, old, token) = transfer_by_refer(&mut w);
+    w.leg(
+        &old,
+        LegEvent::ReferFailed {
+            accepted: true,
+            sip_code: 486,
+        },
+    );
+    assert_eq!(w.states(&c)[3..], ["transferring", "established"]);
+    let r = &w.last_call_note(&c)["resultInfo"];
+    assert_eq!(
+        (r["code"].as_i64(), r["subcode"].as_i64()),
+        (Some(500), Some(7000))
+    );
+    assert_eq!(
+        w.e.referred(w.now, &token),
+        Err(404),
+        "nothing waits any more"
+    );
+}
+
+#[test]
+fn a_target_that_declines_a_refer_transfer_refuses_the_new_call_and_keeps_the_original() {
+    let mut w = World::new();
+    let (c, old, token) = transfer_by_refer(&mut w);
+    let new = w.e.referred(w.now, &token).unwrap();
+    w.drain();
+    let target = w.ring_leg();
+    w.leg(
+        &target,
+        LegEvent::Failed {
+            sip_code: 603,
+            reason: "declined".into(),
+        },
+    );
+    assert!(
+        w.legs
+            .iter()
+            .any(|a| matches!(a, LegAction::Reject { leg_id, .. } if *leg_id == new)),
+        "alice's new call is refused"
+    );
+    assert!(
+        !w.legs
+            .iter()
+            .any(|a| matches!(a, LegAction::Hangup { leg_id, .. } if *leg_id == old))
+    );
+    assert_eq!(w.states(&c)[3..], ["transferring", "established"]);
+}
+
+#[test]
+fn a_transferee_that_ends_its_original_call_early_does_not_stop_the_transfer() {
+    let mut w = World::new();
+    let (c, old, token) = transfer_by_refer(&mut w);
+    w.e.referred(w.now, &token).unwrap();
+    w.drain();
+    let target = w.ring_leg();
+    w.leg(&old, LegEvent::HungUp);
+    assert_eq!(
+        w.states(&c)[3..],
+        ["transferring"],
+        "the call waits for carol"
+    );
+    w.leg(&target, LegEvent::Answered);
+    assert_eq!(
+        w.states(&c)[3..],
+        ["transferring", "transferAccepted", "deleted:terminated"]
+    );
+    assert_eq!(w.last_call_note(&c)["resultInfo"]["subcode"], 7015);
+}

@@ -39,6 +39,12 @@ pub enum Msg {
         sip: bool,
         reply: oneshot::Sender<(String, String)>,
     },
+    /// A SIP phone's new call at ringside's REFER (`token` is the Refer-To user part): the
+    /// new leg, or the SIP status to refuse the call with.
+    Referred {
+        token: String,
+        reply: oneshot::Sender<Result<String, u16>>,
+    },
     Leg {
         leg_id: String,
         event: LegEvent,
@@ -203,6 +209,19 @@ pub fn run(mut engine: Engine, mut store: Store, rx: mpsc::Receiver<Msg>, sinks:
                 }
                 Msg::Leg { leg_id, event } => {
                     guarded("leg", || engine.handle_leg(now, &leg_id, event));
+                }
+                Msg::Referred { token, reply } => {
+                    let r =
+                        guarded("referred", || engine.referred(now, &token)).unwrap_or(Err(500));
+                    if let Ok(leg) = &r {
+                        // Ordered before the leg actions that follow (see Incoming).
+                        let _ = sinks
+                            .legs
+                            .send(crate::endpoints::Control::AddSip { leg: leg.clone() });
+                    }
+                    replies.push(Box::new(move |ok| {
+                        let _ = reply.send(if ok { r } else { Err(503) });
+                    }));
                 }
                 Msg::Fetched {
                     call_id,

@@ -175,6 +175,8 @@ impl Endpoints {
                 LegEvent::Ringing => "ringing".to_string(),
                 LegEvent::SharingStarted => "started sharing the screen".to_string(),
                 LegEvent::SharingStopped => "stopped sharing the screen".to_string(),
+                LegEvent::ReferSupported => "can be transferred by REFER".to_string(),
+                LegEvent::ReferFailed { sip_code, .. } => format!("REFER failed {sip_code}"),
             };
             reg.log(&leg, None, text);
             let _ = driver.send(Msg::Leg { leg_id: leg, event });
@@ -454,6 +456,19 @@ impl Endpoints {
                 }
                 self.stop(&leg_id);
             }
+            LegAction::Refer { leg_id, token } => {
+                reg.log(&leg_id, None, "transfer by REFER");
+                match self.legs.get(&leg_id) {
+                    Some(Kind::Sip) => self.sip(sip::server::LegCommand::Refer { leg_id, token }),
+                    _ => self.event(
+                        &leg_id,
+                        LegEvent::ReferFailed {
+                            accepted: false,
+                            sip_code: 501,
+                        },
+                    ),
+                }
+            }
             LegAction::Hangup { leg_id, reason } => {
                 reg.log(&leg_id, None, format!("ended: {reason}"));
                 if let Some(Kind::Sip) = self.legs.get(&leg_id) {
@@ -732,6 +747,20 @@ pub async fn sip_events(
                 port,
                 reply,
             } => {
+                // The new call of a phone ringside asked to transfer (REFER).
+                if let Some(token) = to_user.as_deref().filter(|u| u.starts_with("xfer-")) {
+                    let (tx, rx) = oneshot::channel();
+                    let _ = shared.driver.send(Msg::Referred {
+                        token: token.to_string(),
+                        reply: tx,
+                    });
+                    let r = rx.await.unwrap_or(Err(503));
+                    if let Ok(leg) = &r {
+                        shared.media.ports.insert(leg, port);
+                    }
+                    let _ = reply.send(r);
+                    continue;
+                }
                 let found = {
                     let c = shared.config.read().expect("config");
                     let app = c.apps.iter().find(|a| {
@@ -834,13 +863,41 @@ pub async fn sip_events(
                     event: LegEvent::Ringing,
                 });
             }
-            SipEvent::Answered { leg_id, port } => {
+            SipEvent::Answered {
+                leg_id,
+                port,
+                refer,
+            } => {
                 if let Some(p) = port {
                     shared.media.ports.insert(&leg_id, p);
                 }
                 let _ = shared.driver.send(Msg::Leg {
-                    leg_id,
+                    leg_id: leg_id.clone(),
                     event: LegEvent::Answered,
+                });
+                if refer {
+                    let _ = shared.driver.send(Msg::Leg {
+                        leg_id,
+                        event: LegEvent::ReferSupported,
+                    });
+                }
+            }
+            SipEvent::ReferFailed {
+                leg_id,
+                accepted,
+                status,
+            } => {
+                shared.registry.log(
+                    &leg_id,
+                    None,
+                    format!("REFER failed {status} (accepted: {accepted})"),
+                );
+                let _ = shared.driver.send(Msg::Leg {
+                    leg_id,
+                    event: LegEvent::ReferFailed {
+                        accepted,
+                        sip_code: status,
+                    },
                 });
             }
             SipEvent::MediaLost { leg_id, reason } => {

@@ -9,7 +9,7 @@ mod dial;
 mod in_dialog;
 
 pub use dial::{Caller, Target, best_failure};
-pub use in_dialog::info_key;
+pub use in_dialog::{info_key, sipfrag_status};
 
 use crate::digest::{self, Algorithm, NonceCheck, Nonces};
 use crate::registrar::{self, Binding, Register, Registrar};
@@ -122,6 +122,16 @@ pub enum SipEvent {
     Answered {
         leg_id: String,
         port: Option<PortRef>,
+        /// The far end's Allow lists REFER: it can be transferred by REFER.
+        refer: bool,
+    },
+    /// A REFER to transfer the leg did not lead to the transferee's new call: refused by the
+    /// far end (`accepted` false: fall back to re-bridging), or accepted but then reported
+    /// failed in a NOTIFY (`accepted` true).
+    ReferFailed {
+        leg_id: String,
+        accepted: bool,
+        status: u16,
     },
     /// ringside's call to a phone failed: every contact refused or none answered.
     Failed {
@@ -159,6 +169,12 @@ pub enum LegCommand {
     },
     Hangup {
         leg_id: String,
+    },
+    /// Transfer the leg by REFER: the far end is asked to call `sip:<token>@<ringside>`,
+    /// and that INVITE arrives as a [`SipEvent::Incoming`] whose `to_user` is `token`.
+    Refer {
+        leg_id: String,
+        token: String,
     },
 }
 
@@ -337,6 +353,7 @@ impl Sip {
                         } => {
                             tokio::spawn(ctx.clone().dial(leg_id, targets, caller));
                         }
+                        LegCommand::Refer { leg_id, token } => ctx.refer(leg_id, token),
                         c => ctx.command(c).await,
                     }
                 }
@@ -425,6 +442,19 @@ struct SipLeg {
     answered: bool,
     /// Since when media is expected: the answer, or the end of a hold.
     media_since: std::time::Instant,
+    /// The far end accepts REFER (its Allow header says so).
+    refer: bool,
+}
+
+/// Whether the Allow headers of a message list REFER.
+pub fn allows_refer<'a>(mut headers: impl Iterator<Item = &'a Header>) -> bool {
+    headers.any(|h| match h {
+        Header::Allow(v) => v
+            .value()
+            .split(',')
+            .any(|m| m.trim().eq_ignore_ascii_case("REFER")),
+        _ => false,
+    })
 }
 
 struct Ctx {
@@ -764,6 +794,7 @@ impl Ctx {
             .split_once('"')
             .and_then(|(_, r)| r.split_once('"'))
             .map(|(d, _)| d.to_string());
+        let refer = allows_refer(tx.original.headers.iter());
         let (reply, answer_rx) = oneshot::channel();
         let _ = self.events.send(SipEvent::Incoming {
             to_user: uri_user(&to_uri),
@@ -798,6 +829,7 @@ impl Ctx {
                         held: false,
                         answered: false,
                         media_since: std::time::Instant::now(),
+                        refer,
                     },
                 );
                 // The bot may have answered (or rejected) before the leg got here.
@@ -860,9 +892,14 @@ impl Ctx {
                 let ok = r.is_ok();
                 l.answered = ok;
                 l.media_since = std::time::Instant::now();
+                let refer = l.refer;
                 drop(legs);
                 if ok {
-                    let _ = self.events.send(SipEvent::Answered { leg_id, port: None });
+                    let _ = self.events.send(SipEvent::Answered {
+                        leg_id,
+                        port: None,
+                        refer,
+                    });
                 }
             }
             LegCommand::Reject { leg_id, status } => {
@@ -874,6 +911,7 @@ impl Ctx {
                     None => self.keep_early(LegCommand::Reject { leg_id, status }),
                 }
             }
+            LegCommand::Refer { .. } => {}
             LegCommand::Hangup { leg_id } => {
                 if self.cancel_dialing(&leg_id) {
                     return;
@@ -897,13 +935,58 @@ impl Ctx {
         }
     }
 
+    /// Send a REFER in the leg's dialog; a refusal (or no answer) is reported so the call
+    /// can be re-bridged instead.
+    fn refer(self: &Arc<Self>, leg_id: String, token: String) {
+        let dialog = self
+            .legs
+            .lock()
+            .expect("legs")
+            .get(&leg_id)
+            .filter(|l| l.answered)
+            .map(|l| l.dialog.clone());
+        let Some(dialog) = dialog else {
+            let _ = self.events.send(SipEvent::ReferFailed {
+                leg_id,
+                accepted: false,
+                status: 481,
+            });
+            return;
+        };
+        let mut to = self.contact.clone();
+        to.auth = Some(rsipstack::sip::Auth {
+            user: token,
+            password: None,
+        });
+        let ctx = self.clone();
+        tokio::spawn(async move {
+            let status = match dialog.refer(to, None, None).await {
+                Ok(Some(resp)) => u16::from(resp.status_code.clone()),
+                Ok(None) => 481,
+                Err(e) => {
+                    tracing::info!(leg = %leg_id, error = %e, "REFER not answered");
+                    408
+                }
+            };
+            tracing::info!(leg = %leg_id, status, "REFER answered");
+            if !(200..300).contains(&status) {
+                let _ = ctx.events.send(SipEvent::ReferFailed {
+                    leg_id,
+                    accepted: false,
+                    status,
+                });
+            }
+        });
+    }
+
     /// Keep a command for a leg that is not registered yet. Commands for legs that never come
     /// (they ended first) are dropped after a minute.
     fn keep_early(&self, c: LegCommand) {
         let leg_id = match &c {
             LegCommand::Answer { leg_id }
             | LegCommand::Reject { leg_id, .. }
-            | LegCommand::Hangup { leg_id } => leg_id.clone(),
+            | LegCommand::Hangup { leg_id }
+            | LegCommand::Refer { leg_id, .. } => leg_id.clone(),
             LegCommand::Dial { .. } => return,
         };
         let mut early = self.early.lock().expect("legs");

@@ -187,6 +187,10 @@ async fn kill_9_loses_nothing_acknowledged() {
         calls.len()
     );
 
+    // Requests the dead process had already written may still wait in the hook's sockets:
+    // let the hook refuse them (503) before it heals. One it accepted anyway would have no
+    // one to hear the 202, and would rightly come again after the restart.
+    tokio::time::sleep(Duration::from_millis(300)).await;
     hook.status.store(0, Ordering::SeqCst);
     ringside.restart().await;
     for id in &calls {
@@ -211,11 +215,11 @@ async fn kill_9_loses_nothing_acknowledged() {
     let v: Value = r.json().await.unwrap();
     assert_eq!(v["clientContext"], "before-crash");
     // The tokens issued before the crash still work, and the pending notifications arrive.
+    let mut first = std::collections::HashMap::new();
     for id in &calls {
-        let notes = hooks_h
-            .until(id, "establishing", |n| n.state() == Some("establishing"))
-            .await;
+        let notes = hooks_h.until_state(id, "establishing").await;
         assert_eq!(notes[0].state(), Some("establishing"));
+        first.insert(id.clone(), notes.last().unwrap().data.clone());
     }
     for id in &calls {
         let r = client
@@ -228,9 +232,15 @@ async fn kill_9_loses_nothing_acknowledged() {
         let notes = hooks_h.until_state(id, "terminated").await;
         let st = states(&notes);
         assert_eq!(st.last().unwrap(), "terminated");
+        // Delivery is at least once: a POST whose 202 the killed process never read comes
+        // again, identical. Nothing else repeats.
+        let again: Vec<_> = notes
+            .iter()
+            .filter(|n| n.state() == Some("establishing"))
+            .collect();
         assert!(
-            !st.contains(&"establishing".to_string()),
-            "nothing delivered twice after the first ack: {st:?}"
+            again.len() <= 1 && again.iter().all(|n| n.data == first[id]),
+            "nothing but an unacknowledged POST delivered twice: {st:?}"
         );
     }
     ringside.kill();

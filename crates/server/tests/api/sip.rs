@@ -468,6 +468,106 @@ async fn a_sip_phone_transferred_to_a_user_stays_in_the_call_until_the_user_hang
     );
 }
 
+/// Ask for a transfer of `id` to `target` (a user id).
+async fn transfer_to(h: &Harness, id: &str, target: &str) {
+    let (s, v, _) = h
+        .req(
+            "POST",
+            &format!("/v1.0/communications/calls/{id}/transfer"),
+            Some(json!({"transferTarget": {"endpointType": "default", "identity": {"user": {"id": target}}}})),
+        )
+        .await;
+    assert_eq!(s, 202, "{v}");
+}
+
+/// The Refer-To user part a SIPp phone logged (`token=xfer-...`, with -trace_logs).
+async fn logged_refer_token(dir: &std::path::Path) -> String {
+    for _ in 0..200 {
+        for e in std::fs::read_dir(dir).unwrap().filter_map(|e| e.ok()) {
+            if e.file_name().to_string_lossy().ends_with("_logs.log") {
+                let text = std::fs::read_to_string(e.path()).unwrap_or_default();
+                if let Some(t) = text.lines().find_map(|l| l.trim().strip_prefix("token=")) {
+                    return t.to_string();
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the phone got no REFER with a ringside Refer-To");
+}
+
+#[tokio::test]
+async fn a_phone_that_allows_refer_is_transferred_by_refer_and_its_new_call_reaches_the_target() {
+    let (h, port) = sip_server().await;
+    let phone = Phone::register_and_run(port, "uas-refer.xml", &["-trace_logs"]).await;
+    let id = h.call_user(HANK_SIP).await;
+    h.until_state(&id, "established").await;
+    transfer_to(&h, &id, ALICE).await;
+    // The phone was asked (REFER) to call sip:xfer-…@ringside; its new call does so.
+    let token = logged_refer_token(&phone.dir).await;
+    let (new_call, new_dir) =
+        spawn_caller(port, &["-sf", &scenario("uac-referred.xml"), "-s", &token]);
+    let notes = h.until_state(&id, "terminated").await;
+    assert_eq!(
+        states(&notes),
+        ["transferring", "transferAccepted", "terminated"]
+    );
+    let last = notes.last().unwrap();
+    assert_eq!(last.data["resultInfo"]["subcode"], 7015, "{}", last.data);
+    let (ok, errors) = phone.result().await;
+    assert!(ok, "the phone's original call got ringside's BYE: {errors}");
+    let (ok, errors) = sipp_result(new_call, &new_dir).await;
+    assert!(
+        ok,
+        "the new call was answered once Alice answered: {errors}"
+    );
+}
+
+#[tokio::test]
+async fn a_phone_that_declines_refer_is_transferred_by_re_bridging() {
+    let (h, port) = sip_server().await;
+    let phone = Phone::register_and_run(port, "uas-refer-declined.xml", &[]).await;
+    let id = h.call_user(HANK_SIP).await;
+    h.until_state(&id, "established").await;
+    transfer_to(&h, &id, FRANK_HANGS_UP).await;
+    let notes = h.until_state(&id, "terminated").await;
+    assert_eq!(
+        states(&notes),
+        ["transferring", "transferAccepted", "terminated"]
+    );
+    assert_eq!(notes.last().unwrap().data["resultInfo"]["subcode"], 7015);
+    let (ok, errors) = phone.result().await;
+    assert!(
+        ok,
+        "the phone was bridged to Frank and got BYE when he hung up: {errors}"
+    );
+}
+
+#[tokio::test]
+async fn a_refer_whose_new_call_fails_leaves_the_call_established_with_the_failure() {
+    let (h, port) = sip_server().await;
+    let phone = Phone::register_and_run(port, "uas-refer-fails.xml", &[]).await;
+    let id = h.call_user(HANK_SIP).await;
+    h.until_state(&id, "established").await;
+    transfer_to(&h, &id, ALICE).await;
+    let notes = h.until_state(&id, "established").await;
+    assert_eq!(states(&notes), ["transferring", "established"]);
+    let last = notes.last().unwrap();
+    assert_eq!(last.data["resultInfo"]["code"], 500, "{}", last.data);
+    assert_eq!(last.data["resultInfo"]["subcode"], 7000, "{}", last.data);
+    assert!(
+        last.data["resultInfo"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("486"),
+        "{}",
+        last.data
+    );
+    hang_up(&h, &id).await;
+    let (ok, errors) = phone.result().await;
+    assert!(ok, "the call went on until the bot hung up: {errors}");
+}
+
 #[tokio::test]
 async fn a_phone_that_sends_no_rtp_is_hung_up_after_the_media_timeout() {
     let port = free_udp_port();

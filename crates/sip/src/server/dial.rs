@@ -333,6 +333,7 @@ impl Ctx {
                         }
                     }
                     let port = rtp.port.clone();
+                    let refer = super::allows_refer(resp.headers.iter());
                     self.legs.lock().expect("legs").insert(
                         leg_id.clone(),
                         SipLeg {
@@ -343,12 +344,14 @@ impl Ctx {
                             held: false,
                             answered: true,
                             media_since: std::time::Instant::now(),
+                            refer,
                         },
                     );
                     tracing::info!(leg = %leg_id, contact = %branches[i].contact, "SIP call answered");
                     let _ = self.events.send(SipEvent::Answered {
                         leg_id: leg_id.clone(),
                         port: Some(port),
+                        refer,
                     });
                 }
             }

@@ -6,7 +6,12 @@
 //!   changes nothing. A re-INVITE without an offer gets ringside's current SDP as the offer;
 //! * INFO carrying DTMF (`application/dtmf-relay`, `application/dtmf`): the key joins the
 //!   leg's DTMF path beside RFC 4733 events and in-band tones;
-//! * OPTIONS: 200. Anything else (REFER, MESSAGE...) is answered 501 by the dialog layer.
+//! * NOTIFY of a REFER ringside sent (RFC 3515 `message/sipfrag` progress): 200; a final
+//!   failure is reported as [`SipEvent::ReferFailed`] (success shows itself: the
+//!   transferee's new INVITE reaches ringside);
+//! * REFER from the far end: 403. Transfers are the application's to make (`/transfer`),
+//!   not the phone's;
+//! * OPTIONS: 200. Anything else (MESSAGE...) is answered 501 by the dialog layer.
 
 use super::{Ctx, SipEvent};
 use crate::sdp::{self, Direction, SdpError};
@@ -37,6 +42,29 @@ pub fn info_key(content_type: &str, body: &[u8]) -> Option<char> {
     matches!(key, '0'..='9' | '*' | '#' | 'A'..='D').then_some(key)
 }
 
+/// The status of a `message/sipfrag` body (`SIP/2.0 200 OK`), as REFER progress reports it.
+pub fn sipfrag_status(body: &[u8]) -> Option<u16> {
+    let body = std::str::from_utf8(body).ok()?;
+    let line = body.lines().next()?.trim();
+    let rest = line.strip_prefix("SIP/2.0")?;
+    let code = rest.split_whitespace().next()?;
+    let code: u16 = code.parse().ok()?;
+    (100..700).contains(&code).then_some(code)
+}
+
+fn event_package(req: &Request) -> String {
+    req.headers
+        .iter()
+        .find_map(|h| match h {
+            Header::Event(v) => Some(v.value().to_string()),
+            Header::Other(n, v) if n.eq_ignore_ascii_case("event") || n == "o" => {
+                Some(v.to_string())
+            }
+            _ => None,
+        })
+        .unwrap_or_default()
+}
+
 fn content_type(req: &Request) -> String {
     req.headers
         .iter()
@@ -61,6 +89,18 @@ impl Ctx {
             DialogState::Info(_, req, handle) => self.info(leg_id, &req, handle).await,
             DialogState::Options(_, _, handle) => {
                 let _ = handle.reply(StatusCode::OK).await;
+            }
+            DialogState::Notify(_, req, handle) => self.notify(leg_id, &req, handle).await,
+            DialogState::Refer(_, _, handle) => {
+                let _ = handle
+                    .respond(
+                        StatusCode::Forbidden,
+                        Some(vec![Header::Warning(
+                            "399 ringside \"transfers are made by the application\"".into(),
+                        )]),
+                        None,
+                    )
+                    .await;
             }
             // Dropping a handle answers 501 (the dialog layer's default).
             _ => {}
@@ -144,6 +184,37 @@ impl Ctx {
         }
     }
 
+    /// Progress of a REFER ringside sent on this leg.
+    async fn notify(&self, leg_id: &str, req: &Request, handle: TransactionHandle) {
+        let event = event_package(req);
+        let package = event.split(';').next().unwrap_or("").trim();
+        if !package.eq_ignore_ascii_case("refer") {
+            let _ = handle.reply(StatusCode::BadEvent).await;
+            return;
+        }
+        let Some(status) = sipfrag_status(&req.body) else {
+            let _ = handle
+                .respond(
+                    StatusCode::BadRequest,
+                    Some(vec![Header::Warning(
+                        "399 ringside \"the body is not a message/sipfrag status line\"".into(),
+                    )]),
+                    None,
+                )
+                .await;
+            return;
+        };
+        let _ = handle.reply(StatusCode::OK).await;
+        tracing::info!(leg = %leg_id, status, "REFER progress");
+        if status >= 300 {
+            let _ = self.events.send(SipEvent::ReferFailed {
+                leg_id: leg_id.to_string(),
+                accepted: true,
+                status,
+            });
+        }
+    }
+
     async fn info(&self, leg_id: &str, req: &Request, handle: TransactionHandle) {
         if req.body.is_empty() {
             // An empty INFO is a keep-alive probe.
@@ -180,6 +251,21 @@ impl Ctx {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sipfrag_bodies_carry_a_status() {
+        assert_eq!(sipfrag_status(b"SIP/2.0 100 Trying\r\n"), Some(100));
+        assert_eq!(sipfrag_status(b"SIP/2.0 200 OK"), Some(200));
+        assert_eq!(
+            sipfrag_status(b"SIP/2.0 486 Busy Here\r\nContent-Length: 0\r\n"),
+            Some(486)
+        );
+        assert_eq!(sipfrag_status(b"SIP/2.0 99 Low"), None);
+        assert_eq!(sipfrag_status(b"SIP/2.0 OK"), None);
+        assert_eq!(sipfrag_status(b"HTTP/1.1 200 OK"), None);
+        assert_eq!(sipfrag_status(b""), None);
+        assert_eq!(sipfrag_status(&[0xff, 0x20]), None);
+    }
 
     #[test]
     fn info_bodies_carry_keys() {
