@@ -49,6 +49,9 @@ HANK = "4a4c0000-0000-0000-0000-000000000008"        # answers after 50 ms (esca
 IVAN_SIP = "1a4a0000-0000-0000-0000-000000000009"    # a SIP user: calls ring the phones registered as `ivan`
 IVAN_SIP_USER = "ivan"
 IVAN_SIP_PASSWORD = "ivan-sip-secret"
+JUDY_SIP = "70d40000-0000-0000-0000-00000000000a"    # a second SIP user (`judy`), for phone-to-phone calls
+JUDY_SIP_USER = "judy"
+JUDY_SIP_PASSWORD = "judy-sip-secret"
 
 
 def config_text(listen: str, hook: str, extra_server: str = "", extra_config: str = "", sip_port: int = 0) -> str:
@@ -133,6 +136,14 @@ display_name = "Ivan"
 endpoint = "sip"
 sip_user = "{IVAN_SIP_USER}"
 sip_password = "{IVAN_SIP_PASSWORD}"
+
+[[users]]
+id = "{JUDY_SIP}"
+tenant = "{TENANT}"
+display_name = "Judy"
+endpoint = "sip"
+sip_user = "{JUDY_SIP_USER}"
+sip_password = "{JUDY_SIP_PASSWORD}"
 
 [sip]
 udp = ["127.0.0.1:{sip_port}"]

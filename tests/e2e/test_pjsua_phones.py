@@ -1,0 +1,145 @@
+"""Two real phones: pjsua2 (PJSIP 2.15) registered as the SIP users Ivan and Judy, driven by
+pjphone.py, and a bot written with Microsoft's Graph SDK.
+
+* A phone puts the bot's call on hold and takes it off again: the bot sees `hold`, then
+  `established`, and the phone hears the prompt played after the resume.
+* The bot transfers Ivan to Judy. pjsua2 allows REFER, so ringside sends Ivan a REFER whose
+  Refer-To is a ringside URI; Ivan's phone calls it, ringside rings Judy's phone and, when
+  she answers, bridges the two and ends Ivan's original call. The bot sees transferring,
+  transferAccepted, terminated (7015). Ivan hears what Judy's phone plays. Ivan then holds
+  Judy and resumes: ringside answers each re-INVITE per RFC 3264 and the call between the
+  two phones stays up until Ivan hangs up, which hangs Judy up too."""
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+import pytest_asyncio
+from msgraph_beta.generated.communications.calls.item.play_prompt.play_prompt_post_request_body import PlayPromptPostRequestBody
+from msgraph_beta.generated.communications.calls.item.transfer.transfer_post_request_body import TransferPostRequestBody
+from msgraph_beta.generated.models.identity import Identity
+from msgraph_beta.generated.models.identity_set import IdentitySet
+from msgraph_beta.generated.models.invitation_participant_info import InvitationParticipantInfo
+
+import audio
+from bot import call_user, prompt
+from pjphone import PjEndpoint, PjPhone
+from support import IVAN_SIP, IVAN_SIP_PASSWORD, IVAN_SIP_USER, JUDY_SIP, JUDY_SIP_PASSWORD, JUDY_SIP_USER
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+async def registered(ringside, user: str) -> list:
+    s, v = await ringside.admin("GET", f"/sip/registrations/{user}")
+    assert s == 200, v
+    return v["contacts"]
+
+
+async def phone(ringside, tmp_path: Path, user: str, password: str) -> PjPhone:
+    p = PjEndpoint.shared().phone(ringside.sip_port, user, password, rec_dir=tmp_path / user)
+    p.wait_registered()
+    return p
+
+
+async def unregistered(ringside, p: PjPhone, user: str) -> None:
+    p.close()
+    # The next test's phone must be the only contact.
+    deadline = time.monotonic() + 5
+    while await registered(ringside, user) and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+
+
+@pytest_asyncio.fixture
+async def ivan(ringside, tmp_path):
+    p = await phone(ringside, tmp_path, IVAN_SIP_USER, IVAN_SIP_PASSWORD)
+    yield p
+    await unregistered(ringside, p, IVAN_SIP_USER)
+
+
+@pytest_asyncio.fixture
+async def judy(ringside, tmp_path):
+    p = await phone(ringside, tmp_path, JUDY_SIP_USER, JUDY_SIP_PASSWORD)
+    yield p
+    await unregistered(ringside, p, JUDY_SIP_USER)
+
+
+def heard_prompt(p: PjPhone) -> float:
+    received = p.received()
+    assert received is not None, "pjsua2 recorded what it received"
+    score, _ = audio.correlation(audio.load(received.read_bytes()), audio.fixture("prompt8k.wav"))
+    return score
+
+
+async def test_a_real_phone_holds_the_bots_call_and_resumes_then_hears_the_prompt(beta, hooks, callback, ivan, judy):
+    call, w = await call_user(beta, hooks, callback, IVAN_SIP)
+    await ivan.until("media active")
+    assert not judy.seen("incoming"), "only Ivan's phone rang"
+
+    m = ivan.mark()
+    ivan.hold()
+    await ivan.until("media hold local", since=m)
+    await w.until_state("hold")
+    got = await beta.communications.calls.by_call_id(call.id).get()
+    assert got.state.value == "hold"
+
+    m = ivan.mark()
+    ivan.resume()
+    await ivan.until("media active", since=m)
+    await w.until_state("established")
+
+    op = await beta.communications.calls.by_call_id(call.id).play_prompt.post(
+        PlayPromptPostRequestBody(prompts=[prompt(f"{hooks.url}/fixture/prompt.wav")])
+    )
+    done = await w.until_op(op.id, timeout=20)
+    assert done.data["status"] == "completed", done.data
+    await asyncio.sleep(0.5)
+    await beta.communications.calls.by_call_id(call.id).delete()
+    await w.until_state("terminated")
+    await ivan.until("state DISCONNECTED")
+    score = heard_prompt(ivan)
+    assert score > 0.9, f"the phone heard the prompt after the resume (correlation {score:.3f})"
+
+
+async def test_the_bot_transfers_one_real_phone_to_another_by_refer_and_they_talk(beta, ringside, hooks, callback, ivan, judy):
+    call, w = await call_user(beta, hooks, callback, IVAN_SIP)
+    await ivan.until("media active")
+
+    await beta.communications.calls.by_call_id(call.id).transfer.post(
+        TransferPostRequestBody(
+            transfer_target=InvitationParticipantInfo(identity=IdentitySet(user=Identity(id=JUDY_SIP, display_name="Judy")))
+        )
+    )
+    notes = await w.until_state("terminated", timeout=20)
+    states = [n.state for n in notes if n.is_call and n.state]
+    assert states[-3:] == ["transferring", "transferAccepted", "terminated"], states
+    assert notes[-1].data["resultInfo"]["subcode"] == 7015, notes[-1].data
+
+    # Ivan's phone was asked to make the new call itself, to ringside.
+    request = (await ivan.until("transfer_request"))[0]
+    assert "xfer-" in str(request.details), request
+    await judy.until("state CONFIRMED")
+    await ivan.until("state CONFIRMED", count=2)
+
+    # Judy's phone speaks; Ivan's phone hears it through ringside.
+    await judy.until("media active")
+    m = ivan.mark()
+    judy.play(FIXTURES / "prompt8k.wav", loop=False)
+    await asyncio.sleep(6.5)
+
+    # Ivan holds Judy and takes her back; the call between the phones stays up.
+    ivan.hold()
+    await ivan.until("media hold local", since=m)
+    m = ivan.mark()
+    ivan.resume()
+    await ivan.until("media active", since=m)
+    await asyncio.sleep(0.5)
+    assert not judy.seen("state DISCONNECTED"), judy.kinds()
+
+    ivan.hangup()
+    await ivan.until("state DISCONNECTED", count=2)
+    await judy.until("state DISCONNECTED")
+    score = heard_prompt(ivan)
+    assert score > 0.9, f"Ivan heard Judy's phone (correlation {score:.3f})"
+    s, v = await ringside.admin("GET", f"/sip/registrations/{JUDY_SIP_USER}")
+    assert s == 200 and v["contacts"], "Judy's phone is still registered"
