@@ -48,6 +48,7 @@ fn member(id: &str, endpoint: Endpoint) -> MemberSpec {
         held: false,
         hold_music: false,
         in_default_group: true,
+        listens_for_tones: false,
     }
 }
 

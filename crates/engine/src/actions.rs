@@ -139,7 +139,11 @@ pub(crate) fn dispatch(
             req.validate().map_err(ApiError::bad_request)?;
             require_service_hosted(e, id, "subscribeToTone")?;
             require_not_ended(e, id, "subscribeToTone")?;
-            e.calls.get_mut(id).expect("checked").tone_subscribed = true;
+            let c = e.calls.get_mut(id).expect("checked");
+            c.tone_subscribed = true;
+            // The room starts looking for in-band keys for this bot.
+            let conf = c.conf_id.clone();
+            e.media_dirty.insert(conf);
             let op = new_op(
                 e,
                 id,

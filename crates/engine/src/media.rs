@@ -552,6 +552,12 @@ pub(crate) fn room_spec(e: &Engine, conf_id: &str) -> ::media::RoomSpec {
             held: m.held,
             hold_music: m.hold_music,
             in_default_group: m.in_default_group,
+            listens_for_tones: match &m.endpoint {
+                MemberEndpoint::Bot { call_id } => {
+                    e.calls.get(call_id).is_some_and(|c| c.tone_subscribed)
+                }
+                MemberEndpoint::Leg { .. } => false,
+            },
         });
     }
     spec

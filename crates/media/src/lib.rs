@@ -63,6 +63,8 @@ pub struct MemberSpec {
     pub hold_music: bool,
     /// In the default audio routing group (everyone hears everyone there).
     pub in_default_group: bool,
+    /// A bot that subscribed to tones: keys pressed in band by those it hears are detected.
+    pub listens_for_tones: bool,
 }
 
 /// A one-way route by participant id: the receivers hear the sources (reference §2.4).

@@ -10,6 +10,13 @@ use std::sync::{Arc, Mutex};
 pub trait Port: Send {
     /// The next 20 ms the endpoint sends; false when it sent nothing this tick.
     fn read(&mut self, out: &mut [i16; FRAME]) -> bool;
+    /// This tick's 20 ms when nobody will listen to it (no one in the room hears this member,
+    /// nor records it or waits for its keys): the port keeps its clock (and its keys) but may
+    /// spare itself the work of producing the audio. True when the endpoint sent something.
+    fn skip(&mut self) -> bool {
+        let mut scratch = [0i16; FRAME];
+        self.read(&mut scratch)
+    }
     /// What the endpoint hears this tick.
     fn write(&mut self, frame: &[i16; FRAME]);
     /// A key the endpoint signalled out of band (RFC 4733, SIP INFO) since the last tick.

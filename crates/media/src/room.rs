@@ -88,6 +88,8 @@ struct Member {
     spec: MemberSpec,
     port: Option<PortRef>,
     detector: DtmfDetector,
+    /// The detector ran last tick (a bot wanted this member's keys).
+    detecting: bool,
 }
 
 /// A looping player (hold music).
@@ -486,6 +488,7 @@ impl Room {
                     },
                     spec: s,
                     detector: DtmfDetector::default(),
+                    detecting: false,
                 },
             };
             if let Endpoint::Bot(call) = &m.spec.endpoint {
@@ -643,6 +646,24 @@ impl Room {
         let n = self.members.len();
         let mut heard_keys: Vec<(usize, char)> = vec![];
         let mut sent_keys: Vec<(usize, char)> = vec![];
+        // Who listens to what: a bot waiting for keys (subscribed, or recording with stop
+        // tones), a bot recording, another leg, a call recording. A leg nobody listens to is
+        // not decoded into the room, and keys are looked for only where a bot wants them.
+        let bots: Vec<(usize, bool, bool)> = (0..n)
+            .filter_map(|j| match &self.members[j].spec.endpoint {
+                Endpoint::Bot(call) => {
+                    let rec = self
+                        .bots
+                        .get(call)
+                        .and_then(|b| b.job.as_ref())
+                        .and_then(|job| job.record.as_ref());
+                    let tones = self.members[j].spec.listens_for_tones
+                        || rec.is_some_and(|r| !r.stop_tones.is_empty());
+                    Some((j, tones, rec.is_some()))
+                }
+                Endpoint::Leg(_) => None,
+            })
+            .collect();
         for i in 0..n {
             self.inputs[i] = [0; FRAME];
             self.has[i] = false;
@@ -652,21 +673,45 @@ impl Room {
                     if m.port.is_none() {
                         m.port = ports.get(leg);
                     }
+                    if m.port.is_none() {
+                        continue;
+                    }
+                    let (states, routes) = (&self.states, &self.routes);
+                    let hears = |j: usize| mixer::hears(states, routes, j, i);
+                    let tones = bots.iter().any(|&(j, t, _)| t && hears(j));
+                    let listened = tones
+                        || !self.recorders.is_empty()
+                        || bots.iter().any(|&(j, _, r)| r && hears(j))
+                        || self.members.iter().enumerate().any(|(j, o)| {
+                            j != i && matches!(o.spec.endpoint, Endpoint::Leg(_)) && hears(j)
+                        });
+                    let m = &mut self.members[i];
                     let Some(port) = &m.port else {
                         continue;
                     };
                     let mut p = port.lock().expect("port");
-                    self.has[i] = p.read(&mut self.inputs[i]);
+                    self.has[i] = if listened {
+                        p.read(&mut self.inputs[i])
+                    } else {
+                        p.skip()
+                    };
                     while let Some(k) = p.take_tone() {
                         heard_keys.push((i, k));
                     }
                     drop(p);
-                    let frame = if self.has[i] {
-                        &self.inputs[i]
-                    } else {
-                        &[0; FRAME]
-                    };
-                    heard_keys.extend(m.detector.push(frame).into_iter().map(|k| (i, k)));
+                    if tones {
+                        if !m.detecting {
+                            // Keys from before the bot listened are not its business.
+                            m.detector = DtmfDetector::default();
+                        }
+                        let frame = if self.has[i] {
+                            &self.inputs[i]
+                        } else {
+                            &[0; FRAME]
+                        };
+                        heard_keys.extend(m.detector.push(frame).into_iter().map(|k| (i, k)));
+                    }
+                    m.detecting = tones;
                 }
                 Endpoint::Bot(call) => {
                     if let Some(b) = self.bots.get_mut(call) {
@@ -815,6 +860,7 @@ mod tests {
             held: false,
             hold_music: false,
             in_default_group: true,
+            listens_for_tones: false,
         }
     }
 
@@ -828,7 +874,9 @@ mod tests {
             events: vec![],
             chunks: vec![],
         };
-        let mut members = vec![member("bot", Endpoint::Bot("c1".into()))];
+        let mut bot = member("bot", Endpoint::Bot("c1".into()));
+        bot.listens_for_tones = true;
+        let mut members = vec![bot];
         for i in 1..=users {
             let id = format!("u{i}");
             let p = Arc::new(Mutex::new(SimPort::new(crate::samples(60_000))));
@@ -1048,6 +1096,93 @@ mod tests {
             })
             .collect();
         assert_eq!(keys, "12#9");
+    }
+
+    #[test]
+    fn in_band_keys_are_looked_for_only_while_the_bot_listens_for_tones() {
+        let mut w = world(1);
+        let quiet_bot = member("bot", Endpoint::Bot("c1".into()));
+        w.spec(
+            vec![quiet_bot, member("u1", Endpoint::Leg("u1".into()))],
+            vec![],
+        );
+        w.user("u1").press(100, '5', 100);
+        w.ticks(20);
+        assert!(w.events.is_empty(), "not subscribed: {:?}", w.events);
+        // A recording with stop tones listens for them.
+        w.cmd(run(None, Some(record(false, "#"))));
+        let at = w.user("u1").elapsed_ms() + 100;
+        w.user("u1").press(at, '#', 100);
+        w.ticks(20);
+        assert!(w.events.contains(&Event::Tone {
+            call_id: "c1".into(),
+            key: '#'
+        }));
+    }
+
+    /// A port that counts how the room takes its audio.
+    #[derive(Default)]
+    struct Counting {
+        reads: usize,
+        skips: usize,
+    }
+    impl crate::port::Port for Counting {
+        fn read(&mut self, out: &mut [i16; FRAME]) -> bool {
+            self.reads += 1;
+            out.fill(100);
+            true
+        }
+        fn skip(&mut self) -> bool {
+            self.skips += 1;
+            true
+        }
+        fn write(&mut self, _frame: &[i16; FRAME]) {}
+    }
+
+    #[test]
+    fn a_leg_nobody_listens_to_is_not_decoded_and_one_another_leg_hears_is() {
+        let mut w = world(0);
+        let a = Arc::new(Mutex::new(Counting::default()));
+        let b = Arc::new(Mutex::new(Counting::default()));
+        w.ports.insert("a", a.clone());
+        w.ports.insert("b", b.clone());
+        // The bot plays prompts and listens for nothing: the caller's audio has no taker.
+        w.spec(
+            vec![
+                member("bot", Endpoint::Bot("c1".into())),
+                member("a", Endpoint::Leg("a".into())),
+            ],
+            vec![],
+        );
+        w.ticks(5);
+        let counts = |p: &Arc<Mutex<Counting>>| {
+            let c = p.lock().unwrap();
+            (c.reads, c.skips)
+        };
+        assert_eq!(counts(&a), (0, 5));
+        // A second caller hears the first.
+        w.spec(
+            vec![
+                member("bot", Endpoint::Bot("c1".into())),
+                member("a", Endpoint::Leg("a".into())),
+                member("b", Endpoint::Leg("b".into())),
+            ],
+            vec![],
+        );
+        w.ticks(5);
+        assert_eq!(counts(&a), (5, 5));
+        assert_eq!(counts(&b).0, 5);
+        // A recording bot takes the caller's audio too.
+        w.spec(
+            vec![
+                member("bot", Endpoint::Bot("c1".into())),
+                member("a", Endpoint::Leg("a".into())),
+            ],
+            vec![],
+        );
+        w.cmd(run(None, Some(record(false, ""))));
+        w.ticks(5);
+        assert_eq!(counts(&a).0, 10);
     }
 
     #[test]

@@ -62,6 +62,10 @@ impl Port for RtpPort {
         self.session.lock().expect("rtp").next_frame(out)
     }
 
+    fn skip(&mut self) -> bool {
+        self.session.lock().expect("rtp").skip_frame()
+    }
+
     fn write(&mut self, frame: &[i16; FRAME]) {
         let remote = {
             let mut s = self.session.lock().expect("rtp");

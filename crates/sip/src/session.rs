@@ -47,7 +47,11 @@ pub struct RtpSession {
     dtmf_payload_type: Option<u8>,
     jitter: JitterBuffer,
     up: Upsampler,
+    /// Frames were skipped since the upsampler last ran.
+    up_stale: bool,
     down: Downsampler,
+    /// The last frame sent was all zeros (so is everything in the downsampler's history).
+    down_silent: bool,
     ssrc: u32,
     seq: u16,
     ts: u32,
@@ -89,7 +93,9 @@ impl RtpSession {
             dtmf_payload_type,
             jitter: JitterBuffer::new(8000, NARROW),
             up: Upsampler::default(),
+            up_stale: false,
             down: Downsampler::default(),
+            down_silent: false,
             ssrc,
             seq,
             ts,
@@ -171,10 +177,24 @@ impl RtpSession {
         if !self.jitter.pop(&mut narrow) {
             return false;
         }
+        if self.up_stale {
+            // Frames were skipped: start the filter afresh rather than from old history.
+            self.up = Upsampler::default();
+            self.up_stale = false;
+        }
         self.scratch.clear();
         self.up.process(&narrow, &mut self.scratch);
         out.copy_from_slice(&self.scratch[..FRAME]);
         true
+    }
+
+    /// The next frame's playout without its audio (nobody listens): the jitter buffer moves on,
+    /// nothing is resampled.
+    pub fn skip_frame(&mut self) -> bool {
+        let mut narrow = [0i16; NARROW];
+        let got = self.jitter.pop(&mut narrow);
+        self.up_stale |= got;
+        got
     }
 
     /// A key the far end pressed (out of band).
@@ -286,7 +306,14 @@ impl RtpSession {
         }
         let before = packets.len();
         self.scratch.clear();
-        self.down.process(frame, &mut self.scratch);
+        // Silence after silence: the filter holds only zeros, so its output is zeros too.
+        let silent = frame.iter().all(|&x| x == 0);
+        if silent && self.down_silent {
+            self.scratch.resize(NARROW, 0);
+        } else {
+            self.down.process(frame, &mut self.scratch);
+        }
+        self.down_silent = silent;
         let ts = self.ts;
         self.ts = self.ts.wrapping_add(NARROW as u32);
         if self.active.is_none() && self.gap == 0 {
@@ -410,6 +437,46 @@ mod tests {
             "latched to where RTP came from"
         );
         assert_eq!(b.stats().packets_in, 50);
+    }
+
+    /// Silence sent after silence skips the filter and is still exact µ-law silence; a tone
+    /// after it comes out as before. Frames nobody listens to are skipped, not decoded, and the
+    /// playout clock goes on.
+    #[test]
+    fn silence_and_skipped_frames_cost_little_and_change_nothing_heard() {
+        let (mut a, mut b) = (session(), session());
+        let mut frames: Vec<[i16; FRAME]> = vec![[0; FRAME]; 6];
+        for chunk in tone16(700.0, 400).chunks(FRAME) {
+            frames.push(chunk.try_into().unwrap());
+        }
+        let (mut skipped, mut loud) = (0, 0);
+        for (n, frame) in frames.iter().enumerate() {
+            let mut packets = vec![];
+            a.send_frame(frame, &mut packets);
+            let payload = Rtp::parse(&packets[0]).unwrap().payload.to_vec();
+            if n < 6 {
+                assert!(payload.iter().all(|&x| x == 0xFF), "µ-law silence");
+            } else {
+                assert!(payload.iter().any(|&x| x != 0xFF), "the tone is sent");
+            }
+            b.receive(
+                "10.0.0.9:7000".parse().unwrap(),
+                &packets[0],
+                n as u64 * 160,
+            );
+            if n < 6 {
+                skipped += b.skip_frame() as usize;
+            } else {
+                let mut out = [0; FRAME];
+                b.next_frame(&mut out);
+                loud += out.iter().filter(|x| x.abs() > 2000).count();
+            }
+        }
+        assert!(skipped > 0, "playout started on skipped frames");
+        assert!(
+            loud > 2000,
+            "the tone after the skipped silence is heard: {loud}"
+        );
     }
 
     #[test]
