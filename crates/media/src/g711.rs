@@ -84,6 +84,18 @@ fn tables() -> &'static ([i16; 256], [i16; 256]) {
     })
 }
 
+/// Every 16-bit sample's code, per law (64 KB each, built on first use): encoding a frame is
+/// then one lookup per sample.
+fn encode_table(law: Law) -> &'static [u8] {
+    static MU: OnceLock<Vec<u8>> = OnceLock::new();
+    static A: OnceLock<Vec<u8>> = OnceLock::new();
+    let (cell, f): (_, fn(i16) -> u8) = match law {
+        Law::Mu => (&MU, ulaw_encode),
+        Law::A => (&A, alaw_encode),
+    };
+    cell.get_or_init(|| (0..=u16::MAX).map(|i| f(i as i16)).collect())
+}
+
 pub fn ulaw_decode(u: u8) -> i16 {
     tables().0[u as usize]
 }
@@ -103,10 +115,8 @@ pub enum Law {
 
 impl Law {
     pub fn encode(self, pcm: &[i16], out: &mut Vec<u8>) {
-        match self {
-            Law::Mu => out.extend(pcm.iter().map(|&s| ulaw_encode(s))),
-            Law::A => out.extend(pcm.iter().map(|&s| alaw_encode(s))),
-        }
+        let t = encode_table(self);
+        out.extend(pcm.iter().map(|&s| t[s as u16 as usize]));
     }
     pub fn decode(self, bytes: &[u8], out: &mut Vec<i16>) {
         let t = match self {
@@ -132,6 +142,19 @@ mod tests {
         assert_eq!(alaw_decode(0xD5), 8);
         assert_eq!(alaw_decode(0x55), -8);
         assert_eq!(alaw_decode(0xAA), 32256);
+    }
+
+    #[test]
+    fn the_encoding_tables_agree_with_the_formula_for_every_sample() {
+        let all: Vec<i16> = (i16::MIN..=i16::MAX).collect();
+        for (law, f) in [
+            (Law::Mu, ulaw_encode as fn(i16) -> u8),
+            (Law::A, alaw_encode),
+        ] {
+            let mut enc = vec![];
+            law.encode(&all, &mut enc);
+            assert!(all.iter().zip(&enc).all(|(&s, &c)| f(s) == c), "{law:?}");
+        }
     }
 
     #[test]

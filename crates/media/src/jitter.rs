@@ -9,11 +9,14 @@
 //!   plus three times the jitter, between 40 and 200 ms. When more than the target plus two
 //!   frames is buffered, a frame is dropped to bring the delay back down.
 //! * A frame that is missing while later audio is waiting is *lost*: it is concealed by
-//!   repeating the last frame, fading (×0.6 each time), and silence after five. A packet that
-//!   arrives after its time has played is *late* and dropped. A jump in the timestamps far
+//!   repeating the last frame, fading (×0.6 each time), and silence after five. When nothing
+//!   at all is waiting (an underrun) the frame is concealed the same way but playout does not
+//!   move on, so a sender running slow or a media thread catching up on ticks never turns
+//!   the rest of the stream late. A packet that arrives after its time has played is *late*
+//!   and dropped. A jump in the timestamps far
 //!   beyond the buffer (the sender paused, or restarted its clock) resynchronises playout.
 
-use std::collections::BTreeMap;
+use std::collections::VecDeque;
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct JitterStats {
@@ -35,7 +38,9 @@ pub struct JitterBuffer {
     frame: u64,
     min_target: u64,
     max_target: u64,
-    packets: BTreeMap<u64, Vec<i16>>,
+    /// Waiting packets by extended timestamp, ascending. Packets nearly always arrive in
+    /// order, so this is a queue: pushed at the back, played from the front.
+    packets: VecDeque<(u64, Vec<i16>)>,
     /// Extended timestamp of the last packet, and its 32-bit form.
     last_ts: Option<(u64, u32)>,
     /// Next timestamp to play; None until playout starts.
@@ -62,7 +67,7 @@ impl JitterBuffer {
             frame: frame as u64,
             min_target: ms(40),
             max_target: ms(200),
-            packets: BTreeMap::new(),
+            packets: VecDeque::new(),
             last_ts: None,
             playout: None,
             warmup: None,
@@ -127,18 +132,21 @@ impl JitterBuffer {
         if self.playout.is_none() && self.warmup.is_none() {
             self.warmup = Some(self.target.div_ceil(self.frame));
         }
-        if self.packets.contains_key(&ext) {
-            self.stats.duplicates += 1;
-            return;
+        match self.packets.back() {
+            Some(&(last, _)) if last >= ext => {
+                match self.packets.binary_search_by_key(&ext, |(s, _)| *s) {
+                    Ok(_) => self.stats.duplicates += 1,
+                    Err(at) => self.packets.insert(at, (ext, samples)),
+                }
+            }
+            _ => self.packets.push_back((ext, samples)),
         }
-        self.packets.insert(ext, samples);
     }
 
     /// Samples buffered from `p` on.
     fn buffered(&self, p: u64) -> u64 {
         self.packets
-            .iter()
-            .next_back()
+            .back()
             .map(|(s, v)| (s + v.len() as u64).saturating_sub(p))
             .unwrap_or(0)
     }
@@ -156,7 +164,7 @@ impl JitterBuffer {
                     *w -= 1;
                     return false;
                 }
-                let Some(first) = self.packets.keys().next().copied() else {
+                let Some(first) = self.packets.front().map(|(s, _)| *s) else {
                     return false;
                 };
                 self.playout = Some(first);
@@ -171,10 +179,13 @@ impl JitterBuffer {
         }
         let end = p + self.frame;
         let mut covered = 0u64;
-        for (&s, v) in self.packets.range(..end).rev() {
-            let e = s + v.len() as u64;
-            if e <= p {
+        for (s, v) in self.packets.iter() {
+            let (s, e) = (*s, *s + v.len() as u64);
+            if s >= end {
                 break;
+            }
+            if e <= p {
+                continue;
             }
             let from = s.max(p);
             let to = e.min(end);
@@ -183,21 +194,25 @@ impl JitterBuffer {
             covered += to - from;
         }
         // Forget what has been played.
-        while let Some((&s, v)) = self.packets.iter().next() {
-            if s + v.len() as u64 <= end {
-                self.packets.remove(&s);
-            } else {
-                break;
-            }
+        while self
+            .packets
+            .front()
+            .is_some_and(|(s, v)| s + v.len() as u64 <= end)
+        {
+            self.packets.pop_front();
         }
-        self.playout = Some(end);
+        // Nothing at all waiting (an underrun: the sender is slower than our clock for a
+        // moment, or the media thread caught up on several ticks at once): conceal without
+        // moving on, so the audio still to come is not already "late" when it arrives.
+        let underrun = covered == 0 && self.packets.is_empty();
+        self.playout = Some(if underrun { p } else { end });
         if covered >= self.frame {
             self.last_frame.copy_from_slice(out);
             self.concealed_run = 0;
             return true;
         }
         if covered == 0 {
-            if !self.packets.is_empty() {
+            if !underrun {
                 self.stats.lost += 1;
             }
             self.concealed_run += 1;
@@ -294,6 +309,36 @@ mod tests {
         assert_eq!(concealed, &faded[..], "the last frame, faded");
         assert_eq!(&p[8 * F..9 * F], &packet(8)[..]);
         assert_eq!(j.stats().lost, 1);
+    }
+
+    #[test]
+    fn pulls_faster_than_the_stream_hold_playout_instead_of_making_it_late() {
+        let mut j = JitterBuffer::new(8000, F);
+        let mut out = vec![];
+        for n in 0..10u32 {
+            j.push(n * F as u32, n as u64 * F as u64, packet(n));
+            out.extend(pull(&mut j, 1));
+        }
+        // The media thread runs five ticks back to back (it had fallen behind).
+        out.extend(pull(&mut j, 5));
+        for n in 10..30u32 {
+            j.push(n * F as u32, n as u64 * F as u64, packet(n));
+            out.extend(pull(&mut j, 1));
+        }
+        let s = j.stats();
+        assert_eq!((s.late, s.lost), (0, 0), "{s:?}");
+        let played: Vec<i16> = out
+            .chunks(F)
+            .filter(|f| f[0] != 0)
+            .flatten()
+            .copied()
+            .collect();
+        let expect: Vec<i16> = (0..28).flat_map(packet).collect();
+        assert!(
+            played.windows(F).any(|w| w == &packet(27)[..]),
+            "the stream plays on after the underrun"
+        );
+        assert!(played.len() >= expect.len() - 2 * F);
     }
 
     #[test]

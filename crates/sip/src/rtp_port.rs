@@ -1,8 +1,9 @@
-//! RTP sockets for SIP legs. Each leg binds a UDP port from the configured range. A task
-//! receives into its [`RtpSession`] (jitter buffer) as packets arrive, so their arrival times
-//! are true, reading everything waiting with one `recvmmsg` per wake-up; the media room's
-//! thread sends from the same socket through the leg's [`media::port::Port`], a tick's packets
-//! in one `sendmmsg` (both in [`crate::udp_batch`]).
+//! RTP sockets for SIP legs. Each leg binds a UDP port from the configured range. The media
+//! room's thread does all of a leg's RTP through its [`media::port::Port`]: each tick it reads
+//! what has arrived into the [`RtpSession`] (jitter buffer) with one `recvmmsg`, every packet
+//! carrying the kernel's arrival time so jitter is measured as if read on arrival, and sends
+//! the tick's packets with one `sendmmsg` (both in [`crate::udp_batch`]). No task wakes per
+//! packet.
 //!
 //! RTCP goes over the next (odd) port: received reports feed the session, and every
 //! [`RTCP_INTERVAL`] the leg sends its SR/RR with SDES to where the far end's RTCP comes from
@@ -55,15 +56,54 @@ pub struct RtpPort {
     session: Arc<Mutex<RtpSession>>,
     socket: UdpSocket,
     packets: Vec<Vec<u8>>,
+    started: Instant,
+    /// `started` on the Unix clock (kernel receive times are on it), in nanoseconds.
+    started_unix_ns: u64,
+    last_rx_ms: Arc<AtomicU64>,
+}
+
+impl RtpPort {
+    /// Take in what arrived since the last tick.
+    fn receive(&mut self, s: &mut RtpSession) {
+        let (started, base) = (self.started, self.started_unix_ns);
+        let mut got = false;
+        // One packet a tick is the norm; a few more after a stall are read in more calls.
+        const PER_CALL: usize = 4;
+        loop {
+            let n = crate::udp_batch::drain_up_to(&self.socket, PER_CALL, |d, from, at| {
+                let ns = match at {
+                    Some(t) => t.saturating_sub(base),
+                    None => started.elapsed().as_nanos() as u64,
+                };
+                // Arrival in samples of the 8 kHz clock.
+                s.receive(from, d, ns / 125_000);
+            })
+            .unwrap_or(0);
+            got |= n > 0;
+            if n < PER_CALL {
+                break;
+            }
+        }
+        if got {
+            let ms = started.elapsed().as_millis() as u64;
+            self.last_rx_ms.store(ms.max(1), Ordering::Relaxed);
+        }
+    }
 }
 
 impl Port for RtpPort {
     fn read(&mut self, out: &mut [i16; FRAME]) -> bool {
-        self.session.lock().expect("rtp").next_frame(out)
+        let session = self.session.clone();
+        let mut s = session.lock().expect("rtp");
+        self.receive(&mut s);
+        s.next_frame(out)
     }
 
     fn skip(&mut self) -> bool {
-        self.session.lock().expect("rtp").skip_frame()
+        let session = self.session.clone();
+        let mut s = session.lock().expect("rtp");
+        self.receive(&mut s);
+        s.skip_frame()
     }
 
     fn write(&mut self, frame: &[i16; FRAME]) {
@@ -96,7 +136,6 @@ pub struct RtpLeg {
     pub local: SocketAddr,
     started: Instant,
     last_rx_ms: Arc<AtomicU64>,
-    task: tokio::task::JoinHandle<()>,
     rtcp: Option<Rtcp>,
 }
 
@@ -126,40 +165,22 @@ impl RtpLeg {
     pub fn start(socket: UdpSocket, session: RtpSession) -> std::io::Result<RtpLeg> {
         socket.set_nonblocking(true)?;
         let local = socket.local_addr()?;
-        let rx = tokio::net::UdpSocket::from_std(socket.try_clone()?)?;
+        crate::udp_batch::enable_timestamps(&socket)?;
         let session = Arc::new(Mutex::new(session));
         let started = Instant::now();
+        let started_unix_ns = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(0);
         let last_rx_ms = Arc::new(AtomicU64::new(0));
-        let task = {
-            let session = session.clone();
-            let last = last_rx_ms.clone();
-            tokio::spawn(async move {
-                loop {
-                    if rx.readable().await.is_err() {
-                        return;
-                    }
-                    let r = rx.try_io(tokio::io::Interest::READABLE, || {
-                        let ms = started.elapsed().as_millis() as u64;
-                        let mut s = session.lock().expect("rtp");
-                        let n = crate::udp_batch::drain_or_block(&rx, |d, from| {
-                            s.receive(from, d, ms * 8);
-                        })?;
-                        last.store(ms.max(1), Ordering::Relaxed);
-                        Ok(n)
-                    });
-                    match r {
-                        Ok(_) => {}
-                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-                        Err(_) => return,
-                    }
-                }
-            })
-        };
         let rtcp = Self::start_rtcp(local, &session, started, &last_rx_ms);
         let port: PortRef = Arc::new(Mutex::new(RtpPort {
             session: session.clone(),
             socket,
             packets: Vec::with_capacity(4),
+            started,
+            started_unix_ns,
+            last_rx_ms: last_rx_ms.clone(),
         }));
         Ok(RtpLeg {
             port,
@@ -167,7 +188,6 @@ impl RtpLeg {
             local,
             started,
             last_rx_ms,
-            task,
             rtcp,
         })
     }
@@ -233,7 +253,6 @@ impl RtpLeg {
 
 impl Drop for RtpLeg {
     fn drop(&mut self) {
-        self.task.abort();
         if let Some(r) = &self.rtcp {
             r.task.abort();
             let bye = self.session.lock().expect("rtp").rtcp_bye();

@@ -1,6 +1,8 @@
 //! Batched, non-blocking UDP I/O for RTP: `recvmmsg(2)` reads up to [`BATCH`] datagrams in
-//! one system call (a leg's receive task, on each readiness) and `sendmmsg(2)` sends a media
-//! tick's packets in one (the media threads). All of ringside's unsafe socket code is here.
+//! one system call, each with the kernel's receive time (`SO_TIMESTAMPNS`, so a reader that
+//! comes once per media tick still knows when every packet really arrived), and `sendmmsg(2)`
+//! sends a media tick's packets in one. The media threads do both. All of ringside's unsafe
+//! socket code is here.
 //!
 //! Nothing here ever blocks: both use `MSG_DONTWAIT`. A full send buffer is not an error (the
 //! packets are dropped, as the network would); an empty socket reads as [`io::ErrorKind::WouldBlock`]
@@ -23,7 +25,14 @@ pub struct RecvBatch {
     bufs: Vec<[u8; MAX_DATAGRAM]>,
     lens: [usize; BATCH],
     addrs: [Option<SocketAddr>; BATCH],
+    /// Kernel receive times, nanoseconds since the Unix epoch (when the socket has
+    /// [`enable_timestamps`]).
+    stamps: [Option<u64>; BATCH],
+    control: [[u64; CONTROL_WORDS]; BATCH],
 }
+
+/// Room for one `SCM_TIMESTAMPNS` control message (a cmsghdr and a timespec), 8-aligned.
+const CONTROL_WORDS: usize = 8;
 
 impl Default for RecvBatch {
     fn default() -> Self {
@@ -31,15 +40,40 @@ impl Default for RecvBatch {
             bufs: vec![[0u8; MAX_DATAGRAM]; BATCH],
             lens: [0; BATCH],
             addrs: [None; BATCH],
+            stamps: [None; BATCH],
+            control: [[0; CONTROL_WORDS]; BATCH],
         }
     }
 }
 
 impl RecvBatch {
-    /// The `i`th datagram of the last receive and where it came from.
-    pub fn get(&self, i: usize) -> Option<(&[u8], SocketAddr)> {
-        Some((&self.bufs[i][..self.lens[i]], self.addrs[i]?))
+    /// The `i`th datagram of the last receive, where it came from and when it arrived.
+    pub fn get(&self, i: usize) -> Option<(&[u8], SocketAddr, Option<u64>)> {
+        Some((
+            &self.bufs[i][..self.lens[i]],
+            self.addrs[i]?,
+            self.stamps[i],
+        ))
     }
+}
+
+/// Ask the kernel to stamp every datagram `socket` receives with its arrival time.
+pub fn enable_timestamps(socket: &impl AsRawFd) -> io::Result<()> {
+    let on: libc::c_int = 1;
+    // SAFETY: a valid fd, and a pointer to a live c_int of the size given.
+    let r = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_TIMESTAMPNS,
+            &on as *const libc::c_int as *const libc::c_void,
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 thread_local! {
@@ -71,25 +105,30 @@ fn from_storage(s: &libc::sockaddr_storage) -> Option<SocketAddr> {
 }
 
 /// Read up to [`BATCH`] datagrams waiting on `socket` without blocking; call `each` for every
-/// one. Returns how many were read (0 when none were waiting).
-pub fn drain(socket: &impl AsRawFd, each: impl FnMut(&[u8], SocketAddr)) -> io::Result<usize> {
-    match drain_or_block(socket, each) {
-        Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(0),
-        r => r,
-    }
+/// one, with its kernel receive time when the socket stamps them. Returns how many were read
+/// (0 when none were waiting).
+pub fn drain(
+    socket: &impl AsRawFd,
+    each: impl FnMut(&[u8], SocketAddr, Option<u64>),
+) -> io::Result<usize> {
+    drain_up_to(socket, BATCH, each)
 }
 
-/// As [`drain`], but an empty socket is `WouldBlock` (for `tokio`'s `try_io`).
-pub fn drain_or_block(
+/// As [`drain`], reading at most `max` datagrams.
+pub fn drain_up_to(
     socket: &impl AsRawFd,
-    mut each: impl FnMut(&[u8], SocketAddr),
+    max: usize,
+    mut each: impl FnMut(&[u8], SocketAddr, Option<u64>),
 ) -> io::Result<usize> {
     RECV.with(|b| {
         let mut b = b.borrow_mut();
-        let n = recv(socket, &mut b)?;
+        let n = match recv_up_to(socket, &mut b, max) {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(0),
+            r => r?,
+        };
         for i in 0..n {
-            if let Some((d, from)) = b.get(i) {
-                each(d, from);
+            if let Some((d, from, at)) = b.get(i) {
+                each(d, from, at);
             }
         }
         Ok(n)
@@ -98,11 +137,29 @@ pub fn drain_or_block(
 
 /// One `recvmmsg` into `b`; `WouldBlock` when nothing is waiting.
 pub fn recv(socket: &impl AsRawFd, b: &mut RecvBatch) -> io::Result<usize> {
+    recv_up_to(socket, b, BATCH)
+}
+
+/// One `recvmmsg` of at most `max` (≤ [`BATCH`]) datagrams: a media tick usually finds one
+/// waiting, so only that many headers are prepared.
+pub fn recv_up_to(socket: &impl AsRawFd, b: &mut RecvBatch, max: usize) -> io::Result<usize> {
+    const NONE: MaybeUninit<libc::mmsghdr> = MaybeUninit::uninit();
+    let max = max.clamp(1, BATCH);
     let mut iov: [MaybeUninit<libc::iovec>; BATCH] = [const { MaybeUninit::uninit() }; BATCH];
-    // SAFETY: an all-zero sockaddr_storage and mmsghdr are valid values.
-    let mut names: [libc::sockaddr_storage; BATCH] = unsafe { std::mem::zeroed() };
-    let mut msgs: [libc::mmsghdr; BATCH] = unsafe { std::mem::zeroed() };
-    for i in 0..BATCH {
+    let mut names: [MaybeUninit<libc::sockaddr_storage>; BATCH] =
+        [const { MaybeUninit::uninit() }; BATCH];
+    let mut msgs: [MaybeUninit<libc::mmsghdr>; BATCH] = [NONE; BATCH];
+    for i in 0..max {
+        // SAFETY: an all-zero sockaddr_storage and mmsghdr are valid values.
+        names[i].write(unsafe { std::mem::zeroed() });
+        msgs[i].write(unsafe { std::mem::zeroed() });
+    }
+    // SAFETY: the first `max` entries were just initialised.
+    let names: &mut [libc::sockaddr_storage] =
+        unsafe { std::slice::from_raw_parts_mut(names.as_mut_ptr().cast(), max) };
+    let msgs: &mut [libc::mmsghdr] =
+        unsafe { std::slice::from_raw_parts_mut(msgs.as_mut_ptr().cast(), max) };
+    for i in 0..max {
         iov[i].write(libc::iovec {
             iov_base: b.bufs[i].as_mut_ptr() as *mut libc::c_void,
             iov_len: MAX_DATAGRAM,
@@ -111,6 +168,8 @@ pub fn recv(socket: &impl AsRawFd, b: &mut RecvBatch) -> io::Result<usize> {
         msgs[i].msg_hdr.msg_namelen = std::mem::size_of::<libc::sockaddr_storage>() as u32;
         msgs[i].msg_hdr.msg_iov = iov[i].as_mut_ptr();
         msgs[i].msg_hdr.msg_iovlen = 1;
+        msgs[i].msg_hdr.msg_control = b.control[i].as_mut_ptr() as *mut libc::c_void;
+        msgs[i].msg_hdr.msg_controllen = std::mem::size_of::<[u64; CONTROL_WORDS]>() as _;
     }
     // SAFETY: every pointer refers to a live local or to `b`'s buffers, sized as declared;
     // MSG_DONTWAIT keeps the call from blocking.
@@ -118,7 +177,7 @@ pub fn recv(socket: &impl AsRawFd, b: &mut RecvBatch) -> io::Result<usize> {
         libc::recvmmsg(
             socket.as_raw_fd(),
             msgs.as_mut_ptr(),
-            BATCH as libc::c_uint,
+            max as libc::c_uint,
             libc::MSG_DONTWAIT,
             std::ptr::null_mut(),
         )
@@ -135,8 +194,26 @@ pub fn recv(socket: &impl AsRawFd, b: &mut RecvBatch) -> io::Result<usize> {
     for i in 0..n {
         b.lens[i] = (msgs[i].msg_len as usize).min(MAX_DATAGRAM);
         b.addrs[i] = from_storage(&names[i]);
+        b.stamps[i] = stamp(&msgs[i].msg_hdr);
     }
     Ok(n)
+}
+
+/// The `SCM_TIMESTAMPNS` of a received message, in nanoseconds since the Unix epoch.
+fn stamp(hdr: &libc::msghdr) -> Option<u64> {
+    // SAFETY: `hdr` is a message the kernel just filled: its control pointer and length
+    // describe our live control buffer, and the CMSG macros stay within that length.
+    unsafe {
+        let mut c = libc::CMSG_FIRSTHDR(hdr);
+        while !c.is_null() {
+            if (*c).cmsg_level == libc::SOL_SOCKET && (*c).cmsg_type == libc::SCM_TIMESTAMPNS {
+                let ts = std::ptr::read_unaligned(libc::CMSG_DATA(c) as *const libc::timespec);
+                return Some(ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64);
+            }
+            c = libc::CMSG_NXTHDR(hdr, c);
+        }
+    }
+    None
 }
 
 fn to_storage(a: &SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
@@ -217,10 +294,21 @@ mod tests {
         let b = UdpSocket::bind("127.0.0.1:0").unwrap();
         let to = b.local_addr().unwrap();
         let packets: Vec<Vec<u8>> = (0..5u8).map(|i| vec![i; 10 + i as usize]).collect();
+        enable_timestamps(&b).unwrap();
+        let before = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos() as u64;
         assert_eq!(send(&a, &packets, to).unwrap(), 5);
         std::thread::sleep(std::time::Duration::from_millis(20));
         let mut got = vec![];
-        let n = drain(&b, |d, from| got.push((d.to_vec(), from))).unwrap();
+        let n = drain(&b, |d, from, at| {
+            // Stamped on arrival, not when read 20 ms later.
+            let at = at.expect("stamped by the kernel");
+            assert!(at >= before && at < before + 15_000_000, "{at} vs {before}");
+            got.push((d.to_vec(), from))
+        })
+        .unwrap();
         assert_eq!(n, 5);
         assert_eq!(
             got.iter().map(|(d, _)| d.clone()).collect::<Vec<_>>(),
@@ -228,7 +316,7 @@ mod tests {
         );
         assert!(got.iter().all(|(_, f)| *f == a.local_addr().unwrap()));
         // Nothing waiting: no block, no error.
-        assert_eq!(drain(&b, |_, _| panic!("nothing to read")).unwrap(), 0);
+        assert_eq!(drain(&b, |_, _, _| panic!("nothing to read")).unwrap(), 0);
     }
 
     #[test]
@@ -241,8 +329,12 @@ mod tests {
             a.send_to(&[i as u8], b.local_addr().unwrap()).unwrap();
         }
         std::thread::sleep(std::time::Duration::from_millis(20));
-        let first = drain(&b, |_, from| assert_eq!(from, a.local_addr().unwrap())).unwrap();
-        let second = drain(&b, |_, _| {}).unwrap();
+        let first = drain(&b, |_, from, at| {
+            assert_eq!(from, a.local_addr().unwrap());
+            assert_eq!(at, None, "no timestamps asked for");
+        })
+        .unwrap();
+        let second = drain(&b, |_, _, _| {}).unwrap();
         assert_eq!((first, second), (BATCH, 3));
     }
 }
