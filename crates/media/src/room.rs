@@ -20,6 +20,32 @@ use crate::{
     Audio, Cmd, Endpoint, Event, FRAME, MemberSpec, Prompt, RecordSpec, Recorded, RoomSpec,
 };
 use std::collections::{HashMap, VecDeque};
+use std::hash::{BuildHasherDefault, Hasher};
+
+/// FNV-1a: the room's maps are keyed by call ids looked up every tick, where SipHash's
+/// defence against crafted keys buys nothing (ringside makes the ids).
+#[derive(Default)]
+struct FnvHasher(u64);
+
+impl Hasher for FnvHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        let mut h = if self.0 == 0 {
+            0xcbf2_9ce4_8422_2325
+        } else {
+            self.0
+        };
+        for &b in bytes {
+            h ^= b as u64;
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+        self.0 = h;
+    }
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+type Fnv = BuildHasherDefault<FnvHasher>;
 use std::sync::OnceLock;
 
 /// What a tick produces besides port writes.
@@ -440,7 +466,11 @@ pub struct Room {
     members: Vec<Member>,
     states: Vec<MemberState>,
     routes: Vec<Route>,
-    bots: HashMap<String, Bot>,
+    bots: HashMap<String, Bot, Fnv>,
+    /// How many members are bots (a bot whose call left the room still runs its media).
+    bot_members: usize,
+    /// Scratch for each tick: (member index, wants keys, is recording) of every bot member.
+    listeners: Vec<(usize, bool, bool)>,
     hold_music: HashMap<String, Player>,
     recorders: Vec<CallRecorder>,
     inputs: Vec<[i16; FRAME]>,
@@ -455,7 +485,9 @@ impl Room {
             members: vec![],
             states: vec![],
             routes: vec![],
-            bots: HashMap::new(),
+            bots: HashMap::default(),
+            bot_members: 0,
+            listeners: vec![],
             hold_music: HashMap::new(),
             recorders: vec![],
             inputs: vec![],
@@ -496,6 +528,11 @@ impl Room {
             }
             self.members.push(m);
         }
+        self.bot_members = self
+            .members
+            .iter()
+            .filter(|m| matches!(m.spec.endpoint, Endpoint::Bot(_)))
+            .count();
         self.hold_music.retain(|id, _| {
             self.members
                 .iter()
@@ -649,21 +686,21 @@ impl Room {
         // Who listens to what: a bot waiting for keys (subscribed, or recording with stop
         // tones), a bot recording, another leg, a call recording. A leg nobody listens to is
         // not decoded into the room, and keys are looked for only where a bot wants them.
-        let bots: Vec<(usize, bool, bool)> = (0..n)
-            .filter_map(|j| match &self.members[j].spec.endpoint {
-                Endpoint::Bot(call) => {
-                    let rec = self
-                        .bots
-                        .get(call)
-                        .and_then(|b| b.job.as_ref())
-                        .and_then(|job| job.record.as_ref());
-                    let tones = self.members[j].spec.listens_for_tones
-                        || rec.is_some_and(|r| !r.stop_tones.is_empty());
-                    Some((j, tones, rec.is_some()))
-                }
-                Endpoint::Leg(_) => None,
-            })
-            .collect();
+        let mut bots = std::mem::take(&mut self.listeners);
+        bots.clear();
+        bots.extend((0..n).filter_map(|j| match &self.members[j].spec.endpoint {
+            Endpoint::Bot(call) => {
+                let rec = self
+                    .bots
+                    .get(call)
+                    .and_then(|b| b.job.as_ref())
+                    .and_then(|job| job.record.as_ref());
+                let tones = self.members[j].spec.listens_for_tones
+                    || rec.is_some_and(|r| !r.stop_tones.is_empty());
+                Some((j, tones, rec.is_some()))
+            }
+            Endpoint::Leg(_) => None,
+        }));
         for i in 0..n {
             self.inputs[i] = [0; FRAME];
             self.has[i] = false;
@@ -722,9 +759,11 @@ impl Room {
                 }
             }
         }
+        self.listeners = bots;
         // Bots whose call is not (or no longer) in the room still run their media.
         let mut scratch = [0i16; FRAME];
-        for (call, b) in self.bots.iter_mut() {
+        let orphans = self.bots.len() > self.bot_members;
+        for (call, b) in self.bots.iter_mut().filter(|_| orphans) {
             if !self
                 .members
                 .iter()
