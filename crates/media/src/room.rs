@@ -22,21 +22,23 @@ use crate::{
 use std::collections::{HashMap, VecDeque};
 use std::hash::{BuildHasherDefault, Hasher};
 
-/// FNV-1a: the room's maps are keyed by call ids looked up every tick, where SipHash's
-/// defence against crafted keys buys nothing (ringside makes the ids).
+/// A word-at-a-time multiplicative hash (as rustc's FxHash): the room's maps are keyed by
+/// call ids looked up every tick, where SipHash's defence against crafted keys buys nothing
+/// (ringside makes the ids) and costs a tenth of a tick's work.
 #[derive(Default)]
 struct FnvHasher(u64);
 
 impl Hasher for FnvHasher {
     fn write(&mut self, bytes: &[u8]) {
-        let mut h = if self.0 == 0 {
-            0xcbf2_9ce4_8422_2325
-        } else {
-            self.0
-        };
-        for &b in bytes {
-            h ^= b as u64;
-            h = h.wrapping_mul(0x0100_0000_01b3);
+        const K: u64 = 0x517c_c1b7_2722_0a95;
+        let mut h = self.0;
+        let mut chunks = bytes.chunks_exact(8);
+        for c in &mut chunks {
+            let w = u64::from_le_bytes(c.try_into().expect("8 bytes"));
+            h = (h.rotate_left(5) ^ w).wrapping_mul(K);
+        }
+        for &b in chunks.remainder() {
+            h = (h.rotate_left(5) ^ b as u64).wrapping_mul(K);
         }
         self.0 = h;
     }
