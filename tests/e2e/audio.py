@@ -40,6 +40,24 @@ def correlation(heard: np.ndarray, ref: np.ndarray) -> tuple[float, int]:
     return float(score[lag]), lag
 
 
+def pieces_heard(heard: np.ndarray, ref: np.ndarray, rate: int = 8000, seconds: float = 1.0) -> list[float]:
+    """How well each piece of `ref` (`seconds` long; quiet pieces skipped) is found in `heard`,
+    in order. A real phone's jitter buffer may conceal or shift a frame or two (pjmedia
+    discards in silence to cut delay): that breaks one whole-prompt correlation, and at most
+    the piece it falls in."""
+    n = int(rate * seconds)
+    scores, at = [], 0
+    for start in range(0, len(ref) - n + 1, n):
+        piece = ref[start : start + n]
+        if np.sqrt(np.mean(piece * piece)) < 0.01:
+            continue
+        score, lag = correlation(heard[at:], piece)
+        scores.append(score)
+        if score > 0.5:
+            at += lag
+    return scores
+
+
 def loud_ms(x: np.ndarray, threshold_dbfs: float = -40.0) -> int:
     """Milliseconds of 20 ms frames louder than the threshold."""
     frames = len(x) // 320

@@ -9,11 +9,12 @@
 //!   plus three times the jitter, between 40 and 200 ms. When more than the target plus two
 //!   frames is buffered, a frame is dropped to bring the delay back down.
 //! * A frame that is missing while later audio is waiting is *lost*: it is concealed by
-//!   repeating the last frame, fading (×0.6 each time), and silence after five. When nothing
-//!   at all is waiting (an underrun) the frame is concealed the same way but playout does not
-//!   move on, so a sender running slow or a media thread catching up on ticks never turns
-//!   the rest of the stream late. A packet that arrives after its time has played is *late*
-//!   and dropped. A jump in the timestamps far
+//!   repeating the last frame, fading (×0.6 each time), and silence after five. Playout moves
+//!   on with the clock through gaps (RTP timestamps are time: a sender that pauses, as with
+//!   voice activity detection, resumes in step). A packet that arrives after its time has
+//!   played is *late* and dropped — unless it is the newest and nothing else waits: then
+//!   playout ran ahead of the stream (the media thread caught up on several ticks at once),
+//!   and playout starts again from it, so the rest of the stream is not lost as late. A jump in the timestamps far
 //!   beyond the buffer (the sender paused, or restarted its clock) resynchronises playout.
 
 use std::collections::VecDeque;
@@ -109,7 +110,16 @@ impl JitterBuffer {
         let ext = self.extend(ts);
         let end = ext + samples.len() as u64;
         if let Some(p) = self.playout {
-            if end <= p {
+            if end <= p && self.packets.is_empty() && self.last_ts.is_some_and(|(l, _)| l == ext) {
+                // The newest audio, already behind playout, with nothing else waiting:
+                // playout ran ahead of the stream (the media thread caught up on several
+                // ticks at once), not the packet behind it. Start again from here, as at
+                // the start, rather than drop everything that follows as late.
+                self.stats.resyncs += 1;
+                self.playout = None;
+                self.warmup = Some(self.target.div_ceil(self.frame));
+                self.last_transit = None;
+            } else if end <= p {
                 self.stats.late += 1;
                 return;
             }
@@ -201,18 +211,14 @@ impl JitterBuffer {
         {
             self.packets.pop_front();
         }
-        // Nothing at all waiting (an underrun: the sender is slower than our clock for a
-        // moment, or the media thread caught up on several ticks at once): conceal without
-        // moving on, so the audio still to come is not already "late" when it arrives.
-        let underrun = covered == 0 && self.packets.is_empty();
-        self.playout = Some(if underrun { p } else { end });
+        self.playout = Some(end);
         if covered >= self.frame {
             self.last_frame.copy_from_slice(out);
             self.concealed_run = 0;
             return true;
         }
         if covered == 0 {
-            if !underrun {
+            if !self.packets.is_empty() {
                 self.stats.lost += 1;
             }
             self.concealed_run += 1;
@@ -312,7 +318,7 @@ mod tests {
     }
 
     #[test]
-    fn pulls_faster_than_the_stream_hold_playout_instead_of_making_it_late() {
+    fn pulls_faster_than_the_stream_restart_playout_instead_of_making_it_late() {
         let mut j = JitterBuffer::new(8000, F);
         let mut out = vec![];
         for n in 0..10u32 {
@@ -326,7 +332,7 @@ mod tests {
             out.extend(pull(&mut j, 1));
         }
         let s = j.stats();
-        assert_eq!((s.late, s.lost), (0, 0), "{s:?}");
+        assert_eq!((s.late, s.lost, s.resyncs), (0, 0, 1), "{s:?}");
         let played: Vec<i16> = out
             .chunks(F)
             .filter(|f| f[0] != 0)
@@ -339,6 +345,29 @@ mod tests {
             "the stream plays on after the underrun"
         );
         assert!(played.len() >= expect.len() - 2 * F);
+    }
+
+    /// A sender that stops sending in silence (VAD/DTX) and resumes with its timestamps
+    /// moved on by the pause: playout kept time, so the audio after the pause plays whole,
+    /// with nothing dropped or re-timed.
+    #[test]
+    fn a_sender_pausing_in_silence_resumes_in_step() {
+        let mut j = JitterBuffer::new(8000, F);
+        let mut out = vec![];
+        for n in 0..40u32 {
+            // Frames 10..17 are silence the sender does not send (160 ms).
+            if !(10..17).contains(&n) {
+                j.push(n * F as u32, n as u64 * F as u64, packet(n));
+            }
+            out.extend(pull(&mut j, 1));
+        }
+        let s = j.stats();
+        assert_eq!((s.late, s.dropped, s.resyncs), (0, 0, 0), "{s:?}");
+        let after: Vec<i16> = (17..38).flat_map(packet).collect();
+        assert!(
+            out.windows(after.len()).any(|w| w == &after[..]),
+            "the audio after the pause plays whole"
+        );
     }
 
     #[test]

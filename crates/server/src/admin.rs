@@ -542,6 +542,24 @@ pub async fn handle(
             let wav = media::wav::encode(port.lock().expect("port").heard());
             Ok((StatusCode::OK, [("content-type", "audio/wav")], wav).into_response())
         }
+        (Method::GET, ["media"]) => {
+            // The media threads' timing (ticks that started late are audio sent late) and
+            // the RTP counters of connected SIP legs.
+            let m = shared.media.stats.snapshot();
+            let rtp = shared.sip.get().map(|s| {
+                let t = s.rtp_totals();
+                json!({
+                    "legs": t.legs, "packetsIn": t.packets_in, "packetsOut": t.packets_out,
+                    "expected": t.expected, "received": t.received, "late": t.late,
+                    "concealed": t.concealed, "dropped": t.dropped,
+                })
+            });
+            ok(json!({
+                "ticks": m.ticks, "ticksLate5ms": m.late_5ms, "maxLateMs": m.max_late_us as f64 / 1000.0,
+                "resyncs": m.resyncs, "busyMs": m.busy_us / 1000, "rooms": m.rooms, "members": m.members,
+                "rtp": rtp,
+            }))
+        }
         (Method::GET, ["sip", "registrations", user]) => {
             let Some(sip) = shared.sip.get() else {
                 return Err(nf("SIP endpoint", "(no [sip] section)"));

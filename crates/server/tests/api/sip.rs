@@ -294,6 +294,11 @@ async fn the_bot_calls_a_sip_phone_which_rings_and_answers_and_the_bot_hangs_up(
         .await;
     assert_eq!(s, 200);
     assert_eq!(v["mediaState"]["audio"], "active", "{v}");
+    // Operators see the media threads' timing and the SIP legs' RTP.
+    let (s, m) = h.admin("GET", "/media", None).await;
+    assert_eq!(s, 200, "{m}");
+    assert!(m["ticks"].as_u64().unwrap() > 0, "{m}");
+    assert_eq!(m["rtp"]["legs"], 1, "{m}");
     hang_up(&h, &id).await;
     let (ok, errors) = phone.result().await;
     assert!(ok, "the phone got the bot's BYE: {errors}");
