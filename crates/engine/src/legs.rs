@@ -575,11 +575,7 @@ fn on_failed(e: &mut Engine, leg: &Leg, sip_code: u16, reason: &str) {
 fn on_hung_up(e: &mut Engine, leg: &Leg, result: ResultInfo) {
     // The transferee ends its original call once its new one (by REFER) is under way: the
     // transfer goes on.
-    if e.calls.values().any(|c| {
-        c.transfer
-            .as_ref()
-            .is_some_and(|t| t.replaced_leg.as_deref() == Some(leg.id.as_str()))
-    }) {
+    if transferring(e, |t| t.replaced_leg.as_deref() == Some(leg.id.as_str())).is_some() {
         end_leg(e, &leg.id, "left");
         return;
     }
@@ -1142,16 +1138,7 @@ fn ring_transfer_target(e: &mut Engine, call_id: &str, target: &InvitationPartic
 /// The transferee's new call arrived (it was asked for it by REFER with `token`): it waits,
 /// unanswered, while the target rings.
 pub(crate) fn referred(e: &mut Engine, token: &str) -> Result<String, u16> {
-    let Some(call_id) = e
-        .calls
-        .values()
-        .find(|c| {
-            c.transfer
-                .as_ref()
-                .is_some_and(|t| t.refer_token.as_deref() == Some(token))
-        })
-        .map(|c| c.id.clone())
-    else {
+    let Some(call_id) = transferring(e, |t| t.refer_token.as_deref() == Some(token)) else {
         return Err(404);
     };
     let t = e.calls[&call_id].transfer.clone().expect("found");
@@ -1174,28 +1161,35 @@ pub(crate) fn referred(e: &mut Engine, token: &str) -> Result<String, u16> {
         .get_mut(&call_id)
         .and_then(|c| c.transfer.as_mut())
         .expect("found");
-    t.refer_token = None;
     t.replaced_leg = Some(old.id);
     t.transferee_leg = leg.clone();
-    let target = t.target.take();
-    if let Some(target) = target {
-        ring_transfer_target(e, &call_id, &target);
-    }
-    e.touch_call(&call_id);
+    ring_awaited_target(e, &call_id);
     Ok(leg)
+}
+
+/// The call whose transfer matches `pred`.
+fn transferring(e: &Engine, pred: impl Fn(&TransferState) -> bool) -> Option<String> {
+    e.calls
+        .values()
+        .find(|c| c.transfer.as_ref().is_some_and(&pred))
+        .map(|c| c.id.clone())
+}
+
+/// The REFER is settled (the new call came, or it will not): ring the target kept for it.
+fn ring_awaited_target(e: &mut Engine, call_id: &str) {
+    let Some(t) = e.calls.get_mut(call_id).and_then(|c| c.transfer.as_mut()) else {
+        return;
+    };
+    t.refer_token = None;
+    if let Some(target) = t.target.take() {
+        ring_transfer_target(e, call_id, &target);
+    }
+    e.touch_call(call_id);
 }
 
 /// A REFER did not bring the transferee's new call.
 fn refer_failed(e: &mut Engine, leg_id: &str, accepted: bool, sip_code: u16) {
-    let Some(call_id) = e
-        .calls
-        .values()
-        .find(|c| {
-            c.transfer
-                .as_ref()
-                .is_some_and(|t| t.transferee_leg == leg_id && t.refer_token.is_some())
-        })
-        .map(|c| c.id.clone())
+    let Some(call_id) = transferring(e, |t| t.transferee_leg == leg_id && t.refer_token.is_some())
     else {
         return;
     };
@@ -1208,16 +1202,7 @@ fn refer_failed(e: &mut Engine, leg_id: &str, accepted: bool, sip_code: u16) {
         return;
     }
     // The phone does not take REFER after all: ringside bridges the call itself.
-    let t = e
-        .calls
-        .get_mut(&call_id)
-        .and_then(|c| c.transfer.as_mut())
-        .expect("found");
-    t.refer_token = None;
-    let target = t.target.take();
-    if let Some(target) = target {
-        ring_transfer_target(e, &call_id, &target);
-    }
+    ring_awaited_target(e, &call_id);
 }
 
 /// Take a member out of a conference without ending its leg (it moves elsewhere): no
