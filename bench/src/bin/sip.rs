@@ -551,6 +551,11 @@ rtp_ports = [20000, 29998]
         mb.resyncs - ma.resyncs,
         mb.max_late_us as f64 / 1000.0
     );
+    let never = mb.skipped_frames - ma.skipped_frames;
+    println!(
+        "| RTP packets never sent (ticks skipped by resyncs) | {never} ({:.3} % of those due) |",
+        100.0 * never as f64 / due.max(1) as f64
+    );
     println!(
         "| ringside + bot CPU | {:.0} % of one core |",
         100.0 * (cb - ca) / window

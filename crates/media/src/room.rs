@@ -20,34 +20,7 @@ use crate::{
     Audio, Cmd, Endpoint, Event, FRAME, MemberSpec, Prompt, RecordSpec, Recorded, RoomSpec,
 };
 use std::collections::{HashMap, VecDeque};
-use std::hash::{BuildHasherDefault, Hasher};
 
-/// A word-at-a-time multiplicative hash (as rustc's FxHash): the room's maps are keyed by
-/// call ids looked up every tick, where SipHash's defence against crafted keys buys nothing
-/// (ringside makes the ids) and costs a tenth of a tick's work.
-#[derive(Default)]
-struct FnvHasher(u64);
-
-impl Hasher for FnvHasher {
-    fn write(&mut self, bytes: &[u8]) {
-        const K: u64 = 0x517c_c1b7_2722_0a95;
-        let mut h = self.0;
-        let mut chunks = bytes.chunks_exact(8);
-        for c in &mut chunks {
-            let w = u64::from_le_bytes(c.try_into().expect("8 bytes"));
-            h = (h.rotate_left(5) ^ w).wrapping_mul(K);
-        }
-        for &b in chunks.remainder() {
-            h = (h.rotate_left(5) ^ b as u64).wrapping_mul(K);
-        }
-        self.0 = h;
-    }
-    fn finish(&self) -> u64 {
-        self.0
-    }
-}
-
-type Fnv = BuildHasherDefault<FnvHasher>;
 use std::sync::OnceLock;
 
 /// What a tick produces besides port writes.
@@ -115,6 +88,8 @@ pub fn default_hold_music() -> Audio {
 struct Member {
     spec: MemberSpec,
     port: Option<PortRef>,
+    /// A bot member's slot in [`Bots`].
+    bot: Option<usize>,
     detector: DtmfDetector,
     /// The detector ran last tick (a bot wanted this member's keys).
     detecting: bool,
@@ -168,6 +143,34 @@ struct ToneJob {
     /// (sample offset, key): where each key starts.
     keys: Vec<(usize, char)>,
     pos: usize,
+}
+
+/// The room's bots in the order they came, by call id. A bot is never removed while the room
+/// lives (one whose call left still plays out its media), so a member keeps its bot's slot
+/// and the tick never looks a bot up by id.
+#[derive(Default)]
+struct Bots(Vec<(String, Bot)>);
+
+impl Bots {
+    /// The slot of `call`'s bot, made when it has none.
+    fn slot(&mut self, call: &str) -> usize {
+        match self.0.iter().position(|(c, _)| c == call) {
+            Some(i) => i,
+            None => {
+                self.0.push((call.to_string(), Bot::default()));
+                self.0.len() - 1
+            }
+        }
+    }
+
+    fn entry(&mut self, call: &str) -> &mut Bot {
+        let i = self.slot(call);
+        &mut self.0[i].1
+    }
+
+    fn get_mut(&mut self, call: &str) -> Option<&mut Bot> {
+        self.0.iter_mut().find(|(c, _)| c == call).map(|(_, b)| b)
+    }
 }
 
 #[derive(Default)]
@@ -468,7 +471,7 @@ pub struct Room {
     members: Vec<Member>,
     states: Vec<MemberState>,
     routes: Vec<Route>,
-    bots: HashMap<String, Bot, Fnv>,
+    bots: Bots,
     /// How many members are bots (a bot whose call left the room still runs its media).
     bot_members: usize,
     /// Scratch for each tick: (member index, wants keys, is recording) of every bot member.
@@ -487,7 +490,7 @@ impl Room {
             members: vec![],
             states: vec![],
             routes: vec![],
-            bots: HashMap::default(),
+            bots: Bots::default(),
             bot_members: 0,
             listeners: vec![],
             hold_music: HashMap::new(),
@@ -500,6 +503,11 @@ impl Room {
 
     pub fn member_count(&self) -> usize {
         self.members.len()
+    }
+
+    /// Members that are legs (a phone, a browser, a simulated user), not bots.
+    pub fn leg_count(&self) -> usize {
+        self.members.len() - self.bot_members
     }
 
     /// Take the engine's picture of the room: members, mute, hold, routing.
@@ -520,14 +528,17 @@ impl Room {
                         Endpoint::Leg(l) => ports.get(l),
                         Endpoint::Bot(_) => None,
                     },
+                    bot: None,
                     spec: s,
                     detector: DtmfDetector::default(),
                     detecting: false,
                 },
             };
-            if let Endpoint::Bot(call) = &m.spec.endpoint {
-                self.bots.entry(call.clone()).or_default();
-            }
+            let mut m = m;
+            m.bot = match &m.spec.endpoint {
+                Endpoint::Bot(call) => Some(self.bots.slot(call)),
+                Endpoint::Leg(_) => None,
+            };
             self.members.push(m);
         }
         self.bot_members = self
@@ -601,7 +612,7 @@ impl Room {
                         }
                     }
                 }
-                self.bots.entry(call_id).or_default().job = Some(job);
+                self.bots.entry(&call_id).job = Some(job);
             }
             Cmd::Cancel { call_id, .. } => {
                 if let Some(b) = self.bots.get_mut(&call_id) {
@@ -630,16 +641,12 @@ impl Room {
                 }
                 // A short pause after the last tone ends it cleanly for detectors.
                 audio.resize(audio.len() + crate::samples(40), 0);
-                self.bots
-                    .entry(call_id)
-                    .or_default()
-                    .tones
-                    .push_back(ToneJob {
-                        op_id,
-                        audio,
-                        keys,
-                        pos: 0,
-                    });
+                self.bots.entry(&call_id).tones.push_back(ToneJob {
+                    op_id,
+                    audio,
+                    keys,
+                    pos: 0,
+                });
             }
             Cmd::HoldMusic {
                 member_id, audio, ..
@@ -690,18 +697,18 @@ impl Room {
         // not decoded into the room, and keys are looked for only where a bot wants them.
         let mut bots = std::mem::take(&mut self.listeners);
         bots.clear();
-        bots.extend((0..n).filter_map(|j| match &self.members[j].spec.endpoint {
-            Endpoint::Bot(call) => {
-                let rec = self
-                    .bots
-                    .get(call)
-                    .and_then(|b| b.job.as_ref())
+        bots.extend((0..n).filter_map(|j| match self.members[j].bot {
+            Some(slot) => {
+                let rec = self.bots.0[slot]
+                    .1
+                    .job
+                    .as_ref()
                     .and_then(|job| job.record.as_ref());
                 let tones = self.members[j].spec.listens_for_tones
                     || rec.is_some_and(|r| !r.stop_tones.is_empty());
                 Some((j, tones, rec.is_some()))
             }
-            Endpoint::Leg(_) => None,
+            None => None,
         }));
         for i in 0..n {
             self.inputs[i] = [0; FRAME];
@@ -753,8 +760,9 @@ impl Room {
                     m.detecting = tones;
                 }
                 Endpoint::Bot(call) => {
-                    if let Some(b) = self.bots.get_mut(call) {
+                    if let Some(slot) = m.bot {
                         let mut keys = vec![];
+                        let b = &mut self.bots.0[slot].1;
                         self.has[i] = b.render(call, &mut self.inputs[i], outs, &mut keys);
                         sent_keys.extend(keys.into_iter().map(|k| (i, k)));
                     }
@@ -764,8 +772,8 @@ impl Room {
         self.listeners = bots;
         // Bots whose call is not (or no longer) in the room still run their media.
         let mut scratch = [0i16; FRAME];
-        let orphans = self.bots.len() > self.bot_members;
-        for (call, b) in self.bots.iter_mut().filter(|_| orphans) {
+        let orphans = self.bots.0.len() > self.bot_members;
+        for (call, b) in self.bots.0.iter_mut().filter(|_| orphans) {
             if !self
                 .members
                 .iter()
@@ -785,8 +793,8 @@ impl Room {
                         call_id: call.clone(),
                         key,
                     }));
-                    if let Some(b) = self.bots.get_mut(call) {
-                        b.on_tone(key);
+                    if let Some(slot) = self.members[j].bot {
+                        self.bots.0[slot].1.on_tone(key);
                     }
                 }
             }
@@ -824,8 +832,10 @@ impl Room {
                 Endpoint::Bot(call) => {
                     let received = (0..n)
                         .any(|j| self.has[j] && mixer::hears(&self.states, &self.routes, i, j));
-                    if let Some(b) = self.bots.get_mut(call) {
-                        b.hear(call, &self.outputs[i], received, outs);
+                    if let Some(slot) = m.bot {
+                        self.bots.0[slot]
+                            .1
+                            .hear(call, &self.outputs[i], received, outs);
                     }
                 }
             }

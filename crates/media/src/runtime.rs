@@ -46,6 +46,9 @@ pub struct Stats {
     pub max_late_us: AtomicU64,
     /// Times a thread fell so far behind that it skipped ahead.
     pub resyncs: AtomicU64,
+    /// Leg frames those skips never produced (ticks skipped × the thread's legs): RTP that
+    /// was never sent, unlike a late tick's, which goes out late.
+    pub skipped_frames: AtomicU64,
     /// Microseconds spent ticking rooms.
     pub busy_us: AtomicU64,
     pub rooms: AtomicU64,
@@ -58,6 +61,7 @@ pub struct StatsSnapshot {
     pub late_5ms: u64,
     pub max_late_us: u64,
     pub resyncs: u64,
+    pub skipped_frames: u64,
     pub busy_us: u64,
     pub rooms: u64,
     pub members: u64,
@@ -70,6 +74,7 @@ impl Stats {
             late_5ms: self.late_5ms.load(Ordering::Relaxed),
             max_late_us: self.max_late_us.load(Ordering::Relaxed),
             resyncs: self.resyncs.load(Ordering::Relaxed),
+            skipped_frames: self.skipped_frames.load(Ordering::Relaxed),
             busy_us: self.busy_us.load(Ordering::Relaxed),
             rooms: self.rooms.load(Ordering::Relaxed),
             members: self.members.load(Ordering::Relaxed),
@@ -82,6 +87,7 @@ impl Stats {
             &self.late_5ms,
             &self.max_late_us,
             &self.resyncs,
+            &self.skipped_frames,
             &self.busy_us,
         ] {
             a.store(0, Ordering::Relaxed);
@@ -232,9 +238,15 @@ fn run_thread(
         (my_rooms, my_members) = (n, members);
         next += tick;
         // Far behind (the machine stalled): start again from now rather than burst.
-        if Instant::now() > next + Duration::from_millis(200) {
+        let now = Instant::now();
+        if now > next + Duration::from_millis(200) {
             stats.resyncs.fetch_add(1, Ordering::Relaxed);
-            next = Instant::now() + tick;
+            let skipped = (now - next).as_millis() as u64 / TICK_MS + 1;
+            let legs: u64 = rooms.values().map(|r| r.leg_count() as u64).sum();
+            stats
+                .skipped_frames
+                .fetch_add(skipped * legs, Ordering::Relaxed);
+            next = now + tick;
         }
     }
 }

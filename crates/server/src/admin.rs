@@ -556,7 +556,7 @@ pub async fn handle(
             });
             ok(json!({
                 "ticks": m.ticks, "ticksLate5ms": m.late_5ms, "maxLateMs": m.max_late_us as f64 / 1000.0,
-                "resyncs": m.resyncs, "busyMs": m.busy_us / 1000, "rooms": m.rooms, "members": m.members,
+                "resyncs": m.resyncs, "skippedFrames": m.skipped_frames, "busyMs": m.busy_us / 1000, "rooms": m.rooms, "members": m.members,
                 "rtp": rtp,
             }))
         }

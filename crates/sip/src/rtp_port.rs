@@ -60,6 +60,9 @@ pub struct RtpPort {
     /// `started` on the Unix clock (kernel receive times are on it), in nanoseconds.
     started_unix_ns: u64,
     last_rx_ms: Arc<AtomicU64>,
+    /// The far end the socket is tied to ([`crate::udp_batch::set_peer`]): the latched
+    /// address, so the kernel drops RTP from anyone else and sends skip the route lookup.
+    peer: Option<SocketAddr>,
 }
 
 impl RtpPort {
@@ -88,6 +91,12 @@ impl RtpPort {
             let ms = started.elapsed().as_millis() as u64;
             self.last_rx_ms.store(ms.max(1), Ordering::Relaxed);
         }
+        // Latched: tie the socket to the far end. A new offer unlatches: untie it, so RTP
+        // from the new address is heard.
+        let want = s.latched_remote();
+        if want != self.peer && crate::udp_batch::set_peer(&self.socket, want).is_ok() {
+            self.peer = want;
+        }
     }
 }
 
@@ -113,7 +122,8 @@ impl Port for RtpPort {
             s.remote()
         };
         // Non-blocking: a full socket buffer drops the packets, as the network would.
-        let _ = crate::udp_batch::send(&self.socket, &self.packets, remote);
+        let to = (self.peer != Some(remote)).then_some(remote);
+        let _ = crate::udp_batch::send(&self.socket, &self.packets, to);
         self.packets.clear();
     }
 
@@ -181,6 +191,7 @@ impl RtpLeg {
             started,
             started_unix_ns,
             last_rx_ms: last_rx_ms.clone(),
+            peer: None,
         }));
         Ok(RtpLeg {
             port,
@@ -313,6 +324,74 @@ mod tests {
         assert_eq!(keys, "7", "the key arrived once, as an event");
         assert_eq!(a.session.lock().unwrap().remote(), b.local);
         assert!(a.silent_for_ms() < 200);
+    }
+
+    #[tokio::test]
+    async fn once_latched_only_the_far_end_is_heard_until_a_new_offer_moves_it() {
+        let range = PortRange::new(41400, 41500);
+        let leg = leg(&range, "127.0.0.1:9".parse().unwrap());
+        let phone = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let stranger = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let moved = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let rtp = |seq: u16| {
+            let mut b = vec![];
+            crate::rtp::Rtp {
+                marker: false,
+                payload_type: 8,
+                sequence: seq,
+                timestamp: seq as u32 * 160,
+                ssrc: 5,
+                payload: &[0xd5; 160],
+            }
+            .write(&mut b);
+            b
+        };
+        let tick = |leg: &RtpLeg| {
+            std::thread::sleep(Duration::from_millis(20));
+            let mut out = [0i16; FRAME];
+            leg.port.lock().unwrap().read(&mut out);
+            leg.port.lock().unwrap().write(&[0; FRAME]);
+        };
+        let packets_in = |leg: &RtpLeg| leg.session.lock().unwrap().stats().packets_in;
+        phone.send_to(&rtp(1), leg.local).unwrap();
+        tick(&leg);
+        assert_eq!(packets_in(&leg), 1);
+        // Ringside answers where the RTP came from.
+        phone
+            .set_read_timeout(Some(Duration::from_secs(2)))
+            .unwrap();
+        let mut buf = [0u8; 1500];
+        assert!(phone.recv_from(&mut buf).unwrap().0 > 12);
+        // Someone else's packets never reach the session.
+        stranger.send_to(&rtp(2), leg.local).unwrap();
+        phone.send_to(&rtp(2), leg.local).unwrap();
+        tick(&leg);
+        assert_eq!(packets_in(&leg), 2);
+        assert_eq!(leg.session.lock().unwrap().stats().dropped, 0);
+        // A re-INVITE moves the media: the new address is heard and answered.
+        leg.session
+            .lock()
+            .unwrap()
+            .renegotiate(&crate::sdp::Negotiated {
+                remote: moved.local_addr().unwrap(),
+                codec: crate::sdp::Codec::Pcma,
+                payload_type: 8,
+                dtmf_payload_type: None,
+                remote_direction: crate::sdp::Direction::SendRecv,
+                ptime_ms: 20,
+            });
+        tick(&leg);
+        moved.send_to(&rtp(3), leg.local).unwrap();
+        tick(&leg);
+        assert_eq!(packets_in(&leg), 3);
+        assert_eq!(
+            leg.session.lock().unwrap().latched_remote(),
+            Some(moved.local_addr().unwrap())
+        );
+        moved
+            .set_read_timeout(Some(Duration::from_secs(2)))
+            .unwrap();
+        assert!(moved.recv_from(&mut buf).unwrap().0 > 12);
     }
 
     #[test]

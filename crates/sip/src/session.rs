@@ -119,6 +119,11 @@ impl RtpSession {
         self.remote
     }
 
+    /// The far end's address once RTP from it has been latched onto.
+    pub fn latched_remote(&self) -> Option<SocketAddr> {
+        self.latched.then_some(self.remote)
+    }
+
     pub fn stats(&self) -> SessionStats {
         SessionStats {
             jitter: self.jitter.stats(),

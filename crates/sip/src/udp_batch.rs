@@ -242,14 +242,57 @@ fn to_storage(a: &SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
     (s, len as libc::socklen_t)
 }
 
-/// Send `packets` to `to` in one `sendmmsg` without blocking. Returns how many the kernel
-/// took; the rest are dropped.
-pub fn send(socket: &UdpSocket, packets: &[Vec<u8>], to: SocketAddr) -> io::Result<usize> {
+/// Tie `socket` to one peer (`Some`), or untie it (`None`). Tied, the kernel drops datagrams
+/// from anyone else before they are queued, and [`send`] with no address skips the route
+/// lookup and address copy for every packet.
+pub fn set_peer(socket: &UdpSocket, peer: Option<SocketAddr>) -> io::Result<()> {
+    if let Some(p) = peer {
+        return socket.connect(p);
+    }
+    let bound = socket.local_addr()?;
+    // SAFETY: an all-zero sockaddr is valid; AF_UNSPEC dissolves the association (connect(2)).
+    let mut a: libc::sockaddr = unsafe { std::mem::zeroed() };
+    a.sa_family = libc::AF_UNSPEC as libc::sa_family_t;
+    // SAFETY: a valid fd and a live sockaddr of the size given.
+    let r = unsafe {
+        libc::connect(
+            socket.as_raw_fd(),
+            &a,
+            std::mem::size_of::<libc::sockaddr>() as libc::socklen_t,
+        )
+    };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // Linux lets go of a port the kernel chose (bound to port 0) on untying: take it back.
+    // (RTP ports come from the configured range, bound by number, and are kept.)
+    if socket.local_addr()?.port() != bound.port() {
+        let (name, len) = to_storage(&bound);
+        // SAFETY: a valid fd and a live sockaddr_storage holding `len` bytes of address.
+        let r = unsafe { libc::bind(socket.as_raw_fd(), &name as *const _ as *const _, len) };
+        if r < 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
+/// Send `packets` to `to` (to the tied peer when `None`, see [`set_peer`]) in one `sendmmsg`
+/// without blocking. Returns how many the kernel took; the rest are dropped.
+pub fn send(socket: &UdpSocket, packets: &[Vec<u8>], to: Option<SocketAddr>) -> io::Result<usize> {
     if packets.is_empty() {
         return Ok(0);
     }
     let n = packets.len().min(BATCH);
-    let (mut name, namelen) = to_storage(&to);
+    let (mut name, namelen) = match &to {
+        Some(to) => to_storage(to),
+        // SAFETY: an all-zero sockaddr_storage is valid (and unused: no name is passed).
+        None => (unsafe { std::mem::zeroed() }, 0),
+    };
+    let name_ptr = match to {
+        Some(_) => &mut name as *mut _ as *mut libc::c_void,
+        None => std::ptr::null_mut(),
+    };
     let mut iov: [MaybeUninit<libc::iovec>; BATCH] = [const { MaybeUninit::uninit() }; BATCH];
     // SAFETY: an all-zero mmsghdr is valid.
     let mut msgs: [libc::mmsghdr; BATCH] = unsafe { std::mem::zeroed() };
@@ -258,7 +301,7 @@ pub fn send(socket: &UdpSocket, packets: &[Vec<u8>], to: SocketAddr) -> io::Resu
             iov_base: packets[i].as_ptr() as *mut libc::c_void,
             iov_len: packets[i].len(),
         });
-        msgs[i].msg_hdr.msg_name = &mut name as *mut _ as *mut libc::c_void;
+        msgs[i].msg_hdr.msg_name = name_ptr;
         msgs[i].msg_hdr.msg_namelen = namelen;
         msgs[i].msg_hdr.msg_iov = iov[i].as_mut_ptr();
         msgs[i].msg_hdr.msg_iovlen = 1;
@@ -299,7 +342,7 @@ mod tests {
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap()
             .as_nanos() as u64;
-        assert_eq!(send(&a, &packets, to).unwrap(), 5);
+        assert_eq!(send(&a, &packets, Some(to)).unwrap(), 5);
         std::thread::sleep(std::time::Duration::from_millis(20));
         let mut got = vec![];
         let n = drain(&b, |d, from, at| {
@@ -317,6 +360,40 @@ mod tests {
         assert!(got.iter().all(|(_, f)| *f == a.local_addr().unwrap()));
         // Nothing waiting: no block, no error.
         assert_eq!(drain(&b, |_, _, _| panic!("nothing to read")).unwrap(), 0);
+    }
+
+    #[test]
+    fn a_tied_socket_hears_only_its_peer_and_sends_without_an_address() {
+        let me = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let peer = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let stranger = UdpSocket::bind("127.0.0.1:0").unwrap();
+        set_peer(&me, Some(peer.local_addr().unwrap())).unwrap();
+        assert_eq!(send(&me, &[vec![1, 2, 3]], None).unwrap(), 1);
+        let mut buf = [0u8; 16];
+        peer.set_read_timeout(Some(std::time::Duration::from_secs(2)))
+            .unwrap();
+        let (n, from) = peer.recv_from(&mut buf).unwrap();
+        assert_eq!(
+            (&buf[..n], from),
+            (&[1u8, 2, 3][..], me.local_addr().unwrap())
+        );
+        let to_me = me.local_addr().unwrap();
+        stranger.send_to(b"junk", to_me).unwrap();
+        peer.send_to(b"rtp", to_me).unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        let mut got = vec![];
+        drain(&me, |d, from, _| got.push((d.to_vec(), from))).unwrap();
+        assert_eq!(got, vec![(b"rtp".to_vec(), peer.local_addr().unwrap())]);
+        // Untied, anyone is heard again.
+        set_peer(&me, None).unwrap();
+        stranger.send_to(b"hello", to_me).unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        let mut got = vec![];
+        drain(&me, |d, from, _| got.push((d.to_vec(), from))).unwrap();
+        assert_eq!(
+            got,
+            vec![(b"hello".to_vec(), stranger.local_addr().unwrap())]
+        );
     }
 
     #[test]
