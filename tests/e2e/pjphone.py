@@ -384,6 +384,27 @@ class _Call(pj.Call):
         self.phone._event(f"transfer_status {prm.statusCode}", call=self.serial, reason=prm.reason, final=bool(prm.finalNotify))
 
     @_guarded
+    def onStreamDestroyed(self, prm: Any) -> None:
+        # The stream's last statistics: what arrived and what pjmedia's jitter buffer made of
+        # it, to tell packets that never came (or came badly timed) from a playback problem.
+        st = self.getStreamStat(prm.streamIdx)
+        rx, jb = st.rtcp.rxStat, st.jbuf
+        self.phone._event(
+            "stream stats",
+            call=self.serial,
+            rx_packets=rx.pkt,
+            rx_lost=rx.loss,
+            rx_discarded=rx.discard,
+            rx_reordered=rx.reorder,
+            rx_duplicated=rx.dup,
+            jitter_ms_mean_max=(rx.jitterUsec.mean / 1000, rx.jitterUsec.max / 1000),
+            jbuf_lost=jb.lost,
+            jbuf_discarded=jb.discard,
+            jbuf_empty=jb.empty,
+            jbuf_delay_ms_avg_max=(jb.avgDelayMsec, jb.maxDelayMsec),
+        )
+
+    @_guarded
     def onDtmfDigit(self, prm: Any) -> None:
         self.phone._event(f"dtmf {prm.digit}", call=self.serial)
 

@@ -80,10 +80,12 @@ def clearly(pieces: list[float]) -> bool:
     return sum(s > 0.9 for s in pieces) >= len(pieces) - 2 and min(pieces) > 0.4
 
 
-async def media_timing(ringside) -> dict:
-    """ringside's media-thread timing and RTP counters, for a failure message."""
+async def media_timing(ringside, *phones: PjPhone) -> dict:
+    """ringside's media-thread timing and RTP counters, and what the phones' streams
+    received, for a failure message."""
     s, v = await ringside.admin("GET", "/media")
     assert s == 200, v
+    v["phones"] = {p.user: [e.details for e in p.seen("stream stats")] for p in phones}
     return v
 
 
@@ -91,6 +93,9 @@ async def test_a_real_phone_holds_the_bots_call_and_resumes_then_hears_the_promp
     call, w = await call_user(beta, hooks, callback, IVAN_SIP)
     await ivan.until("media active")
     assert not judy.seen("incoming"), "only Ivan's phone rang"
+    # pjsua2 answers as it rings (180 and 200 back to back): ringing is still shown first.
+    states = [n.state for n in w.all() if n.is_call and n.state]
+    assert states[:3] == ["establishing", "ringing", "established"], states
 
     m = ivan.mark()
     ivan.hold()
@@ -116,7 +121,7 @@ async def test_a_real_phone_holds_the_bots_call_and_resumes_then_hears_the_promp
     await w.until_state("terminated")
     await ivan.until("state DISCONNECTED")
     pieces = heard_prompt(ivan)
-    assert clearly(pieces), f"the phone heard the prompt after the resume (each second's correlation: {pieces}); ringside media: {await media_timing(ringside)}"
+    assert clearly(pieces), f"the phone heard the prompt after the resume (each second's correlation: {pieces}); ringside media: {await media_timing(ringside, ivan)}"
 
 
 async def test_the_bot_transfers_one_real_phone_to_another_by_refer_and_they_talk(beta, ringside, hooks, callback, ivan, judy):
@@ -159,6 +164,6 @@ async def test_the_bot_transfers_one_real_phone_to_another_by_refer_and_they_tal
     await ivan.until("state DISCONNECTED", count=2)
     await judy.until("state DISCONNECTED")
     pieces = heard_prompt(ivan)
-    assert clearly(pieces), f"Ivan heard Judy's phone (each second's correlation: {pieces}); ringside media: {await media_timing(ringside)}"
+    assert clearly(pieces), f"Ivan heard Judy's phone (each second's correlation: {pieces}); ringside media: {await media_timing(ringside, ivan)}"
     s, v = await ringside.admin("GET", f"/sip/registrations/{JUDY_SIP_USER}")
     assert s == 200 and v["contacts"], "Judy's phone is still registered"

@@ -161,7 +161,11 @@ async fn hang_up(h: &Harness, id: &str) {
     h.until_state(id, "terminated").await;
 }
 
+/// A scenario of tests/sip by name, or a path as it is.
 fn scenario(name: &str) -> String {
+    if name.starts_with('/') {
+        return name.to_string();
+    }
     format!("{}/../../tests/sip/{name}", env!("CARGO_MANIFEST_DIR"))
 }
 
@@ -299,6 +303,24 @@ async fn the_bot_calls_a_sip_phone_which_rings_and_answers_and_the_bot_hangs_up(
     assert_eq!(s, 200, "{m}");
     assert!(m["ticks"].as_u64().unwrap() > 0, "{m}");
     assert_eq!(m["rtp"]["legs"], 1, "{m}");
+    hang_up(&h, &id).await;
+    let (ok, errors) = phone.result().await;
+    assert!(ok, "the phone got the bot's BYE: {errors}");
+}
+
+#[tokio::test]
+async fn a_phone_that_answers_as_it_rings_still_shows_ringing_first() {
+    // An auto-answering phone: 180 and 200 back to back, a millisecond apart.
+    let xml = std::fs::read_to_string(scenario("uas-answer.xml"))
+        .unwrap()
+        .replace(r#"<pause milliseconds="200"/>"#, "");
+    let path = std::env::temp_dir().join(format!("uas-auto-answer-{}.xml", std::process::id()));
+    std::fs::write(&path, xml).unwrap();
+    let (h, sip_port) = sip_server().await;
+    let phone = Phone::register_and_run(sip_port, path.to_str().unwrap(), &[]).await;
+    let id = h.call_user(HANK_SIP).await;
+    let notes = h.until_state(&id, "established").await;
+    assert_eq!(states(&notes), ["establishing", "ringing", "established"]);
     hang_up(&h, &id).await;
     let (ok, errors) = phone.result().await;
     assert!(ok, "the phone got the bot's BYE: {errors}");

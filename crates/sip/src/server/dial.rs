@@ -51,6 +51,16 @@ enum Ev {
     Final(Result<(DialogId, Option<Response>), String>),
 }
 
+/// A branch's INVITE task's outcome, its errors as text.
+fn final_of<T, E: std::fmt::Display, J: std::fmt::Display>(
+    r: Result<Result<T, E>, J>,
+) -> Result<T, String> {
+    match r {
+        Ok(r) => r.map_err(|e| e.to_string()),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
 struct Branch {
     dialog: InviteDialog,
     contact: String,
@@ -164,21 +174,37 @@ impl Ctx {
             .dialogs
             .do_invite_async(opt, state_tx)
             .map_err(|e| format!("INVITE to {contact}: {e}"))?;
-        let states = ev.clone();
+        // The branch's dialog states and its final response, from one task and states
+        // first: a phone that sends 180 and 200 a millisecond apart (auto-answer) is seen
+        // ringing before it is seen answering.
+        let ev = ev.clone();
         tokio::spawn(async move {
-            while let Some(s) = state_rx.recv().await {
-                if states.send((i, Ev::State(s))).is_err() {
-                    return;
+            let mut handle = handle;
+            let mut finished = false;
+            loop {
+                tokio::select! {
+                    biased;
+                    s = state_rx.recv() => match s {
+                        Some(s) => {
+                            if ev.send((i, Ev::State(s))).is_err() {
+                                return;
+                            }
+                        }
+                        None if finished => return,
+                        None => {
+                            let r = handle.await;
+                            let _ = ev.send((i, Ev::Final(final_of(r))));
+                            return;
+                        }
+                    },
+                    r = &mut handle, if !finished => {
+                        finished = true;
+                        if ev.send((i, Ev::Final(final_of(r)))).is_err() {
+                            return;
+                        }
+                    }
                 }
             }
-        });
-        let finals = ev.clone();
-        tokio::spawn(async move {
-            let r = match handle.await {
-                Ok(r) => r.map_err(|e| e.to_string()),
-                Err(e) => Err(e.to_string()),
-            };
-            let _ = finals.send((i, Ev::Final(r)));
         });
         Ok(Branch {
             dialog,
