@@ -66,18 +66,31 @@ async def judy(ringside, tmp_path):
 
 
 def heard_prompt(p: PjPhone) -> list[float]:
-    """How well each second of the prompt is found, in order, in what the phone recorded.
-    A concealed or discarded frame spoils the second it falls in, not the others; a broken
-    path (wrong codec, no audio, noise) spoils them all. Known issue (#4 notes): since the
-    media rework of 2026-11-28 these recordings now and then show such glitches in one or
-    two seconds, with ringside's media ticks on time; the cause is not found yet."""
+    """How well each second of the prompt is found, in order, in what the phone recorded."""
     received = p.received()
     assert received is not None, "pjsua2 recorded what it received"
     return audio.pieces_heard(audio.load(received.read_bytes()), audio.fixture("prompt8k.wav"))
 
 
 def clearly(pieces: list[float]) -> bool:
-    return sum(s > 0.9 for s in pieces) >= len(pieces) - 2 and min(pieces) > 0.4
+    """Every second of the prompt heard (correlation > 0.8) but at most one, none lost.
+
+    What was measured (2026-11-28, stream statistics from both sides): on clean runs, with
+    every packet delivered on time (ringside's legs: nothing late, concealed or dropped; the
+    phone's stream: nothing lost, mean jitter under 0.01 ms), the seconds still score only
+    0.90-0.95. The path passes through pjsua2's conference bridge and resamplers twice and
+    G.711 twice, and the phones run on pjmedia's own software clock in this test process.
+    Now and then that clock runs the phone's jitter buffer empty once (`jbuf_empty`): one
+    concealed frame shifts the rest of that second by 20 ms and scores it about 0.7. A broken
+    path (no audio, wrong codec, noise, gaps) scores every second below 0.4."""
+    return sum(s > 0.8 for s in pieces) >= len(pieces) - 1 and min(pieces) > 0.4
+
+
+def nothing_lost(p: PjPhone) -> None:
+    """No RTP stream of the phone lost a packet ringside sent (by sequence number)."""
+    stats = [e.details for e in p.seen("stream stats")]
+    assert stats, "pjsua2 reported its stream statistics"
+    assert all(s["rx_lost"] == 0 for s in stats), stats
 
 
 async def media_timing(ringside, *phones: PjPhone) -> dict:
@@ -86,6 +99,7 @@ async def media_timing(ringside, *phones: PjPhone) -> dict:
     s, v = await ringside.admin("GET", "/media")
     assert s == 200, v
     v["phones"] = {p.user: [e.details for e in p.seen("stream stats")] for p in phones}
+    v["legs"] = [line for line in ringside.log_tail(400).splitlines() if "RTP leg ended" in line]
     return v
 
 
@@ -122,6 +136,7 @@ async def test_a_real_phone_holds_the_bots_call_and_resumes_then_hears_the_promp
     await ivan.until("state DISCONNECTED")
     pieces = heard_prompt(ivan)
     assert clearly(pieces), f"the phone heard the prompt after the resume (each second's correlation: {pieces}); ringside media: {await media_timing(ringside, ivan)}"
+    nothing_lost(ivan)
 
 
 async def test_the_bot_transfers_one_real_phone_to_another_by_refer_and_they_talk(beta, ringside, hooks, callback, ivan, judy):
@@ -165,5 +180,6 @@ async def test_the_bot_transfers_one_real_phone_to_another_by_refer_and_they_tal
     await judy.until("state DISCONNECTED")
     pieces = heard_prompt(ivan)
     assert clearly(pieces), f"Ivan heard Judy's phone (each second's correlation: {pieces}); ringside media: {await media_timing(ringside, ivan)}"
+    nothing_lost(ivan)
     s, v = await ringside.admin("GET", f"/sip/registrations/{JUDY_SIP_USER}")
     assert s == 200 and v["contacts"], "Judy's phone is still registered"

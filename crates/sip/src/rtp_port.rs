@@ -264,6 +264,25 @@ impl RtpLeg {
 
 impl Drop for RtpLeg {
     fn drop(&mut self) {
+        {
+            let s = self.session.lock().expect("rtp");
+            let (st, (expected, received)) = (s.stats(), s.reception_totals());
+            let j = st.jitter;
+            tracing::info!(
+                local = %self.local,
+                remote = %s.remote(),
+                packets_in = st.packets_in,
+                packets_out = st.packets_out,
+                expected,
+                received,
+                late = j.late,
+                concealed = j.lost,
+                dropped_for_delay = j.dropped,
+                jitter_resyncs = j.resyncs,
+                jitter_ms = j.jitter / 8,
+                "RTP leg ended"
+            );
+        }
         if let Some(r) = &self.rtcp {
             r.task.abort();
             let bye = self.session.lock().expect("rtp").rtcp_bye();
