@@ -711,7 +711,8 @@ impl Room {
             None => None,
         }));
         for i in 0..n {
-            self.inputs[i] = [0; FRAME];
+            // A leg's port writes the whole frame when it has one, and `has` says whether it
+            // did: only a bot's frame, which a prompt may fill in part, starts from silence.
             self.has[i] = false;
             let m = &mut self.members[i];
             match &m.spec.endpoint {
@@ -761,6 +762,7 @@ impl Room {
                 }
                 Endpoint::Bot(call) => {
                     if let Some(slot) = m.bot {
+                        self.inputs[i] = [0; FRAME];
                         let mut keys = vec![];
                         let b = &mut self.bots.0[slot].1;
                         self.has[i] = b.render(call, &mut self.inputs[i], outs, &mut keys);
