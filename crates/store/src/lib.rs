@@ -13,6 +13,8 @@ pub enum StoreError {
     Db(#[from] rusqlite::Error),
     #[error("corrupt stored object {0}: {1}")]
     Corrupt(String, String),
+    #[error("cannot start the WAL checkpoint thread: {0}")]
+    Checkpointer(std::io::Error),
 }
 
 pub type Result<T> = std::result::Result<T, StoreError>;
@@ -58,6 +60,56 @@ pub enum OutboxChange {
 
 pub struct Store {
     conn: Connection,
+    /// Checkpoints the WAL for a file-backed store (none in memory).
+    _checkpointer: Option<Checkpointer>,
+}
+
+/// How often the background connection copies the WAL into the database.
+const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// Checkpoints the WAL from a connection of its own, on a thread of its own. SQLite would
+/// otherwise run them inside whichever commit crosses 1,000 pages of WAL, fsync included, on
+/// the thread that owns the engine: on a slow disk every request then waits for that fsync
+/// (call setup at 500 calls/s measured p99 72-308 ms on this VM's disk against 12-36 ms with
+/// the database in memory-backed tmpfs). A PASSIVE checkpoint never blocks the writer.
+struct Checkpointer {
+    stop: std::sync::mpsc::Sender<()>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Checkpointer {
+    fn start(path: &Path) -> Result<Checkpointer> {
+        let conn = Connection::open(path)?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        let (stop, stopped) = std::sync::mpsc::channel::<()>();
+        let thread = std::thread::Builder::new()
+            .name("store-checkpoint".into())
+            .spawn(move || {
+                let checkpoint = || {
+                    let _ = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
+                };
+                while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
+                    stopped.recv_timeout(CHECKPOINT_EVERY)
+                {
+                    checkpoint();
+                }
+                checkpoint();
+            })
+            .map_err(StoreError::Checkpointer)?;
+        Ok(Checkpointer {
+            stop,
+            thread: Some(thread),
+        })
+    }
+}
+
+impl Drop for Checkpointer {
+    fn drop(&mut self) {
+        let _ = self.stop.send(());
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
 }
 
 const SCHEMA: &str = r#"
@@ -141,7 +193,11 @@ pub struct Recording {
 impl Store {
     pub fn open(path: &Path) -> Result<Store> {
         let conn = Connection::open(path)?;
-        Self::init(conn)
+        let mut store = Self::init(conn)?;
+        // The writer never checkpoints; the checkpointer does, beside it.
+        store.conn.pragma_update(None, "wal_autocheckpoint", 0)?;
+        store._checkpointer = Some(Checkpointer::start(path)?);
+        Ok(store)
     }
 
     pub fn open_in_memory() -> Result<Store> {
@@ -166,7 +222,10 @@ impl Store {
                 conn.execute_batch(&format!("ALTER TABLE recordings ADD COLUMN {col}"))?;
             }
         }
-        Ok(Store { conn })
+        Ok(Store {
+            conn,
+            _checkpointer: None,
+        })
     }
 
     /// fsync every commit (power-loss durability) at the cost of commit latency.
@@ -509,6 +568,29 @@ mod tests {
             body: json!({ "n": n }),
             incoming: false,
         }
+    }
+
+    #[test]
+    fn the_wal_is_copied_into_the_database_beside_the_writer() {
+        let dir = std::env::temp_dir().join(format!("ringside-store-wal-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("t.db");
+        let _ = std::fs::remove_file(&path);
+        let mut s = Store::open(&path).unwrap();
+        let size = || std::fs::metadata(&path).unwrap().len();
+        let before = size();
+        let big = json!({ "id": "c1", "pad": "x".repeat(100_000) });
+        s.commit(&[(ObjKind::Call, "c1".into(), Some(big))], &[], &[])
+            .unwrap();
+        // The commit went to the WAL; the checkpointer, not the writer, moves it over.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while size() < before + 100_000 && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        assert!(size() >= before + 100_000, "{} -> {}", before, size());
+        drop(s);
+        let s = Store::open(&path).unwrap();
+        assert_eq!(s.load_objects().unwrap().len(), 1);
     }
 
     #[test]
