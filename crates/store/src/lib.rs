@@ -570,12 +570,18 @@ mod tests {
         }
     }
 
+    /// A database path of this test process with no database there yet.
+    fn fresh_db(name: &str) -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!("ringside-store-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(format!("{name}.db"));
+        let _ = std::fs::remove_file(&path);
+        path
+    }
+
     #[test]
     fn the_wal_is_copied_into_the_database_beside_the_writer() {
-        let dir = std::env::temp_dir().join(format!("ringside-store-wal-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("t.db");
-        let _ = std::fs::remove_file(&path);
+        let path = fresh_db("wal");
         let mut s = Store::open(&path).unwrap();
         let size = || std::fs::metadata(&path).unwrap().len();
         let before = size();
@@ -595,10 +601,7 @@ mod tests {
 
     #[test]
     fn objects_and_outbox_survive_reopen_in_one_transaction() {
-        let dir = std::env::temp_dir().join(format!("ringside-store-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("t.db");
-        let _ = std::fs::remove_file(&path);
+        let path = fresh_db("reopen");
         {
             let mut s = Store::open(&path).unwrap();
             let rows = s
