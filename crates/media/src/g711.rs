@@ -118,6 +118,10 @@ impl Law {
         let t = encode_table(self);
         out.extend(pcm.iter().map(|&s| t[s as u16 as usize]));
     }
+    /// The code of a zero sample.
+    pub fn silence(self) -> u8 {
+        encode_table(self)[0]
+    }
     pub fn decode(self, bytes: &[u8], out: &mut Vec<i16>) {
         let t = match self {
             Law::Mu => &tables().0,
@@ -130,6 +134,17 @@ impl Law {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn silence_is_the_code_of_a_zero_sample() {
+        for law in [Law::Mu, Law::A] {
+            let mut out = vec![];
+            law.encode(&[0], &mut out);
+            assert_eq!(out, [law.silence()]);
+        }
+        assert_eq!(Law::Mu.silence(), 0xFF);
+        assert_eq!(Law::A.silence(), 0xD5);
+    }
 
     #[test]
     fn known_code_points() {

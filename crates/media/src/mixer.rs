@@ -59,44 +59,84 @@ pub fn energy(frame: &[i16]) -> u64 {
         / frame.len() as u64
 }
 
-/// Mix one tick. `inputs[i]` is what member `i` sent (None: nothing this tick);
-/// `outputs[i]` receives what member `i` hears.
+/// Is there anything to hear in a frame? (Cheaper than [`energy`]: stops at the first sample.)
+fn audible(frame: &[i16]) -> bool {
+    frame.iter().any(|&s| s != 0)
+}
+
+/// Mix one tick. `inputs[i]` is what member `i` sent when `has[i]` (otherwise it sent nothing
+/// this tick and `inputs[i]` is not looked at); `outputs[i]` receives what member `i` hears,
+/// and `heard[i]` says whether it heard anyone: when false, member `i` hears silence and
+/// `outputs[i]` is left as it was (most listeners of a quiet room cost no writes).
 pub fn mix(
     members: &[MemberState],
     routes: &[Route],
-    inputs: &[Option<&[i16]>],
+    inputs: &[[i16; FRAME]],
+    has: &[bool],
     outputs: &mut [[i16; FRAME]],
+    heard: &mut [bool],
 ) {
     let n = members.len();
     assert!(
-        inputs.len() == n && outputs.len() == n,
+        inputs.len() == n && has.len() == n && outputs.len() == n && heard.len() == n,
         "one input and one output per member"
     );
-    // The loudest speakers who can be heard by anyone this tick.
-    let mut speakers: Vec<(u64, usize)> = (0..n)
-        .filter(|&s| inputs[s].is_some() && !members[s].muted && !members[s].held)
-        .map(|s| (energy(inputs[s].unwrap_or(&[])), s))
-        .filter(|(e, _)| *e > 0)
-        .collect();
-    speakers.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
-    speakers.truncate(MAX_SPEAKERS + 1); // a listener who is one of them still hears four others
+    // Who can be heard by anyone this tick. Up to MAX_SPEAKERS of them, all are forwarded and
+    // their order does not matter; past that, only the loudest (a listener who is one of them
+    // still hears four others).
+    let candidate = |s: usize| has[s] && !members[s].muted && !members[s].held;
+    let mut few = [0usize; MAX_SPEAKERS];
+    let mut count = 0;
+    for s in (0..n).filter(|&s| candidate(s) && audible(&inputs[s])) {
+        if count < MAX_SPEAKERS {
+            few[count] = s;
+        }
+        count += 1;
+    }
+    let loudest: Vec<usize>;
+    let speakers: &[usize] = if count <= MAX_SPEAKERS {
+        &few[..count]
+    } else {
+        let mut by_energy: Vec<(u64, usize)> = (0..n)
+            .filter(|&s| candidate(s))
+            .map(|s| (energy(&inputs[s]), s))
+            .filter(|(e, _)| *e > 0)
+            .collect();
+        by_energy.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+        loudest = by_energy
+            .iter()
+            .take(MAX_SPEAKERS + 1)
+            .map(|&(_, s)| s)
+            .collect();
+        &loudest
+    };
     for (listener, out) in outputs.iter_mut().enumerate() {
-        let mut acc = [0i32; FRAME];
-        let mut heard = 0;
-        for &(_, s) in &speakers {
-            if heard == MAX_SPEAKERS {
+        let mut from = [0usize; MAX_SPEAKERS];
+        let mut k = 0;
+        for &s in speakers {
+            if k == MAX_SPEAKERS {
                 break;
             }
-            if !hears(members, routes, listener, s) {
-                continue;
-            }
-            heard += 1;
-            for (a, &x) in acc.iter_mut().zip(inputs[s].unwrap_or(&[])) {
-                *a += x as i32;
+            if hears(members, routes, listener, s) {
+                from[k] = s;
+                k += 1;
             }
         }
-        for (o, a) in out.iter_mut().zip(acc) {
-            *o = a.clamp(i16::MIN as i32, i16::MAX as i32) as i16;
+        heard[listener] = k > 0;
+        match from[..k] {
+            [] => {}
+            [s] => out.copy_from_slice(&inputs[s]),
+            ref several => {
+                let mut acc = [0i32; FRAME];
+                for &s in several {
+                    for (a, &x) in acc.iter_mut().zip(&inputs[s]) {
+                        *a += x as i32;
+                    }
+                }
+                for (o, a) in out.iter_mut().zip(acc) {
+                    *o = a.clamp(i16::MIN as i32, i16::MAX as i32) as i16;
+                }
+            }
         }
     }
 }
@@ -112,10 +152,20 @@ mod tests {
 
     fn run(members: &[MemberState], routes: &[Route], levels: &[i16]) -> Vec<i16> {
         let frames: Vec<[i16; FRAME]> = levels.iter().map(|&v| frame(v)).collect();
-        let inputs: Vec<Option<&[i16]>> = frames.iter().map(|f| Some(&f[..])).collect();
-        let mut out = vec![[0i16; FRAME]; members.len()];
-        mix(members, routes, &inputs, &mut out);
-        out.iter().map(|f| f[0]).collect()
+        let mut out = vec![[7i16; FRAME]; members.len()];
+        let mut heard = vec![true; members.len()];
+        mix(
+            members,
+            routes,
+            &frames,
+            &vec![true; levels.len()],
+            &mut out,
+            &mut heard,
+        );
+        out.iter()
+            .zip(heard)
+            .map(|(f, h)| if h { f[0] } else { 0 })
+            .collect()
     }
 
     #[test]
@@ -173,6 +223,37 @@ mod tests {
         );
         assert_eq!(out[5], 2 + 4 + 8 + 16, "a loud speaker hears the next four");
         assert_eq!(out[0], 4 + 8 + 16 + 32);
+    }
+
+    #[test]
+    fn a_member_who_sent_nothing_this_tick_is_not_heard_whatever_its_frame_holds() {
+        let m = vec![MemberState::default(); 3];
+        let frames = [frame(1), frame(10), frame(100)];
+        let mut out = vec![[7i16; FRAME]; 3];
+        let mut heard = [false; 3];
+        mix(&m, &[], &frames, &[true, false, true], &mut out, &mut heard);
+        let firsts: Vec<i16> = out.iter().map(|f| f[0]).collect();
+        assert_eq!(firsts, [100, 101, 1]);
+        assert_eq!(heard, [true; 3]);
+        // One speaker heard: the listener gets that frame exactly, sample for sample.
+        let ramp: [i16; FRAME] = std::array::from_fn(|i| i as i16 - 160);
+        let frames = [ramp, frame(0), frame(0)];
+        mix(&m, &[], &frames, &[true, true, false], &mut out, &mut heard);
+        assert_eq!(out[1], ramp);
+        assert_eq!(
+            heard,
+            [false, true, true],
+            "silence from the only other sender is not heard"
+        );
+    }
+
+    #[test]
+    fn five_speakers_each_hear_the_other_four_and_a_sixth_hears_the_loudest_four() {
+        let m = vec![MemberState::default(); 6];
+        let out = run(&m, &[], &[1, 2, 4, 8, 16, 0]);
+        assert_eq!(out[0], 2 + 4 + 8 + 16);
+        assert_eq!(out[4], 1 + 2 + 4 + 8);
+        assert_eq!(out[5], 2 + 4 + 8 + 16, "the quietest of five is left out");
     }
 
     #[test]

@@ -246,8 +246,15 @@ impl Recording {
     }
 }
 
+/// What member `i` hears this tick, after the mix (see [`mixer::mix`]).
+fn heard_by<'a>(outputs: &'a [[i16; FRAME]], heard: &[bool], i: usize) -> &'a [i16; FRAME] {
+    const SILENCE: [i16; FRAME] = [0; FRAME];
+    if heard[i] { &outputs[i] } else { &SILENCE }
+}
+
 impl Bot {
-    /// The bot's outgoing audio this tick; keys it starts sending go to `keys`.
+    /// The bot's outgoing audio this tick, written over `out` when it sends (true; when it
+    /// returns false, `out` holds nothing meaningful); keys it starts sending go to `keys`.
     fn render(
         &mut self,
         call_id: &str,
@@ -257,6 +264,11 @@ impl Bot {
     ) -> bool {
         outs.extend(self.played_out.drain(..).map(Out::Event));
         let mut sent = false;
+        if self.job.is_none() && self.tones.is_empty() {
+            return sent; // `out` is left as it was: nothing was sent
+        }
+        // A prompt may fill part of the frame, and tones add to what is there.
+        out.fill(0);
         if let Some(job) = &mut self.job {
             let mut i = 0;
             while i < FRAME {
@@ -481,6 +493,8 @@ pub struct Room {
     inputs: Vec<[i16; FRAME]>,
     has: Vec<bool>,
     outputs: Vec<[i16; FRAME]>,
+    /// Whether `outputs[i]` holds what member `i` hears this tick (false: silence).
+    heard: Vec<bool>,
 }
 
 impl Room {
@@ -498,6 +512,7 @@ impl Room {
             inputs: vec![],
             has: vec![],
             outputs: vec![],
+            heard: vec![],
         }
     }
 
@@ -572,6 +587,7 @@ impl Room {
         let n = self.members.len();
         self.inputs.resize(n, [0; FRAME]);
         self.outputs.resize(n, [0; FRAME]);
+        self.heard.resize(n, false);
         self.has.resize(n, false);
     }
 
@@ -737,10 +753,13 @@ impl Room {
                         continue;
                     };
                     let mut p = port.lock().expect("port");
+                    // A skipped frame is not in `inputs`: for the mix, this member sent
+                    // nothing (nobody would hear it anyway).
                     self.has[i] = if listened {
                         p.read(&mut self.inputs[i])
                     } else {
-                        p.skip()
+                        p.skip();
+                        false
                     };
                     while let Some(k) = p.take_tone() {
                         heard_keys.push((i, k));
@@ -762,7 +781,6 @@ impl Room {
                 }
                 Endpoint::Bot(call) => {
                     if let Some(slot) = m.bot {
-                        self.inputs[i] = [0; FRAME];
                         let mut keys = vec![];
                         let b = &mut self.bots.0[slot].1;
                         self.has[i] = b.render(call, &mut self.inputs[i], outs, &mut keys);
@@ -781,7 +799,6 @@ impl Room {
                 .iter()
                 .any(|m| matches!(&m.spec.endpoint, Endpoint::Bot(c) if c == call))
             {
-                scratch.fill(0);
                 b.render(call, &mut scratch, outs, &mut vec![]);
                 b.hear(call, &[0; FRAME], false, outs);
             }
@@ -810,10 +827,14 @@ impl Room {
                 }
             }
         }
-        let inputs: Vec<Option<&[i16]>> = (0..n)
-            .map(|i| self.has[i].then_some(&self.inputs[i][..]))
-            .collect();
-        mixer::mix(&self.states, &self.routes, &inputs, &mut self.outputs);
+        mixer::mix(
+            &self.states,
+            &self.routes,
+            &self.inputs,
+            &self.has,
+            &mut self.outputs,
+            &mut self.heard,
+        );
         for i in 0..n {
             let m = &self.members[i];
             match &m.spec.endpoint {
@@ -828,16 +849,21 @@ impl Room {
                         p.next(&mut f);
                         port.lock().expect("port").write(&f);
                     } else {
-                        port.lock().expect("port").write(&self.outputs[i]);
+                        port.lock()
+                            .expect("port")
+                            .write(heard_by(&self.outputs, &self.heard, i));
                     }
                 }
                 Endpoint::Bot(call) => {
                     let received = (0..n)
                         .any(|j| self.has[j] && mixer::hears(&self.states, &self.routes, i, j));
                     if let Some(slot) = m.bot {
-                        self.bots.0[slot]
-                            .1
-                            .hear(call, &self.outputs[i], received, outs);
+                        self.bots.0[slot].1.hear(
+                            call,
+                            heard_by(&self.outputs, &self.heard, i),
+                            received,
+                            outs,
+                        );
                     }
                 }
             }

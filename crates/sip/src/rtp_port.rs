@@ -54,8 +54,14 @@ impl PortRange {
 /// A leg's media port over RTP.
 pub struct RtpPort {
     session: Arc<Mutex<RtpSession>>,
-    socket: UdpSocket,
+    io: RtpSocket,
     packets: Vec<Vec<u8>>,
+}
+
+/// The leg's RTP socket and what reading it needs (apart from the session, so that a tick
+/// can hold the session's lock while it reads).
+struct RtpSocket {
+    socket: UdpSocket,
     started: Instant,
     /// `started` on the Unix clock (kernel receive times are on it), in nanoseconds.
     started_unix_ns: u64,
@@ -65,7 +71,7 @@ pub struct RtpPort {
     peer: Option<SocketAddr>,
 }
 
-impl RtpPort {
+impl RtpSocket {
     /// Take in what arrived since the last tick.
     fn receive(&mut self, s: &mut RtpSession) {
         let (started, base) = (self.started, self.started_unix_ns);
@@ -102,16 +108,14 @@ impl RtpPort {
 
 impl Port for RtpPort {
     fn read(&mut self, out: &mut [i16; FRAME]) -> bool {
-        let session = self.session.clone();
-        let mut s = session.lock().expect("rtp");
-        self.receive(&mut s);
+        let mut s = self.session.lock().expect("rtp");
+        self.io.receive(&mut s);
         s.next_frame(out)
     }
 
     fn skip(&mut self) -> bool {
-        let session = self.session.clone();
-        let mut s = session.lock().expect("rtp");
-        self.receive(&mut s);
+        let mut s = self.session.lock().expect("rtp");
+        self.io.receive(&mut s);
         s.skip_frame()
     }
 
@@ -122,8 +126,8 @@ impl Port for RtpPort {
             s.remote()
         };
         // Non-blocking: a full socket buffer drops the packets, as the network would.
-        let to = (self.peer != Some(remote)).then_some(remote);
-        let _ = crate::udp_batch::send(&self.socket, &self.packets, to);
+        let to = (self.io.peer != Some(remote)).then_some(remote);
+        let _ = crate::udp_batch::send(&self.io.socket, &self.packets, to);
         self.packets.clear();
     }
 
@@ -186,12 +190,14 @@ impl RtpLeg {
         let rtcp = Self::start_rtcp(local, &session, started, &last_rx_ms);
         let port: PortRef = Arc::new(Mutex::new(RtpPort {
             session: session.clone(),
-            socket,
+            io: RtpSocket {
+                socket,
+                started,
+                started_unix_ns,
+                last_rx_ms: last_rx_ms.clone(),
+                peer: None,
+            },
             packets: Vec::with_capacity(4),
-            started,
-            started_unix_ns,
-            last_rx_ms: last_rx_ms.clone(),
-            peer: None,
         }));
         Ok(RtpLeg {
             port,

@@ -310,13 +310,12 @@ impl RtpSession {
             return;
         }
         let before = packets.len();
-        self.scratch.clear();
         // Silence after silence: the filter holds only zeros, so its output is zeros too.
         // (An OR over the whole frame: no early exit, so it vectorises.)
         let silent = frame.iter().fold(0, |a, &x| a | x) == 0;
-        if silent && self.down_silent {
-            self.scratch.resize(NARROW, 0);
-        } else {
+        let quiet = silent && self.down_silent;
+        if !quiet {
+            self.scratch.clear();
             self.down.process(frame, &mut self.scratch);
         }
         self.down_silent = silent;
@@ -365,8 +364,6 @@ impl RtpSession {
                 self.gap = 2 * NARROW as u32;
             }
         } else {
-            let mut payload = Vec::with_capacity(NARROW);
-            self.law.encode(&self.scratch, &mut payload);
             let mut b = Vec::with_capacity(12 + NARROW);
             Rtp {
                 marker: false,
@@ -374,9 +371,14 @@ impl RtpSession {
                 sequence: self.seq,
                 timestamp: ts,
                 ssrc: self.ssrc,
-                payload: &payload,
+                payload: &[],
             }
             .write(&mut b);
+            if quiet {
+                b.resize(12 + NARROW, self.law.silence());
+            } else {
+                self.law.encode(&self.scratch, &mut b);
+            }
             self.seq = self.seq.wrapping_add(1);
             packets.push(b);
         }
