@@ -407,6 +407,7 @@ rtp_ports = [20000, 29998]
     std::fs::create_dir_all(&p1).unwrap();
     std::fs::copy(dir.join("ulaw.wav"), p1.join("ulaw.wav")).unwrap();
     let cpu0 = cpu_s(me);
+    running.shared.driver_stats.reset();
     let t0 = Instant::now();
     let mut s = sipp(
         &p1,
@@ -443,6 +444,7 @@ rtp_ports = [20000, 29998]
     let (ok, failed) = sipp_counts(&s.dir);
     let rtts = sipp_rtts(&s.dir);
     let attempted = ok + failed;
+    let driver = running.shared.driver_stats.to_json();
 
     // Phase 2: concurrent calls with RTP both ways.
     let p2 = dir.join("rtp");
@@ -523,6 +525,23 @@ rtp_ports = [20000, 29998]
         pct(&rtts, 0.99),
         pct(&rtts, 1.0)
     );
+    let batches = driver["batches"].as_f64().unwrap_or(0.0).max(1.0);
+    let slow: u64 = ["under50ms", "under100ms", "under200ms", "200msOrMore"]
+        .iter()
+        .map(|k| driver["batchesByDuration"][k].as_u64().unwrap_or(0))
+        .sum();
+    println!(
+        "| driver: batches / messages | {} / {} |",
+        driver["batches"], driver["messages"]
+    );
+    println!(
+        "| driver: engine mean / max, commit mean / max | {:.2} / {:.1} ms, {:.2} / {:.1} ms |",
+        driver["engineMs"].as_f64().unwrap_or(0.0) / batches,
+        driver["maxEngineMs"].as_f64().unwrap_or(0.0),
+        driver["commitMs"].as_f64().unwrap_or(0.0) / batches,
+        driver["maxCommitMs"].as_f64().unwrap_or(0.0),
+    );
+    println!("| driver: batches taking 20 ms or more | {slow} |");
     println!(
         "| bot, both phases: answers / prompts / errors | {} / {} / {} |",
         bot_stats.answered.load(Ordering::Relaxed),

@@ -560,6 +560,7 @@ pub async fn handle(
                 "rtp": rtp,
             }))
         }
+        (Method::GET, ["driver"]) => ok(shared.driver_stats.to_json()),
         (Method::GET, ["sip", "registrations", user]) => {
             let Some(sip) = shared.sip.get() else {
                 return Err(nf("SIP endpoint", "(no [sip] section)"));

@@ -5,8 +5,9 @@
 use engine::{ApiError, AppCtx, Command, Effect, Engine, LegEvent, Reply, Version};
 use graph::ParticipantInfo;
 use serde_json::Value;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use store::{DeadLetter, OutboxChange, OutboxRow, Store};
 use tokio::sync::oneshot;
 
@@ -18,6 +19,83 @@ pub fn now_ms() -> u64 {
 }
 
 pub type ApiResult = Result<Reply, ApiError>;
+
+/// Upper bounds (ms) of the [`DriverStats::batch_ms`] buckets; the last bucket is the rest.
+pub const BATCH_MS_BOUNDS: [u64; 8] = [1, 2, 5, 10, 20, 50, 100, 200];
+
+/// Where the driver's time goes: every batch runs the engine, then commits. A request waits
+/// for the batch it is in and, at worst, for the one before it.
+#[derive(Default)]
+pub struct DriverStats {
+    pub batches: AtomicU64,
+    pub messages: AtomicU64,
+    pub engine_us: AtomicU64,
+    pub max_engine_us: AtomicU64,
+    pub commit_us: AtomicU64,
+    pub max_commit_us: AtomicU64,
+    /// Batches by how long they took (engine and commit), bucketed by [`BATCH_MS_BOUNDS`].
+    pub batch_ms: [AtomicU64; BATCH_MS_BOUNDS.len() + 1],
+}
+
+impl DriverStats {
+    fn record(&self, messages: usize, engine: Duration, commit: Duration) {
+        let (e, c) = (engine.as_micros() as u64, commit.as_micros() as u64);
+        self.batches.fetch_add(1, Ordering::Relaxed);
+        self.messages.fetch_add(messages as u64, Ordering::Relaxed);
+        self.engine_us.fetch_add(e, Ordering::Relaxed);
+        self.max_engine_us.fetch_max(e, Ordering::Relaxed);
+        self.commit_us.fetch_add(c, Ordering::Relaxed);
+        self.max_commit_us.fetch_max(c, Ordering::Relaxed);
+        let ms = (e + c) / 1000;
+        let bucket = BATCH_MS_BOUNDS
+            .iter()
+            .position(|&b| ms < b)
+            .unwrap_or(BATCH_MS_BOUNDS.len());
+        self.batch_ms[bucket].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Start measuring afresh.
+    pub fn reset(&self) {
+        let all = [
+            &self.batches,
+            &self.messages,
+            &self.engine_us,
+            &self.max_engine_us,
+            &self.commit_us,
+            &self.max_commit_us,
+        ];
+        for a in all.into_iter().chain(&self.batch_ms) {
+            a.store(0, Ordering::Relaxed);
+        }
+    }
+
+    /// As `GET /admin/driver` shows it.
+    pub fn to_json(&self) -> Value {
+        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let ms = |us: u64| us as f64 / 1000.0;
+        let buckets: serde_json::Map<String, Value> = self
+            .batch_ms
+            .iter()
+            .enumerate()
+            .map(|(i, n)| {
+                let name = match BATCH_MS_BOUNDS.get(i) {
+                    Some(b) => format!("under{b}ms"),
+                    None => format!("{}msOrMore", BATCH_MS_BOUNDS[BATCH_MS_BOUNDS.len() - 1]),
+                };
+                (name, get(n).into())
+            })
+            .collect();
+        serde_json::json!({
+            "batches": get(&self.batches),
+            "messages": get(&self.messages),
+            "engineMs": ms(get(&self.engine_us)),
+            "maxEngineMs": ms(get(&self.max_engine_us)),
+            "commitMs": ms(get(&self.commit_us)),
+            "maxCommitMs": ms(get(&self.max_commit_us)),
+            "batchesByDuration": buckets,
+        })
+    }
+}
 
 pub enum Msg {
     Api {
@@ -114,6 +192,7 @@ pub struct Sinks {
     pub media: std::sync::Arc<media::runtime::Media>,
     /// How long recordings stay downloadable.
     pub retention_ms: u64,
+    pub stats: std::sync::Arc<DriverStats>,
 }
 
 const MAX_BATCH: usize = 512;
@@ -157,6 +236,8 @@ pub fn run(mut engine: Engine, mut store: Store, rx: mpsc::Receiver<Msg>, sinks:
                 Err(_) => break,
             }
         }
+        let began = Instant::now();
+        let messages = batch.len();
         let now = now_ms();
         let mut replies: Vec<Box<dyn FnOnce(bool)>> = Vec::new();
         let mut changes = Vec::new();
@@ -312,6 +393,7 @@ pub fn run(mut engine: Engine, mut store: Store, rx: mpsc::Receiver<Msg>, sinks:
                 _ => None,
             })
             .collect();
+        let committing = Instant::now();
         let committed = match store.commit(&dirty, &notes, &changes) {
             Ok(rows) => Some(rows),
             Err(e) => {
@@ -320,6 +402,9 @@ pub fn run(mut engine: Engine, mut store: Store, rx: mpsc::Receiver<Msg>, sinks:
             }
         };
         let ok = committed.is_some();
+        sinks
+            .stats
+            .record(messages, committing - began, committing.elapsed());
         // Recordings are registered before the notifications that announce them go out.
         for e in &effects {
             if let Effect::SaveRecording {

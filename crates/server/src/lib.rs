@@ -222,6 +222,7 @@ pub async fn start(opts: Options) -> Result<Running, String> {
         media: media.clone(),
         prompts: Default::default(),
         sip: Default::default(),
+        driver_stats: Default::default(),
     });
     let (sip_cfg, server_cfg) = {
         let c = shared.config.read().expect("config");
@@ -297,6 +298,7 @@ pub async fn start(opts: Options) -> Result<Running, String> {
         fetch: fetch_tx,
         media,
         retention_ms,
+        stats: shared.driver_stats.clone(),
     };
     std::thread::Builder::new()
         .name("ringside-driver".into())

@@ -27,6 +27,8 @@ pub struct Shared {
     pub prompts: crate::fetch::PromptCache,
     /// The SIP endpoint, when `[sip]` is configured.
     pub sip: std::sync::OnceLock<sip::server::Sip>,
+    /// How the driver spends its time (`GET /admin/driver`).
+    pub driver_stats: Arc<crate::driver::DriverStats>,
 }
 
 /// The directory as the SIP registrar sees it: users' digest hashes.

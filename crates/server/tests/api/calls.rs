@@ -499,3 +499,41 @@ async fn keys_reach_the_bot_a_user_was_transferred_to_and_back() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn the_operator_sees_where_the_driver_spends_its_time() {
+    let h = Harness::start().await;
+    let (s, v, _) = h
+        .req(
+            "POST",
+            "/v1.0/communications/calls",
+            Some(p2p_body(&h.callback(), ALICE)),
+        )
+        .await;
+    assert_eq!(s, 201, "{v}");
+    h.until_state(v["id"].as_str().unwrap(), "established")
+        .await;
+
+    let (s, d) = h.admin("GET", "/driver", None).await;
+    assert_eq!(s, 200, "{d}");
+    let batches = d["batches"].as_u64().unwrap();
+    assert!(batches >= 1, "{d}");
+    assert!(
+        d["messages"].as_u64().unwrap() >= 1,
+        "the create request at least: {d}"
+    );
+    let by_duration: u64 = d["batchesByDuration"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|n| n.as_u64().unwrap())
+        .sum();
+    assert_eq!(by_duration, batches, "every batch is in one bucket: {d}");
+    for k in ["engineMs", "maxEngineMs", "commitMs", "maxCommitMs"] {
+        assert!(d[k].as_f64().unwrap() >= 0.0, "{k}: {d}");
+    }
+    assert!(d["maxCommitMs"].as_f64() <= d["commitMs"].as_f64(), "{d}");
+
+    let (s, _, _) = h.req("GET", "/admin/driver", None).await;
+    assert_eq!(s, 401, "an app's token is not the admin's");
+}
