@@ -1,6 +1,8 @@
 """Two real phones: pjsua2 (PJSIP 2.15) registered as the SIP users Ivan and Judy, driven by
 pjphone.py, and a bot written with Microsoft's Graph SDK.
 
+* The bot sends keys with sendDtmfTones: the phone's stack reports them, in order, as the
+  RFC 4733 telephone-events it received.
 * A phone puts the bot's call on hold and takes it off again: the bot sees `hold`, then
   `established`, and the phone hears the prompt played after the resume (second by second,
   in order; see `heard_prompt`).
@@ -18,10 +20,12 @@ from pathlib import Path
 
 import pytest_asyncio
 from msgraph_beta.generated.communications.calls.item.play_prompt.play_prompt_post_request_body import PlayPromptPostRequestBody
+from msgraph_beta.generated.communications.calls.item.send_dtmf_tones.send_dtmf_tones_post_request_body import SendDtmfTonesPostRequestBody
 from msgraph_beta.generated.communications.calls.item.transfer.transfer_post_request_body import TransferPostRequestBody
 from msgraph_beta.generated.models.identity import Identity
 from msgraph_beta.generated.models.identity_set import IdentitySet
 from msgraph_beta.generated.models.invitation_participant_info import InvitationParticipantInfo
+from msgraph_beta.generated.models.tone import Tone
 
 import audio
 from bot import call_user, prompt
@@ -106,6 +110,24 @@ async def media_timing(ringside, *phones: PjPhone) -> dict:
     v["phones"] = {p.user: [e.details for e in p.seen("stream stats")] for p in phones}
     v["legs"] = [line for line in ringside.log_tail(400).splitlines() if "RTP leg ended" in line]
     return v
+
+
+async def test_keys_the_bot_sends_reach_a_real_phone_as_telephone_events(beta, ringside, hooks, callback, ivan):
+    call, w = await call_user(beta, hooks, callback, IVAN_SIP)
+    await ivan.until("media active")
+    m = ivan.mark()
+    op = await beta.communications.calls.by_call_id(call.id).send_dtmf_tones.post(
+        SendDtmfTonesPostRequestBody(tones=[Tone.Tone1, Tone.Tone9, Tone.Star, Tone.Pound, Tone.Tone0], delay_between_tones_ms=100)
+    )
+    done = await w.until_op(op.id, timeout=20)
+    assert done.data["status"] == "completed", done.data
+    got = await ivan.until("dtmf ", count=5, since=m)
+    assert [e.kind for e in got] == ["dtmf 1", "dtmf 9", "dtmf *", "dtmf #", "dtmf 0"], ivan.kinds()
+    await asyncio.sleep(0.5)
+    assert len(ivan.seen("dtmf ", since=m)) == 5, f"each key once, though its end is sent three times: {ivan.kinds()}"
+    await beta.communications.calls.by_call_id(call.id).delete()
+    await w.until_state("terminated")
+    await ivan.until("state DISCONNECTED")
 
 
 async def test_a_real_phone_holds_the_bots_call_and_resumes_then_hears_the_prompt(beta, ringside, hooks, callback, ivan, judy):

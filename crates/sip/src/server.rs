@@ -354,7 +354,7 @@ impl Sip {
                             tokio::spawn(ctx.clone().dial(leg_id, targets, caller));
                         }
                         LegCommand::Refer { leg_id, token } => ctx.refer(leg_id, token),
-                        c => ctx.command(c).await,
+                        c => ctx.command(c),
                     }
                 }
             });
@@ -835,7 +835,7 @@ impl Ctx {
                 // The bot may have answered (or rejected) before the leg got here.
                 let early = self.early.lock().expect("legs").remove(&leg_id);
                 if let Some((c, _)) = early {
-                    self.command(c).await;
+                    self.command(c);
                 }
             }
             Ok(Err(status)) => {
@@ -872,7 +872,7 @@ impl Ctx {
         }
     }
 
-    async fn command(&self, c: LegCommand) {
+    fn command(&self, c: LegCommand) {
         match c {
             LegCommand::Dial { .. } => {}
             LegCommand::Answer { leg_id } => {
@@ -924,7 +924,11 @@ impl Ctx {
                 }
                 if let Some(l) = leg {
                     if l.answered {
-                        let _ = l.dialog.bye().await;
+                        // Its own task: a phone that never answers the BYE keeps it for up to
+                        // 64*T1 (Timer F), and the commands of every other call come after.
+                        tokio::spawn(async move {
+                            let _ = l.dialog.bye().await;
+                        });
                     } else {
                         let _ = l
                             .dialog

@@ -101,29 +101,63 @@ async fn a_sip_phone_calls_the_app_which_answers_and_the_phone_hangs_up() {
 }
 
 #[tokio::test]
-async fn a_rejected_call_gets_486_at_the_phone() {
-    let xml = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../tests/sip/uac-rejected.xml"
-    );
-    let (h, sipp, dir) = phone_calls(&["-sf", xml]).await;
+async fn a_rejected_call_gets_the_status_of_the_reason_at_the_phone() {
+    for (reason, status) in [("busy", "486"), ("none", "603"), ("forbidden", "403")] {
+        let xml = variant(
+            "uac-rejected.xml",
+            &[(
+                r#"<recv response="486"/>"#,
+                &format!(r#"<recv response="{status}"/>"#),
+            )],
+        );
+        let (h, sipp, dir) = phone_calls(&["-sf", &xml]).await;
+        let incoming = h.next_incoming().await;
+        let id = incoming.data["id"].as_str().unwrap().to_string();
+        assert_eq!(
+            incoming.data["source"]["identity"]["user"]["displayName"], "Carol",
+            "the caller as the phone named itself"
+        );
+        let (s, v, _) = h
+            .req(
+                "POST",
+                &format!("/v1.0/communications/calls/{id}/reject"),
+                Some(json!({ "reason": reason })),
+            )
+            .await;
+        assert_eq!(s, 202, "{v}");
+        let (ok, errors) = sipp_result(sipp, &dir).await;
+        assert!(ok, "rejected as {reason}, the phone got {status}: {errors}");
+    }
+}
+
+#[tokio::test]
+async fn the_bot_hangs_up_a_phones_call_and_the_phone_gets_bye() {
+    let (h, sipp, dir) = phone_calls(&["-sf", &scenario("uac-hung-up.xml")]).await;
     let incoming = h.next_incoming().await;
     let id = incoming.data["id"].as_str().unwrap().to_string();
-    assert_eq!(
-        incoming.data["source"]["identity"]["user"]["displayName"], "Carol",
-        "the caller as the phone named itself"
-    );
-    let (s, v, _) = h
-        .req(
-            "POST",
-            &format!("/v1.0/communications/calls/{id}/reject"),
-            Some(json!({"reason": "busy"})),
-        )
-        .await;
-    assert_eq!(s, 202, "{v}");
+    answer(&h, &id).await; // established
+    hang_up(&h, &id).await;
     let (ok, errors) = sipp_result(sipp, &dir).await;
-    assert!(ok, "the phone got 486 Busy Here: {errors}");
+    assert!(ok, "the phone got the bot's BYE and answered it: {errors}");
 }
+
+/// A scenario of tests/sip with some of its text replaced, written to a file of its own.
+fn variant(name: &str, edits: &[(&str, &str)]) -> String {
+    let mut xml = std::fs::read_to_string(scenario(name)).unwrap();
+    for (from, to) in edits {
+        assert!(xml.contains(from), "{name} holds {from}");
+        xml = xml.replace(from, to);
+    }
+    let path = std::env::temp_dir().join(format!(
+        "ringside-{}-{}-{name}",
+        std::process::id(),
+        VARIANTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    ));
+    std::fs::write(&path, xml).unwrap();
+    path.to_string_lossy().into_owned()
+}
+
+static VARIANTS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 /// The bot answers the incoming call `id` with service-hosted media.
 async fn answer(h: &Harness, id: &str) {
@@ -250,7 +284,6 @@ impl Phone {
             .expect("sipp is installed (Debian: sip-tester)");
         assert!(register.success(), "the phone registered as hank");
         let mut args: Vec<String> = vec!["-sf".into(), scenario(xml)];
-        args.extend(extra.iter().map(|s| s.to_string()));
         args.extend(
             [
                 "-m",
@@ -261,11 +294,12 @@ impl Phone {
                 "20s",
                 "-nostdin",
                 "-trace_err",
-                "-p",
             ]
             .map(String::from),
         );
-        args.push(port.to_string());
+        // The test's own arguments after the defaults, so they can override them (-m).
+        args.extend(extra.iter().map(|s| s.to_string()));
+        args.extend(["-p".to_string(), port.to_string()]);
         let sipp = tokio::process::Command::new("sipp")
             .current_dir(&dir)
             .args(&args)
@@ -311,13 +345,9 @@ async fn the_bot_calls_a_sip_phone_which_rings_and_answers_and_the_bot_hangs_up(
 #[tokio::test]
 async fn a_phone_that_answers_as_it_rings_still_shows_ringing_first() {
     // An auto-answering phone: 180 and 200 back to back, a millisecond apart.
-    let xml = std::fs::read_to_string(scenario("uas-answer.xml"))
-        .unwrap()
-        .replace(r#"<pause milliseconds="200"/>"#, "");
-    let path = std::env::temp_dir().join(format!("uas-auto-answer-{}.xml", std::process::id()));
-    std::fs::write(&path, xml).unwrap();
+    let xml = variant("uas-answer.xml", &[(r#"<pause milliseconds="200"/>"#, "")]);
     let (h, sip_port) = sip_server().await;
-    let phone = Phone::register_and_run(sip_port, path.to_str().unwrap(), &[]).await;
+    let phone = Phone::register_and_run(sip_port, &xml, &[]).await;
     let id = h.call_user(HANK_SIP).await;
     let notes = h.until_state(&id, "established").await;
     assert_eq!(states(&notes), ["establishing", "ringing", "established"]);
@@ -339,10 +369,26 @@ async fn a_sip_phone_that_hangs_up_ends_the_bots_call() {
 }
 
 #[tokio::test]
-async fn a_busy_or_declining_sip_phone_fails_the_call_with_its_status() {
-    for (xml, code) in [("uas-busy.xml", 486), ("uas-decline.xml", 603)] {
+async fn a_phone_that_is_busy_declines_is_unavailable_or_times_out_fails_the_call_with_its_status()
+{
+    let busy = "SIP/2.0 486 Busy Here";
+    for (xml, code) in [
+        ("uas-busy.xml".to_string(), 486),
+        ("uas-decline.xml".to_string(), 603),
+        (
+            variant(
+                "uas-busy.xml",
+                &[(busy, "SIP/2.0 480 Temporarily Unavailable")],
+            ),
+            480,
+        ),
+        (
+            variant("uas-busy.xml", &[(busy, "SIP/2.0 408 Request Timeout")]),
+            408,
+        ),
+    ] {
         let (h, sip_port) = sip_server().await;
-        let phone = Phone::register_and_run(sip_port, xml, &[]).await;
+        let phone = Phone::register_and_run(sip_port, &xml, &[]).await;
         let id = h.call_user(HANK_SIP).await;
         let notes = h.until_state(&id, "terminated").await;
         assert_eq!(
@@ -353,6 +399,44 @@ async fn a_busy_or_declining_sip_phone_fails_the_call_with_its_status() {
         let (ok, errors) = phone.result().await;
         assert!(ok, "the phone's {code} was ACKed: {errors}");
     }
+}
+
+#[tokio::test]
+async fn a_phone_that_sends_183_session_progress_shows_as_ringing() {
+    let xml = variant(
+        "uas-answer.xml",
+        &[("SIP/2.0 180 Ringing", "SIP/2.0 183 Session Progress")],
+    );
+    let (h, sip_port) = sip_server().await;
+    let phone = Phone::register_and_run(sip_port, &xml, &[]).await;
+    let id = h.call_user(HANK_SIP).await;
+    let notes = h.until_state(&id, "established").await;
+    assert_eq!(states(&notes), ["establishing", "ringing", "established"]);
+    hang_up(&h, &id).await;
+    let (ok, errors) = phone.result().await;
+    assert!(ok, "the phone got the bot's BYE: {errors}");
+}
+
+#[tokio::test]
+async fn a_phone_that_rings_past_the_ringing_timeout_is_cancelled_and_the_call_fails_with_408() {
+    let (h, sip_port) = sip_server().await;
+    let phone = Phone::register_and_run(sip_port, "uas-ring-cancel.xml", &[]).await;
+    let mut body = p2p_body(&h.callback(), HANK_SIP);
+    body["ringingTimeoutInSeconds"] = json!(1);
+    let (s, v, _) = h
+        .req("POST", "/beta/communications/calls", Some(body))
+        .await;
+    assert_eq!(s, 201, "{v}");
+    let id = v["id"].as_str().unwrap();
+    let notes = h.until_state(id, "terminated").await;
+    assert_eq!(states(&notes), ["establishing", "ringing", "terminated"]);
+    assert_eq!(
+        notes.last().unwrap().data["resultInfo"]["code"],
+        408,
+        "no answer"
+    );
+    let (ok, errors) = phone.result().await;
+    assert!(ok, "the phone that rang on got CANCEL: {errors}");
 }
 
 #[tokio::test]
@@ -509,18 +593,127 @@ async fn transfer_to(h: &Harness, id: &str, target: &str) {
 
 /// The Refer-To user part a SIPp phone logged (`token=xfer-...`, with -trace_logs).
 async fn logged_refer_token(dir: &std::path::Path) -> String {
+    logged(dir, "token=").await
+}
+
+/// The SIP legs' RTP counters, as operators see them.
+async fn rtp_counters(h: &Harness) -> serde_json::Value {
+    h.admin("GET", "/media", None).await.1["rtp"].clone()
+}
+
+/// What a SIPp phone logged after `prefix` (with -trace_logs).
+async fn logged(dir: &std::path::Path, prefix: &str) -> String {
     for _ in 0..200 {
         for e in std::fs::read_dir(dir).unwrap().filter_map(|e| e.ok()) {
             if e.file_name().to_string_lossy().ends_with("_logs.log") {
                 let text = std::fs::read_to_string(e.path()).unwrap_or_default();
-                if let Some(t) = text.lines().find_map(|l| l.trim().strip_prefix("token=")) {
+                if let Some(t) = text.lines().find_map(|l| l.trim().strip_prefix(prefix)) {
                     return t.to_string();
                 }
             }
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    panic!("the phone got no REFER with a ringside Refer-To");
+    panic!("the phone logged no {prefix}");
+}
+
+#[tokio::test]
+async fn garbage_and_a_strangers_rtp_on_a_live_calls_port_are_dropped_and_the_call_carries_on() {
+    // The phone's RTP is this test's socket (its SDP names it); SIPp logs ringside's port.
+    let phone = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let stranger = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    for s in [&phone, &stranger] {
+        s.set_nonblocking(true).unwrap();
+    }
+    let answered = r#"<recv response="200" rtd="true" rrs="true"/>"#;
+    let logged_port = r#"<recv response="200" rtd="true" rrs="true">
+    <action>
+      <ereg regexp="m=audio ([0-9]+)" search_in="body" check_it="true" assign_to="m,port"/>
+      <log message="rtp=[$port]"/>
+    </action>
+  </recv>
+  <Reference variables="m"/>"#;
+    let xml = variant(
+        "uac-hung-up.xml",
+        &[
+            (
+                "m=audio [media_port]",
+                &format!("m=audio {}", phone.local_addr().unwrap().port()),
+            ),
+            (answered, logged_port),
+        ],
+    );
+    let (h, sipp, dir) = phone_calls(&["-sf", &xml, "-trace_logs"]).await;
+    let incoming = h.next_incoming().await;
+    let id = incoming.data["id"].as_str().unwrap().to_string();
+    answer(&h, &id).await;
+    let port: u16 = logged(&dir, "rtp=").await.parse().unwrap();
+    let ringside: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let rtp = |seq: u16, ssrc: u32| {
+        let mut b = vec![];
+        sip::rtp::Rtp {
+            marker: false,
+            payload_type: 0,
+            sequence: seq,
+            timestamp: seq as u32 * 160,
+            ssrc,
+            payload: &[0xFF; 160],
+        }
+        .write(&mut b);
+        b
+    };
+
+    // Before the phone's RTP: junk on the port is dropped and latches nothing.
+    for _ in 0..5 {
+        stranger.send_to(b"not RTP at all", ringside).unwrap();
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while rtp_counters(&h).await["dropped"].as_u64().unwrap() < 5 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{}",
+            rtp_counters(&h).await
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // The phone's RTP latches; then a stranger's RTP and junk arrive alongside it.
+    let mut ticker = tokio::time::interval(Duration::from_millis(20));
+    for seq in 1..=50u16 {
+        ticker.tick().await;
+        phone.send_to(&rtp(seq, 0xA11CE), ringside).unwrap();
+        if seq > 25 {
+            stranger.send_to(&rtp(seq, 0xBAD), ringside).unwrap();
+            stranger.send_to(&[0x80, 0, 1], ringside).unwrap();
+            phone.send_to(&[0x80], ringside).unwrap();
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let m = rtp_counters(&h).await;
+    assert_eq!(m["packetsIn"], 50, "only the phone's RTP was taken in: {m}");
+    assert_eq!(m["legs"], 1, "{m}");
+    let mut buf = [0u8; 2048];
+    let (n, from) = phone
+        .recv_from(&mut buf)
+        .expect("ringside sends the phone RTP");
+    assert_eq!(
+        (from, n),
+        (ringside, 12 + 160),
+        "a 20 ms PCMU packet from the leg's port"
+    );
+    while let Ok((_, from)) = phone.recv_from(&mut buf) {
+        assert_eq!(from, ringside);
+    }
+    assert!(
+        stranger.recv_from(&mut buf).is_err(),
+        "the stranger is sent nothing"
+    );
+    let (s, v, _) = h
+        .req("GET", &format!("/v1.0/communications/calls/{id}"), None)
+        .await;
+    assert_eq!((s, v["state"].as_str()), (200, Some("established")), "{v}");
+    hang_up(&h, &id).await;
+    let (ok, errors) = sipp_result(sipp, &dir).await;
+    assert!(ok, "the phone got the bot's BYE: {errors}");
 }
 
 #[tokio::test]
@@ -708,6 +901,15 @@ async fn an_invite_flood_gets_503_with_retry_after_beyond_the_admitted_rate() {
          max_new_calls_per_second = 2\ndigest = [\"MD5\"]\n"
     ))
     .await;
+    // A call in progress throughout: the phone hangs up after 5 s.
+    let (live, live_dir) = spawn_caller(port, &["-sn", "uac", "-d", "5000"]);
+    let live_id = h.next_incoming().await.data["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    answer(&h, &live_id).await;
+    // Its admission is a second old before the flood starts.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
     let sock = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
     let me = sock.local_addr().unwrap();
     let sdp = "v=0\r\no=f 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 9000 RTP/AVP 0\r\n";
@@ -751,9 +953,17 @@ async fn an_invite_flood_gets_503_with_retry_after_beyond_the_admitted_rate() {
         refused, 8,
         "the rest are told to come back later: {finals:?}"
     );
-    // The admitted calls reached the bot.
+    // The admitted calls reached the bot, and the call in progress went on to its end.
     let first = h.next_incoming().await;
     assert_eq!(first.state(), Some("incoming"));
+    let notes = h.until_state(&live_id, "terminated").await;
+    assert_eq!(
+        states(&notes).first().map(String::as_str),
+        Some("terminated"),
+        "nothing happened to the call in progress before its phone hung up: {notes:?}"
+    );
+    let (ok, errors) = sipp_result(live, &live_dir).await;
+    assert!(ok, "the call in progress went on to its BYE: {errors}");
 }
 
 #[tokio::test]
@@ -763,6 +973,13 @@ async fn a_corpus_of_malformed_messages_gets_the_right_answers_and_breaks_nothin
         "\n[sip]\nudp = [\"127.0.0.1:{port}\"]\nrtp_ports = [44100, 44200]\n"
     ))
     .await;
+    // A call in progress throughout: the phone hangs up after 5 s.
+    let (live, live_dir) = spawn_caller(port, &["-sn", "uac", "-d", "5000"]);
+    let live_id = h.next_incoming().await.data["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    answer(&h, &live_id).await;
     let sock = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
     let me = sock.local_addr().unwrap();
     let head = |method: &str, i: usize, extra: &str| {
@@ -856,17 +1073,34 @@ async fn a_corpus_of_malformed_messages_gets_the_right_answers_and_breaks_nothin
         finals.values().all(|c| *c >= 400),
         "nothing malformed was accepted: {finals:?}"
     );
-    // Nothing reached the bot, and ringside still takes calls.
+    // The call in progress is still up, nothing reached the bot, and ringside still takes
+    // calls.
+    let (s, v, _) = h
+        .req(
+            "GET",
+            &format!("/v1.0/communications/calls/{live_id}"),
+            None,
+        )
+        .await;
+    assert_eq!((s, v["state"].as_str()), (200, Some("established")), "{v}");
     let (caller, dir) = spawn_caller(port, &["-sn", "uac", "-d", "500"]);
     let incoming = h.next_incoming().await;
     assert_eq!(
         incoming.data["source"]["identity"]["user"]["id"], "sipp",
-        "the first incoming call is the well-formed one"
+        "the next incoming call is the well-formed one"
     );
     let id = incoming.data["id"].as_str().unwrap().to_string();
     answer(&h, &id).await;
     let (ok, errors) = sipp_result(caller, &dir).await;
     assert!(ok, "a good call after the corpus works: {errors}");
+    let notes = h.until_state(&live_id, "terminated").await;
+    assert_eq!(
+        notes.last().unwrap().change,
+        "deleted",
+        "the call in progress ended when its phone hung up"
+    );
+    let (ok, errors) = sipp_result(live, &live_dir).await;
+    assert!(ok, "the call in progress went on to its BYE: {errors}");
 }
 
 #[tokio::test]
@@ -886,6 +1120,55 @@ async fn calls_survive_ten_percent_packet_loss_by_retransmission() {
     }
     let (ok, errors) = sipp_result(sipp, &dir).await;
     assert!(ok, "all five calls completed despite the loss: {errors}");
+}
+
+#[tokio::test]
+async fn calls_to_a_phone_survive_ten_percent_packet_loss_by_retransmission() {
+    // Now ringside is the caller: lost INVITEs and BYEs are sent again on RFC 3261's timers,
+    // and a 200 the phone sends again (its ACK was lost) is ACKed again.
+    // When the phone's ACK is lost, the bot's BYE may arrive before the ACK sent again.
+    let xml = variant(
+        "uas-answer.xml",
+        &[(
+            r#"<recv request="ACK" crlf="true"/>"#,
+            r#"<recv request="ACK" crlf="true" optional="true"/>"#,
+        )],
+    );
+    let (h, sip_port) = sip_server().await;
+    let phone = Phone::register_and_run(sip_port, &xml, &["-lost", "10", "-m", "5"]).await;
+    for _ in 0..5 {
+        let id = h.call_user(HANK_SIP).await;
+        h.until_state(&id, "established").await;
+        hang_up(&h, &id).await;
+    }
+    let (ok, errors) = phone.result().await;
+    assert!(ok, "the phone saw all five calls through: {errors}");
+}
+
+#[tokio::test]
+async fn a_phone_that_never_answers_the_bye_holds_up_no_other_call() {
+    // The phone takes the BYE and says nothing: ringside sends it again for 32 s (Timer F).
+    let xml = std::fs::read_to_string(scenario("uas-answer.xml")).unwrap();
+    let (from, to) = (
+        xml.find(r#"<recv request="BYE"/>"#).unwrap(),
+        xml.find("</scenario>").unwrap(),
+    );
+    let (a, b) = (&xml[..from], &xml[to..]);
+    let mute = format!("{a}<recv request=\"BYE\"/>\n  <pause milliseconds=\"3000\"/>\n{b}");
+    let path = std::env::temp_dir().join(format!("ringside-{}-mute-bye.xml", std::process::id()));
+    std::fs::write(&path, mute).unwrap();
+    let (h, sip_port) = sip_server().await;
+    let phone = Phone::register_and_run(sip_port, path.to_str().unwrap(), &["-m", "2"]).await;
+    let first = h.call_user(HANK_SIP).await;
+    h.until_state(&first, "established").await;
+    hang_up(&h, &first).await;
+    // The next call goes out at once, while that BYE is still unanswered.
+    let next = h.call_user(HANK_SIP).await;
+    h.until_state(&next, "established").await;
+    hang_up(&h, &next).await;
+    let mut sipp = phone.sipp;
+    let _ = sipp.kill().await;
+    let _ = std::fs::remove_dir_all(&phone.dir);
 }
 
 #[tokio::test]
