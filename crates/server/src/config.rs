@@ -381,6 +381,9 @@ impl User {
     }
 }
 
+/// Where SIP listens (UDP and TCP) when `[sip]` names no address at all: loopback.
+pub const DEFAULT_SIP_LISTEN: &str = "127.0.0.1:5060";
+
 /// `[sip]`: SIP transports and the registrar. Absent: no SIP.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -425,6 +428,19 @@ pub struct SipConfig {
     /// SIP trunks: where calls to phone numbers go.
     #[serde(default)]
     pub trunks: Vec<Trunk>,
+}
+
+impl SipConfig {
+    /// The UDP and TCP addresses to listen on: as configured, or loopback port 5060 for both
+    /// when no transport names an address.
+    pub fn udp_and_tcp(&self) -> (Vec<String>, Vec<String>) {
+        if self.udp.is_empty() && self.tcp.is_empty() && self.tls.is_empty() {
+            let here = vec![DEFAULT_SIP_LISTEN.to_string()];
+            (here.clone(), here)
+        } else {
+            (self.udp.clone(), self.tcp.clone())
+        }
+    }
 }
 
 /// `[[sip.trunks]]`: a carrier or PBX that reaches phone numbers.

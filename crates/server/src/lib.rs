@@ -240,10 +240,11 @@ pub async fn start(opts: Options) -> Result<Running, String> {
         };
         let mut secret = [0u8; 32];
         rand::Rng::fill(&mut rand::rng(), &mut secret);
+        let (udp, tcp) = sc.udp_and_tcp();
         let s = sip::server::Sip::start(
             sip::server::Config {
-                udp: parse(&sc.udp)?,
-                tcp: parse(&sc.tcp)?,
+                udp: parse(&udp)?,
+                tcp: parse(&tcp)?,
                 tls: parse(&sc.tls)?,
                 tls_pem: if sc.tls.is_empty() {
                     None

@@ -1172,7 +1172,107 @@ async fn a_phone_that_never_answers_the_bye_holds_up_no_other_call() {
 }
 
 #[tokio::test]
-async fn sip_over_tls_presents_the_servers_certificate_and_challenges_a_register() {
+async fn with_no_address_configured_sip_listens_on_loopback_5060_and_takes_calls_over_tcp() {
+    let h = Harness::start_with("\n[sip]\nrtp_ports = [44300, 44400]\n").await;
+    // UDP: an OPTIONS ping is answered.
+    let sock = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let me = sock.local_addr().unwrap();
+    let options = format!(
+        "OPTIONS sip:bot@127.0.0.1:5060 SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bKping1\r\n\
+         From: <sip:ping@127.0.0.1>;tag=p1\r\nTo: <sip:bot@127.0.0.1:5060>\r\n\
+         Call-ID: ping-1@127.0.0.1\r\nCSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+    );
+    sock.send_to(options.as_bytes(), "127.0.0.1:5060")
+        .await
+        .unwrap();
+    let mut buf = vec![0u8; 4096];
+    let (n, _) = tokio::time::timeout(Duration::from_secs(5), sock.recv_from(&mut buf))
+        .await
+        .expect("an answer over UDP")
+        .unwrap();
+    assert!(
+        buf[..n].starts_with(b"SIP/2.0 200"),
+        "{}",
+        String::from_utf8_lossy(&buf[..n])
+    );
+    // TCP: SIPp's caller over one TCP connection, answered by the bot, hangs up after 0.5 s.
+    let (sipp, dir) = spawn_caller(5060, &["-sn", "uac", "-d", "500", "-t", "t1"]);
+    let incoming = h.next_incoming().await;
+    let id = incoming.data["id"].as_str().unwrap().to_string();
+    answer(&h, &id).await;
+    let notes = h.until_state(&id, "terminated").await;
+    assert_eq!(notes.last().unwrap().change, "deleted", "the phone's BYE");
+    let (ok, errors) = sipp_result(sipp, &dir).await;
+    assert!(ok, "a call over TCP: {errors}");
+}
+
+#[tokio::test]
+async fn an_endless_message_over_tcp_gets_its_connection_closed_and_others_are_answered() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let _h = Harness::start_with(&format!(
+        "\n[sip]\ntcp = [\"127.0.0.1:{port}\"]\nrtp_ports = [44300, 44400]\n"
+    ))
+    .await;
+    let connect = || async {
+        for _ in 0..100 {
+            if let Ok(t) = tokio::net::TcpStream::connect(("127.0.0.1", port)).await {
+                return t;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("SIP listens on TCP");
+    };
+    // A request line, then headers that never end: past 64 KB the connection is closed.
+    let mut endless = connect().await;
+    let mut sent = 0;
+    let line = format!("X-Junk: {}\r\n", "j".repeat(1000));
+    endless
+        .write_all(format!("OPTIONS sip:bot@127.0.0.1:{port} SIP/2.0\r\n").as_bytes())
+        .await
+        .unwrap();
+    while sent < 1_000_000 {
+        if endless.write_all(line.as_bytes()).await.is_err() {
+            break; // closed by ringside
+        }
+        sent += line.len();
+    }
+    let mut buf = vec![0u8; 4096];
+    let closed = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            match endless.read(&mut buf).await {
+                Ok(0) | Err(_) => return true,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await;
+    assert_eq!(closed, Ok(true), "ringside closed the endless connection");
+    // Another connection is answered as ever.
+    let mut tcp = connect().await;
+    let me = tcp.local_addr().unwrap();
+    let options = format!(
+        "OPTIONS sip:bot@127.0.0.1:{port} SIP/2.0\r\nVia: SIP/2.0/TCP {me};branch=z9hG4bKtcp1\r\n\
+         From: <sip:ping@127.0.0.1>;tag=p1\r\nTo: <sip:bot@127.0.0.1:{port}>\r\n\
+         Call-ID: tcp-ping@127.0.0.1\r\nCSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+    );
+    tcp.write_all(options.as_bytes()).await.unwrap();
+    let n = tokio::time::timeout(Duration::from_secs(5), tcp.read(&mut buf))
+        .await
+        .expect("an answer over TCP")
+        .unwrap();
+    assert!(
+        buf[..n].starts_with(b"SIP/2.0 200"),
+        "{}",
+        String::from_utf8_lossy(&buf[..n])
+    );
+}
+
+#[tokio::test]
+async fn sip_over_tls_presents_the_servers_certificate_challenges_a_register_and_carries_a_call() {
     use rustls::pki_types::pem::PemObject;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let tls_port = {
@@ -1227,9 +1327,66 @@ async fn sip_over_tls_presents_the_servers_certificate_and_challenges_a_register
         .await
         .expect("an answer over TLS")
         .unwrap();
-    let answer = String::from_utf8_lossy(&buf[..n]);
-    assert!(answer.starts_with("SIP/2.0 401"), "{answer}");
-    assert!(answer.contains("WWW-Authenticate: Digest"), "{answer}");
+    let challenge = String::from_utf8_lossy(&buf[..n]).to_string();
+    assert!(challenge.starts_with("SIP/2.0 401"), "{challenge}");
+    assert!(
+        challenge.contains("WWW-Authenticate: Digest"),
+        "{challenge}"
+    );
+
+    // A call over the same TLS connection: INVITE, the bot answers, ACK, BYE.
+    let sdp = "v=0\r\no=c 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 9000 RTP/AVP 0\r\n";
+    let dialog = |method: &str, cseq: u32, to_tag: &str, branch: &str| {
+        format!(
+            "{method} sips:bot@127.0.0.1:{tls_port} SIP/2.0\r\nVia: SIP/2.0/TLS {local};branch=z9hG4bK{branch}\r\n\
+             From: <sips:carol@127.0.0.1>;tag=c1\r\nTo: <sips:bot@127.0.0.1:{tls_port}>{to_tag}\r\n\
+             Call-ID: tls-call@127.0.0.1\r\nCSeq: {cseq} {method}\r\n\
+             Contact: <sips:carol@{local};transport=tls>\r\nMax-Forwards: 70\r\n"
+        )
+    };
+    let invite = format!(
+        "{}Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{sdp}",
+        dialog("INVITE", 1, "", "inv1"),
+        sdp.len()
+    );
+    tls.write_all(invite.as_bytes()).await.unwrap();
+    let id = h.next_incoming().await.data["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    answer(&h, &id).await;
+    let mut seen = String::new();
+    let ok_to_invite = loop {
+        let n = tokio::time::timeout(Duration::from_secs(5), tls.read(&mut buf))
+            .await
+            .expect("the 200 OK over TLS")
+            .unwrap();
+        seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+        if let Some(at) = seen.find("SIP/2.0 200 OK")
+            && seen[at..].contains("m=audio")
+        {
+            break seen[at..].to_string();
+        }
+    };
+    assert!(ok_to_invite.contains("CSeq: 1 INVITE"), "{ok_to_invite}");
+    let to_tag = ok_to_invite
+        .lines()
+        .find(|l| l.starts_with("To:"))
+        .and_then(|l| l.find(";tag=").map(|i| l[i..].to_string()))
+        .expect("the 200 carries the To tag");
+    let ack = format!(
+        "{}Content-Length: 0\r\n\r\n",
+        dialog("ACK", 1, &to_tag, "ack1")
+    );
+    let bye = format!(
+        "{}Content-Length: 0\r\n\r\n",
+        dialog("BYE", 2, &to_tag, "bye1")
+    );
+    tls.write_all(format!("{ack}{bye}").as_bytes())
+        .await
+        .unwrap();
+    let notes = h.until_state(&id, "terminated").await;
+    assert_eq!(notes.last().unwrap().change, "deleted", "the phone's BYE");
 }
 
 #[tokio::test]
