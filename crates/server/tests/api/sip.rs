@@ -101,6 +101,19 @@ async fn a_sip_phone_calls_the_app_which_answers_and_the_phone_hangs_up() {
 }
 
 #[tokio::test]
+async fn a_phone_that_dials_a_number_in_the_apps_addresses_reaches_the_app() {
+    let (h, sipp, dir) = phone_calls(&["-sn", "uac", "-d", "500", "-s", "+15550100"]).await;
+    let incoming = h.next_incoming().await;
+    assert_eq!(incoming.state(), Some("incoming"));
+    let id = incoming.data["id"].as_str().unwrap().to_string();
+    answer(&h, &id).await;
+    let notes = h.until_state(&id, "terminated").await;
+    assert_eq!(notes.last().unwrap().change, "deleted", "the phone's BYE");
+    let (ok, errors) = sipp_result(sipp, &dir).await;
+    assert!(ok, "the call to +15550100 went through: {errors}");
+}
+
+#[tokio::test]
 async fn a_rejected_call_gets_the_status_of_the_reason_at_the_phone() {
     for (reason, status) in [("busy", "486"), ("none", "603"), ("forbidden", "403")] {
         let xml = variant(
@@ -448,6 +461,68 @@ async fn hanging_up_while_the_sip_phone_rings_cancels_the_invite() {
     hang_up(&h, &id).await;
     let (ok, errors) = phone.result().await;
     assert!(ok, "the phone got CANCEL and its 487 was ACKed: {errors}");
+}
+
+#[tokio::test]
+async fn a_sip_user_invited_into_a_call_joins_the_roster_and_gets_bye_when_removed() {
+    let (h, sip_port) = sip_server().await;
+    let phone = Phone::register_and_run(sip_port, "uas-answer.xml", &[]).await;
+    let id = h.call_user(ALICE).await;
+    h.until_state(&id, "established").await;
+    let (s, op, _) = h
+        .req(
+            "POST",
+            &format!("/v1.0/communications/calls/{id}/participants/invite"),
+            Some(
+                json!({"participants": [{"identity": {"user": {"id": HANK_SIP}}}],
+                        "clientContext": "add-hank"}),
+            ),
+        )
+        .await;
+    assert_eq!(s, 200, "{op}");
+    let op_id = op["id"].as_str().unwrap().to_string();
+    let notes = h
+        .until(&id, "invite completed", |n| n.resource.ends_with(&op_id))
+        .await;
+    assert_eq!(notes.last().unwrap().data["status"], "completed");
+    let (_, list, _) = h
+        .req(
+            "GET",
+            &format!("/v1.0/communications/calls/{id}/participants"),
+            None,
+        )
+        .await;
+    let users: Vec<&str> = list["value"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|p| p["info"]["identity"]["user"]["id"].as_str())
+        .collect();
+    assert!(users.contains(&HANK_SIP), "{list}");
+    assert!(users.contains(&ALICE), "{list}");
+    // The bot removes Hank: his phone gets the BYE.
+    let hank = list["value"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["info"]["identity"]["user"]["id"] == HANK_SIP)
+        .and_then(|p| p["id"].as_str())
+        .unwrap()
+        .to_string();
+    let (s, v, _) = h
+        .req(
+            "DELETE",
+            &format!("/v1.0/communications/calls/{id}/participants/{hank}"),
+            None,
+        )
+        .await;
+    assert_eq!(s, 204, "{v}");
+    let (ok, errors) = phone.result().await;
+    assert!(
+        ok,
+        "the phone was answered into the call and got the BYE: {errors}"
+    );
+    hang_up(&h, &id).await;
 }
 
 #[tokio::test]
