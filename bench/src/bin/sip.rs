@@ -203,6 +203,26 @@ fn cpu_s(pid: u32) -> f64 {
     ticks / 100.0
 }
 
+/// ringside's RTP ports (`rtp_ports`), and where SIPp's calls take theirs (`-mp`) upward.
+const RTP_PORTS: std::ops::Range<u16> = 20000..30000;
+const SIPP_MEDIA_PORTS: std::ops::Range<u16> = 30000..60000;
+
+/// Datagrams the kernel dropped at UDP sockets bound to ports in `ports` (their receive
+/// buffers were full), from /proc/net/udp's per-socket `drops`.
+fn udp_drops(ports: std::ops::Range<u16>) -> u64 {
+    let s = std::fs::read_to_string("/proc/net/udp").unwrap_or_default();
+    s.lines()
+        .skip(1)
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            let port = u16::from_str_radix(f.get(1)?.rsplit(':').next()?, 16).ok()?;
+            ports
+                .contains(&port)
+                .then(|| f.last()?.parse::<u64>().ok())?
+        })
+        .sum()
+}
+
 fn rss_mb() -> f64 {
     let s = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
     s.lines()
@@ -332,6 +352,8 @@ async fn main() {
     let hook_listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let hook_port = hook_listener.local_addr().unwrap().port();
     drop(hook_listener);
+    // rtp_ports takes even ports in [lo, hi).
+    let (rtp_lo, rtp_hi) = (RTP_PORTS.start, RTP_PORTS.end - 2);
     std::fs::write(
         dir.join("ringside.toml"),
         format!(
@@ -356,7 +378,7 @@ webhook = "http://127.0.0.1:{hook_port}/incoming"
 addresses = ["sip:bot@ringside"]
 [sip]
 udp = ["127.0.0.1:{sip_port}"]
-rtp_ports = [20000, 29998]
+rtp_ports = [{rtp_lo}, {rtp_hi}]
 "#
         ),
     )
@@ -467,7 +489,7 @@ rtp_ports = [20000, 29998]
             "-d".into(),
             hold_ms.to_string(),
             "-mp".into(),
-            "30000".into(),
+            SIPP_MEDIA_PORTS.start.to_string(),
             "-timeout".into(),
             format!("{}s", hold_ms / 1000 + 60),
         ],
@@ -483,6 +505,7 @@ rtp_ports = [20000, 29998]
     let legs = sip.rtp_totals().legs;
     tokio::time::sleep(Duration::from_secs(2)).await; // settle
     let (a, ca, sa) = (sip.rtp_totals(), cpu_s(me), cpu_s(s2.pid));
+    let udp_a = (udp_drops(RTP_PORTS), udp_drops(SIPP_MEDIA_PORTS));
     // Worst lateness within the window, not during the ramp.
     running
         .shared
@@ -494,6 +517,7 @@ rtp_ports = [20000, 29998]
     let window = 10.0;
     tokio::time::sleep(Duration::from_secs_f64(window)).await;
     let (b, cb, sb) = (sip.rtp_totals(), cpu_s(me), cpu_s(s2.pid));
+    let udp_b = (udp_drops(RTP_PORTS), udp_drops(SIPP_MEDIA_PORTS));
     let mb = running.shared.media.stats.snapshot();
     let rss_busy = rss_mb();
     let _ = s2.child.kill().await;
@@ -589,6 +613,11 @@ rtp_ports = [20000, 29998]
     println!(
         "| SIPp CPU | {:.0} % of one core |",
         100.0 * (sb - sa) / window
+    );
+    println!(
+        "| datagrams the kernel dropped for full receive buffers: at ringside's RTP sockets / at SIPp's (it does not read RTP in rtp_stream mode) | {} / {} |",
+        udp_b.0.saturating_sub(udp_a.0),
+        udp_b.1.saturating_sub(udp_a.1)
     );
     println!(
         "| memory per call | {:.3} MB ({:.0} MB idle, {:.0} MB with {legs} calls) |",
