@@ -57,6 +57,10 @@ pub struct RtpSession {
     ts: u32,
     remote: SocketAddr,
     latched: bool,
+    /// Before latching: the last source (not the signalled address) and sequence number seen.
+    /// A source latches with its second packet in sequence (RFC 3550 A.1's probation), so a
+    /// single stray datagram does not take the leg; the signalled address latches at once.
+    candidate: Option<(SocketAddr, u16)>,
     /// False while the far end does not want media (it offered `sendonly` or `inactive`).
     sending: bool,
     /// Late offer: the answer was never seen, so the first G.711 packet sets the codec.
@@ -101,6 +105,7 @@ impl RtpSession {
             ts,
             remote,
             latched: false,
+            candidate: None,
             sending: true,
             learn_codec: false,
             keys_in: VecDeque::new(),
@@ -171,8 +176,16 @@ impl RtpSession {
         self.reception
             .packet(p.ssrc, p.sequence, p.timestamp, arrival);
         if !self.latched {
-            self.latched = true;
-            self.remote = from;
+            let follows = matches!(self.candidate,
+                Some((source, seq)) if source == from && p.sequence == seq.wrapping_add(1));
+            // Nothing signalled yet (a late offer): the first packet is all there is to go on.
+            if from == self.remote || self.remote.ip().is_unspecified() || follows {
+                self.latched = true;
+                self.remote = from;
+                self.candidate = None;
+            } else {
+                self.candidate = Some((from, p.sequence));
+            }
         }
     }
 
@@ -283,6 +296,7 @@ impl RtpSession {
         if !n.remote.ip().is_unspecified() && n.remote != self.remote {
             self.remote = n.remote;
             self.latched = false;
+            self.candidate = None;
         }
     }
 
@@ -487,27 +501,55 @@ mod tests {
         );
     }
 
-    #[test]
-    fn after_latching_other_sources_and_junk_are_dropped() {
-        let mut s = session();
+    fn pcmu(sequence: u16) -> Vec<u8> {
         let mut pkt = vec![];
         Rtp {
             marker: false,
             payload_type: 0,
-            sequence: 1,
-            timestamp: 0,
+            sequence,
+            timestamp: sequence as u32 * 160,
             ssrc: 9,
             payload: &[0xFF; 160],
         }
         .write(&mut pkt);
-        s.receive("10.0.0.9:7000".parse().unwrap(), &pkt, 0);
-        s.receive("10.6.6.6:7000".parse().unwrap(), &pkt, 160);
-        s.receive("10.0.0.9:7000".parse().unwrap(), b"garbage", 160);
-        let mut wrong_pt = pkt.clone();
+        pkt
+    }
+
+    #[test]
+    fn after_latching_other_sources_and_junk_are_dropped() {
+        let mut s = session();
+        // A phone behind NAT: not the signalled address, so it latches with its second
+        // packet in sequence.
+        s.receive("10.0.0.9:7000".parse().unwrap(), &pcmu(1), 0);
+        assert_eq!(s.latched_remote(), None, "one packet is not enough");
+        s.receive("10.0.0.9:7000".parse().unwrap(), &pcmu(2), 160);
+        assert_eq!(s.latched_remote(), Some("10.0.0.9:7000".parse().unwrap()));
+        s.receive("10.6.6.6:7000".parse().unwrap(), &pcmu(3), 320);
+        s.receive("10.0.0.9:7000".parse().unwrap(), b"garbage", 320);
+        let mut wrong_pt = pcmu(3);
         wrong_pt[1] = 18;
-        s.receive("10.0.0.9:7000".parse().unwrap(), &wrong_pt, 160);
+        s.receive("10.0.0.9:7000".parse().unwrap(), &wrong_pt, 320);
         let st = s.stats();
-        assert_eq!((st.packets_in, st.dropped), (1, 3));
+        assert_eq!((st.packets_in, st.dropped), (2, 3));
+    }
+
+    #[test]
+    fn a_stray_packet_before_the_phones_rtp_does_not_take_the_leg() {
+        let mut s = session();
+        s.receive("10.6.6.6:7000".parse().unwrap(), &pcmu(40_000), 0);
+        assert_eq!(s.latched_remote(), None);
+        assert_eq!(s.remote(), far(), "still sending to the signalled address");
+        // The phone's RTP from the address it signalled latches at once.
+        s.receive(far(), &pcmu(1), 160);
+        assert_eq!(s.latched_remote(), Some(far()));
+        s.receive("10.6.6.6:7000".parse().unwrap(), &pcmu(40_001), 320);
+        assert_eq!(s.latched_remote(), Some(far()), "the stranger stays out");
+        assert_eq!(s.stats().dropped, 1);
+        // Nor do packets out of sequence from one source latch it.
+        let mut t = session();
+        t.receive("10.6.6.6:7000".parse().unwrap(), &pcmu(7), 0);
+        t.receive("10.6.6.6:7000".parse().unwrap(), &pcmu(9), 160);
+        assert_eq!(t.latched_remote(), None);
     }
 
     #[test]
