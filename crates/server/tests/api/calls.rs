@@ -503,16 +503,8 @@ async fn keys_reach_the_bot_a_user_was_transferred_to_and_back() {
 #[tokio::test]
 async fn the_operator_sees_where_the_driver_spends_its_time() {
     let h = Harness::start().await;
-    let (s, v, _) = h
-        .req(
-            "POST",
-            "/v1.0/communications/calls",
-            Some(p2p_body(&h.callback(), ALICE)),
-        )
-        .await;
-    assert_eq!(s, 201, "{v}");
-    h.until_state(v["id"].as_str().unwrap(), "established")
-        .await;
+    let id = h.call_user(ALICE).await;
+    h.until_state(&id, "established").await;
 
     let (s, d) = h.admin("GET", "/driver", None).await;
     assert_eq!(s, 200, "{d}");

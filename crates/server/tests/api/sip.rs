@@ -327,6 +327,12 @@ impl Phone {
     async fn result(self) -> (bool, String) {
         sipp_result(self.sipp, &self.dir).await
     }
+
+    /// Stop the phone without judging its own record.
+    async fn stop(mut self) {
+        let _ = self.sipp.kill().await;
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
 }
 
 #[tokio::test]
@@ -1229,25 +1235,24 @@ async fn calls_to_a_phone_survive_ten_percent_packet_loss_by_retransmission() {
     // record is not: its scenario engine aborts a call when a retransmission meets it in
     // the middle of a step (say an ACK sent again while it resends its 200), even though
     // ringside got what it needed.
-    let mut sipp = phone.sipp;
-    let _ = sipp.kill().await;
-    let _ = std::fs::remove_dir_all(&phone.dir);
+    phone.stop().await;
 }
 
 #[tokio::test]
 async fn a_phone_that_never_answers_the_bye_holds_up_no_other_call() {
     // The phone takes the BYE and says nothing: ringside sends it again for 32 s (Timer F).
     let xml = std::fs::read_to_string(scenario("uas-answer.xml")).unwrap();
-    let (from, to) = (
-        xml.find(r#"<recv request="BYE"/>"#).unwrap(),
-        xml.find("</scenario>").unwrap(),
+    let after_bye =
+        &xml[xml.find(r#"<recv request="BYE"/>"#).unwrap()..xml.find("</scenario>").unwrap()];
+    let mute = variant(
+        "uas-answer.xml",
+        &[(
+            after_bye,
+            "<recv request=\"BYE\"/>\n  <pause milliseconds=\"3000\"/>\n",
+        )],
     );
-    let (a, b) = (&xml[..from], &xml[to..]);
-    let mute = format!("{a}<recv request=\"BYE\"/>\n  <pause milliseconds=\"3000\"/>\n{b}");
-    let path = std::env::temp_dir().join(format!("ringside-{}-mute-bye.xml", std::process::id()));
-    std::fs::write(&path, mute).unwrap();
     let (h, sip_port) = sip_server().await;
-    let phone = Phone::register_and_run(sip_port, path.to_str().unwrap(), &["-m", "2"]).await;
+    let phone = Phone::register_and_run(sip_port, &mute, &["-m", "2"]).await;
     let first = h.call_user(HANK_SIP).await;
     h.until_state(&first, "established").await;
     hang_up(&h, &first).await;
@@ -1255,9 +1260,27 @@ async fn a_phone_that_never_answers_the_bye_holds_up_no_other_call() {
     let next = h.call_user(HANK_SIP).await;
     h.until_state(&next, "established").await;
     hang_up(&h, &next).await;
-    let mut sipp = phone.sipp;
-    let _ = sipp.kill().await;
-    let _ = std::fs::remove_dir_all(&phone.dir);
+    phone.stop().await;
+}
+
+/// An OPTIONS ping to ringside's `port` from `me` over `transport` (UDP or TCP).
+fn options(port: u16, me: std::net::SocketAddr, transport: &str) -> String {
+    format!(
+        "OPTIONS sip:bot@127.0.0.1:{port} SIP/2.0\r\nVia: SIP/2.0/{transport} {me};branch=z9hG4bKping{transport}\r\n\
+         From: <sip:ping@127.0.0.1>;tag=p1\r\nTo: <sip:bot@127.0.0.1:{port}>\r\n\
+         Call-ID: ping-{transport}@127.0.0.1\r\nCSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+    )
+}
+
+/// A TCP connection to ringside's SIP `port` (the listener starts just after ringside does).
+async fn sip_tcp(port: u16) -> tokio::net::TcpStream {
+    for _ in 0..100 {
+        if let Ok(t) = tokio::net::TcpStream::connect(("127.0.0.1", port)).await {
+            return t;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("SIP listens on TCP port {port}");
 }
 
 #[tokio::test]
@@ -1266,12 +1289,7 @@ async fn with_no_address_configured_sip_listens_on_loopback_5060_and_takes_calls
     // UDP: an OPTIONS ping is answered.
     let sock = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
     let me = sock.local_addr().unwrap();
-    let options = format!(
-        "OPTIONS sip:bot@127.0.0.1:5060 SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bKping1\r\n\
-         From: <sip:ping@127.0.0.1>;tag=p1\r\nTo: <sip:bot@127.0.0.1:5060>\r\n\
-         Call-ID: ping-1@127.0.0.1\r\nCSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
-    );
-    sock.send_to(options.as_bytes(), "127.0.0.1:5060")
+    sock.send_to(options(5060, me, "UDP").as_bytes(), "127.0.0.1:5060")
         .await
         .unwrap();
     let mut buf = vec![0u8; 4096];
@@ -1306,17 +1324,8 @@ async fn an_endless_message_over_tcp_gets_its_connection_closed_and_others_are_a
         "\n[sip]\ntcp = [\"127.0.0.1:{port}\"]\nrtp_ports = [44300, 44400]\n"
     ))
     .await;
-    let connect = || async {
-        for _ in 0..100 {
-            if let Ok(t) = tokio::net::TcpStream::connect(("127.0.0.1", port)).await {
-                return t;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        panic!("SIP listens on TCP");
-    };
     // A request line, then headers that never end: past 64 KB the connection is closed.
-    let mut endless = connect().await;
+    let mut endless = sip_tcp(port).await;
     let mut sent = 0;
     let line = format!("X-Junk: {}\r\n", "j".repeat(1000));
     endless
@@ -1341,14 +1350,11 @@ async fn an_endless_message_over_tcp_gets_its_connection_closed_and_others_are_a
     .await;
     assert_eq!(closed, Ok(true), "ringside closed the endless connection");
     // Another connection is answered as ever.
-    let mut tcp = connect().await;
+    let mut tcp = sip_tcp(port).await;
     let me = tcp.local_addr().unwrap();
-    let options = format!(
-        "OPTIONS sip:bot@127.0.0.1:{port} SIP/2.0\r\nVia: SIP/2.0/TCP {me};branch=z9hG4bKtcp1\r\n\
-         From: <sip:ping@127.0.0.1>;tag=p1\r\nTo: <sip:bot@127.0.0.1:{port}>\r\n\
-         Call-ID: tcp-ping@127.0.0.1\r\nCSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
-    );
-    tcp.write_all(options.as_bytes()).await.unwrap();
+    tcp.write_all(options(port, me, "TCP").as_bytes())
+        .await
+        .unwrap();
     let n = tokio::time::timeout(Duration::from_secs(5), tcp.read(&mut buf))
         .await
         .expect("an answer over TCP")
@@ -1386,16 +1392,7 @@ async fn sip_over_tls_presents_the_servers_certificate_challenges_a_register_and
     .unwrap()
     .with_root_certificates(roots)
     .with_no_client_auth();
-    // The listener starts with the SIP endpoint's serve loop, just after ringside does.
-    let mut tcp = None;
-    for _ in 0..100 {
-        if let Ok(t) = tokio::net::TcpStream::connect(("127.0.0.1", tls_port)).await {
-            tcp = Some(t);
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let tcp = tcp.expect("SIP TLS listens");
+    let tcp = sip_tcp(tls_port).await;
     let local = tcp.local_addr().unwrap();
     let mut tls = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config))
         .connect(
