@@ -25,6 +25,9 @@ fi
 log "format"
 cargo fmt --all -- --check
 
+log "shape: no import loops, no function over 150 lines (docs/design.md)"
+python3 scripts/shape.py
+
 log "clippy"
 cargo clippy --workspace --all-targets -- -D warnings
 

@@ -9,5 +9,5 @@ fuzz_target!(|data: &[u8]| {
     let method = data[0];
     let split = (data[1] as usize).min(data.len() - 2);
     let (path, body) = data[2..].split_at(split);
-    server::api::fuzz_route(method, &String::from_utf8_lossy(path), body);
+    api::calls::fuzz_route(method, &String::from_utf8_lossy(path), body);
 });

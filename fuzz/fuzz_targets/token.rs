@@ -2,7 +2,7 @@
 #![no_main]
 use libfuzzer_sys::fuzz_target;
 
-static KEYS: std::sync::LazyLock<server::auth::KeyRing> = std::sync::LazyLock::new(server::auth::KeyRing::ephemeral);
+static KEYS: std::sync::LazyLock<identity::KeyRing> = std::sync::LazyLock::new(identity::KeyRing::ephemeral);
 
 fuzz_target!(|data: &[u8]| {
     let _ = KEYS.validate(&String::from_utf8_lossy(data));

@@ -429,7 +429,7 @@ rtp_ports = [{rtp_lo}, {rtp_hi}]
     std::fs::create_dir_all(&p1).unwrap();
     std::fs::copy(dir.join("ulaw.wav"), p1.join("ulaw.wav")).unwrap();
     let cpu0 = cpu_s(me);
-    running.shared.driver_stats.reset();
+    running.node.driver_stats.reset();
     let t0 = Instant::now();
     let mut s = sipp(
         &p1,
@@ -466,7 +466,7 @@ rtp_ports = [{rtp_lo}, {rtp_hi}]
     let (ok, failed) = sipp_counts(&s.dir);
     let rtts = sipp_rtts(&s.dir);
     let attempted = ok + failed;
-    let driver = running.shared.driver_stats.to_json();
+    let driver = running.node.driver_stats.to_json();
 
     // Phase 2: concurrent calls with RTP both ways.
     let p2 = dir.join("rtp");
@@ -494,7 +494,7 @@ rtp_ports = [{rtp_lo}, {rtp_hi}]
             format!("{}s", hold_ms / 1000 + 60),
         ],
     );
-    let sip = running.shared.sip.get().expect("SIP is on");
+    let sip = running.node.sip.get().expect("SIP is on");
     let up = Instant::now();
     while (sip.rtp_totals().legs as u64) < concurrent
         && up.elapsed() < Duration::from_secs(60)
@@ -508,17 +508,17 @@ rtp_ports = [{rtp_lo}, {rtp_hi}]
     let udp_a = (udp_drops(RTP_PORTS), udp_drops(SIPP_MEDIA_PORTS));
     // Worst lateness within the window, not during the ramp.
     running
-        .shared
+        .node
         .media
         .stats
         .max_late_us
         .store(0, Ordering::Relaxed);
-    let ma = running.shared.media.stats.snapshot();
+    let ma = running.node.media.stats.snapshot();
     let window = 10.0;
     tokio::time::sleep(Duration::from_secs_f64(window)).await;
     let (b, cb, sb) = (sip.rtp_totals(), cpu_s(me), cpu_s(s2.pid));
     let udp_b = (udp_drops(RTP_PORTS), udp_drops(SIPP_MEDIA_PORTS));
-    let mb = running.shared.media.stats.snapshot();
+    let mb = running.node.media.stats.snapshot();
     let rss_busy = rss_mb();
     let _ = s2.child.kill().await;
     let expected = b.expected.saturating_sub(a.expected);

@@ -52,7 +52,7 @@ async fn run(
                     }
                     Err(e) => {
                         if bad.fetch_add(1, Ordering::Relaxed) == 0 {
-                            eprintln!("first failure: {}", server::notifier::error_chain(&e));
+                            eprintln!("first failure: {}", node::outbound::error_chain(&e));
                         }
                         0
                     }

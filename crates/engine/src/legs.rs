@@ -2,50 +2,16 @@
 //! (simulated users now; SIP and WebRTC later), and the actions built on them:
 //! incoming calls, invite, redirect, transfer, meetings.
 
-use crate::actions::{self, establish, finish_op, remove_member, terminate, update_member};
+use crate::core::Engine;
+use crate::lifecycle::*;
 use crate::model::*;
-use crate::*;
+use crate::ops::{self, *};
+use crate::render;
+use crate::roster::{self, *};
+use crate::types::*;
 use graph::requests::*;
-use serde_json::json;
-
-pub(crate) fn caller_leg(e: &Engine, call_id: &str) -> Option<String> {
-    e.legs
-        .values()
-        .find(|l| {
-            matches!(&l.role, LegRole::Caller { call_id: c } if c == call_id)
-                && l.state != LegState::Ended
-        })
-        .map(|l| l.id.clone())
-}
-
-/// A leg is over: forget it and take it out of its conference's roster, with `reason` as
-/// its `removedState` in delta rosters.
-pub(crate) fn end_leg(e: &mut Engine, leg_id: &str, reason: &str) {
-    let Some(l) = e.legs.remove(leg_id) else {
-        return;
-    };
-    e.touch_leg(leg_id);
-    if let Some(conf) = l.conf_id
-        && let Some(pid) = member_id_of_leg(e, &conf, leg_id)
-    {
-        remove_member(e, &conf, &pid, reason);
-        after_member_left(e, &conf);
-    }
-}
-
-pub(crate) fn member_id_of_leg(e: &Engine, conf_id: &str, leg_id: &str) -> Option<String> {
-    e.confs
-        .get(conf_id)?
-        .members
-        .iter()
-        .find(|m| {
-            m.endpoint
-                == MemberEndpoint::Leg {
-                    leg_id: leg_id.to_string(),
-                }
-        })
-        .map(|m| m.id.clone())
-}
+use graph::*;
+use serde_json::{Value, json};
 
 fn new_leg(
     e: &mut Engine,
@@ -253,7 +219,7 @@ pub(crate) fn incoming(
         true,
     );
     e.touch_conf(&conf_id);
-    actions::add_bot_member(
+    roster::add_bot_member(
         e,
         &conf_id,
         &call_id,
@@ -343,12 +309,12 @@ pub(crate) fn on_event(e: &mut Engine, leg_id: &str, ev: LegEvent) {
                     };
                     e.confs.get_mut(&conf).expect("conference").sharing = Some(s.clone());
                     update_member(e, &conf, &pid, |m| m.screen_sharing = true);
-                    actions::sharing_changed(e, &conf, ChangeType::Created, &s);
+                    roster::sharing_changed(e, &conf, ChangeType::Created, &s);
                 }
                 (false, Some(s)) if s.presenter == pid => {
                     e.confs.get_mut(&conf).expect("conference").sharing = None;
                     update_member(e, &conf, &pid, |m| m.screen_sharing = false);
-                    actions::sharing_changed(e, &conf, ChangeType::Deleted, &s);
+                    roster::sharing_changed(e, &conf, ChangeType::Deleted, &s);
                 }
                 _ => {}
             }
@@ -602,77 +568,11 @@ fn on_hung_up(e: &mut Engine, leg: &Leg, result: ResultInfo) {
     }
 }
 
-/// A bot-less bridge (after redirect/transfer) ends when one side is left alone;
-/// an ad-hoc group call ends when all others left.
-pub(crate) fn after_member_left(e: &mut Engine, conf_id: &str) {
-    let Some(conf) = e.confs.get(conf_id) else {
-        return;
-    };
-    let bots: Vec<String> = conf
-        .members
-        .iter()
-        .filter_map(|m| match &m.endpoint {
-            MemberEndpoint::Bot { call_id } => Some(call_id.clone()),
-            _ => None,
-        })
-        .collect();
-    let legs: Vec<String> = conf
-        .members
-        .iter()
-        .filter_map(|m| match &m.endpoint {
-            MemberEndpoint::Leg { leg_id } => Some(leg_id.clone()),
-            _ => None,
-        })
-        .collect();
-    let is_meeting = conf.meeting_id.is_some();
-    if bots.is_empty() && !is_meeting && legs.len() == 1 {
-        let last = legs[0].clone();
-        if e.legs
-            .get(&last)
-            .is_some_and(|l| l.role == LegRole::Bridged)
-        {
-            e.leg_action(LegAction::Hangup {
-                leg_id: last.clone(),
-                reason: "the other party hung up".into(),
-            });
-            end_leg(e, &last, "left");
-        }
-    }
-    if bots.len() == 1 && legs.is_empty() && !is_meeting {
-        let call_id = &bots[0];
-        let alone = e
-            .calls
-            .get(call_id)
-            .is_some_and(|c| c.kind == CallKind::Group && c.state == CallState::Established);
-        let pending_invites = e
-            .legs
-            .values()
-            .any(|l| l.state == LegState::Ringing && l.conf_id.as_deref() == Some(conf_id));
-        if alone
-            && !pending_invites
-            && e.confs.get(conf_id).is_some_and(|c| {
-                c.removed
-                    .iter()
-                    .any(|t| matches!(t.member.endpoint, MemberEndpoint::Leg { .. }))
-            })
-        {
-            let id = call_id.clone();
-            terminate(
-                e,
-                &id,
-                ResultInfo::new(200, 5002, "Ended because all other participants left."),
-                None,
-            );
-        }
-    }
-    actions::gc_conference(e, conf_id);
-}
-
 // ------------------------------------------------------------------ invite
 
 pub(crate) fn invite(e: &mut Engine, id: &str, mut req: Invite) -> Result<Reply, ApiError> {
     req.validate().map_err(ApiError::bad_request)?;
-    actions::require_established(e, id, "invite")?;
+    ops::require_established(e, id, "invite")?;
     let c = &e.calls[id];
     let conf_id = c.conf_id.clone();
     let app_id = c.app_id.clone();
@@ -730,7 +630,7 @@ pub(crate) fn invite(e: &mut Engine, id: &str, mut req: Invite) -> Result<Reply,
         e.calls.get_mut(id).expect("exists").kind = CallKind::Group;
         e.roster_changed(&conf_id);
     }
-    let op = actions::new_op(
+    let op = ops::new_op(
         e,
         id,
         OpKind::InviteParticipants,
@@ -765,7 +665,7 @@ pub(crate) fn invite(e: &mut Engine, id: &str, mut req: Invite) -> Result<Reply,
     if pending.is_empty() {
         o.due = Some(now);
     }
-    actions::op_reply(e, id, &op, 200)
+    ops::op_reply(e, id, &op, 200)
 }
 
 fn describe(i: &IdentitySet) -> String {
@@ -1216,7 +1116,7 @@ fn detach_member(e: &mut Engine, conf_id: &str, pid: &str) {
     let ended = conf.sharing.take_if(|s| s.presenter == pid);
     e.roster_changed(conf_id);
     if let Some(s) = ended {
-        actions::sharing_changed(e, conf_id, ChangeType::Deleted, &s);
+        roster::sharing_changed(e, conf_id, ChangeType::Deleted, &s);
     }
 }
 

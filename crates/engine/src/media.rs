@@ -1,14 +1,15 @@
 //! Media operations: the per-call FIFO of playPrompt / recordResponse (reference §9.2),
 //! tones, DTMF and hold music. Timing comes from the real prompt files, fetched by the host.
 
-use crate::actions::{
-    self, finish_op, new_op, op_reply, require_established, require_group, require_service_hosted,
-    update_member,
-};
+use crate::core::Engine;
 use crate::model::*;
-use crate::*;
+use crate::ops::{self, *};
+use crate::render;
+use crate::roster::*;
+use crate::types::*;
 use graph::requests::*;
-use serde_json::json;
+use graph::*;
+use serde_json::{Value, json};
 
 type R = Result<Reply, ApiError>;
 
@@ -127,7 +128,7 @@ fn cancel_all(e: &mut Engine, id: &str) {
 pub(crate) fn cancel_media(e: &mut Engine, id: &str, req: ClientContext) -> R {
     req.validate().map_err(ApiError::bad_request)?;
     require_service_hosted(e, id, "cancelMediaProcessing")?;
-    actions::require_not_ended(e, id, "cancelMediaProcessing")?;
+    ops::require_not_ended(e, id, "cancelMediaProcessing")?;
     let op = new_op(
         e,
         id,
@@ -634,7 +635,7 @@ pub(crate) fn start_hold_music(e: &mut Engine, id: &str, pid: &str, req: StartHo
         }
         None => {
             let now = e.now;
-            actions::set_op_due(e, id, &op, now);
+            ops::set_op_due(e, id, &op, now);
         }
     }
     op_reply(e, id, &op, 202)

@@ -790,43 +790,8 @@ impl Room {
             }
         }
         self.listeners = bots;
-        // Bots whose call is not (or no longer) in the room still run their media.
-        let mut scratch = [0i16; FRAME];
-        let orphans = self.bots.0.len() > self.bot_members;
-        for (call, b) in self.bots.0.iter_mut().filter(|_| orphans) {
-            if !self
-                .members
-                .iter()
-                .any(|m| matches!(&m.spec.endpoint, Endpoint::Bot(c) if c == call))
-            {
-                b.render(call, &mut scratch, outs, &mut vec![]);
-                b.hear(call, &[0; FRAME], false, outs);
-            }
-        }
-        for (speaker, key) in heard_keys {
-            for j in 0..n {
-                if let Endpoint::Bot(call) = &self.members[j].spec.endpoint
-                    && mixer::hears(&self.states, &self.routes, j, speaker)
-                {
-                    outs.push(Out::Event(Event::Tone {
-                        call_id: call.clone(),
-                        key,
-                    }));
-                    if let Some(slot) = self.members[j].bot {
-                        self.bots.0[slot].1.on_tone(key);
-                    }
-                }
-            }
-        }
-        for (speaker, key) in sent_keys {
-            for j in 0..n {
-                if mixer::hears(&self.states, &self.routes, j, speaker)
-                    && let Some(p) = &self.members[j].port
-                {
-                    p.lock().expect("port").tone_event(key);
-                }
-            }
-        }
+        self.run_orphan_bots(outs);
+        self.deliver_keys(heard_keys, sent_keys, outs);
         mixer::mix(
             &self.states,
             &self.routes,
@@ -870,6 +835,57 @@ impl Room {
         }
         if !self.recorders.is_empty() {
             self.record(outs);
+        }
+    }
+
+    /// Bots whose call is not (or no longer) in the room still run their media.
+    fn run_orphan_bots(&mut self, outs: &mut Vec<Out>) {
+        let mut scratch = [0i16; FRAME];
+        let orphans = self.bots.0.len() > self.bot_members;
+        for (call, b) in self.bots.0.iter_mut().filter(|_| orphans) {
+            if !self
+                .members
+                .iter()
+                .any(|m| matches!(&m.spec.endpoint, Endpoint::Bot(c) if c == call))
+            {
+                b.render(call, &mut scratch, outs, &mut vec![]);
+                b.hear(call, &[0; FRAME], false, outs);
+            }
+        }
+    }
+
+    /// Keys heard in a leg's audio go to the bots that hear that leg; keys a bot sends go
+    /// to the legs that hear the bot.
+    fn deliver_keys(
+        &mut self,
+        heard_keys: Vec<(usize, char)>,
+        sent_keys: Vec<(usize, char)>,
+        outs: &mut Vec<Out>,
+    ) {
+        let n = self.members.len();
+        for (speaker, key) in heard_keys {
+            for j in 0..n {
+                if let Endpoint::Bot(call) = &self.members[j].spec.endpoint
+                    && mixer::hears(&self.states, &self.routes, j, speaker)
+                {
+                    outs.push(Out::Event(Event::Tone {
+                        call_id: call.clone(),
+                        key,
+                    }));
+                    if let Some(slot) = self.members[j].bot {
+                        self.bots.0[slot].1.on_tone(key);
+                    }
+                }
+            }
+        }
+        for (speaker, key) in sent_keys {
+            for j in 0..n {
+                if mixer::hears(&self.states, &self.routes, j, speaker)
+                    && let Some(p) = &self.members[j].port
+                {
+                    p.lock().expect("port").tone_event(key);
+                }
+            }
         }
     }
 

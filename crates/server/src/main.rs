@@ -173,7 +173,7 @@ async fn admin(
     cmd: Cmd,
 ) -> Result<Value, String> {
     let path = config.unwrap_or_else(|| data_dir.join("ringside.toml"));
-    let cfg = server::config::Config::load(&path)?;
+    let cfg = directory::Config::load(&path)?;
     let token = cfg
         .admin
         .as_ref()

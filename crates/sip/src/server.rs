@@ -5,10 +5,13 @@
 //! becomes a leg — its SDP answered, its RTP on a port of the configured range — that the call
 //! engine learns of through [`SipEvent::Incoming`] and drives with [`LegCommand`]s.
 
+mod core;
 mod dial;
 mod in_dialog;
 
-pub use dial::{Caller, Target, best_failure};
+use self::core::{Admission, Ctx, SipLeg, now_ms};
+pub use self::core::{Caller, Directory, LegCommand, SipEvent, Target, allows_refer};
+pub use dial::best_failure;
 pub use in_dialog::{info_key, sipfrag_status};
 
 use crate::digest::{self, Algorithm, NonceCheck, Nonces};
@@ -16,9 +19,8 @@ use crate::registrar::{self, Binding, Register, Registrar};
 use crate::rtp_port::{PortRange, RtpLeg};
 use crate::sdp::{self, SdpError};
 use crate::session::RtpSession;
-use media::port::PortRef;
 use rsipstack::EndpointBuilder;
-use rsipstack::dialog::dialog::{Dialog, DialogState, DialogStateSender};
+use rsipstack::dialog::dialog::{Dialog, DialogState};
 use rsipstack::dialog::dialog_layer::DialogLayer;
 use rsipstack::dialog::invite_dialog::InviteDialog;
 use rsipstack::sip::{Header, Method, Request, StatusCode};
@@ -27,15 +29,8 @@ use rsipstack::transport::{TcpListenerConnection, TransportLayer, udp::UdpConnec
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
-use std::time::{SystemTime, UNIX_EPOCH};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
-
-/// Where the directory keeps a SIP user's secrets: HA1 per algorithm, never the password.
-pub trait Directory: Send + Sync + 'static {
-    /// HA1 of `user` in `realm` for `alg`; None if the user has no SIP credentials.
-    fn ha1(&self, user: &str, realm: &str, alg: Algorithm) -> Option<String>;
-}
 
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -71,113 +66,6 @@ pub struct Config {
     pub trusted_sources: Vec<IpAddr>,
 }
 
-/// A token bucket for new calls.
-struct Admission {
-    rate: f64,
-    tokens: f64,
-    last: std::time::Instant,
-}
-
-impl Admission {
-    fn new(rate: u32) -> Admission {
-        Admission {
-            rate: rate.max(1) as f64,
-            tokens: rate.max(1) as f64,
-            last: std::time::Instant::now(),
-        }
-    }
-
-    /// Take a token if there is one.
-    fn admit(&mut self) -> bool {
-        let now = std::time::Instant::now();
-        let dt = now.duration_since(self.last).as_secs_f64();
-        self.last = now;
-        self.tokens = (self.tokens + dt * self.rate).min(self.rate);
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
-            true
-        } else {
-            false
-        }
-    }
-}
-
-/// What happens to SIP legs, for the call engine.
-pub enum SipEvent {
-    /// A new call. Reply with the leg's id, or the SIP status to refuse it with.
-    Incoming {
-        /// The Request-URI, e.g. `sip:bot@contoso.example`.
-        to_uri: String,
-        to_user: Option<String>,
-        from_user: Option<String>,
-        from_display: Option<String>,
-        /// The leg's media, for its room.
-        port: PortRef,
-        reply: oneshot::Sender<Result<String, u16>>,
-    },
-    /// The phone is ringing (180/183 to ringside's INVITE).
-    Ringing { leg_id: String },
-    /// The leg is connected: our 200 OK went out, or the phone answered ringside's INVITE
-    /// (then `port` is its media, for its room).
-    Answered {
-        leg_id: String,
-        port: Option<PortRef>,
-        /// The far end's Allow lists REFER: it can be transferred by REFER.
-        refer: bool,
-    },
-    /// A REFER to transfer the leg did not lead to the transferee's new call: refused by the
-    /// far end (`accepted` false: fall back to re-bridging), or accepted but then reported
-    /// failed in a NOTIFY (`accepted` true).
-    ReferFailed {
-        leg_id: String,
-        accepted: bool,
-        status: u16,
-    },
-    /// ringside's call to a phone failed: every contact refused or none answered.
-    Failed {
-        leg_id: String,
-        status: u16,
-        reason: String,
-    },
-    /// The far end put the call on hold (a re-INVITE or UPDATE offering `sendonly` or
-    /// `inactive`).
-    Held { leg_id: String },
-    /// The far end took the call off hold.
-    Resumed { leg_id: String },
-    /// No RTP arrived for the media timeout: ringside hung the leg up.
-    MediaLost { leg_id: String, reason: String },
-    /// BYE, CANCEL or a failure ended the leg.
-    HungUp { leg_id: String },
-}
-
-/// What the call engine wants done with a SIP leg.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum LegCommand {
-    /// Ring all of `targets` at once (a user's registered contacts, or a number through a
-    /// trunk).
-    Dial {
-        leg_id: String,
-        targets: Vec<Target>,
-        caller: Caller,
-    },
-    Answer {
-        leg_id: String,
-    },
-    Reject {
-        leg_id: String,
-        status: u16,
-    },
-    Hangup {
-        leg_id: String,
-    },
-    /// Transfer the leg by REFER: the far end is asked to call `sip:<token>@<ringside>`,
-    /// and that INVITE arrives as a [`SipEvent::Incoming`] whose `to_user` is `token`.
-    Refer {
-        leg_id: String,
-        token: String,
-    },
-}
-
 /// RTP counters over connected legs.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct RtpTotals {
@@ -211,11 +99,48 @@ impl Drop for Sip {
     }
 }
 
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
+/// The configured UDP, TCP and TLS listeners.
+async fn bind_transports(
+    cfg: &Config,
+    cancel: &CancellationToken,
+) -> Result<TransportLayer, String> {
+    let transports = TransportLayer::new(cancel.clone());
+    for a in &cfg.udp {
+        let c = UdpConnection::create_connection(*a, None, Some(cancel.child_token()))
+            .await
+            .map_err(|e| format!("SIP UDP {a}: {e}"))?;
+        transports.add_transport(c.into());
+    }
+    for a in &cfg.tcp {
+        let c = TcpListenerConnection::new(*a, None)
+            .await
+            .map_err(|e| format!("SIP TCP {a}: {e}"))?;
+        transports.add_transport(c.into());
+    }
+    if !cfg.tls.is_empty() {
+        let (cert, key) = cfg
+            .tls_pem
+            .clone()
+            .ok_or("SIP TLS needs a certificate and key")?;
+        // rsipstack builds its rustls configs with the process-wide provider; ringside's
+        // is aws-lc-rs (installing it twice is harmless).
+        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+        for a in &cfg.tls {
+            let c = rsipstack::transport::TlsListenerConnection::new(
+                *a,
+                None,
+                rsipstack::transport::tls::TlsConfig {
+                    cert: Some(cert.clone()),
+                    key: Some(key.clone()),
+                    ..Default::default()
+                },
+            )
+            .await
+            .map_err(|e| format!("SIP TLS {a}: {e}"))?;
+            transports.add_transport(c.into());
+        }
+    }
+    Ok(transports)
 }
 
 impl Sip {
@@ -226,42 +151,7 @@ impl Sip {
         events: mpsc::UnboundedSender<SipEvent>,
     ) -> Result<Sip, String> {
         let cancel = CancellationToken::new();
-        let transports = TransportLayer::new(cancel.clone());
-        for a in &cfg.udp {
-            let c = UdpConnection::create_connection(*a, None, Some(cancel.child_token()))
-                .await
-                .map_err(|e| format!("SIP UDP {a}: {e}"))?;
-            transports.add_transport(c.into());
-        }
-        for a in &cfg.tcp {
-            let c = TcpListenerConnection::new(*a, None)
-                .await
-                .map_err(|e| format!("SIP TCP {a}: {e}"))?;
-            transports.add_transport(c.into());
-        }
-        if !cfg.tls.is_empty() {
-            let (cert, key) = cfg
-                .tls_pem
-                .clone()
-                .ok_or("SIP TLS needs a certificate and key")?;
-            // rsipstack builds its rustls configs with the process-wide provider; ringside's
-            // is aws-lc-rs (installing it twice is harmless).
-            let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-            for a in &cfg.tls {
-                let c = rsipstack::transport::TlsListenerConnection::new(
-                    *a,
-                    None,
-                    rsipstack::transport::tls::TlsConfig {
-                        cert: Some(cert.clone()),
-                        key: Some(key.clone()),
-                        ..Default::default()
-                    },
-                )
-                .await
-                .map_err(|e| format!("SIP TLS {a}: {e}"))?;
-                transports.add_transport(c.into());
-            }
-        }
+        let transports = bind_transports(&cfg, &cancel).await?;
         let endpoint = EndpointBuilder::new()
             .with_cancel_token(cancel.clone())
             .with_transport_layer(transports)
@@ -431,58 +321,6 @@ impl Sip {
     }
 }
 
-struct SipLeg {
-    dialog: InviteDialog,
-    answer: Vec<u8>,
-    rtp: RtpLeg,
-    /// ringside's side of the SDP (its version goes up with every new answer).
-    local: sdp::Local,
-    /// The far end holds the call.
-    held: bool,
-    answered: bool,
-    /// Since when media is expected: the answer, or the end of a hold.
-    media_since: std::time::Instant,
-    /// The far end accepts REFER (its Allow header says so).
-    refer: bool,
-}
-
-/// Whether the Allow headers of a message list REFER.
-pub fn allows_refer<'a>(mut headers: impl Iterator<Item = &'a Header>) -> bool {
-    headers.any(|h| match h {
-        Header::Allow(v) => v
-            .value()
-            .split(',')
-            .any(|m| m.trim().eq_ignore_ascii_case("REFER")),
-        _ => false,
-    })
-}
-
-struct Ctx {
-    dialogs: Arc<DialogLayer>,
-    state_tx: DialogStateSender,
-    contact: rsipstack::sip::Uri,
-    events: mpsc::UnboundedSender<SipEvent>,
-    legs: Mutex<HashMap<String, SipLeg>>,
-    /// Calls out that are still ringing: leg id → the INVITE of every branch.
-    dialing: Mutex<HashMap<String, Vec<InviteDialog>>>,
-    /// Commands for incoming legs that came before the leg was registered (the engine and
-    /// the bot can be faster than the INVITE task), with when they came.
-    early: Mutex<HashMap<String, (LegCommand, std::time::Instant)>>,
-    admission: Mutex<Admission>,
-    max_calls: usize,
-    authenticate_invites: bool,
-    trusted_sources: Vec<IpAddr>,
-    /// Dialog id → leg id.
-    by_dialog: Mutex<HashMap<String, String>>,
-    rtp_ip: IpAddr,
-    rtp_ports: PortRange,
-    algorithms: Vec<Algorithm>,
-    nonces: Nonces,
-    realm: String,
-    directory: Arc<dyn Directory>,
-    registrar: Arc<Mutex<Registrar>>,
-}
-
 /// The raw values of one kind of header.
 fn values<'a>(req: &'a Request, pick: impl Fn(&'a Header) -> Option<&'a str>) -> Vec<&'a str> {
     req.headers.iter().filter_map(pick).collect()
@@ -622,6 +460,53 @@ fn uri_user(value: &str) -> Option<String> {
     (!user.is_empty()).then(|| user.to_string())
 }
 
+/// The SDP answer to an INVITE's offer and what it settles.
+///
+/// A late offer (RFC 3261 §13.2.1: INVITE without SDP): ringside offers in its 200 and
+/// the answer comes in the ACK, which rsipstack does not show its dialog users. The
+/// leg learns the rest from the media itself: symmetric RTP latches the address and
+/// the first packet's payload type (0 or 8) picks the codec.
+fn negotiate(body: &[u8], local: &sdp::Local) -> Result<(Vec<u8>, sdp::Negotiated), SdpError> {
+    if body.is_empty() {
+        Ok((
+            sdp::offer(local, sdp::Direction::SendRecv),
+            sdp::Negotiated {
+                remote: SocketAddr::new(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), 0),
+                codec: sdp::Codec::Pcmu,
+                payload_type: 0,
+                dtmf_payload_type: Some(sdp::DTMF_PT),
+                remote_direction: sdp::Direction::SendRecv,
+                ptime_ms: 20,
+            },
+        ))
+    } else {
+        sdp::answer(body, local)
+    }
+}
+
+/// The RTP session an answered offer settles (a late offer learns its codec from the media).
+fn session_for(n: &sdp::Negotiated, late_offer: bool) -> RtpSession {
+    let law = match n.codec {
+        sdp::Codec::Pcmu => media::g711::Law::Mu,
+        sdp::Codec::Pcma => media::g711::Law::A,
+    };
+    let seed = now_ms() as u32;
+    let session = RtpSession::new(
+        law,
+        n.payload_type,
+        n.dtmf_payload_type,
+        n.remote,
+        seed ^ 0x5EED_1234,
+        (seed >> 3) as u16,
+        seed.rotate_left(7),
+    );
+    if late_offer {
+        session.learning_codec()
+    } else {
+        session
+    }
+}
+
 impl Ctx {
     async fn handle(self: Arc<Self>, mut tx: Transaction) {
         // In-dialog requests (ACK, BYE, CANCEL, re-INVITE, INFO) go to their dialog.
@@ -660,13 +545,11 @@ impl Ctx {
         }
     }
 
-    /// A new call: answer its SDP, bind its RTP, and ask the engine whom it is for.
-    async fn invite(self: Arc<Self>, mut tx: Transaction) -> rsipstack::Result<()> {
-        // Overload: refuse quickly and cheaply, before any port or dialog is taken, and say
-        // when to come back (RFC 3261 §21.5.4).
+    /// Why a new call must be refused now: too many calls, or too many new ones per second.
+    fn overload(&self) -> Option<String> {
         let busy =
             self.legs.lock().expect("legs").len() + self.dialing.lock().expect("dialing").len();
-        let why = if busy >= self.max_calls {
+        if busy >= self.max_calls {
             Some(format!(
                 "{busy} calls in progress, the limit is {}",
                 self.max_calls
@@ -675,7 +558,14 @@ impl Ctx {
             Some("too many new calls per second".to_string())
         } else {
             None
-        };
+        }
+    }
+
+    /// A new call: answer its SDP, bind its RTP, and ask the engine whom it is for.
+    async fn invite(self: Arc<Self>, mut tx: Transaction) -> rsipstack::Result<()> {
+        // Overload: refuse quickly and cheaply, before any port or dialog is taken, and say
+        // when to come back (RFC 3261 §21.5.4).
+        let why = self.overload();
         if let Some(why) = why {
             tracing::warn!(target: "audit", event = "sip_overload", reason = %why);
             return tx
@@ -714,26 +604,8 @@ impl Ctx {
             session_id: now_ms(),
             version: 1,
         };
-        // A late offer (RFC 3261 §13.2.1: INVITE without SDP): ringside offers in its 200 and
-        // the answer comes in the ACK, which rsipstack does not show its dialog users. The
-        // leg learns the rest from the media itself: symmetric RTP latches the address and
-        // the first packet's payload type (0 or 8) picks the codec.
         let late_offer = tx.original.body.is_empty();
-        let parsed = if late_offer {
-            Ok((
-                sdp::offer(&local, sdp::Direction::SendRecv),
-                sdp::Negotiated {
-                    remote: SocketAddr::new(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), 0),
-                    codec: sdp::Codec::Pcmu,
-                    payload_type: 0,
-                    dtmf_payload_type: Some(sdp::DTMF_PT),
-                    remote_direction: sdp::Direction::SendRecv,
-                    ptime_ms: 20,
-                },
-            ))
-        } else {
-            sdp::answer(&tx.original.body, &local)
-        };
+        let parsed = negotiate(&tx.original.body, &local);
         let (answer, n) = match parsed {
             Ok(x) => x,
             Err(e) => {
@@ -750,25 +622,7 @@ impl Ctx {
                     .await;
             }
         };
-        let law = match n.codec {
-            sdp::Codec::Pcmu => media::g711::Law::Mu,
-            sdp::Codec::Pcma => media::g711::Law::A,
-        };
-        let seed = now_ms() as u32;
-        let session = RtpSession::new(
-            law,
-            n.payload_type,
-            n.dtmf_payload_type,
-            n.remote,
-            seed ^ 0x5EED_1234,
-            (seed >> 3) as u16,
-            seed.rotate_left(7),
-        );
-        let session = if late_offer {
-            session.learning_codec()
-        } else {
-            session
-        };
+        let session = session_for(&n, late_offer);
         let rtp = match RtpLeg::start(sock, session) {
             Ok(r) => r,
             Err(_) => return tx.reply(StatusCode::ServerInternalError).await,

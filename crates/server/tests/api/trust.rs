@@ -748,9 +748,9 @@ async fn tokens_for_another_api_and_callbacks_to_ringside_itself_are_refused() {
 
 #[tokio::test]
 async fn tokens_not_yet_valid_are_refused() {
-    let ring = server::auth::KeyRing::ephemeral();
+    let ring = identity::KeyRing::ephemeral();
     let far = 4_000_000_000u64;
-    let c = server::auth::Claims {
+    let c = identity::Claims {
         iss: "i".into(),
         aud: "a".into(),
         tid: "t".into(),

@@ -4,7 +4,7 @@
 //! arrives after that is ended with a BYE. Once every branch has failed, the call fails with
 //! the best of their responses.
 
-use super::{Ctx, SipEvent, SipLeg, now_ms};
+use super::core::{Caller, Ctx, SipEvent, SipLeg, Target, allows_refer, now_ms};
 use crate::rtp_port::RtpLeg;
 use crate::sdp::{self, Direction};
 use crate::session::RtpSession;
@@ -16,35 +16,6 @@ use rsipstack::sip::{Response, StatusCodeKind};
 use std::net::UdpSocket;
 use std::sync::Arc;
 use tokio::sync::mpsc;
-
-/// Where one branch of a call goes.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct Target {
-    /// The Request-URI: a registered Contact, or `sip:+15551234567@carrier.example`.
-    pub uri: String,
-    /// Send the INVITE here instead of resolving the URI (a trunk's outbound proxy,
-    /// `sip:host:port[;transport=tcp]`).
-    pub proxy: Option<String>,
-    /// Digest credentials for a 401/407 challenge (a trunk's account).
-    pub auth: Option<(String, String)>,
-}
-
-impl Target {
-    pub fn contact(uri: impl Into<String>) -> Target {
-        Target {
-            uri: uri.into(),
-            ..Default::default()
-        }
-    }
-}
-
-/// Who is calling, as the phone shows it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Caller {
-    /// User part of the From URI (characters a SIP user part allows; others are dropped).
-    pub user: String,
-    pub display: Option<String>,
-}
 
 enum Ev {
     State(DialogState),
@@ -113,6 +84,27 @@ fn user_part(s: &str) -> String {
         .filter(|c| c.is_ascii_alphanumeric() || "-_.!~*'+".contains(*c))
         .collect();
     if u.is_empty() { "ringside".into() } else { u }
+}
+
+/// The RTP of a branch that answered, from the SDP answer in its 200.
+fn answered_media(b: &mut Branch, i: usize, body: &[u8]) -> Result<RtpLeg, String> {
+    let n = sdp::accept_answer(body).map_err(|e| e.to_string())?;
+    let socket = b.socket.take().ok_or("no RTP socket")?;
+    let law = match n.codec {
+        sdp::Codec::Pcmu => media::g711::Law::Mu,
+        sdp::Codec::Pcma => media::g711::Law::A,
+    };
+    let seed = now_ms() as u32 ^ (i as u32).wrapping_mul(0x9E37_79B9);
+    let session = RtpSession::new(
+        law,
+        n.payload_type,
+        n.dtmf_payload_type,
+        n.remote,
+        seed ^ 0x0D1A_1000,
+        (seed >> 5) as u16,
+        seed.rotate_left(11),
+    );
+    RtpLeg::start(socket, session).map_err(|e| e.to_string())
 }
 
 impl Ctx {
@@ -317,25 +309,7 @@ impl Ctx {
                         });
                         continue;
                     }
-                    let media = sdp::accept_answer(&resp.body).map_err(|e| e.to_string());
-                    let started = media.and_then(|n| {
-                        let socket = branches[i].socket.take().ok_or("no RTP socket")?;
-                        let law = match n.codec {
-                            sdp::Codec::Pcmu => media::g711::Law::Mu,
-                            sdp::Codec::Pcma => media::g711::Law::A,
-                        };
-                        let seed = now_ms() as u32 ^ (i as u32).wrapping_mul(0x9E37_79B9);
-                        let session = RtpSession::new(
-                            law,
-                            n.payload_type,
-                            n.dtmf_payload_type,
-                            n.remote,
-                            seed ^ 0x0D1A_1000,
-                            (seed >> 5) as u16,
-                            seed.rotate_left(11),
-                        );
-                        RtpLeg::start(socket, session).map_err(|e| e.to_string())
-                    });
+                    let started = answered_media(&mut branches[i], i, &resp.body);
                     let rtp = match started {
                         Ok(rtp) => rtp,
                         Err(e) => {
@@ -359,7 +333,7 @@ impl Ctx {
                         }
                     }
                     let port = rtp.port.clone();
-                    let refer = super::allows_refer(resp.headers.iter());
+                    let refer = allows_refer(resp.headers.iter());
                     self.legs.lock().expect("legs").insert(
                         leg_id.clone(),
                         SipLeg {

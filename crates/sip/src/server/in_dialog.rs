@@ -13,7 +13,7 @@
 //!   not the phone's;
 //! * OPTIONS: 200. Anything else (MESSAGE...) is answered 501 by the dialog layer.
 
-use super::{Ctx, SipEvent};
+use super::core::{Ctx, SipEvent};
 use crate::sdp::{self, Direction, SdpError};
 use rsipstack::dialog::dialog::{DialogState, TransactionHandle};
 use rsipstack::sip::{Header, Method, Request, StatusCode};

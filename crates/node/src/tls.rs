@@ -1,7 +1,7 @@
-//! HTTPS: a certificate from the config, or in dev mode one generated on first start and kept
+//! TLS certificates for HTTPS and SIP over TLS: a certificate from the config, or in dev mode one generated on first start and kept
 //! in the data folder (with instructions for trusting it).
 
-use crate::config::ServerConfig;
+use directory::ServerConfig;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use std::path::{Path, PathBuf};
@@ -75,33 +75,4 @@ pub fn load(cfg: &ServerConfig, data_dir: &Path) -> Result<Tls, String> {
         config: Arc::new(config),
         generated,
     })
-}
-
-/// Serve `app` over TLS on `listener` until the process ends.
-pub async fn serve(
-    listener: tokio::net::TcpListener,
-    tls: Arc<rustls::ServerConfig>,
-    app: axum::Router,
-) {
-    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
-    loop {
-        let Ok((tcp, peer)) = listener.accept().await else {
-            continue;
-        };
-        let acceptor = acceptor.clone();
-        let app = app.clone();
-        tokio::spawn(async move {
-            // A failed handshake (plain HTTP on the TLS port, an untrusting client) only
-            // concerns that connection.
-            let Ok(stream) = acceptor.accept(tcp).await else {
-                return;
-            };
-            let app = app.layer(axum::Extension(axum::extract::ConnectInfo(peer)));
-            let svc = hyper_util::service::TowerToHyperService::new(app);
-            let _ =
-                hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new())
-                    .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
-                    .await;
-        });
-    }
 }

@@ -3,6 +3,7 @@
 //! before a rotation stay valid until they expire. The same ring signs the tokens ringside
 //! puts on its callbacks (reference §8.3), so a bot validates both with one OIDC document.
 
+use crate::claims::Claims;
 use aws_lc_rs::encoding::AsDer;
 use aws_lc_rs::signature::KeyPair as _;
 use base64::Engine as _;
@@ -14,32 +15,6 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
 use std::sync::RwLock;
-
-/// Claims of an app-only access token.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Claims {
-    pub iss: String,
-    pub aud: String,
-    pub tid: String,
-    pub appid: String,
-    pub azp: String,
-    pub roles: Vec<String>,
-    pub iat: u64,
-    pub nbf: u64,
-    pub exp: u64,
-    pub idtyp: String,
-}
-
-/// Claims of the token on every notification POST (reference §8.3).
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct CallbackClaims {
-    pub iss: String,
-    pub aud: String,
-    pub tid: String,
-    pub iat: u64,
-    pub nbf: u64,
-    pub exp: u64,
-}
 
 struct SigningKey {
     kid: String,
@@ -326,104 +301,6 @@ impl KeyRing {
     }
 }
 
-/// Verify a client assertion (RFC 7523, as MSAL's certificate credentials send it): a JWT
-/// signed by the key of one of the app's certificates, picked by its `x5t` / `x5t#S256`
-/// thumbprint, with `iss` = `sub` = the client id, `aud` = the token endpoint, and a valid `exp`.
-pub fn verify_client_assertion(
-    assertion: &str,
-    client_id: &str,
-    token_endpoint: &str,
-    certificates: &[String],
-    now_s: u64,
-) -> Result<(), String> {
-    use rustls::pki_types::CertificateDer;
-    use rustls::pki_types::pem::PemObject;
-    let mut parts = assertion.split('.');
-    let (Some(h), Some(p), Some(sig), None) =
-        (parts.next(), parts.next(), parts.next(), parts.next())
-    else {
-        return Err("client_assertion is not a JWT".into());
-    };
-    let header: Value = serde_json::from_slice(
-        &URL_SAFE_NO_PAD
-            .decode(h)
-            .map_err(|_| "client_assertion header is not base64url")?,
-    )
-    .map_err(|_| "client_assertion header is not JSON")?;
-    let claims: Value = serde_json::from_slice(
-        &URL_SAFE_NO_PAD
-            .decode(p)
-            .map_err(|_| "client_assertion payload is not base64url")?,
-    )
-    .map_err(|_| "client_assertion payload is not JSON")?;
-    let signature = URL_SAFE_NO_PAD
-        .decode(sig)
-        .map_err(|_| "client_assertion signature is not base64url")?;
-    let alg: &dyn rustls::pki_types::SignatureVerificationAlgorithm = match header["alg"].as_str() {
-        Some("RS256") => webpki::aws_lc_rs::RSA_PKCS1_2048_8192_SHA256,
-        Some("PS256") => webpki::aws_lc_rs::RSA_PSS_2048_8192_SHA256_LEGACY_KEY,
-        Some("ES256") => webpki::aws_lc_rs::ECDSA_P256_SHA256,
-        other => {
-            return Err(format!(
-                "client_assertion algorithm {other:?} is not supported"
-            ));
-        }
-    };
-    let x5t = header["x5t"].as_str().map(str::to_string);
-    let x5t256 = header["x5t#S256"].as_str().map(str::to_string);
-    let mut matched = false;
-    for pem in certificates {
-        let Ok(der) = CertificateDer::from_pem_slice(pem.as_bytes()) else {
-            continue;
-        };
-        let sha1 = URL_SAFE_NO_PAD.encode(
-            aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA1_FOR_LEGACY_USE_ONLY, der.as_ref())
-                .as_ref(),
-        );
-        let sha256 = URL_SAFE_NO_PAD
-            .encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, der.as_ref()).as_ref());
-        if x5t.as_deref() != Some(sha1.as_str()) && x5t256.as_deref() != Some(sha256.as_str()) {
-            continue;
-        }
-        let cert = webpki::EndEntityCert::try_from(&der)
-            .map_err(|e| format!("the registered certificate cannot be used: {e:?}"))?;
-        let msg = &assertion.as_bytes()[..h.len() + 1 + p.len()];
-        cert.verify_signature(alg, msg, &signature)
-            .map_err(|_| "client_assertion signature is invalid".to_string())?;
-        matched = true;
-        break;
-    }
-    if !matched {
-        return Err(
-            "client_assertion is not signed by a certificate registered for this app (x5t)".into(),
-        );
-    }
-    if claims["iss"].as_str() != Some(client_id) || claims["sub"].as_str() != Some(client_id) {
-        return Err("client_assertion iss and sub must be the client id".into());
-    }
-    let aud_ok = match &claims["aud"] {
-        Value::String(a) => a.eq_ignore_ascii_case(token_endpoint),
-        Value::Array(v) => v.iter().any(|a| {
-            a.as_str()
-                .is_some_and(|a| a.eq_ignore_ascii_case(token_endpoint))
-        }),
-        _ => false,
-    };
-    if !aud_ok {
-        return Err(format!("client_assertion aud must be {token_endpoint}"));
-    }
-    let exp = claims["exp"]
-        .as_u64()
-        .ok_or("client_assertion has no exp")?;
-    if exp + 30 < now_s {
-        return Err("client_assertion has expired".into());
-    }
-    if claims["nbf"].as_u64().is_some_and(|n| n > now_s + 30) {
-        return Err("client_assertion is not yet valid".into());
-    }
-    Ok(())
-}
-
 #[cfg(unix)]
 fn restrict(path: &Path) {
     use std::os::unix::fs::PermissionsExt;
@@ -432,47 +309,6 @@ fn restrict(path: &Path) {
 
 #[cfg(not(unix))]
 fn restrict(_: &Path) {}
-
-/// The audience of a token requested for `scope` (`https://graph.microsoft.com/.default`).
-pub fn audience_of_scope(scope: Option<&str>) -> String {
-    let s = scope
-        .and_then(|s| s.split_whitespace().next())
-        .unwrap_or("https://graph.microsoft.com/.default");
-    s.trim_end_matches("/.default")
-        .trim_end_matches(".default")
-        .trim_end_matches('/')
-        .to_string()
-}
-
-/// Application secrets are stored as `sha256$<salt>$<digest>`; they are random and long, so a
-/// salted SHA-256 is enough (no password stretching needed).
-pub fn hash_secret(secret: &str) -> String {
-    use aws_lc_rs::rand::SecureRandom;
-    let mut salt = [0u8; 16];
-    aws_lc_rs::rand::SystemRandom::new()
-        .fill(&mut salt)
-        .expect("system randomness");
-    let salt = URL_SAFE_NO_PAD.encode(salt);
-    format!("sha256${salt}${}", digest_secret(&salt, secret))
-}
-
-fn digest_secret(salt: &str, secret: &str) -> String {
-    let mut ctx = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
-    ctx.update(salt.as_bytes());
-    ctx.update(b"$");
-    ctx.update(secret.as_bytes());
-    URL_SAFE_NO_PAD.encode(ctx.finish().as_ref())
-}
-
-pub fn verify_secret(stored: &str, given: &str) -> bool {
-    let mut parts = stored.splitn(3, '$');
-    match (parts.next(), parts.next(), parts.next()) {
-        (Some("sha256"), Some(salt), Some(digest)) => {
-            crate::admin::constant_time_eq(digest_secret(salt, given).as_bytes(), digest.as_bytes())
-        }
-        _ => false,
-    }
-}
 
 #[cfg(test)]
 mod tests {
@@ -606,28 +442,5 @@ mod tests {
             "a key in use is never dropped by a rotation"
         );
         assert_eq!(ring.jwks()["keys"].as_array().unwrap().len(), 3);
-    }
-
-    #[test]
-    fn secrets_are_stored_salted_and_hashed() {
-        let h = hash_secret("s3cret");
-        assert!(h.starts_with("sha256$"));
-        assert!(!h.contains("s3cret"));
-        assert!(verify_secret(&h, "s3cret"));
-        assert!(!verify_secret(&h, "s3cres"));
-        assert_ne!(hash_secret("s3cret"), h, "salted");
-        assert!(
-            !verify_secret("s3cret", "s3cret"),
-            "a plain value is not a hash"
-        );
-    }
-
-    #[test]
-    fn scope_becomes_audience() {
-        assert_eq!(
-            audience_of_scope(Some("https://graph.microsoft.com/.default")),
-            "https://graph.microsoft.com"
-        );
-        assert_eq!(audience_of_scope(None), "https://graph.microsoft.com");
     }
 }

@@ -2,9 +2,11 @@
 //! least once, with exponential backoff; dead-letters after the configured attempts. Every
 //! outcome goes back to the driver, which records it in the store.
 
-use crate::auth::CallbackClaims;
-use crate::driver::{Msg, now_ms};
-use crate::state::Shared;
+use crate::clock::now_ms;
+use crate::inputs::Msg;
+use crate::node::Node;
+use crate::outbound::{Policy, error_chain};
+use identity::CallbackClaims;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::sync::mpsc::Sender;
@@ -36,13 +38,13 @@ type SignedToken = (String, u64, String);
 /// Signed tokens for callbacks, one per (app, tenant), reused until half their life is gone:
 /// an RSA signature per notification would cost more than the rest of the delivery.
 pub struct CallbackSigner {
-    shared: Arc<Shared>,
+    shared: Arc<Node>,
     /// (app, tenant) → (token, expiry, kid).
     cache: std::sync::Mutex<HashMap<(String, String), SignedToken>>,
 }
 
 impl CallbackSigner {
-    pub fn new(shared: Arc<Shared>) -> CallbackSigner {
+    pub fn new(shared: Arc<Node>) -> CallbackSigner {
         CallbackSigner {
             shared,
             cache: Default::default(),
@@ -54,9 +56,8 @@ impl CallbackSigner {
         let now = now_ms() / 1000;
         let life = self
             .shared
-            .config
+            .directory
             .read()
-            .expect("config")
             .server
             .callback_token_lifetime_seconds
             .max(60);
@@ -92,10 +93,10 @@ pub async fn run(
     cfg: NotifierConfig,
     mut rows: mpsc::UnboundedReceiver<OutboxRow>,
     driver: Sender<Msg>,
-    shared: Arc<Shared>,
+    shared: Arc<Node>,
 ) {
-    let client = shared.outbound_client(cfg.timeout, false);
-    let policy = shared.policy.clone();
+    let client = shared.outbound.client(cfg.timeout, false);
+    let policy = shared.outbound.policy.clone();
     let signer = Arc::new(CallbackSigner::new(shared));
     let mut queues: HashMap<String, VecDeque<OutboxRow>> = HashMap::new();
     let mut busy: HashSet<String> = HashSet::new();
@@ -193,7 +194,7 @@ async fn deliver(
     client: &reqwest::Client,
     row: &OutboxRow,
     auth: &str,
-    policy: &crate::netpolicy::Policy,
+    policy: &Policy,
 ) -> Result<(), String> {
     let mut url = row.url.clone();
     for _hop in 0..5 {
@@ -229,15 +230,4 @@ async fn deliver(
         return Err(format!("POST {url}: HTTP {status}"));
     }
     Err(format!("POST {}: too many redirects", row.url))
-}
-
-pub fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cur = c.source();
-    }
-    s
 }

@@ -5,7 +5,7 @@
 //! turn an approved name into an internal address, and redirects obey the same rules.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 #[derive(Debug, Clone, Default)]
 pub struct Policy {
@@ -177,6 +177,77 @@ impl Policy {
     }
 }
 
+/// The policy for settings: dev mode, the allow-list, private networks.
+impl Policy {
+    pub fn of(s: &directory::ServerConfig) -> Policy {
+        Policy {
+            dev_mode: s.dev_mode,
+            allow: s.outbound_allow.clone(),
+            allow_private_network: s.allow_private_network,
+        }
+    }
+}
+
+/// Outbound requests under the policy, and never back at ringside itself.
+pub struct Outbound {
+    pub policy: Arc<RwLock<Policy>>,
+    /// `host:port` forms ringside itself answers on: callbacks may not point back at it.
+    pub own_authorities: Vec<String>,
+}
+
+impl Outbound {
+    /// An HTTP client for outbound requests under the policy: forbidden addresses are dropped
+    /// at resolution time, and redirects are followed only to allowed URLs (at most 5).
+    pub fn client(&self, timeout: std::time::Duration, follow_redirects: bool) -> reqwest::Client {
+        let resolver = GuardedResolver {
+            policy: self.policy.clone(),
+        };
+        let policy = self.policy.clone();
+        let redirect = if follow_redirects {
+            reqwest::redirect::Policy::custom(move |attempt| {
+                if attempt.previous().len() >= 5 {
+                    return attempt.error("too many redirects");
+                }
+                let p = policy.read().expect("policy").clone();
+                match p.check_url(attempt.url().as_str()) {
+                    Ok(_) => attempt.follow(),
+                    Err(e) => attempt.error(format!("redirect refused: {e}")),
+                }
+            })
+        } else {
+            reqwest::redirect::Policy::none()
+        };
+        reqwest::Client::builder()
+            .dns_resolver(Arc::new(resolver))
+            .redirect(redirect)
+            .timeout(timeout)
+            .connect_timeout(timeout)
+            .pool_max_idle_per_host(64)
+            .build()
+            .expect("http client")
+    }
+
+    /// May a request go to `url`? (callbackUri, webhook, prompt, checked when accepted.)
+    pub fn check(&self, url: &str) -> Result<reqwest::Url, String> {
+        let u = self.policy.read().expect("policy").check_url(url)?;
+        let authority = format!(
+            "{}:{}",
+            u.host_str().unwrap_or_default().trim_matches(['[', ']']),
+            u.port_or_known_default().unwrap_or(0)
+        )
+        .to_ascii_lowercase();
+        if self.own_authorities.contains(&authority) {
+            return Err(format!("'{url}' points at ringside itself"));
+        }
+        Ok(u)
+    }
+
+    /// The policy as it is now.
+    pub fn policy(&self) -> Policy {
+        self.policy.read().expect("policy").clone()
+    }
+}
+
 /// A resolver for reqwest that drops addresses the policy forbids, at connect time.
 pub struct GuardedResolver {
     pub policy: Arc<std::sync::RwLock<Policy>>,
@@ -210,6 +281,18 @@ impl reqwest::dns::Resolve for GuardedResolver {
             Ok(it)
         })
     }
+}
+
+/// An error with its causes, as one line (reqwest hides the interesting part in sources).
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
 }
 
 #[cfg(test)]

@@ -1,25 +1,26 @@
-//! Prompt fetching: `mediaInfo.uri` over http(s) (or `file://` below the configured folder)
-//! with size and time limits, decoded to the internal 16 kHz mono format; cached by
-//! `resourceId` (else by uri) as Graph does.
+//! Prompts: `mediaInfo.uri` over http(s) (or `file://` below the configured folder) with
+//! size and time limits, decoded to the internal 16 kHz mono format; cached by `resourceId`
+//! (else by uri) as Graph does.
 
-use crate::driver::Msg;
-use crate::state::Shared;
+use crate::outbound::{Outbound, error_chain};
 use media::Audio;
 use std::collections::HashMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
-use tokio::sync::mpsc;
+
+/// How big a prompt may be, and the folder `file://` prompts may come from.
+pub struct PromptLimits {
+    pub max_bytes: usize,
+    pub folder: Option<PathBuf>,
+}
 
 async fn fetch_bytes(
-    shared: &Shared,
+    outbound: &Outbound,
+    limits: &PromptLimits,
     client: &reqwest::Client,
     uri: &str,
 ) -> Result<Vec<u8>, String> {
-    let (max, folder) = {
-        let c = shared.config.read().expect("config");
-        (c.server.prompt_max_bytes, c.server.prompt_folder.clone())
-    };
+    let (max, folder) = (limits.max_bytes, limits.folder.clone());
     let lower = uri.to_ascii_lowercase();
     if let Some(path) = lower.strip_prefix("file://").map(|_| &uri[7..]) {
         let Some(folder) = folder else {
@@ -40,14 +41,14 @@ async fn fetch_bytes(
         }
         return std::fs::read(&p).map_err(|e| e.to_string());
     }
-    shared
-        .check_outbound(uri)
+    outbound
+        .check(uri)
         .map_err(|e| format!("prompt refused: {e}"))?;
     let mut resp = client
         .get(uri)
         .send()
         .await
-        .map_err(|e| format!("GET {uri} failed: {}", crate::notifier::error_chain(&e)))?;
+        .map_err(|e| format!("GET {uri} failed: {}", error_chain(&e)))?;
     if !resp.status().is_success() {
         return Err(format!(
             "GET {uri} returned HTTP {}",
@@ -66,8 +67,6 @@ async fn fetch_bytes(
     }
     Ok(body)
 }
-
-pub type FetchJob = (String, String, usize, String, Option<String>);
 
 /// Decoded prompts by `resourceId` (else uri), bounded by the samples they hold.
 ///
@@ -118,66 +117,32 @@ impl PromptCache {
             }
         }
     }
-}
 
-/// Fetch and decode a prompt (or a simulated user's speech), through the cache.
-pub async fn load(
-    shared: &Shared,
-    client: &reqwest::Client,
-    uri: &str,
-    resource_id: Option<&str>,
-) -> Result<Audio, String> {
-    let key = resource_id.filter(|r| !r.is_empty()).unwrap_or(uri);
-    let slot = shared.prompts.slot(key);
-    let mut fetched_here = false;
-    let result = slot
-        .get_or_init(|| async {
-            fetched_here = true;
-            let bytes = fetch_bytes(shared, client, uri).await?;
-            tokio::task::spawn_blocking(move || media::wav::decode(&bytes))
-                .await
-                .map_err(|e| e.to_string())?
-        })
-        .await
-        .clone();
-    if fetched_here {
-        shared.prompts.settle(key, &slot, &result);
-    }
-    result
-}
-
-/// The HTTP client for prompt fetches, with the configured time limit.
-pub fn client(shared: &Shared) -> reqwest::Client {
-    let timeout = Duration::from_millis(
-        shared
-            .config
-            .read()
-            .expect("config")
-            .server
-            .prompt_timeout_ms,
-    );
-    shared.outbound_client(timeout, true)
-}
-
-pub async fn run(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<FetchJob>) {
-    let client = client(&shared);
-    while let Some((call_id, op_id, index, uri, resource_id)) = rx.recv().await {
-        let shared = shared.clone();
-        let client = client.clone();
-        tokio::spawn(async move {
-            let result = load(&shared, &client, &uri, resource_id.as_deref()).await;
-            if op_id.is_empty() {
-                if let Err(e) = result {
-                    tracing::warn!(uri, error = %e, "preFetchMedia failed");
-                }
-                return;
-            }
-            let _ = shared.driver.send(Msg::Fetched {
-                call_id,
-                op_id,
-                index,
-                result,
-            });
-        });
+    /// Fetch and decode a prompt (or a simulated user's speech), through the cache.
+    pub async fn load(
+        &self,
+        outbound: &Outbound,
+        limits: &PromptLimits,
+        client: &reqwest::Client,
+        uri: &str,
+        resource_id: Option<&str>,
+    ) -> Result<Audio, String> {
+        let key = resource_id.filter(|r| !r.is_empty()).unwrap_or(uri);
+        let slot = self.slot(key);
+        let mut fetched_here = false;
+        let result = slot
+            .get_or_init(|| async {
+                fetched_here = true;
+                let bytes = fetch_bytes(outbound, limits, client, uri).await?;
+                tokio::task::spawn_blocking(move || media::wav::decode(&bytes))
+                    .await
+                    .map_err(|e| e.to_string())?
+            })
+            .await
+            .clone();
+        if fetched_here {
+            self.settle(key, &slot, &result);
+        }
+        result
     }
 }

@@ -1,0 +1,110 @@
+//! The HTTP surface: one file per area, all reached from the one dispatch in [`handle`].
+//!
+//! * [`graph`] — a Graph request from arrival to response; [`calls`] — the calls route table;
+//!   [`meetings`] — online meetings; [`recordings`] — call and response recordings;
+//! * [`oauth`] — the token endpoint, OIDC documents and JWKS;
+//! * [`admin`] — the admin API, one small handler per resource;
+//! * [`caller`] — who a Graph request is from, and its request budget; [`guard`] — outbound
+//!   URLs and budgets; [`plumbing`] — request ids, the error envelope, bodies, paths;
+//! * [`listen`] — serving the router over plain TCP or TLS.
+
+pub mod admin;
+pub mod caller;
+pub mod calls;
+pub mod graph;
+pub mod guard;
+pub mod listen;
+pub mod meetings;
+pub mod oauth;
+pub mod plumbing;
+pub mod recordings;
+pub mod state;
+
+use axum::body::Body;
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use engine::Version;
+use plumbing::{Ctx, Via, error_response, json_ok, not_found_route, request_base, stamp};
+pub use state::Api;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+/// The router for one listener (`tls` says whether it is the HTTPS one).
+pub fn router(api: Arc<Api>, tls: bool) -> axum::Router {
+    axum::Router::new().fallback(
+        move |axum::extract::ConnectInfo(peer): axum::extract::ConnectInfo<SocketAddr>,
+              method,
+              uri,
+              headers,
+              body| {
+            let api = api.clone();
+            async move { handle(&api, method, uri, headers, body, Via { tls, peer }).await }
+        },
+    )
+}
+
+/// Every request: its id, the area its path belongs to, and the Graph error envelope on
+/// whatever fails.
+pub async fn handle(
+    api: &Api,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+    via: Via,
+) -> Response {
+    let shared = &api.node;
+    let ctx = Ctx {
+        request_id: uuid::Uuid::new_v4().to_string(),
+        client_request_id: headers
+            .get("client-request-id")
+            .and_then(|v| v.to_str().ok())
+            .map(|s| s.chars().take(128).collect()),
+    };
+    let path = uri.path().to_string();
+    let segs = plumbing::segments(&path);
+    let s: Vec<&str> = segs.iter().map(String::as_str).collect();
+    let base = || request_base(shared, &uri, &headers, via.tls);
+    let get = method == Method::GET;
+    let r = match s.as_slice() {
+        ["healthz"] => Ok((StatusCode::OK, "ok").into_response()),
+        ["admin", rest @ ..] => {
+            admin::handle(shared, &method, rest, uri.query(), &headers, body).await
+        }
+        [tenant, "oauth2", "v2.0", "token"] if method == Method::POST => {
+            oauth::token(shared, tenant, body, &base()).await
+        }
+        [tenant, "v2.0", ".well-known", "openid-configuration"] if get => {
+            Ok(oauth::openid(&base(), tenant))
+        }
+        [_, "discovery", "v2.0", "keys"] | ["discovery", "keys"] if get => {
+            Ok(json_ok(&shared.keys.jwks()))
+        }
+        [".well-known", "openid-configuration"] if get => Ok(oauth::callback_openid(shared)),
+        ["recordings", id] if get => recordings::recording(shared, id, &headers).await,
+        ["l", "meetup-join", ..] if get => Ok(meetings::meetup_page(&path)),
+        [ver, rest @ ..]
+            if ver.eq_ignore_ascii_case("v1.0") || ver.eq_ignore_ascii_case("beta") =>
+        {
+            let ver = if ver.eq_ignore_ascii_case("beta") {
+                Version::Beta
+            } else {
+                Version::V1
+            };
+            let r = graph::Request {
+                ver,
+                method: &method,
+                rest,
+                path: &path,
+                headers: &headers,
+                via,
+            };
+            graph::handle(api, &ctx, r, body).await
+        }
+        _ => Err(not_found_route(&method, &path)),
+    };
+    match r {
+        Ok(resp) => stamp(&ctx, resp),
+        Err(e) => error_response(&ctx, &e),
+    }
+}

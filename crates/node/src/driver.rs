@@ -1,0 +1,409 @@
+//! The call driver: one thread owning the engine and the store. It takes a batch of inputs,
+//! feeds them to the engine, commits the changed objects and the new notifications in one
+//! transaction (group commit), and only then replies and carries out the effects.
+
+use crate::clock::now_ms;
+use crate::inputs::{Control, FetchJob, Msg};
+use crate::stats::DriverStats;
+use engine::{ApiError, Effect, Engine, Reply};
+use serde_json::Value;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+use store::{OutboxRow, Store};
+
+/// Where effects go once committed.
+pub struct Sinks {
+    pub outbox: tokio::sync::mpsc::UnboundedSender<OutboxRow>,
+    pub legs: tokio::sync::mpsc::UnboundedSender<Control>,
+    pub fetch: tokio::sync::mpsc::UnboundedSender<FetchJob>,
+    pub media: std::sync::Arc<media::runtime::Media>,
+    /// How long recordings stay downloadable.
+    pub retention_ms: u64,
+    pub stats: std::sync::Arc<DriverStats>,
+}
+
+const MAX_BATCH: usize = 512;
+const EXPIRY_EVERY_MS: u64 = 60_000;
+
+/// A reply held back until the batch it belongs to is committed (`true`) or failed to be.
+type Held = Box<dyn FnOnce(bool)>;
+
+struct Driver {
+    engine: Engine,
+    store: Store,
+    sinks: Sinks,
+    last_expiry: u64,
+}
+
+pub fn run(engine: Engine, store: Store, rx: mpsc::Receiver<Msg>, sinks: Sinks) {
+    let mut d = Driver {
+        engine,
+        store,
+        sinks,
+        last_expiry: 0,
+    };
+    let mut just_started = true;
+    loop {
+        d.expire_recordings();
+        // The first pass carries out what the restore queued (media rooms, fetches) at once.
+        let wait = if std::mem::take(&mut just_started) {
+            Some(0)
+        } else {
+            d.engine.poll_timeout()
+        };
+        let wait = wait
+            .map(|t| t.min(d.last_expiry + EXPIRY_EVERY_MS))
+            .map(|t| Duration::from_millis(t.saturating_sub(now_ms())))
+            .unwrap_or(Duration::from_millis(EXPIRY_EVERY_MS));
+        let first = match rx.recv_timeout(wait) {
+            Ok(m) => Some(m),
+            Err(mpsc::RecvTimeoutError::Timeout) => None,
+            Err(mpsc::RecvTimeoutError::Disconnected) => return,
+        };
+        let mut batch: Vec<Msg> = first.into_iter().collect();
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(m) => batch.push(m),
+                Err(_) => break,
+            }
+        }
+        d.run_batch(batch);
+    }
+}
+
+impl Driver {
+    /// Recordings past their retention are forgotten and their files removed.
+    fn expire_recordings(&mut self) {
+        if now_ms().saturating_sub(self.last_expiry) < EXPIRY_EVERY_MS {
+            return;
+        }
+        self.last_expiry = now_ms();
+        match self.store.expire_recordings(self.last_expiry as i64) {
+            Ok(paths) => {
+                for p in paths {
+                    let _ = std::fs::remove_file(p);
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "recording expiry failed"),
+        }
+    }
+
+    /// Feed a batch to the engine, commit what it changed, then reply and carry out effects.
+    fn run_batch(&mut self, batch: Vec<Msg>) {
+        let began = Instant::now();
+        let messages = batch.len();
+        let now = now_ms();
+        let mut held: Vec<Held> = Vec::new();
+        let mut changes = Vec::new();
+        for m in batch {
+            match m {
+                Msg::Outbox(c) => changes.push(c),
+                m => self.feed(now, m, &mut held),
+            }
+        }
+        guarded("timeout", || self.engine.handle_timeout(now_ms()));
+        let effects = self.engine.drain_effects();
+        let dirty = self.engine.take_dirty();
+        let notes: Vec<engine::Notification> = effects
+            .iter()
+            .filter_map(|e| match e {
+                Effect::Notify(n) => Some(n.clone()),
+                _ => None,
+            })
+            .collect();
+        let committing = Instant::now();
+        let committed = match self.store.commit(&dirty, &notes, &changes) {
+            Ok(rows) => Some(rows),
+            Err(e) => {
+                tracing::error!(error = %e, "store commit failed; replying 503");
+                None
+            }
+        };
+        let ok = committed.is_some();
+        self.sinks
+            .stats
+            .record(messages, committing - began, committing.elapsed());
+        // Recordings are registered before the notifications that announce them go out.
+        for e in &effects {
+            if let Effect::SaveRecording { .. } = e {
+                self.save_recording(now, e);
+            }
+        }
+        for r in held {
+            r(ok);
+        }
+        for row in committed.into_iter().flatten() {
+            let _ = self.sinks.outbox.send(row);
+        }
+        for e in effects {
+            self.carry_out(e);
+        }
+    }
+
+    /// One input: engine inputs are handled now, their replies held until the commit.
+    fn feed(&mut self, now: u64, m: Msg, held: &mut Vec<Held>) {
+        let engine = &mut self.engine;
+        match m {
+            Msg::Api {
+                app,
+                call_id,
+                cmd,
+                ver,
+                reply,
+            } => {
+                let r = guarded("api", || {
+                    engine.handle_api(now, &app, call_id.as_deref(), cmd, ver)
+                })
+                .unwrap_or_else(|| Err(internal()));
+                held.push(Box::new(move |ok| {
+                    let _ = reply.send(if ok { r } else { Err(unavailable()) });
+                }));
+            }
+            Msg::Incoming {
+                app,
+                webhook,
+                caller,
+                script,
+                target,
+                sip,
+                reply,
+            } => {
+                let r = guarded("incoming", || {
+                    engine.incoming_call_to(now, &app, &webhook, caller, script, target.map(|t| *t))
+                });
+                if let Some(r) = r {
+                    if sip {
+                        // Same channel as the leg actions that follow: ordered before them.
+                        let _ = self.sinks.legs.send(Control::AddSip { leg: r.1.clone() });
+                    }
+                    held.push(Box::new(move |_| {
+                        let _ = reply.send(r);
+                    }));
+                }
+            }
+            Msg::Leg { leg_id, event } => {
+                guarded("leg", || engine.handle_leg(now, &leg_id, event));
+            }
+            Msg::Referred { token, reply } => {
+                let r = guarded("referred", || engine.referred(now, &token)).unwrap_or(Err(500));
+                if let Ok(leg) = &r {
+                    // Ordered before the leg actions that follow (see Incoming).
+                    let _ = self.sinks.legs.send(Control::AddSip { leg: leg.clone() });
+                }
+                held.push(Box::new(move |ok| {
+                    let _ = reply.send(if ok { r } else { Err(503) });
+                }));
+            }
+            Msg::Fetched {
+                call_id,
+                op_id,
+                index,
+                result,
+            } => {
+                guarded("fetch", || {
+                    engine.prompt_fetched(now, &call_id, &op_id, index, result)
+                });
+            }
+            Msg::Media(ev) => {
+                guarded("media", || engine.media_event(now, ev));
+            }
+            Msg::CreateMeeting {
+                app,
+                subject,
+                organizer,
+                start,
+                end,
+                reply,
+            } => {
+                let v = engine.create_meeting(now, &app, subject, organizer, start, end);
+                held.push(Box::new(move |_| {
+                    let _ = reply.send(v);
+                }));
+            }
+            Msg::JoinMeeting {
+                tenant,
+                who,
+                meeting,
+                reply,
+            } => {
+                let r = guarded("join", || engine.join_meeting(now, &tenant, who, meeting))
+                    .unwrap_or_else(|| Err(internal()))
+                    .map(|leg| Reply::json(201, serde_json::json!({ "legId": leg })));
+                held.push(Box::new(move |ok| {
+                    let _ = reply.send(if ok { r } else { Err(unavailable()) });
+                }));
+            }
+            m => self.query(now, m),
+        }
+    }
+
+    /// Questions about what is stored or running: answered at once, nothing to commit.
+    fn query(&mut self, now: u64, m: Msg) {
+        let store = &mut self.store;
+        match m {
+            Msg::GetMeeting { tenant, id, reply } => {
+                let _ = reply.send(self.engine.get_meeting(&tenant, &id));
+            }
+            Msg::DeadLetters { reply } => {
+                let _ = reply.send(store.dead_letters().unwrap_or_default());
+            }
+            Msg::Redeliver { seq, reply } => {
+                let row = store.redeliver(seq).unwrap_or(None);
+                if let Some(r) = &row {
+                    let _ = self.sinks.outbox.send(r.clone());
+                }
+                let _ = reply.send(row);
+            }
+            Msg::LogQuality {
+                tenant,
+                app,
+                json,
+                reply,
+            } => {
+                let r = store.log_device_quality(&tenant, &app, now as i64, &json);
+                let _ = reply.send(r.map_err(|e| e.to_string()));
+            }
+            Msg::ListQuality { tenant, reply } => {
+                let _ = reply.send(store.device_quality(&tenant).unwrap_or_default());
+            }
+            Msg::GetRecording { id, reply } => {
+                let _ = reply.send(store.recording(&id).unwrap_or(None));
+            }
+            Msg::CallRecordings { call_id, reply } => {
+                let _ = reply.send(store.recordings_of_call(&call_id).unwrap_or_default());
+            }
+            Msg::Snapshot { reply } => {
+                let _ = reply.send(snapshot(&self.engine));
+            }
+            _ => unreachable!("engine inputs and outbox changes are not queries"),
+        }
+    }
+
+    /// Register a recording the engine started or finished, so it can be listed and fetched.
+    fn save_recording(&mut self, now: u64, e: &Effect) {
+        let Effect::SaveRecording {
+            id,
+            call_id,
+            tenant_id,
+            app_id,
+            kind,
+            duration_ms,
+        } = e
+        else {
+            return;
+        };
+        let path = self.sinks.media.recordings_dir.join(format!("{id}.wav"));
+        let (kind, token, parent, participant) = match kind {
+            engine::RecordingKind::Response { token } => ("response", token.clone(), None, None),
+            engine::RecordingKind::Call => ("call", String::new(), None, None),
+            engine::RecordingKind::Track {
+                parent,
+                participant_id,
+            } => (
+                "track",
+                String::new(),
+                Some(parent.clone()),
+                Some(participant_id.clone()),
+            ),
+        };
+        // A track belongs to whoever owns its recording.
+        let (tenant_id, app_id) = match &parent {
+            Some(p) => self
+                .store
+                .recording(p)
+                .ok()
+                .flatten()
+                .map(|r| (r.tenant_id, r.app_id))
+                .unwrap_or_default(),
+            None => (tenant_id.clone(), app_id.clone()),
+        };
+        let rec = store::Recording {
+            id: id.clone(),
+            call_id: call_id.clone(),
+            tenant_id,
+            app_id,
+            kind: kind.into(),
+            parent_id: parent,
+            participant_id: participant,
+            token,
+            path: path.display().to_string(),
+            created_ms: now as i64,
+            // A recording in progress never expires; retention starts when it ends.
+            expires_ms: match duration_ms {
+                Some(_) => (now + self.sinks.retention_ms) as i64,
+                None => i64::MAX,
+            },
+            duration_ms: duration_ms.map(|d| d as i64),
+        };
+        if let Err(e) = self.store.save_recording(&rec) {
+            tracing::error!(error = %e, "cannot register recording");
+        }
+    }
+
+    /// A committed effect, handed to the part of the node that carries it out.
+    fn carry_out(&self, e: Effect) {
+        match e {
+            Effect::Notify(_) | Effect::SaveRecording { .. } => {}
+            Effect::Leg(a) => {
+                let _ = self.sinks.legs.send(Control::Action(a));
+            }
+            Effect::FetchPrompt {
+                call_id,
+                op_id,
+                index,
+                uri,
+                resource_id,
+            } => {
+                let _ = self
+                    .sinks
+                    .fetch
+                    .send((call_id, op_id, index, uri, resource_id));
+            }
+            Effect::Media(cmd) => self.sinks.media.send(cmd),
+        }
+    }
+}
+
+/// A bug in the engine must not take the service down: log it, fail that one input.
+fn guarded<T>(what: &str, f: impl FnOnce() -> T) -> Option<T> {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
+        Ok(v) => Some(v),
+        Err(p) => {
+            let msg = p
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| p.downcast_ref::<String>().cloned())
+                .unwrap_or_default();
+            tracing::error!(input = what, panic = %msg, "engine bug: input dropped");
+            None
+        }
+    }
+}
+
+fn internal() -> ApiError {
+    ApiError {
+        status: 500,
+        code: "InternalServerError".into(),
+        message: "ringside hit an internal error handling this request; it has been logged.".into(),
+    }
+}
+
+fn unavailable() -> ApiError {
+    ApiError {
+        status: 503,
+        code: "ServiceUnavailable".into(),
+        message: "The request could not be committed to storage; retry.".into(),
+    }
+}
+
+fn snapshot(e: &Engine) -> Value {
+    let calls: Vec<Value> = e
+        .all_calls()
+        .map(|c| serde_json::json!({"id": c.id, "tenantId": c.tenant_id, "appId": c.app_id, "state": c.state, "direction": c.direction, "conference": c.conf_id}))
+        .collect();
+    let legs: Vec<Value> = e
+        .all_legs()
+        .map(|l| serde_json::json!({"id": l.id, "party": l.party, "state": format!("{:?}", l.state), "role": format!("{:?}", l.role), "conference": l.conf_id}))
+        .collect();
+    serde_json::json!({ "calls": calls, "legs": legs })
+}

@@ -1,0 +1,126 @@
+//! The messages between the node's parts: what the driver is told ([`Msg`]), what the
+//! endpoints are told ([`Control`]), what the prompt fetcher is asked ([`FetchJob`]).
+
+use directory::Behaviour;
+use engine::{ApiError, AppCtx, Command, LegAction, LegEvent, Reply, Version};
+use graph::ParticipantInfo;
+use serde_json::Value;
+use store::{DeadLetter, OutboxChange, OutboxRow};
+use tokio::sync::oneshot;
+
+pub type ApiResult = Result<Reply, ApiError>;
+
+/// A prompt to fetch: (call id, operation id, prompt index, uri, resourceId). An empty
+/// operation id is a preFetchMedia: the audio is only cached.
+pub type FetchJob = (String, String, usize, String, Option<String>);
+
+pub enum Msg {
+    Api {
+        app: AppCtx,
+        call_id: Option<String>,
+        cmd: Command,
+        ver: Version,
+        reply: oneshot::Sender<ApiResult>,
+    },
+    Incoming {
+        app: AppCtx,
+        webhook: String,
+        caller: ParticipantInfo,
+        script: Option<Value>,
+        /// Who the call is for, when not the app itself (its resource account).
+        target: Option<Box<graph::IdentitySet>>,
+        /// The caller is a SIP phone: the endpoints learn it before any action for the leg
+        /// (the bot may answer before whoever sent this hears back).
+        sip: bool,
+        reply: oneshot::Sender<(String, String)>,
+    },
+    /// A SIP phone's new call at ringside's REFER (`token` is the Refer-To user part): the
+    /// new leg, or the SIP status to refuse the call with.
+    Referred {
+        token: String,
+        reply: oneshot::Sender<Result<String, u16>>,
+    },
+    Leg {
+        leg_id: String,
+        event: LegEvent,
+    },
+    Fetched {
+        call_id: String,
+        op_id: String,
+        index: usize,
+        result: Result<media::Audio, String>,
+    },
+    Media(media::Event),
+    Outbox(OutboxChange),
+    CreateMeeting {
+        app: AppCtx,
+        subject: Option<String>,
+        organizer: graph::IdentitySet,
+        start: Option<String>,
+        end: Option<String>,
+        reply: oneshot::Sender<Value>,
+    },
+    GetMeeting {
+        tenant: String,
+        id: String,
+        reply: oneshot::Sender<Option<Value>>,
+    },
+    JoinMeeting {
+        tenant: String,
+        who: ParticipantInfo,
+        meeting: engine::MeetingRef,
+        reply: oneshot::Sender<ApiResult>,
+    },
+    DeadLetters {
+        reply: oneshot::Sender<Vec<DeadLetter>>,
+    },
+    Redeliver {
+        seq: i64,
+        reply: oneshot::Sender<Option<OutboxRow>>,
+    },
+    LogQuality {
+        tenant: String,
+        app: String,
+        json: Value,
+        reply: oneshot::Sender<Result<i64, String>>,
+    },
+    ListQuality {
+        tenant: String,
+        reply: oneshot::Sender<Vec<(i64, String, i64, Value)>>,
+    },
+    GetRecording {
+        id: String,
+        reply: oneshot::Sender<Option<store::Recording>>,
+    },
+    CallRecordings {
+        call_id: String,
+        reply: oneshot::Sender<Vec<store::Recording>>,
+    },
+    Snapshot {
+        reply: oneshot::Sender<Value>,
+    },
+}
+
+/// What the endpoints are told: leg actions from the engine, and legs that started elsewhere.
+pub enum Control {
+    Action(LegAction),
+    /// A SIP phone called an app: its leg is driven through crates/sip.
+    AddSip {
+        leg: String,
+    },
+    /// The far end ended the leg on its own (a phone's BYE): nothing left to drive.
+    Forget {
+        leg: String,
+    },
+    AddCaller {
+        leg: String,
+        user_id: String,
+        behaviour: Behaviour,
+    },
+    /// A simulated user joined a meeting on its own: its script starts now.
+    Joined {
+        leg: String,
+        user_id: String,
+        behaviour: Behaviour,
+    },
+}
