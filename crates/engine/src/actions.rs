@@ -260,11 +260,7 @@ fn admit(e: &Engine, app: &AppCtx, req: &CreateCall) -> Result<(), ApiError> {
             message: "request authorization tenant mismatch".into(),
         });
     }
-    let in_tenant = e
-        .calls
-        .values()
-        .filter(|c| c.tenant_id == app.tenant_id)
-        .count();
+    let in_tenant = e.calls_per_tenant.get(&app.tenant_id).copied().unwrap_or(0);
     if in_tenant >= e.cfg.max_calls_per_tenant {
         return Err(ApiError {
             status: 429,
@@ -428,7 +424,7 @@ fn create_call(e: &mut Engine, app: &AppCtx, mut req: CreateCall, ver: Version) 
         extra: req.extra.clone(),
     };
     let body = render::call(&call, ver);
-    e.calls.insert(call_id.clone(), call);
+    e.insert_call(call);
     e.touch_call(&call_id);
     add_bot_member(e, &conf_id, &call_id, &my_pid, source, false);
     e.notify_call(&call_id, json!({}));
@@ -895,11 +891,8 @@ pub(crate) fn next_deadline(e: &Engine, call_id: &str) -> Option<Ms> {
     for o in c.operations.values().filter(|o| !o.is_final()) {
         due.push(o.due);
     }
-    for l in e.legs.values() {
-        if let LegRole::Member { call_id: owner } = &l.role
-            && owner == call_id
-            && l.state == LegState::Ringing
-        {
+    for l in e.legs_of(call_id) {
+        if matches!(l.role, LegRole::Member { .. }) && l.state == LegState::Ringing {
             due.push(l.ring_deadline);
         }
     }
@@ -952,12 +945,11 @@ pub(crate) fn fire_timers(e: &mut Engine, call_id: &str) {
         legs::transfer_failed(e, call_id, "The transfer target did not answer in time.");
     }
     let ringing: Vec<String> = e
-        .legs
-        .values()
+        .legs_of(call_id)
         .filter(|l| {
             l.state == LegState::Ringing
                 && l.ring_deadline.is_some_and(|d| d <= now)
-                && matches!(&l.role, LegRole::Member { call_id: o } if o == call_id)
+                && matches!(l.role, LegRole::Member { .. })
         })
         .map(|l| l.id.clone())
         .collect();

@@ -25,6 +25,13 @@ pub struct Engine {
     pub(crate) media_dirty: BTreeSet<String>,
     pub(crate) rooms: HashMap<String, ::media::RoomSpec>,
     pub(crate) now: Ms,
+    /// Call id → the legs whose role names that call (a superset: a leg that left the
+    /// call or ended may linger until the call ends), so a call's own legs are found
+    /// without scanning every leg.
+    pub(crate) legs_by_call: HashMap<String, Vec<String>>,
+    /// Live calls per app id and per tenant id (the concurrent-call limits).
+    pub(crate) calls_per_app: HashMap<String, usize>,
+    pub(crate) calls_per_tenant: HashMap<String, usize>,
 }
 
 impl Engine {
@@ -44,6 +51,9 @@ impl Engine {
             media_dirty: BTreeSet::new(),
             rooms: HashMap::new(),
             now: 0,
+            legs_by_call: HashMap::new(),
+            calls_per_app: HashMap::new(),
+            calls_per_tenant: HashMap::new(),
         }
     }
 
@@ -52,6 +62,66 @@ impl Engine {
     }
 
     // ---------------------------------------------------------------- helpers
+
+    /// Add a call, counted for its app and tenant.
+    pub(crate) fn insert_call(&mut self, call: Call) {
+        *self.calls_per_app.entry(call.app_id.clone()).or_default() += 1;
+        *self
+            .calls_per_tenant
+            .entry(call.tenant_id.clone())
+            .or_default() += 1;
+        if let Some(old) = self.calls.insert(call.id.clone(), call) {
+            self.uncount(&old);
+        }
+    }
+
+    /// Forget a call and its index of legs.
+    pub(crate) fn remove_call(&mut self, id: &str) {
+        if let Some(old) = self.calls.remove(id) {
+            self.uncount(&old);
+        }
+        self.legs_by_call.remove(id);
+    }
+
+    fn uncount(&mut self, c: &Call) {
+        for (map, key) in [
+            (&mut self.calls_per_app, &c.app_id),
+            (&mut self.calls_per_tenant, &c.tenant_id),
+        ] {
+            if let Some(n) = map.get_mut(key) {
+                *n -= 1;
+                if *n == 0 {
+                    map.remove(key);
+                }
+            }
+        }
+    }
+
+    /// Add a leg, indexed under the call its role names.
+    pub(crate) fn insert_leg(&mut self, leg: Leg) {
+        self.index_leg(&leg.id, &leg.role);
+        self.legs.insert(leg.id.clone(), leg);
+    }
+
+    /// Record that a leg's role now names its call (after the role changed).
+    pub(crate) fn index_leg(&mut self, leg_id: &str, role: &LegRole) {
+        if let Some(call) = role.call_id() {
+            let v = self.legs_by_call.entry(call.to_string()).or_default();
+            if !v.iter().any(|l| l == leg_id) {
+                v.push(leg_id.to_string());
+            }
+        }
+    }
+
+    /// The live legs whose role names `call_id`.
+    pub(crate) fn legs_of<'a>(&'a self, call_id: &'a str) -> impl Iterator<Item = &'a Leg> + 'a {
+        self.legs_by_call
+            .get(call_id)
+            .into_iter()
+            .flatten()
+            .filter_map(|id| self.legs.get(id))
+            .filter(move |l| l.role.call_id() == Some(call_id))
+    }
 
     pub(crate) fn effect(&mut self, e: Effect) {
         self.effects.push(e);

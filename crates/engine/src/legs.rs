@@ -35,7 +35,7 @@ fn new_leg(
         script,
         refer: false,
     };
-    e.legs.insert(id.clone(), leg);
+    e.insert_leg(leg);
     e.touch_leg(&id);
     id
 }
@@ -206,7 +206,7 @@ pub(crate) fn incoming(
         "requestedModalities":["audio"], "tenantId": app.tenant_id, "myParticipantId": my_pid,
         "callChainId": call.call_chain_id,
     });
-    e.calls.insert(call_id.clone(), call);
+    e.insert_call(call);
     e.touch_call(&call_id);
     let caller_pid = e.id();
     let conf = e.confs.get_mut(&conf_id).expect("just made");
@@ -722,6 +722,9 @@ fn move_from_call(
                     .map(|c| c.id.clone())
                     .unwrap_or_default(),
             };
+        }
+        if let Some(role) = e.legs.get(leg_id).map(|l| l.role.clone()) {
+            e.index_leg(leg_id, &role);
         }
         e.touch_leg(leg_id);
         let conf = e.confs.get_mut(conf_id).expect("conference");

@@ -257,7 +257,7 @@ impl Engine {
             ObjKind::Call => {
                 let c: Call = serde_json::from_value(value).map_err(|e| e.to_string())?;
                 let id = c.id.clone();
-                self.calls.insert(id.clone(), c);
+                self.insert_call(c);
                 self.refresh_timer(&id);
             }
             ObjKind::Conference => {
@@ -266,7 +266,7 @@ impl Engine {
             }
             ObjKind::Leg => {
                 let l: Leg = serde_json::from_value(value).map_err(|e| e.to_string())?;
-                self.legs.insert(l.id.clone(), l);
+                self.insert_leg(l);
             }
             ObjKind::Meeting => {
                 let m: Meeting = serde_json::from_value(value).map_err(|e| e.to_string())?;
@@ -308,7 +308,7 @@ impl Engine {
     }
 
     pub fn calls_of_app(&self, app_id: &str) -> usize {
-        self.calls.values().filter(|c| c.app_id == app_id).count()
+        self.calls_per_app.get(app_id).copied().unwrap_or(0)
     }
 
     /// Read access for invariant checks and admin views.

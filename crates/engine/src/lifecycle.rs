@@ -55,9 +55,8 @@ pub(crate) fn terminate(
     };
     // Legs rung on behalf of this call stop ringing.
     let owned: Vec<String> = e
-        .legs
-        .values()
-        .filter(|l| l.state == LegState::Ringing && matches!(&l.role, LegRole::Member { call_id } | LegRole::RedirectTarget { call_id } | LegRole::TransferTarget { call_id } | LegRole::Transferee { call_id } if call_id == id))
+        .legs_of(id)
+        .filter(|l| l.state == LegState::Ringing && !matches!(l.role, LegRole::Caller { .. }))
         .map(|l| l.id.clone())
         .collect();
     for leg in owned {
@@ -111,7 +110,7 @@ pub(crate) fn terminate(
         data["answeredBy"] = render::participant_info(a);
     }
     e.notify(id, ChangeType::Deleted, "", data);
-    e.calls.remove(id);
+    e.remove_call(id);
     e.touch_call(id);
     gc_conference(e, &conf_id);
 }

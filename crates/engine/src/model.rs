@@ -313,6 +313,20 @@ pub enum LegRole {
     Bridged,
 }
 
+impl LegRole {
+    /// The call this role is on behalf of (none for a bot-less bridge).
+    pub fn call_id(&self) -> Option<&str> {
+        match self {
+            LegRole::Member { call_id }
+            | LegRole::Caller { call_id }
+            | LegRole::RedirectTarget { call_id }
+            | LegRole::TransferTarget { call_id }
+            | LegRole::Transferee { call_id } => Some(call_id),
+            LegRole::Bridged => None,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Leg {
     pub id: String,

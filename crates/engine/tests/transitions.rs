@@ -739,3 +739,112 @@ fn a_transferee_that_ends_its_original_call_early_does_not_stop_the_transfer() {
     );
     assert_eq!(w.last_call_note(&c)["resultInfo"]["subcode"], 7015);
 }
+
+/// The concurrent-call limits count the calls that are live now: calls that ended free
+/// their place, incoming calls count, and a restored engine counts what it restored.
+#[test]
+fn the_concurrent_call_limit_counts_live_calls_and_frees_ended_ones() {
+    let mut w = World::new();
+    w.e = Engine::new(
+        Config {
+            max_calls_per_app: 2,
+            ..Config::default()
+        },
+        Box::new(SeqIds(0)),
+    );
+    let (first, _) = w.established("u1");
+    let (_incoming, _) = w.incoming();
+    let body: requests::CreateCall = serde_json::from_value(json!({
+        "callbackUri": "https://bot/cb", "requestedModalities": ["audio"],
+        "mediaConfig": {"@odata.type": "#microsoft.graph.serviceHostedMediaConfig"},
+        "targets": [{"identity": {"user": {"id": "u2"}}}],
+    }))
+    .unwrap();
+    let refused = w
+        .api(None, Command::CreateCall(Box::new(body.clone())))
+        .unwrap_err();
+    assert_eq!(refused.status, 429, "{}", refused.message);
+    assert!(
+        refused.message.contains("limit of 2"),
+        "{}",
+        refused.message
+    );
+    assert_eq!(w.e.calls_of_app("app1"), 2);
+
+    w.api(Some(&first), Command::DeleteCall).unwrap();
+    assert_eq!(
+        w.e.calls_of_app("app1"),
+        1,
+        "a call that ended frees its place"
+    );
+    let r = w
+        .api(None, Command::CreateCall(Box::new(body.clone())))
+        .unwrap();
+    assert_eq!(r.status, 201);
+
+    // What is stored restores into an engine that counts the same calls.
+    let mut restored = Engine::new(
+        Config {
+            max_calls_per_app: 2,
+            ..Config::default()
+        },
+        Box::new(SeqIds(1 << 40)),
+    );
+    let mut objects: Vec<(ObjKind, Value)> =
+        w.e.all_calls()
+            .map(|c| (ObjKind::Call, serde_json::to_value(c).unwrap()))
+            .collect();
+    objects.extend(
+        w.e.all_conferences()
+            .map(|c| (ObjKind::Conference, serde_json::to_value(c).unwrap())),
+    );
+    objects.extend(
+        w.e.all_legs()
+            .map(|l| (ObjKind::Leg, serde_json::to_value(l).unwrap())),
+    );
+    objects.sort_by_key(|(k, _)| *k == ObjKind::Call);
+    for (k, v) in objects {
+        restored.restore(k, v).unwrap();
+    }
+    assert_eq!(restored.calls_of_app("app1"), 2);
+    let again = restored
+        .handle_api(
+            w.now,
+            &bot(),
+            None,
+            Command::CreateCall(Box::new(body)),
+            Version::Beta,
+        )
+        .unwrap_err();
+    assert_eq!(again.status, 429);
+}
+
+/// A ringing leg belongs to the call that rang it: another call's end does not cancel it,
+/// and its own call's ring timeout does (each call finds its legs through its own index).
+#[test]
+fn a_ringing_legs_timeout_belongs_to_the_call_that_rang_it() {
+    let mut w = World::new();
+    let (a, _) = w.established("u1");
+    let (b, _) = w.outgoing("u2");
+    let leg_b = w.ring_leg();
+    w.leg(&leg_b, LegEvent::Ringing);
+    // Call a ending does not cancel the leg call b rang.
+    w.api(Some(&a), Command::DeleteCall).unwrap();
+    assert!(
+        !w.legs
+            .iter()
+            .any(|x| matches!(x, LegAction::Cancel { leg_id } if *leg_id == leg_b)),
+        "another call's end left b's leg ringing"
+    );
+    w.advance(Config::default().default_ring_ms + 1);
+    assert!(
+        w.legs
+            .iter()
+            .any(|x| matches!(x, LegAction::Cancel { leg_id } if *leg_id == leg_b)),
+        "b's leg is cancelled when its ring time is up"
+    );
+    assert_eq!(
+        w.states(&b).last().map(String::as_str),
+        Some("deleted:terminated")
+    );
+}
