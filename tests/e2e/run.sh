@@ -22,5 +22,7 @@ if [ ! -x "$venv/bin/python" ]; then
 fi
 "$venv/bin/pip" install --quiet --disable-pip-version-check -r "$here/requirements.txt"
 bash "$here/fixtures.sh" >/dev/null
+# Microsoft's Node libraries for the documented examples (docs/examples/node), as locked.
+npm ci --prefix "$root/docs/examples/node" --no-audit --no-fund --loglevel=error >/dev/null
 
 exec "$venv/bin/python" -m pytest -c "$here/pytest.ini" --rootdir "$here" "$here" "$@"

@@ -22,6 +22,8 @@ pub struct Request<'a> {
     pub path: &'a str,
     pub headers: &'a HeaderMap,
     pub via: Via,
+    /// The base URL responses name (`plumbing::public_base`).
+    pub base: &'a str,
 }
 
 /// Every check a routed request passes before it is carried out.
@@ -72,7 +74,7 @@ pub async fn handle(
     };
     throttle(api, &app)?;
     if let Some(res) =
-        recordings::call_recordings(shared, &app, &roles, r.method, r.rest, r.ver).await
+        recordings::call_recordings(shared, &app, &roles, r.method, r.rest, r.ver, r.base).await
     {
         return res;
     }
@@ -81,7 +83,7 @@ pub async fn handle(
     vet(api, &app, &roles, &target)?;
     let prefix = format!(
         "{}/{}",
-        shared.public_url,
+        r.base,
         if r.ver == Version::Beta {
             "beta"
         } else {

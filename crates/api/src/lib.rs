@@ -24,7 +24,9 @@ use axum::body::Body;
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use engine::Version;
-use plumbing::{Ctx, Via, error_response, json_ok, not_found_route, request_base, stamp};
+use plumbing::{
+    Ctx, Via, error_response, json_ok, not_found_route, public_base, request_base, stamp,
+};
 pub use state::Api;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -65,6 +67,7 @@ pub async fn handle(
     let segs = plumbing::segments(&path);
     let s: Vec<&str> = segs.iter().map(String::as_str).collect();
     let base = || request_base(shared, &uri, &headers, via.tls);
+    let public = public_base(shared, &uri, &headers, via.tls);
     let get = method == Method::GET;
     let r = match s.as_slice() {
         ["healthz"] => Ok((StatusCode::OK, "ok").into_response()),
@@ -72,7 +75,7 @@ pub async fn handle(
             admin::handle(shared, &method, rest, uri.query(), &headers, body).await
         }
         [tenant, "oauth2", "v2.0", "token"] if method == Method::POST => {
-            oauth::token(shared, tenant, body, &base()).await
+            oauth::token(shared, tenant, &headers, body, &base()).await
         }
         [tenant, "v2.0", ".well-known", "openid-configuration"] if get => {
             Ok(oauth::openid(&base(), tenant))
@@ -80,7 +83,9 @@ pub async fn handle(
         [_, "discovery", "v2.0", "keys"] | ["discovery", "keys"] if get => {
             Ok(json_ok(&shared.keys.jwks()))
         }
-        [".well-known", "openid-configuration"] if get => Ok(oauth::callback_openid(shared)),
+        [".well-known", "openid-configuration"] if get => {
+            Ok(oauth::callback_openid(shared, &public))
+        }
         ["recordings", id] if get => recordings::recording(shared, id, &headers).await,
         ["l", "meetup-join", ..] if get => Ok(meetings::meetup_page(&path)),
         [ver, rest @ ..]
@@ -98,6 +103,7 @@ pub async fn handle(
                 path: &path,
                 headers: &headers,
                 via,
+                base: &public,
             };
             graph::handle(api, &ctx, r, body).await
         }

@@ -148,6 +148,16 @@ pub fn request_base(shared: &Node, uri: &Uri, headers: &HeaderMap, tls: bool) ->
     }
 }
 
+/// The base URL responses name (`Location`, `@odata.context`, links): the configured
+/// `public_url`, else the scheme and host this request reached ringside at.
+pub fn public_base(shared: &Node, uri: &Uri, headers: &HeaderMap, tls: bool) -> String {
+    if shared.public_url_configured {
+        shared.public_url.clone()
+    } else {
+        request_base(shared, uri, headers, tls)
+    }
+}
+
 /// A path's segments, percent-decoded, empty ones dropped (`//` is `/`).
 pub fn segments(path: &str) -> Vec<String> {
     path.split('/')

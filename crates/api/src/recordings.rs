@@ -20,6 +20,7 @@ pub async fn call_recordings(
     method: &Method,
     rest: &[&str],
     ver: Version,
+    base: &str,
 ) -> Option<Result<Response, ApiError>> {
     let eq = |a: &str, b: &str| a.eq_ignore_ascii_case(b);
     let (call_id, rec_id, content) = match rest {
@@ -72,7 +73,7 @@ pub async fn call_recordings(
                 .collect();
             let prefix = format!(
                 "{}/{}/communications/calls/{call_id}/recordings",
-                shared.public_url,
+                base,
                 if ver == Version::Beta { "beta" } else { "v1.0" }
             );
             let render = |r: &store::Recording| {

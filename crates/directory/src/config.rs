@@ -35,11 +35,34 @@ impl Config {
         Ok(c)
     }
 
+    /// Write the whole config (a freshly seeded one).
     pub fn save(&self, path: &Path) -> Result<(), String> {
-        let text = toml::to_string_pretty(self).map_err(|e| e.to_string())?;
-        let tmp = path.with_extension("toml.tmp");
-        std::fs::write(&tmp, text).map_err(|e| format!("cannot write {}: {e}", tmp.display()))?;
-        std::fs::rename(&tmp, path).map_err(|e| format!("cannot replace {}: {e}", path.display()))
+        write_atomically(
+            path,
+            &toml::to_string_pretty(self).map_err(|e| e.to_string())?,
+        )
+    }
+
+    /// Write the directory (tenants, apps, users, resource accounts) back into the file at
+    /// `path`, keeping every other section exactly as the file has it: what the user set
+    /// stays as they set it, and what they left to its default stays unwritten.
+    pub fn save_directory(&self, path: &Path) -> Result<(), String> {
+        let Ok(text) = std::fs::read_to_string(path) else {
+            return self.save(path);
+        };
+        let mut doc: toml::Table =
+            toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+        let mine = toml::Table::try_from(self).map_err(|e| e.to_string())?;
+        for key in ["tenants", "apps", "users", "application_instances"] {
+            match mine.get(key) {
+                Some(v) => doc.insert(key.to_string(), v.clone()),
+                None => doc.remove(key),
+            };
+        }
+        write_atomically(
+            path,
+            &toml::to_string_pretty(&doc).map_err(|e| e.to_string())?,
+        )
     }
 
     /// Replace clear-text secrets by their hashes; true when something changed.
@@ -261,6 +284,13 @@ impl Config {
             application_instances: vec![],
         }
     }
+}
+
+/// Replace `path` with `text` through a temporary file, so a crash leaves one or the other.
+fn write_atomically(path: &Path, text: &str) -> Result<(), String> {
+    let tmp = path.with_extension("toml.tmp");
+    std::fs::write(&tmp, text).map_err(|e| format!("cannot write {}: {e}", tmp.display()))?;
+    std::fs::rename(&tmp, path).map_err(|e| format!("cannot replace {}: {e}", path.display()))
 }
 
 #[cfg(test)]

@@ -113,7 +113,7 @@ impl Directory {
             let v = f(&mut c)?;
             (v, c.clone())
         };
-        snapshot.save(&self.path).map_err(Error::Save)?;
+        snapshot.save_directory(&self.path).map_err(Error::Save)?;
         Ok(v)
     }
 

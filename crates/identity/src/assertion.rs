@@ -47,8 +47,13 @@ pub fn verify_client_assertion(
             ));
         }
     };
-    let x5t = header["x5t"].as_str().map(str::to_string);
-    let x5t256 = header["x5t#S256"].as_str().map(str::to_string);
+    // Thumbprints are base64url; MSAL for Python pads them with `=`, Entra accepts both.
+    let thumb = |k: &str| {
+        header[k]
+            .as_str()
+            .map(|t| t.trim_end_matches('=').to_string())
+    };
+    let (x5t, x5t256) = (thumb("x5t"), thumb("x5t#S256"));
     let mut matched = false;
     for pem in certificates {
         let Ok(der) = CertificateDer::from_pem_slice(pem.as_bytes()) else {
@@ -90,14 +95,53 @@ pub fn verify_client_assertion(
     if !aud_ok {
         return Err(format!("client_assertion aud must be {token_endpoint}"));
     }
+    // NumericDate may have a fraction (RFC 7519 §2): MSAL for Python sends time.time() + 600.
+    let now = now_s as f64;
     let exp = claims["exp"]
-        .as_u64()
+        .as_f64()
         .ok_or("client_assertion has no exp")?;
-    if exp + 30 < now_s {
+    if exp + 30.0 < now {
         return Err("client_assertion has expired".into());
     }
-    if claims["nbf"].as_u64().is_some_and(|n| n > now_s + 30) {
+    if claims["nbf"].as_f64().is_some_and(|n| n > now + 30.0) {
         return Err("client_assertion is not yet valid".into());
     }
     Ok(())
+}
+
+/// The Entra error number (AADSTS) for a reason [`verify_client_assertion`] gives.
+pub fn aadsts(reason: &str) -> u32 {
+    if reason.contains("expired") || reason.contains("not yet valid") {
+        700024
+    } else if reason.contains("signature is invalid")
+        || reason.contains("(x5t)")
+        || reason.contains("cannot be used")
+    {
+        700027
+    } else if reason.contains("iss and sub") {
+        700021
+    } else {
+        50027
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refusals_carry_the_number_entra_gives_them() {
+        assert_eq!(aadsts("client_assertion has expired"), 700024);
+        assert_eq!(aadsts("client_assertion is not yet valid"), 700024);
+        assert_eq!(aadsts("client_assertion signature is invalid"), 700027);
+        assert_eq!(
+            aadsts("client_assertion is not signed by a certificate registered for this app (x5t)"),
+            700027
+        );
+        assert_eq!(
+            aadsts("client_assertion iss and sub must be the client id"),
+            700021
+        );
+        assert_eq!(aadsts("client_assertion is not a JWT"), 50027);
+    }
 }

@@ -24,6 +24,28 @@ struct SigningKey {
     dec: DecodingKey,
     n: String,
     e: String,
+    /// A self-signed certificate for the key (DER), published as `x5c` with its SHA-1
+    /// thumbprint `x5t`, as Entra publishes its keys.
+    cert: Vec<u8>,
+    x5t: String,
+}
+
+/// A self-signed certificate carrying the key, for clients that look keys up by `x5t`.
+fn certificate_for(pkcs8: &[u8]) -> Result<Vec<u8>, String> {
+    let key = rcgen::KeyPair::from_pkcs8_der_and_sign_algo(
+        &rustls::pki_types::PrivatePkcs8KeyDer::from(pkcs8.to_vec()),
+        &rcgen::PKCS_RSA_SHA256,
+    )
+    .map_err(|e| format!("signing key certificate: {e}"))?;
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new())
+        .map_err(|e| format!("signing key certificate: {e}"))?;
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "ringside token signing");
+    let cert = params
+        .self_signed(&key)
+        .map_err(|e| format!("signing key certificate: {e}"))?;
+    Ok(cert.der().to_vec())
 }
 
 impl SigningKey {
@@ -33,10 +55,15 @@ impl SigningKey {
         let der = kp
             .as_der()
             .map_err(|_| "RSA key export failed".to_string())?;
-        SigningKey::from_pkcs8(der.as_ref(), now_ms)
+        SigningKey::from_pkcs8(der.as_ref(), now_ms, None)
     }
 
-    fn from_pkcs8(der: &[u8], created_ms: u64) -> Result<SigningKey, String> {
+    /// The key from its PKCS#8 DER, with its stored certificate or a new one.
+    fn from_pkcs8(
+        der: &[u8],
+        created_ms: u64,
+        cert: Option<Vec<u8>>,
+    ) -> Result<SigningKey, String> {
         let kp = aws_lc_rs::rsa::KeyPair::from_pkcs8(der)
             .map_err(|e| format!("bad signing key: {e}"))?;
         let public = kp.public_key();
@@ -57,6 +84,13 @@ impl SigningKey {
             .map_err(|e| format!("bad signing key: {e}"))?;
         let dec = DecodingKey::from_rsa_components(&n, &e)
             .map_err(|e| format!("bad signing key: {e}"))?;
+        let cert = match cert {
+            Some(c) => c,
+            None => certificate_for(der)?,
+        };
+        let x5t = URL_SAFE_NO_PAD.encode(
+            aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA1_FOR_LEGACY_USE_ONLY, &cert).as_ref(),
+        );
         Ok(SigningKey {
             kid,
             created_ms,
@@ -65,6 +99,8 @@ impl SigningKey {
             dec,
             n,
             e,
+            cert,
+            x5t,
         })
     }
 }
@@ -73,6 +109,9 @@ impl SigningKey {
 struct StoredKey {
     created_ms: u64,
     pkcs8: String,
+    /// The key's certificate, base64 DER (keys saved before it existed get one on load).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    cert: Option<String>,
 }
 
 /// The signing keys, newest first: keys not yet in use, the current key, the previous key.
@@ -97,14 +136,20 @@ impl KeyRing {
     pub fn load_or_create(dir: &Path, now_ms: u64, activation_ms: u64) -> Result<KeyRing, String> {
         let path = dir.join("signing-keys.json");
         let mut keys = vec![];
+        let mut certified = false;
         if let Ok(text) = std::fs::read_to_string(&path) {
             let stored: Vec<StoredKey> =
                 serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
             for k in stored {
-                let der = STANDARD
-                    .decode(k.pkcs8)
-                    .map_err(|e| format!("{}: {e}", path.display()))?;
-                keys.push(SigningKey::from_pkcs8(&der, k.created_ms)?);
+                let bad = |e: base64::DecodeError| format!("{}: {e}", path.display());
+                let der = STANDARD.decode(k.pkcs8).map_err(bad)?;
+                let cert = k
+                    .cert
+                    .map(|c| STANDARD.decode(c))
+                    .transpose()
+                    .map_err(bad)?;
+                certified |= cert.is_none();
+                keys.push(SigningKey::from_pkcs8(&der, k.created_ms, cert)?);
             }
         }
         let ring = KeyRing {
@@ -115,6 +160,9 @@ impl KeyRing {
         };
         if ring.keys.read().expect("keys").is_empty() {
             ring.rotate(now_ms)?;
+        } else if certified {
+            // Keep the certificates made now, so x5t stays the same across restarts.
+            ring.save()?;
         }
         Ok(ring)
     }
@@ -198,6 +246,7 @@ impl KeyRing {
             .map(|k| StoredKey {
                 created_ms: k.created_ms,
                 pkcs8: STANDARD.encode(&k.pkcs8),
+                cert: Some(STANDARD.encode(&k.cert)),
             })
             .collect();
         let tmp = path.with_extension("json.tmp");
@@ -295,7 +344,7 @@ impl KeyRing {
             .read()
             .expect("keys")
             .iter()
-            .map(|k| json!({"kty": "RSA", "use": "sig", "alg": "RS256", "kid": k.kid, "n": k.n, "e": k.e}))
+            .map(|k| json!({"kty": "RSA", "use": "sig", "alg": "RS256", "kid": k.kid, "x5t": k.x5t, "n": k.n, "e": k.e, "x5c": [STANDARD.encode(&k.cert)]}))
             .collect();
         json!({ "keys": keys })
     }
@@ -442,5 +491,24 @@ mod tests {
             "a key in use is never dropped by a rotation"
         );
         assert_eq!(ring.jwks()["keys"].as_array().unwrap().len(), 3);
+    }
+
+    #[test]
+    fn published_keys_carry_a_certificate_and_its_thumbprint_which_survive_a_restart() {
+        let dir = std::env::temp_dir().join(format!("ringside-x5t-{}", KeyRing::now_ms()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let ring = KeyRing::load_or_create(&dir, 1, 0).unwrap();
+        let jwks = ring.jwks();
+        let k = &jwks["keys"][0];
+        let der = STANDARD.decode(k["x5c"][0].as_str().unwrap()).unwrap();
+        let sha1 = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA1_FOR_LEGACY_USE_ONLY, &der);
+        assert_eq!(k["x5t"], URL_SAFE_NO_PAD.encode(sha1.as_ref()));
+        let again = KeyRing::load_or_create(&dir, 2, 0).unwrap();
+        assert_eq!(
+            again.jwks()["keys"][0]["x5t"],
+            k["x5t"],
+            "the same certificate after a restart"
+        );
+        std::fs::remove_dir_all(&dir).ok();
     }
 }

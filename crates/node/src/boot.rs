@@ -19,12 +19,15 @@ use store::{OutboxRow, Store};
 
 /// What a node starts from.
 pub struct Boot {
-    /// The settings and directory, with `listen` and `public_url` as this process uses them.
+    /// The settings and directory as the file has them.
     pub config: Config,
     /// Where changes to the directory are written.
     pub config_path: PathBuf,
     pub data_dir: PathBuf,
+    /// Where ringside is reached: the configured `public_url`, else the HTTP listener.
     pub public_url: String,
+    /// `public_url` was configured; if not, responses follow each request's scheme and host.
+    pub public_url_configured: bool,
     /// `host:port` forms ringside answers on: callbacks may not point back at it.
     pub own_authorities: Vec<String>,
 }
@@ -214,6 +217,7 @@ pub async fn start(b: Boot) -> Result<Arc<Node>, String> {
         registry: Default::default(),
         engine_cfg,
         public_url: b.public_url,
+        public_url_configured: b.public_url_configured,
         outbound: Outbound {
             policy: Arc::new(RwLock::new(policy)),
             own_authorities: b.own_authorities,

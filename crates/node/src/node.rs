@@ -23,7 +23,10 @@ pub struct Node {
     /// What simulated users experienced (`GET /admin/legs`).
     pub registry: Arc<Registry>,
     pub engine_cfg: engine::Config,
+    /// Where ringside is reached: the configured `public_url`, else the HTTP listener.
     pub public_url: String,
+    /// Without a configured `public_url`, responses follow each request's scheme and host.
+    pub public_url_configured: bool,
     /// Where outbound requests may go (callbacks, webhooks, prompts).
     pub outbound: Outbound,
     /// The media runtime: rooms, ports, recordings.

@@ -63,8 +63,12 @@ fn load_config(opts: &Options) -> Result<Loaded, String> {
     } else {
         vec![]
     };
-    if cfg.hash_secrets() || seeded {
+    // Clear-text secrets in the file are replaced by their hashes.
+    let hashed = cfg.hash_secrets();
+    if seeded {
         cfg.save(&path)?;
+    } else if hashed {
+        cfg.save_directory(&path)?;
     }
     Ok(Loaded {
         cfg,
@@ -109,18 +113,18 @@ pub async fn start(opts: Options) -> Result<Running, String> {
     std::fs::create_dir_all(&opts.data_dir)
         .map_err(|e| format!("cannot create {}: {e}", opts.data_dir.display()))?;
     let Loaded {
-        mut cfg,
+        cfg,
         path,
         seeded,
         seeded_secret,
         seeded_sip,
     } = load_config(&opts)?;
-    if let Some(l) = &opts.listen {
-        cfg.server.listen = l.clone();
-    }
-    let listener = tokio::net::TcpListener::bind(&cfg.server.listen)
+    // `--listen` and the address ringside ends up on are this process's, not settings: the
+    // config keeps only what the user wrote (an admin change writes back the directory).
+    let listen = opts.listen.clone().unwrap_or(cfg.server.listen.clone());
+    let listener = tokio::net::TcpListener::bind(&listen)
         .await
-        .map_err(|e| format!("cannot listen on {}: {e}", cfg.server.listen))?;
+        .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
     let https = match &cfg.server.https_listen {
         Some(h) => {
@@ -133,10 +137,16 @@ pub async fn start(opts: Options) -> Result<Running, String> {
         None => None,
     };
     let https_addr = https.as_ref().and_then(|(l, _)| l.local_addr().ok());
-    if cfg.server.public_url.is_none() {
-        cfg.server.public_url = Some(format!("http://{addr}"));
-    }
-    let public_url = cfg.public_url();
+    // Without a configured public_url, responses follow the scheme and host each request
+    // came with; this one names ringside where nothing asked (callback tokens, the banner).
+    let public_url_configured = cfg.server.public_url.is_some();
+    let public_url = cfg
+        .server
+        .public_url
+        .clone()
+        .unwrap_or_else(|| format!("http://{addr}"))
+        .trim_end_matches('/')
+        .to_string();
     let bound: Vec<SocketAddr> = [Some(addr), https_addr].into_iter().flatten().collect();
     let node = node::start(node::Boot {
         config: cfg,
@@ -144,6 +154,7 @@ pub async fn start(opts: Options) -> Result<Running, String> {
         data_dir: opts.data_dir.clone(),
         own_authorities: own_authorities(&bound, &public_url),
         public_url,
+        public_url_configured,
     })
     .await?;
     let api = Arc::new(api::Api {

@@ -7,4 +7,5 @@ mod delivery;
 mod media;
 mod meetings;
 mod sip;
+mod stock_clients;
 mod trust;

@@ -557,6 +557,41 @@ async fn apps_authenticate_with_a_certificate_assertion() {
         )
         .await;
     assert_eq!(s, 200);
+    // MSAL for Python pads the thumbprint with `=` (as Entra accepts): so does ringside.
+    let padded = client_assertion(&key.serialize_pem(), cert.der(), &app, &endpoint, 300);
+    let (h64, rest) = padded.split_once('.').unwrap();
+    let mut header: Value = serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(h64)
+            .unwrap(),
+    )
+    .unwrap();
+    header["x5t"] = format!("{}=", header["x5t"].as_str().unwrap()).into();
+    let resigned = {
+        let h2 = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(header.to_string());
+        let payload = rest.split('.').next().unwrap();
+        let msg = format!("{h2}.{payload}");
+        let key_pair = aws_lc_rs::rsa::KeyPair::from_pkcs8(&key.serialize_der()).unwrap();
+        let mut sig = vec![0; key_pair.public_modulus_len()];
+        key_pair
+            .sign(
+                &aws_lc_rs::signature::RSA_PKCS1_SHA256,
+                &aws_lc_rs::rand::SystemRandom::new(),
+                msg.as_bytes(),
+                &mut sig,
+            )
+            .unwrap();
+        format!(
+            "{msg}.{}",
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sig)
+        )
+    };
+    assert!(resigned.split('.').next().unwrap() != h64);
+    assert_eq!(
+        post(resigned).await.status(),
+        200,
+        "a padded x5t is the same thumbprint"
+    );
     // Wrong audience, expired, or signed by another key: refused.
     let other = rcgen::KeyPair::generate_for(&rcgen::PKCS_RSA_SHA256).unwrap();
     for (assertion, why) in [
