@@ -141,3 +141,27 @@ pub fn throttle(shared: &Api, app: &AppCtx) -> Result<(), ApiError> {
         .map_err(|s| guard::throttled("tenant", s))?;
     Ok(())
 }
+
+/// The directory user a web phone request is from: a user token the admin API minted.
+pub fn authenticate_user(shared: &Node, headers: &HeaderMap) -> Result<directory::User, ApiError> {
+    let unauthorized = |m: &str| ApiError {
+        status: 401,
+        code: "InvalidAuthenticationToken".into(),
+        message: m.to_string(),
+    };
+    let token = crate::plumbing::bearer(headers);
+    if token.is_empty() {
+        return Err(unauthorized(
+            "A user token is required (Authorization: Bearer).",
+        ));
+    }
+    let claims: identity::UserClaims = shared.keys.validate_as(&token).map_err(|m| {
+        tracing::info!(target: "audit", event = "auth_failure", reason = %m, kind = "user");
+        unauthorized(&format!("{m} (a user token is required)"))
+    })?;
+    let user = shared.directory.read().user(&claims.sub).cloned();
+    match user {
+        Some(u) if u.tenant.eq_ignore_ascii_case(&claims.tid) => Ok(u),
+        _ => Err(unauthorized("The user of this token no longer exists.")),
+    }
+}

@@ -6,6 +6,7 @@
 //! * [`admin`] — the admin API, one small handler per resource;
 //! * [`caller`] — who a Graph request is from, and its request budget; [`guard`] — outbound
 //!   URLs and budgets; [`plumbing`] — request ids, the error envelope, bodies, paths;
+//! * [`webphone`] — the web phone's signalling (browser offers, ringside answers);
 //! * [`listen`] — serving the router over plain TCP or TLS.
 
 pub mod admin;
@@ -19,6 +20,7 @@ pub mod oauth;
 pub mod plumbing;
 pub mod recordings;
 pub mod state;
+pub mod webphone;
 
 use axum::body::Body;
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
@@ -71,6 +73,7 @@ pub async fn handle(
     let get = method == Method::GET;
     let r = match s.as_slice() {
         ["healthz"] => Ok((StatusCode::OK, "ok").into_response()),
+        ["webrtc", rest @ ..] => webphone::handle(shared, &method, rest, &headers, body).await,
         ["admin", rest @ ..] => {
             admin::handle(shared, &method, rest, uri.query(), &headers, body).await
         }

@@ -4,7 +4,7 @@
 use crate::behaviour::Behaviour;
 use crate::entries::{App, ApplicationInstance, SipHa1, Tenant, User, default_permissions};
 use crate::settings::{AdminConfig, ServerConfig};
-use crate::telephony::{SipConfig, Trunk, normalize_number};
+use crate::telephony::{SipConfig, Trunk, WebRtcConfig, normalize_number};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 
@@ -22,6 +22,9 @@ pub struct Config {
     pub users: Vec<User>,
     #[serde(default)]
     pub sip: Option<SipConfig>,
+    /// Browsers (WebRTC legs), when present.
+    #[serde(default)]
+    pub webrtc: Option<WebRtcConfig>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub application_instances: Vec<ApplicationInstance>,
 }
@@ -281,6 +284,7 @@ impl Config {
             }],
             users,
             sip: Some(SipConfig::dev()),
+            webrtc: Some(WebRtcConfig::default()),
             application_instances: vec![],
         }
     }

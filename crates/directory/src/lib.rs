@@ -14,4 +14,4 @@ pub use config::Config;
 pub use directory::{Directory, Error};
 pub use entries::{App, ApplicationInstance, SipHa1, Tenant, User, default_permissions};
 pub use settings::{AdminConfig, ServerConfig};
-pub use telephony::{DEFAULT_SIP_LISTEN, SipConfig, Trunk, normalize_number};
+pub use telephony::{DEFAULT_SIP_LISTEN, SipConfig, Trunk, WebRtcConfig, normalize_number};

@@ -189,3 +189,24 @@ fn default_min_expires() -> u32 {
 fn default_max_expires() -> u32 {
     3600
 }
+
+/// `[webrtc]`: where browsers send their media (one UDP socket for every browser leg). The
+/// address must be one browsers can reach: its IP goes into every SDP answer.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct WebRtcConfig {
+    #[serde(default = "default_webrtc_udp")]
+    pub udp: String,
+}
+
+fn default_webrtc_udp() -> String {
+    "127.0.0.1:0".into()
+}
+
+impl Default for WebRtcConfig {
+    fn default() -> Self {
+        WebRtcConfig {
+            udp: default_webrtc_udp(),
+        }
+    }
+}

@@ -28,6 +28,26 @@ pub struct CallbackClaims {
     pub exp: u64,
 }
 
+/// Claims of a user's token (the web phone's sign-in), minted by the admin API. It is not
+/// an app token: its `typ` says so, and neither validates as the other.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct UserClaims {
+    pub iss: String,
+    pub sub: String,
+    pub tid: String,
+    pub typ: UserTyp,
+    pub iat: u64,
+    pub nbf: u64,
+    pub exp: u64,
+}
+
+/// The one value `typ` takes in a user token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum UserTyp {
+    #[serde(rename = "ringside-user")]
+    User,
+}
+
 /// The audience of a token requested for `scope` (`https://graph.microsoft.com/.default`).
 pub fn audience_of_scope(scope: Option<&str>) -> String {
     let s = scope

@@ -13,6 +13,6 @@ pub mod permissions;
 pub mod secrets;
 
 pub use assertion::verify_client_assertion;
-pub use claims::{CallbackClaims, Claims, audience_of_scope};
+pub use claims::{CallbackClaims, Claims, UserClaims, UserTyp, audience_of_scope};
 pub use keys::KeyRing;
 pub use secrets::{constant_time_eq, hash_secret, new_secret, verify_secret};

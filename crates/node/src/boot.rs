@@ -208,6 +208,7 @@ pub async fn start(b: Boot) -> Result<Arc<Node>, String> {
     };
     let policy = Policy::of(&cfg.server);
     let (sip_cfg, server_cfg) = (cfg.sip.clone(), cfg.server.clone());
+    let webrtc_cfg = cfg.webrtc.clone();
     let node = Arc::new(Node {
         directory: Directory::new(cfg, b.config_path),
         data_dir: b.data_dir.clone(),
@@ -225,6 +226,7 @@ pub async fn start(b: Boot) -> Result<Arc<Node>, String> {
         media: media.clone(),
         prompts: Default::default(),
         sip: Default::default(),
+        webrtc: Default::default(),
         driver_stats: Default::default(),
     });
     if let Some(sc) = sip_cfg {
@@ -237,6 +239,15 @@ pub async fn start(b: Boot) -> Result<Arc<Node>, String> {
         .await?;
         let _ = node.sip.set(s);
         tokio::spawn(endpoints::sip::events(node.clone(), sip_rx));
+    }
+    if let Some(w) = &webrtc_cfg {
+        let bind = w
+            .udp
+            .parse()
+            .map_err(|_| format!("[webrtc] udp '{}' is not ip:port", w.udp))?;
+        let (tx, rx) = std::sync::mpsc::channel();
+        let _ = node.webrtc.set(webrtc::WebRtc::start(bind, tx)?);
+        endpoints::webrtc::watch(node.clone(), rx);
     }
     let Restored {
         engine,

@@ -108,6 +108,10 @@ pub enum Control {
     AddSip {
         leg: String,
     },
+    /// A browser called an app: its leg is driven through crates/webrtc.
+    AddWeb {
+        leg: String,
+    },
     /// The far end ended the leg on its own (a phone's BYE): nothing left to drive.
     Forget {
         leg: String,

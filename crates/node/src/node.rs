@@ -34,6 +34,8 @@ pub struct Node {
     pub prompts: PromptCache,
     /// The SIP endpoint, when `[sip]` is configured.
     pub sip: std::sync::OnceLock<sip::server::Sip>,
+    /// The WebRTC endpoint for browsers, when `[webrtc]` is configured.
+    pub webrtc: std::sync::OnceLock<webrtc::WebRtc>,
     /// How the driver spends its time (`GET /admin/driver`).
     pub driver_stats: Arc<DriverStats>,
 }

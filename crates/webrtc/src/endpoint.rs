@@ -112,6 +112,25 @@ fn answer(addr: SocketAddr, offer: &str) -> Result<(Rtc, String), String> {
     Ok((rtc, answer.to_sdp_string()))
 }
 
+/// Whether an offer can be answered, without taking a leg for it.
+pub fn check_offer(offer: &str) -> Result<(), String> {
+    let addr = SocketAddr::from(([127, 0, 0, 1], 9));
+    let (_, sdp) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| answer(addr, offer)))
+        .map_err(|_| "the offer could not be read".to_string())??;
+    has_audio(&sdp)
+}
+
+fn has_audio(answer: &str) -> Result<(), String> {
+    if answer
+        .lines()
+        .any(|l| l.starts_with("m=audio") && !l.starts_with("m=audio 0 "))
+    {
+        Ok(())
+    } else {
+        Err("the offer has no audio ringside can receive (Opus)".into())
+    }
+}
+
 /// Fuzzing entry: a browser's offer, answered as the endpoint answers it (no socket).
 pub fn fuzz_offer(offer: &[u8]) {
     let _ = answer(

@@ -75,6 +75,7 @@ pub async fn handle(
         ("DELETE", ["users", id]) => directory::delete_user(node, id),
         ("POST", ["users", id, "call"]) => people::call(node, id, &b).await,
         ("POST", ["users", id, "join"]) => people::join(node, id, &b).await,
+        ("POST", ["users", id, "token"]) => people::token(node, id),
         ("GET", ["legs"]) => people::legs(node, query),
         ("GET", ["legs", id]) => people::leg(node, id),
         ("GET", ["legs", id, "heard"]) => people::heard(node, id),

@@ -186,3 +186,23 @@ pub fn heard(node: &Node, id: &str) -> Answer {
     let wav = media::wav::encode(port.lock().expect("port").heard());
     Ok((StatusCode::OK, [("content-type", "audio/wav")], wav).into_response())
 }
+
+/// A token for a user's web phone (the user signs in with it), valid for 12 hours.
+pub fn token(node: &Node, id: &str) -> Answer {
+    let Some(user) = node.directory.read().user(id).cloned() else {
+        return Err(nf("User", id));
+    };
+    let now = node::now_ms() / 1000;
+    let life = 12 * 3600;
+    let claims = identity::UserClaims {
+        iss: node.public_url.clone(),
+        sub: user.id.clone(),
+        tid: user.tenant.clone(),
+        typ: identity::UserTyp::User,
+        iat: now,
+        nbf: now,
+        exp: now + life,
+    };
+    super::reply::audit("user_token_minted", id);
+    created(json!({"userId": user.id, "token": node.keys.sign(&claims), "expiresIn": life}))
+}

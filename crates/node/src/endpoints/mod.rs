@@ -2,7 +2,8 @@
 //! leg interface ([`legs::Leg`]) in its own module:
 //! * [`sim`] — simulated users, scripted phones with real audio;
 //! * [`sip`] — SIP phones (registered users) and trunks (phone numbers);
-//! * [`app`] — applications: a leg rung towards an app becomes its incoming call.
+//! * [`app`] — applications: a leg rung towards an app becomes its incoming call;
+//! * [`webrtc`] — browsers (the web phone), through crates/webrtc.
 //!
 //! A new kind is one module and one line in [`ring`] (and, for users, one `endpoint` name).
 
@@ -10,6 +11,7 @@ pub mod app;
 pub mod legs;
 pub mod sim;
 pub mod sip;
+pub mod webrtc;
 
 use crate::inputs::Control;
 use crate::node::Node;
@@ -116,6 +118,7 @@ pub async fn run(node: Arc<Node>, mut rx: mpsc::UnboundedReceiver<Control>) {
         match c {
             Control::Action(a) => act(&mut legs, a).await,
             Control::AddSip { leg } => legs.insert(&leg, Box::new(sip::SipLeg)),
+            Control::AddWeb { leg } => legs.insert(&leg, Box::new(webrtc::WebLeg)),
             Control::Forget { leg } => legs.forget(&leg),
             Control::AddCaller {
                 leg,

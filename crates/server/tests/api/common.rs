@@ -199,6 +199,9 @@ signing_key_activation_seconds = 0
 [admin]
 token = "{ADMIN}"
 
+[webrtc]
+udp = "127.0.0.1:0"
+
 [[tenants]]
 id = "{TENANT}"
 name = "Contoso"

@@ -9,3 +9,4 @@ mod meetings;
 mod sip;
 mod stock_clients;
 mod trust;
+mod webphone;

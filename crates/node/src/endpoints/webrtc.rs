@@ -1,0 +1,167 @@
+//! Browsers as endpoints: a signed-in user's browser calls an app (its offer answered by
+//! crates/webrtc, the leg becoming the app's incoming call); a leg the engine ends is closed
+//! at the browser, and a browser that goes away ends its leg.
+
+use super::legs::{Cx, End, Leg};
+use crate::inputs::{Control, Msg};
+use crate::node::Node;
+use engine::{AppCtx, LegEvent};
+use graph::{IdentitySet, ParticipantInfo};
+use std::sync::Arc;
+use tokio::sync::oneshot;
+
+/// A browser's leg.
+pub struct WebLeg;
+
+impl Leg for WebLeg {
+    // The browser is connected as soon as it called: the bot's answer is the answer.
+    fn answer(&mut self, leg: &str, cx: &Cx) {
+        cx.log(leg, None, "connected");
+        cx.event(leg, LegEvent::Answered);
+    }
+
+    fn end(self: Box<Self>, leg: &str, _how: End, cx: &Cx) -> Option<String> {
+        if let Some(w) = cx.node.webrtc.get() {
+            w.hangup(leg);
+        }
+        None
+    }
+}
+
+/// A browser call placed: the call and leg ids, and the SDP answer for the browser.
+#[derive(Debug, Clone)]
+pub struct Placed {
+    pub call_id: String,
+    pub leg_id: String,
+    pub answer: String,
+}
+
+/// Why a browser call was not placed, as the signalling API reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refused {
+    /// No app has that id or address.
+    NoSuchTarget(String),
+    /// The offer cannot be answered (malformed, or no audio ringside speaks).
+    BadOffer(String),
+    /// The target cannot take calls, or ringside cannot place them now.
+    Unavailable(String),
+}
+
+/// `user` calls `target` (an app id or an address routed to an app) from a browser.
+pub async fn call_app(
+    node: &Arc<Node>,
+    user: &directory::User,
+    target: &str,
+    offer: &str,
+) -> Result<Placed, Refused> {
+    let Some(w) = node.webrtc.get() else {
+        return Err(Refused::Unavailable(
+            "WebRTC is not enabled ([webrtc] in ringside.toml)".into(),
+        ));
+    };
+    webrtc::endpoint::check_offer(offer).map_err(Refused::BadOffer)?;
+    let app = node
+        .directory
+        .read()
+        .app_for_address(target)
+        .cloned()
+        .ok_or_else(|| Refused::NoSuchTarget(target.to_string()))?;
+    let Some(webhook) = app.webhook.clone() else {
+        return Err(Refused::Unavailable(format!(
+            "app {} has no calling webhook",
+            app.id
+        )));
+    };
+    let mut caller = ParticipantInfo {
+        identity: IdentitySet::user(&user.id, user.display_name.as_deref()),
+        ..Default::default()
+    };
+    if let Some(u) = &mut caller.identity.user {
+        u.extra
+            .insert("tenantId".into(), user.tenant.clone().into());
+    }
+    let (tx, rx) = oneshot::channel();
+    let _ = node.driver.send(Msg::Incoming {
+        app: AppCtx {
+            tenant_id: app.tenant.clone(),
+            app_id: app.id.clone(),
+            app_name: app.name.clone(),
+        },
+        webhook,
+        caller,
+        script: None,
+        target: None,
+        sip: false,
+        reply: tx,
+    });
+    let (call_id, leg_id) = rx
+        .await
+        .map_err(|_| Refused::Unavailable("ringside is stopping".into()))?;
+    let (answer, port) = match w.accept(&leg_id, offer) {
+        Ok(x) => x,
+        Err(e) => {
+            // Checked above; should the endpoint still refuse, the caller hangs up.
+            let _ = node.driver.send(Msg::Leg {
+                leg_id,
+                event: LegEvent::HungUp,
+            });
+            return Err(Refused::BadOffer(e));
+        }
+    };
+    node.media.ports.insert(&leg_id, port);
+    let _ = node.endpoints.send(Control::AddWeb {
+        leg: leg_id.clone(),
+    });
+    node.registry
+        .log(&leg_id, Some(&user.id), "calling from a browser");
+    Ok(Placed {
+        call_id,
+        leg_id,
+        answer,
+    })
+}
+
+/// The browser hung up (its page said so): the leg ends.
+pub fn hang_up(node: &Node, leg_id: &str) {
+    node.registry.log(leg_id, None, "hung up");
+    gone(node, leg_id);
+    let _ = node.driver.send(Msg::Leg {
+        leg_id: leg_id.to_string(),
+        event: LegEvent::HungUp,
+    });
+}
+
+fn gone(node: &Node, leg_id: &str) {
+    node.media.ports.remove(leg_id);
+    if let Some(w) = node.webrtc.get() {
+        w.hangup(leg_id);
+    }
+    let _ = node.endpoints.send(Control::Forget {
+        leg: leg_id.to_string(),
+    });
+}
+
+/// What the WebRTC endpoint reports: a browser that went away ends its leg.
+pub fn watch(node: Arc<Node>, rx: std::sync::mpsc::Receiver<webrtc::LegEvent>) {
+    std::thread::Builder::new()
+        .name("ringside-webrtc-events".into())
+        .spawn(move || {
+            for ev in rx {
+                match ev {
+                    webrtc::LegEvent::Connected { leg_id } => {
+                        node.registry.log(&leg_id, None, "media connected");
+                    }
+                    webrtc::LegEvent::Closed { leg_id, reason } => {
+                        node.registry
+                            .log(&leg_id, None, format!("media lost: {reason}"));
+                        gone(&node, &leg_id);
+                        let _ = node.driver.send(Msg::Leg {
+                            leg_id,
+                            event: LegEvent::MediaLost { reason },
+                        });
+                    }
+                }
+            }
+        })
+        .expect("a thread for WebRTC events");
+}

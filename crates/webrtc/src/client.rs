@@ -1,0 +1,174 @@
+//! A browser, as far as ringside can tell: a full-ICE str0m session on its own UDP socket
+//! that offers audio, speaks Opus every 20 ms and decodes what it hears. The tests and the
+//! load benchmark call ringside with it.
+
+use crate::opus::{Decoder, Encoder, RTP_PER_FRAME};
+use media::FRAME;
+use std::net::{SocketAddr, UdpSocket};
+use std::time::{Duration, Instant};
+use str0m::change::{SdpAnswer, SdpPendingOffer};
+use str0m::format::Codec;
+use str0m::media::{Direction, Frequency, MediaKind, MediaTime, Mid};
+use str0m::net::{Protocol, Receive};
+use str0m::{Candidate, Event, Input, Output, Rtc};
+
+pub struct Browser {
+    rtc: Rtc,
+    sock: UdpSocket,
+    local: SocketAddr,
+    mid: Mid,
+    pending: Option<SdpPendingOffer>,
+    encoder: Encoder,
+    decoder: Decoder,
+    /// ICE and DTLS are up.
+    pub connected: bool,
+    /// When the session came up, from its creation.
+    pub connected_after: Option<Duration>,
+    /// Everything heard, decoded at 16 kHz.
+    pub heard: Vec<i16>,
+    /// Frames sent.
+    pub sent: usize,
+    created: Instant,
+    next_tick: Instant,
+}
+
+impl Browser {
+    /// A new browser and its SDP offer.
+    pub fn offer() -> Result<(Browser, String), String> {
+        let sock = UdpSocket::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
+        let local = sock.local_addr().map_err(|e| e.to_string())?;
+        let mut rtc = Rtc::builder().build(Instant::now());
+        rtc.add_local_candidate(Candidate::host(local, "udp").map_err(|e| e.to_string())?);
+        let mut change = rtc.sdp_api();
+        let mid = change.add_media(MediaKind::Audio, Direction::SendRecv, None, None, None);
+        let (offer, pending) = change.apply().ok_or("no offer")?;
+        let b = Browser {
+            rtc,
+            sock,
+            local,
+            mid,
+            pending: Some(pending),
+            encoder: Encoder::new()?,
+            decoder: Decoder::new()?,
+            connected: false,
+            connected_after: None,
+            heard: vec![],
+            sent: 0,
+            created: Instant::now(),
+            next_tick: Instant::now(),
+        };
+        Ok((b, offer.to_sdp_string()))
+    }
+
+    /// Take ringside's answer.
+    pub fn accept_answer(&mut self, sdp: &str) -> Result<(), String> {
+        let answer = SdpAnswer::from_sdp_string(sdp).map_err(|e| e.to_string())?;
+        let pending = self.pending.take().ok_or("no offer is pending")?;
+        self.rtc
+            .sdp_api()
+            .accept_answer(pending, answer)
+            .map_err(|e| e.to_string())
+    }
+
+    /// Run the session for up to `limit`, or until `done` says so. Every 20 ms once
+    /// connected, `speak(frame number)` gives what to send (None: silence, nothing sent).
+    pub fn run(
+        &mut self,
+        limit: Duration,
+        speak: &mut dyn FnMut(usize) -> Option<[i16; FRAME]>,
+        done: &mut dyn FnMut(&Browser) -> bool,
+    ) -> Result<(), String> {
+        let end = Instant::now() + limit;
+        let mut buf = vec![0u8; 2000];
+        while Instant::now() < end && !done(self) {
+            let timeout = self.poll()?;
+            if Instant::now() >= self.next_tick {
+                self.next_tick += Duration::from_millis(20);
+                if self.connected {
+                    if let Some(frame) = speak(self.sent) {
+                        self.send(&frame)?;
+                    }
+                    self.sent += 1;
+                }
+            }
+            let wait = timeout
+                .min(self.next_tick)
+                .saturating_duration_since(Instant::now())
+                .max(Duration::from_millis(1));
+            self.sock
+                .set_read_timeout(Some(wait))
+                .map_err(|e| e.to_string())?;
+            let input = match self.sock.recv_from(&mut buf) {
+                Ok((n, source)) => Input::Receive(
+                    Instant::now(),
+                    Receive {
+                        proto: Protocol::Udp,
+                        source,
+                        destination: self.local,
+                        contents: buf[..n].try_into().map_err(|e| format!("{e:?}"))?,
+                    },
+                ),
+                Err(_) => Input::Timeout(Instant::now()),
+            };
+            self.rtc.handle_input(input).map_err(|e| e.to_string())?;
+        }
+        Ok(())
+    }
+
+    fn poll(&mut self) -> Result<Instant, String> {
+        loop {
+            match self.rtc.poll_output().map_err(|e| e.to_string())? {
+                Output::Timeout(t) => return Ok(t),
+                Output::Transmit(t) => {
+                    let _ = self.sock.send_to(&t.contents, t.destination);
+                }
+                Output::Event(Event::Connected) => {
+                    self.connected = true;
+                    self.connected_after = Some(self.created.elapsed());
+                }
+                Output::Event(Event::MediaData(d)) => {
+                    if let Ok(s) = self.decoder.decode(&d.data) {
+                        self.heard.extend(s);
+                    }
+                }
+                Output::Event(_) => {}
+            }
+        }
+    }
+
+    fn send(&mut self, frame: &[i16; FRAME]) -> Result<(), String> {
+        let packet = self.encoder.encode(frame)?;
+        let mut w = self.rtc.writer(self.mid).ok_or("no audio writer")?;
+        let pt = w
+            .payload_params()
+            .find(|p| p.spec().codec == Codec::Opus)
+            .map(|p| p.pt())
+            .ok_or("Opus was not negotiated")?;
+        let t = MediaTime::new(
+            self.sent as u64 * RTP_PER_FRAME as u64,
+            Frequency::FORTY_EIGHT_KHZ,
+        );
+        w = self.rtc.writer(self.mid).ok_or("no audio writer")?;
+        w.write(pt, Instant::now(), t, packet)
+            .map_err(|e| e.to_string())
+    }
+}
+
+/// A 20 ms frame of a sine at `hz`, the `n`th of a continuous tone.
+pub fn tone(hz: f64, n: usize) -> [i16; FRAME] {
+    let mut f = [0i16; FRAME];
+    for (i, s) in f.iter_mut().enumerate() {
+        let t = (n * FRAME + i) as f64 / 16_000.0;
+        *s = ((t * hz * std::f64::consts::TAU).sin() * 8000.0) as i16;
+    }
+    f
+}
+
+/// The dominant frequency of 16 kHz audio, from its zero crossings.
+pub fn frequency(samples: &[i16]) -> f64 {
+    let crossings = samples
+        .windows(2)
+        .filter(|w| (w[0] < 0) != (w[1] < 0))
+        .count();
+    crossings as f64 / 2.0 / (samples.len() as f64 / 16_000.0)
+}
