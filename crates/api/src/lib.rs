@@ -73,7 +73,9 @@ pub async fn handle(
     let get = method == Method::GET;
     let r = match s.as_slice() {
         ["healthz"] => Ok((StatusCode::OK, "ok").into_response()),
-        ["webrtc", rest @ ..] => webphone::handle(shared, &method, rest, &headers, body).await,
+        ["webrtc", rest @ ..] => {
+            webphone::handle(shared, &method, rest, uri.query(), &headers, body).await
+        }
         ["admin", rest @ ..] => {
             admin::handle(shared, &method, rest, uri.query(), &headers, body).await
         }

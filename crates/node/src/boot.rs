@@ -227,6 +227,7 @@ pub async fn start(b: Boot) -> Result<Arc<Node>, String> {
         prompts: Default::default(),
         sip: Default::default(),
         webrtc: Default::default(),
+        tabs: Default::default(),
         driver_stats: Default::default(),
     });
     if let Some(sc) = sip_cfg {

@@ -20,6 +20,7 @@ pub mod outbound;
 pub mod prompts;
 pub mod registry;
 pub mod stats;
+pub mod tabs;
 pub mod tls;
 
 pub use boot::{Boot, start};

@@ -36,6 +36,8 @@ pub struct Node {
     pub sip: std::sync::OnceLock<sip::server::Sip>,
     /// The WebRTC endpoint for browsers, when `[webrtc]` is configured.
     pub webrtc: std::sync::OnceLock<webrtc::WebRtc>,
+    /// Signed-in browser tabs, where calls to their users ring.
+    pub tabs: crate::tabs::Tabs,
     /// How the driver spends its time (`GET /admin/driver`).
     pub driver_stats: Arc<DriverStats>,
 }

@@ -42,6 +42,10 @@ async fn ring(
                     },
                 );
             };
+            // A user signed in from a browser is rung there.
+            if cx.node.tabs.signed_in(&user.id) {
+                return webrtc::ring(legs, leg, &user, &from);
+            }
             match user.endpoint.as_str() {
                 "simulated" => sim::ring(legs, leg, &user, &from, script),
                 "sip" => sip::ring_user(legs, leg, &user, &from),
@@ -118,7 +122,7 @@ pub async fn run(node: Arc<Node>, mut rx: mpsc::UnboundedReceiver<Control>) {
         match c {
             Control::Action(a) => act(&mut legs, a).await,
             Control::AddSip { leg } => legs.insert(&leg, Box::new(sip::SipLeg)),
-            Control::AddWeb { leg } => legs.insert(&leg, Box::new(webrtc::WebLeg)),
+            Control::AddWeb { leg } => legs.insert(&leg, Box::new(webrtc::WebLeg { user: None })),
             Control::Forget { leg } => legs.forget(&leg),
             Control::AddCaller {
                 leg,

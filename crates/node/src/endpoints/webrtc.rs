@@ -2,30 +2,133 @@
 //! crates/webrtc, the leg becoming the app's incoming call); a leg the engine ends is closed
 //! at the browser, and a browser that goes away ends its leg.
 
-use super::legs::{Cx, End, Leg};
+use super::legs::{Cx, End, Leg, Legs};
 use crate::inputs::{Control, Msg};
 use crate::node::Node;
+use directory::User;
 use engine::{AppCtx, LegEvent};
 use graph::{IdentitySet, ParticipantInfo};
+use serde_json::json;
 use std::sync::Arc;
 use tokio::sync::oneshot;
 
-/// A browser's leg.
-pub struct WebLeg;
+/// A browser's leg; `user` is whose tabs it rang, for a call to a user.
+pub struct WebLeg {
+    pub user: Option<String>,
+}
 
 impl Leg for WebLeg {
-    // The browser is connected as soon as it called: the bot's answer is the answer.
+    // A browser that called is connected already: the bot's answer is the answer.
     fn answer(&mut self, leg: &str, cx: &Cx) {
         cx.log(leg, None, "connected");
         cx.event(leg, LegEvent::Answered);
     }
 
-    fn end(self: Box<Self>, leg: &str, _how: End, cx: &Cx) -> Option<String> {
+    fn end(self: Box<Self>, leg: &str, how: End, cx: &Cx) -> Option<String> {
         if let Some(w) = cx.node.webrtc.get() {
             w.hangup(leg);
         }
+        if let Some(user) = &self.user {
+            let was_ringing = cx.node.tabs.stop_ringing(leg, None).is_some();
+            let kind = if was_ringing { "cancel" } else { "ended" };
+            let reason = match how {
+                End::Rejected(code) => format!("rejected {code}"),
+                End::Cancelled => "cancelled".into(),
+                End::HungUp => "hung up".into(),
+            };
+            cx.node
+                .tabs
+                .tell(user, &json!({"type": kind, "legId": leg, "reason": reason}));
+        }
         None
     }
+}
+
+/// Ring every open tab of `user`: the first to answer takes the call.
+pub fn ring(legs: &mut Legs, leg: &str, user: &User, from: &ParticipantInfo) {
+    let cx = legs.cx.clone();
+    let msg = json!({
+        "type": "ring",
+        "legId": leg,
+        "from": {
+            "displayName": from.identity.display_name(),
+            "identity": serde_json::to_value(&from.identity).unwrap_or_default(),
+        },
+    });
+    cx.node.tabs.ring(leg, &user.id);
+    if cx.node.tabs.tell(&user.id, &msg) == 0 {
+        cx.node.tabs.stop_ringing(leg, None);
+        return cx.fail(
+            leg,
+            Some(&user.id),
+            480,
+            format!("user {} has no browser open", user.id),
+        );
+    }
+    cx.log(leg, Some(&user.id), "ringing in the browser");
+    legs.insert(
+        leg,
+        Box::new(WebLeg {
+            user: Some(user.id.clone()),
+        }),
+    );
+    cx.event(leg, LegEvent::Ringing);
+}
+
+/// Why a browser could not answer or decline a leg.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NotRinging {
+    /// The leg is not ringing this user (answered elsewhere, ended, or never theirs).
+    Gone,
+    /// The offer cannot be answered.
+    BadOffer(String),
+}
+
+/// A tab answers a leg ringing its user, with its offer: ringside's answer.
+pub fn answer(node: &Node, user: &str, leg: &str, offer: &str) -> Result<String, NotRinging> {
+    let w = node.webrtc.get().ok_or(NotRinging::Gone)?;
+    webrtc::endpoint::check_offer(offer).map_err(NotRinging::BadOffer)?;
+    node.tabs
+        .stop_ringing(leg, Some(user))
+        .ok_or(NotRinging::Gone)?;
+    let (sdp, port) = match w.accept(leg, offer) {
+        Ok(x) => x,
+        Err(e) => {
+            node.tabs.ring(leg, user);
+            return Err(NotRinging::BadOffer(e));
+        }
+    };
+    node.media.ports.insert(leg, port);
+    node.registry
+        .log(leg, Some(user), "answered in the browser");
+    node.tabs
+        .tell(user, &json!({"type": "answered", "legId": leg}));
+    let _ = node.driver.send(Msg::Leg {
+        leg_id: leg.to_string(),
+        event: LegEvent::Answered,
+    });
+    Ok(sdp)
+}
+
+/// A tab declines a leg ringing its user.
+pub fn decline(node: &Node, user: &str, leg: &str) -> Result<(), NotRinging> {
+    node.tabs
+        .stop_ringing(leg, Some(user))
+        .ok_or(NotRinging::Gone)?;
+    node.registry
+        .log(leg, Some(user), "declined in the browser");
+    node.tabs.tell(
+        user,
+        &json!({"type": "cancel", "legId": leg, "reason": "declined"}),
+    );
+    let _ = node.driver.send(Msg::Leg {
+        leg_id: leg.to_string(),
+        event: LegEvent::Failed {
+            sip_code: 603,
+            reason: "declined".into(),
+        },
+    });
+    Ok(())
 }
 
 /// A browser call placed: the call and leg ids, and the SDP answer for the browser.

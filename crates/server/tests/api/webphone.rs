@@ -139,3 +139,193 @@ async fn bad_offers_wrong_tokens_and_unknown_targets_change_nothing() {
     assert_eq!(s, 200);
     assert_eq!(v["calls"], json!([]), "nothing was created");
 }
+
+/// A tab's event stream (`GET /webrtc/events?token=`), read as the page's EventSource would.
+struct Tab {
+    resp: reqwest::Response,
+    buf: String,
+}
+
+impl Tab {
+    async fn open(h: &Harness, token: &str) -> Tab {
+        let resp = h
+            .client
+            .get(format!("{}/webrtc/events?token={token}", h.base))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+        assert!(
+            resp.headers()["content-type"]
+                .to_str()
+                .unwrap()
+                .starts_with("text/event-stream")
+        );
+        let mut tab = Tab {
+            resp,
+            buf: String::new(),
+        };
+        assert_eq!(tab.next().await["type"], "ready");
+        tab
+    }
+
+    /// The next event (keep-alive comments skipped).
+    async fn next(&mut self) -> Value {
+        loop {
+            if let Some(i) = self.buf.find("\n\n") {
+                let block: String = self.buf.drain(..i + 2).collect();
+                if let Some(data) = block.lines().find_map(|l| l.strip_prefix("data:")) {
+                    return serde_json::from_str(data.trim()).unwrap();
+                }
+                continue;
+            }
+            let chunk = tokio::time::timeout(Duration::from_secs(10), self.resp.chunk())
+                .await
+                .expect("an event within 10 s")
+                .unwrap()
+                .expect("the stream stays open");
+            self.buf.push_str(&String::from_utf8_lossy(&chunk));
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_bot_calls_a_signed_in_user_whose_browser_rings_answers_and_is_hung_up() {
+    let h = Harness::start().await;
+    let token = user_token(&h, ALICE).await;
+    let mut tab = Tab::open(&h, &token).await;
+
+    // Alice is signed in: the bot's call rings her browser, not her script.
+    let call = h.call_user(ALICE).await;
+    let ring = tab.next().await;
+    assert_eq!(ring["type"], "ring", "{ring}");
+    let leg = ring["legId"].as_str().unwrap().to_string();
+    h.until_state(&call, "ringing").await;
+
+    let (mut browser, offer) = Browser::offer().unwrap();
+    let (s, v, _) = h
+        .req_as(
+            &token,
+            "POST",
+            &format!("/webrtc/legs/{leg}/answer"),
+            Some(json!({"sdp": offer})),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    browser.accept_answer(v["sdp"].as_str().unwrap()).unwrap();
+    assert_eq!(tab.next().await["type"], "answered");
+    let media = std::thread::spawn(move || {
+        browser
+            .run(
+                Duration::from_secs(10),
+                &mut |n| Some(tone(440.0, n)),
+                &mut |b| b.connected && b.sent > 25,
+            )
+            .unwrap();
+        browser
+    });
+    h.until_state(&call, "established").await;
+    let (s, v, _) = h
+        .req(
+            "GET",
+            &format!("/v1.0/communications/calls/{call}/participants"),
+            None,
+        )
+        .await;
+    assert_eq!(s, 200);
+    let ids: Vec<&str> = v["value"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|p| p["info"]["identity"]["user"]["id"].as_str())
+        .collect();
+    assert!(
+        ids.contains(&ALICE),
+        "the roster shows the browser's user: {v}"
+    );
+    // A second answer (another tab) finds the leg taken.
+    let (s, _, _) = h
+        .req_as(
+            &token,
+            "POST",
+            &format!("/webrtc/legs/{leg}/answer"),
+            Some(json!({"sdp": offer})),
+        )
+        .await;
+    assert_eq!(s, 409);
+    let browser = tokio::task::spawn_blocking(move || media.join().unwrap())
+        .await
+        .unwrap();
+    assert!(browser.connected);
+
+    // The bot hangs up: the tab hears that the call ended.
+    let (s, _, _) = h
+        .req(
+            "DELETE",
+            &format!("/v1.0/communications/calls/{call}"),
+            None,
+        )
+        .await;
+    assert_eq!(s, 204);
+    let ended = tab.next().await;
+    assert_eq!(
+        (ended["type"].as_str(), ended["legId"].as_str()),
+        (Some("ended"), Some(leg.as_str())),
+        "{ended}"
+    );
+    h.until_state(&call, "terminated").await;
+}
+
+#[tokio::test]
+async fn a_browser_that_declines_fails_the_bots_call_and_a_cancelled_ring_stops_ringing() {
+    let h = Harness::start().await;
+    let token = user_token(&h, ALICE).await;
+    let mut tab = Tab::open(&h, &token).await;
+    let call = h.call_user(ALICE).await;
+    let leg = tab.next().await["legId"].as_str().unwrap().to_string();
+    let (s, _, _) = h
+        .req_as(&token, "POST", &format!("/webrtc/legs/{leg}/decline"), None)
+        .await;
+    assert_eq!(s, 204);
+    let notes = h.until_state(&call, "terminated").await;
+    let last = &notes.last().unwrap().data;
+    assert_eq!(last["resultInfo"]["code"], 603, "{last}");
+
+    // The bot gives up while the browser rings: the tab is told to stop ringing.
+    let call = h.call_user(ALICE).await;
+    let ring = loop {
+        let e = tab.next().await;
+        if e["type"] == "ring" {
+            break e;
+        }
+        assert_eq!(
+            e["legId"],
+            leg.as_str(),
+            "only the declined leg's notices come first: {e}"
+        );
+    };
+    let second = ring["legId"].as_str().unwrap().to_string();
+    let (s, _, _) = h
+        .req(
+            "DELETE",
+            &format!("/v1.0/communications/calls/{call}"),
+            None,
+        )
+        .await;
+    assert_eq!(s, 204);
+    let stop = tab.next().await;
+    assert_eq!(
+        (stop["type"].as_str(), stop["legId"].as_str()),
+        (Some("cancel"), Some(second.as_str())),
+        "{stop}"
+    );
+    let (s, _, _) = h
+        .req_as(
+            &token,
+            "POST",
+            &format!("/webrtc/legs/{second}/decline"),
+            None,
+        )
+        .await;
+    assert_eq!(s, 409, "a ring that stopped cannot be declined");
+}
