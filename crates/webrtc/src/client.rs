@@ -28,6 +28,8 @@ pub struct Browser {
     pub heard: Vec<i16>,
     /// Frames sent.
     pub sent: usize,
+    /// Keys to press (RFC 4733), one per 160 ms, sent with the next frames.
+    pub keys: std::collections::VecDeque<char>,
     created: Instant,
     next_tick: Instant,
 }
@@ -37,7 +39,9 @@ impl Browser {
     pub fn offer() -> Result<(Browser, String), String> {
         let sock = UdpSocket::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
         let local = sock.local_addr().map_err(|e| e.to_string())?;
-        let mut rtc = Rtc::builder().build(Instant::now());
+        let mut rtc =
+            crate::endpoint::with_dtmf(Rtc::builder().clear_codecs().enable_opus(true, false))
+                .build(Instant::now());
         rtc.add_local_candidate(Candidate::host(local, "udp").map_err(|e| e.to_string())?);
         let mut change = rtc.sdp_api();
         let mid = change.add_media(MediaKind::Audio, Direction::SendRecv, None, None, None);
@@ -54,6 +58,7 @@ impl Browser {
             connected_after: None,
             heard: vec![],
             sent: 0,
+            keys: Default::default(),
             created: Instant::now(),
             next_tick: Instant::now(),
         };
@@ -149,8 +154,30 @@ impl Browser {
             Frequency::FORTY_EIGHT_KHZ,
         );
         w = self.rtc.writer(self.mid).ok_or("no audio writer")?;
+        // A key every eighth frame (160 ms): a whole 60 ms event, its end sent three times.
+        if self.sent.is_multiple_of(8)
+            && let Some(event) = self.keys.pop_front().and_then(event_of)
+        {
+            w = w.telephone_event(str0m::media::TelephoneEvent {
+                event,
+                end: true,
+                volume: 10,
+                duration: Duration::from_millis(60),
+            });
+        }
         w.write(pt, Instant::now(), t, packet)
             .map_err(|e| e.to_string())
+    }
+}
+
+/// A key as an RFC 4733 event code.
+fn event_of(key: char) -> Option<u8> {
+    match key {
+        '0'..='9' => Some(key as u8 - b'0'),
+        '*' => Some(10),
+        '#' => Some(11),
+        'A'..='D' => Some(key as u8 - b'A' + 12),
+        _ => None,
     }
 }
 

@@ -14,7 +14,7 @@ use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use str0m::change::SdpOffer;
-use str0m::format::Codec;
+use str0m::format::{Codec, CodecExtra};
 use str0m::media::{MediaKind, MediaTime, Mid};
 use str0m::net::{Protocol, Receive};
 use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc};
@@ -56,6 +56,8 @@ struct Leg {
     rtp_time: u64,
     connected: bool,
     next_send: Instant,
+    /// The RTP time of the last key reported (an event's end is sent three times).
+    last_key: Option<u64>,
 }
 
 impl WebRtc {
@@ -94,15 +96,45 @@ impl WebRtc {
     }
 }
 
+/// Telephone events (RFC 4733) at Opus's 48 kHz, as browsers offer them: a keypad press
+/// arrives as an event, not as tones in the audio.
+pub fn with_dtmf(mut cfg: str0m::RtcConfig) -> str0m::RtcConfig {
+    cfg.codec_config().add_config(
+        str0m::media::Pt::new_with_value(DTMF_PT),
+        None,
+        Codec::Tele,
+        str0m::media::Frequency::FORTY_EIGHT_KHZ,
+        None,
+        str0m::format::FormatParams::default(),
+    );
+    cfg
+}
+
+/// The payload type ringside offers telephone events at (browsers use their own in offers).
+pub const DTMF_PT: u8 = 126;
+
+/// An RFC 4733 event code as a key.
+fn key_of(event: u8) -> Option<char> {
+    match event {
+        0..=9 => Some((b'0' + event) as char),
+        10 => Some('*'),
+        11 => Some('#'),
+        12..=15 => Some((b'A' + event - 12) as char),
+        _ => None,
+    }
+}
+
 /// A session for a browser's offer, answered.
 fn answer(addr: SocketAddr, offer: &str) -> Result<(Rtc, String), String> {
     let offer =
         SdpOffer::from_sdp_string(offer).map_err(|e| format!("malformed SDP offer: {e}"))?;
-    let mut rtc = Rtc::builder()
-        .set_ice_lite(true)
-        .clear_codecs()
-        .enable_opus(true, false)
-        .build(Instant::now());
+    let mut rtc = with_dtmf(
+        Rtc::builder()
+            .set_ice_lite(true)
+            .clear_codecs()
+            .enable_opus(true, false),
+    )
+    .build(Instant::now());
     let candidate = Candidate::host(addr, "udp").map_err(|e| e.to_string())?;
     rtc.add_local_candidate(candidate);
     let answer = rtc
@@ -158,6 +190,7 @@ fn accept(addr: SocketAddr, offer: &str) -> Result<(Leg, String), String> {
         rtp_time: 0,
         connected: false,
         next_send: Instant::now(),
+        last_key: None,
     };
     Ok((leg, sdp))
 }
@@ -308,6 +341,18 @@ fn on_event(
                     .cloned()
             });
             leg.audio = params.map(|p| (m.mid, p));
+        }
+        Event::MediaData(d) if matches!(d.codec_extra, CodecExtra::Tele(_)) => {
+            let CodecExtra::Tele(ev) = d.codec_extra else {
+                return Ok(());
+            };
+            let at = d.time.numer();
+            if ev.end && leg.last_key != Some(at) {
+                leg.last_key = Some(at);
+                if let Some(k) = key_of(ev.event) {
+                    leg.port.lock().expect("port").key(k);
+                }
+            }
         }
         Event::MediaData(d) => {
             if let Ok(samples) = leg.decoder.decode(&d.data) {

@@ -78,3 +78,30 @@ fn a_malformed_offer_is_refused_with_a_reason_and_the_endpoint_carries_on() {
     assert!(webrtc::endpoint::check_offer(&offer).is_ok());
     assert!(server.accept("leg-y", &offer).is_ok());
 }
+
+#[test]
+fn keys_pressed_in_the_browser_arrive_once_each_as_events() {
+    let (tx, _events) = mpsc::channel();
+    let server = WebRtc::start("127.0.0.1:0".parse().unwrap(), tx).unwrap();
+    let (mut browser, offer) = Browser::offer().unwrap();
+    let (answer, port) = server.accept("leg-k", &offer).unwrap();
+    assert!(answer.contains("telephone-event/48000"), "{answer}");
+    browser.accept_answer(&answer).unwrap();
+    browser.keys.extend("12#*9".chars());
+    let mut keys = String::new();
+    let mut speak = |n: usize| {
+        let mut frame = [0i16; FRAME];
+        let mut p = port.lock().unwrap();
+        p.read(&mut frame);
+        while let Some(k) = p.take_tone() {
+            keys.push(k);
+        }
+        Some(tone(440.0, n))
+    };
+    browser
+        .run(Duration::from_secs(6), &mut speak, &mut |b| {
+            b.keys.is_empty() && b.sent > 60
+        })
+        .unwrap();
+    assert_eq!(keys, "12#*9");
+}

@@ -329,3 +329,57 @@ async fn a_browser_that_declines_fails_the_bots_call_and_a_cancelled_ring_stops_
         .await;
     assert_eq!(s, 409, "a ring that stopped cannot be declined");
 }
+
+#[tokio::test]
+async fn keys_pressed_on_the_web_phones_keypad_reach_the_bot_as_tone_info() {
+    let h = Harness::start().await;
+    let token = user_token(&h, ALICE).await;
+    let (mut browser, offer) = Browser::offer().unwrap();
+    let (s, v) = web_call(&h, &token, json!({"target": APP, "sdp": offer})).await;
+    assert_eq!(s, 201, "{v}");
+    let call = v["callId"].as_str().unwrap().to_string();
+    browser.accept_answer(v["sdp"].as_str().unwrap()).unwrap();
+    h.next_incoming().await;
+    let answer = json!({"callbackUri": h.callback(), "acceptedModalities": ["audio"], "mediaConfig": {"@odata.type": "#microsoft.graph.serviceHostedMediaConfig"}});
+    let (s, _, _) = h
+        .req(
+            "POST",
+            &format!("/v1.0/communications/calls/{call}/answer"),
+            Some(answer),
+        )
+        .await;
+    assert_eq!(s, 202);
+    h.until_state(&call, "established").await;
+    let (s, _, _) = h
+        .req(
+            "POST",
+            &format!("/v1.0/communications/calls/{call}/subscribeToTone"),
+            Some(json!({})),
+        )
+        .await;
+    assert_eq!(s, 200);
+    browser.keys.extend("12#".chars());
+    let media = std::thread::spawn(move || {
+        browser
+            .run(
+                Duration::from_secs(8),
+                &mut |_| Some([0; media::FRAME]),
+                &mut |b| b.keys.is_empty() && b.sent > 40,
+            )
+            .unwrap();
+    });
+    let notes = h
+        .until(&call, "third tone", |n| {
+            n.data["toneInfo"]["sequenceId"] == 3
+        })
+        .await;
+    let tones: Vec<String> = notes
+        .iter()
+        .filter_map(|n| n.data.get("toneInfo"))
+        .map(|t| t["tone"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(tones, ["tone1", "tone2", "pound"]);
+    tokio::task::spawn_blocking(move || media.join().unwrap())
+        .await
+        .unwrap();
+}
