@@ -17,6 +17,7 @@ command -v sipp >/dev/null || missing+=(sip-tester)       # SIPp (tests/sip)
 command -v baresip >/dev/null || missing+=(baresip)      # a real softphone (tests/e2e/test_sip_phones.py)
 command -v curl >/dev/null || missing+=(curl)
 dpkg -s libopus-dev >/dev/null 2>&1 || missing+=(libopus-dev)  # Opus for WebRTC legs (crates/webrtc)
+command -v chromium >/dev/null || missing+=(chromium)   # the web phone in a real browser (tests/browser)
 command -v node >/dev/null || missing+=(nodejs)         # Node examples (docs/examples/node)
 command -v npm >/dev/null || missing+=(npm)
 if ((${#missing[@]})); then

@@ -24,5 +24,7 @@ fi
 bash "$here/fixtures.sh" >/dev/null
 # Microsoft's Node libraries for the documented examples (docs/examples/node), as locked.
 npm ci --prefix "$root/docs/examples/node" --no-audit --no-fund --loglevel=error >/dev/null
+# playwright-core for the browser tests (Debian's Chromium; no browser download).
+npm ci --prefix "$root/tests/browser" --no-audit --no-fund --loglevel=error >/dev/null
 
 exec "$venv/bin/python" -m pytest -c "$here/pytest.ini" --rootdir "$here" "$here" "$@"

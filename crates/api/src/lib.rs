@@ -73,6 +73,7 @@ pub async fn handle(
     let get = method == Method::GET;
     let r = match s.as_slice() {
         ["healthz"] => Ok((StatusCode::OK, "ok").into_response()),
+        ["phone"] if get => Ok(webphone::page()),
         ["webrtc", rest @ ..] => {
             webphone::handle(shared, &method, rest, uri.query(), &headers, body).await
         }

@@ -17,6 +17,17 @@ use serde::Deserialize;
 use serde_json::json;
 use std::sync::Arc;
 
+/// The web phone page (`GET /phone`): sign in with a user token, call, answer, keypad, mute,
+/// and a level meter for what is heard. Built into the binary.
+pub fn page() -> Response {
+    (
+        StatusCode::OK,
+        [("content-type", "text/html; charset=utf-8")],
+        include_str!("../../../web/phone.html"),
+    )
+        .into_response()
+}
+
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct Call {

@@ -1,0 +1,117 @@
+"""The web phone in a real browser: Debian's Chromium, driven by playwright-core
+(tests/browser/phone.mjs), signs in with a user token, calls the bot over WebRTC and is heard
+and hears: the bot answers, plays a prompt (a 500 Hz tone) the page hears through WebAudio,
+gets the page's keypad presses as toneInfo, and records the page's microphone (an 800 Hz tone
+from a fake device) with recordResponse.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+
+from conftest import _binary
+from support import ADMIN, ALICE, APP, FIXTURES, Hooks, Ringside
+
+ROOT = Path(__file__).resolve().parents[2]
+DRIVER = ROOT / "tests" / "browser" / "phone.mjs"
+
+
+@pytest.fixture(scope="module")
+def phone_server():
+    hooks = Hooks()
+    dir = Path(tempfile.mkdtemp(prefix="ringside-e2e-phone-"))
+    rs = Ringside(_binary(), dir, hooks, extra_config='\n[webrtc]\nudp = "127.0.0.1:0"\n')
+    rs.start()
+    yield rs
+    rs.hang_up_everything()
+    rs.stop()
+    hooks.close()
+    shutil.rmtree(dir, ignore_errors=True)
+
+
+async def _incoming(hooks: Hooks, timeout: float = 20):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for n in hooks.snapshot():
+            if n.change == "created":
+                return n
+        await asyncio.sleep(0.05)
+    raise AssertionError("no incoming call from the browser")
+
+
+def _dominant_hz(wav: bytes) -> float:
+    samples = np.frombuffer(wav[44:], dtype="<i2").astype(float)
+    spectrum = np.abs(np.fft.rfft(samples))
+    return float(np.argmax(spectrum[1:]) + 1) * 16000 / len(samples)
+
+
+async def test_a_person_in_chromium_calls_the_bot_hears_its_prompt_and_is_heard(phone_server):
+    rs = phone_server
+    assert shutil.which("node") and Path("/usr/bin/chromium").exists(), "scripts/test.sh installs Node and Chromium"
+    status, v = await rs.admin("POST", f"/users/{ALICE}/token")
+    assert status == 201, v
+    mic = FIXTURES / "sine800.wav"
+    assert mic.exists(), "fixtures.sh makes sine800.wav"
+    env = {
+        "PATH": "/usr/bin:/bin:/usr/local/bin",
+        "RINGSIDE": rs.base,
+        "TOKEN": v["token"],
+        "TARGET": APP,
+        "KEYS": "1#",
+        "MIC_WAV": str(mic),
+        "SECONDS": "7",
+    }
+    if os.environ.get("RINGSIDE_SCREENSHOTS"):
+        env["SCREENSHOT"] = str(ROOT / "docs" / "web-phone.png")
+    driver = await asyncio.create_subprocess_exec(
+        shutil.which("node"), str(DRIVER), env=env, cwd=str(DRIVER.parent),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )
+    try:
+        # The bot: answer the incoming call from the signed-in user.
+        incoming = await _incoming(rs.hooks)
+        call_id = incoming.resource.rsplit("/", 1)[-1]
+        w = rs.hooks.watch(call_id)
+        assert incoming.data["source"]["identity"]["user"]["id"] == ALICE
+        token = rs.token()
+        async with httpx.AsyncClient(base_url=f"{rs.base}/v1.0/communications/calls", headers={"Authorization": f"Bearer {token}"}, timeout=10) as g:
+            r = await g.post(f"/{call_id}/answer", json={"callbackUri": f"{rs.hooks.url}/phone", "acceptedModalities": ["audio"], "mediaConfig": {"@odata.type": "#microsoft.graph.serviceHostedMediaConfig"}})
+            assert r.status_code == 202, r.text
+            await w.until_state("established", timeout=15)
+            r = await g.post(f"/{call_id}/subscribeToTone", json={})
+            assert r.status_code == 200, r.text
+            r = await g.post(f"/{call_id}/playPrompt", json={"prompts": [{"@odata.type": "#microsoft.graph.mediaPrompt", "mediaInfo": {"uri": f"{rs.hooks.url}/fixture/sine500.wav"}}]})
+            assert r.status_code == 200, r.text
+            # The page's keypad: "1" then "#".
+            notes = await w.until(lambda n: isinstance(n.data, dict) and (n.data.get("toneInfo") or {}).get("tone") == "pound", "the keypad's #", timeout=20)
+            tones = [n.data["toneInfo"]["tone"] for n in notes if isinstance(n.data, dict) and n.data.get("toneInfo")]
+            assert tones[:2] == ["tone1", "pound"], tones
+            # The page's microphone, recorded by the bot.
+            r = await g.post(f"/{call_id}/recordResponse", json={"bargeInAllowed": True, "maxRecordDurationInSeconds": 2, "playBeep": False, "initialSilenceTimeoutInSeconds": 5, "maxSilenceTimeoutInSeconds": 5})
+            assert r.status_code == 200, r.text
+            op = r.json()["id"]
+            done = await w.until_op(op, timeout=20)
+            location = done.data["recordingLocation"]
+            wav = httpx.get(location, headers={"Authorization": f"Bearer {done.data['recordingAccessToken']}"}).content
+            assert abs(_dominant_hz(wav) - 800) < 40, "the bot recorded the browser's 800 Hz microphone"
+        out, err = await asyncio.wait_for(driver.communicate(), timeout=60)
+    finally:
+        if driver.returncode is None:
+            driver.kill()
+    assert driver.returncode == 0, err.decode()[-2000:]
+    steps = [json.loads(l) for l in out.decode().splitlines() if l.startswith("{")]
+    heard = steps[-1]
+    assert heard["step"] == "heard" and heard["keys"] == "1#", heard
+    peaks = heard["peaks"]
+    near = [p for p in peaks if abs(p - 500) <= 50]
+    assert len(near) >= len(peaks) // 2 and len(near) >= 10, f"the page heard the bot's 500 Hz prompt: {peaks}"
