@@ -74,8 +74,10 @@ pub async fn get(shared: &Node, ctx: &Ctx, app: AppCtx, id: String) -> Result<Re
 
 /// What a meeting's `joinWebUrl` shows in a browser.
 pub fn meetup_page(path: &str) -> Response {
+    let target: String =
+        percent_encoding::utf8_percent_encode(path, percent_encoding::NON_ALPHANUMERIC).collect();
     let html = format!(
-        "<!doctype html><title>ringside meeting</title><p>This is a ringside meeting link.</p><p>Bots join it with chatInfo and meetingInfo, or with the join meeting id and passcode.</p><code>{}</code>",
+        "<!doctype html><title>ringside meeting</title><p>This is a ringside meeting link.</p><p><a id=\"join\" href=\"/phone?target={target}\">Join from this browser</a> (the web phone: sign in with your user token, then Call).</p><p>Bots join it with chatInfo and meetingInfo, or with the join meeting id and passcode.</p><code>{}</code>",
         path.replace('<', "&lt;")
     );
     (

@@ -33,17 +33,6 @@ struct JoinMeeting {
     script: Behaviour,
 }
 
-/// `…/l/meetup-join/19%3Ameeting_…%40thread.v2/0?context=…` → `19:meeting_…@thread.v2`.
-pub fn thread_of_join_url(url: &str) -> Option<String> {
-    let rest = url.split("/l/meetup-join/").nth(1)?;
-    let enc = rest.split('/').next()?;
-    let t = percent_encoding::percent_decode_str(enc)
-        .decode_utf8()
-        .ok()?
-        .into_owned();
-    t.starts_with("19:").then_some(t)
-}
-
 fn nf(what: &str, id: &str) -> ApiError {
     ApiError::not_found(what, id)
 }
@@ -116,7 +105,8 @@ pub async fn join(node: &Node, id: &str, b: &[u8]) -> Answer {
     };
     let meeting = match (&req.join_web_url, &req.thread_id, &req.join_meeting_id) {
         (Some(u), _, _) => engine::MeetingRef::Thread(
-            thread_of_join_url(u).ok_or_else(|| bad("joinWebUrl is not a meeting join URL"))?,
+            node::endpoints::webrtc::thread_of_join_url(u)
+                .ok_or_else(|| bad("joinWebUrl is not a meeting join URL"))?,
         ),
         (_, Some(t), _) => engine::MeetingRef::Thread(t.clone()),
         (_, _, Some(j)) => engine::MeetingRef::JoinMeetingId {

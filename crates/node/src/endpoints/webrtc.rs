@@ -131,10 +131,22 @@ pub fn decline(node: &Node, user: &str, leg: &str) -> Result<(), NotRinging> {
     Ok(())
 }
 
-/// A browser call placed: the call and leg ids, and the SDP answer for the browser.
+/// `…/l/meetup-join/19%3Ameeting_…%40thread.v2/0?context=…` → `19:meeting_…@thread.v2`.
+pub fn thread_of_join_url(url: &str) -> Option<String> {
+    let rest = url.split("/l/meetup-join/").nth(1)?;
+    let enc = rest.split('/').next()?;
+    let t = percent_encoding::percent_decode_str(enc)
+        .decode_utf8()
+        .ok()?
+        .into_owned();
+    t.starts_with("19:").then_some(t)
+}
+
+/// A browser call placed: the call (none when joining a meeting) and leg ids, and the SDP
+/// answer for the browser.
 #[derive(Debug, Clone)]
 pub struct Placed {
-    pub call_id: String,
+    pub call_id: Option<String>,
     pub leg_id: String,
     pub answer: String,
 }
@@ -150,7 +162,8 @@ pub enum Refused {
     Unavailable(String),
 }
 
-/// `user` calls `target` (an app id or an address routed to an app) from a browser.
+/// `user` calls `target` from a browser: an app id or an address routed to an app (the app
+/// gets an incoming call), or a meeting's join link (the user joins the meeting).
 pub async fn call_app(
     node: &Arc<Node>,
     user: &directory::User,
@@ -163,43 +176,13 @@ pub async fn call_app(
         ));
     };
     webrtc::endpoint::check_offer(offer).map_err(Refused::BadOffer)?;
-    let app = node
-        .directory
-        .read()
-        .app_for_address(target)
-        .cloned()
-        .ok_or_else(|| Refused::NoSuchTarget(target.to_string()))?;
-    let Some(webhook) = app.webhook.clone() else {
-        return Err(Refused::Unavailable(format!(
-            "app {} has no calling webhook",
-            app.id
-        )));
+    let (call_id, leg_id) = match thread_of_join_url(target) {
+        Some(thread) => (None, join_meeting(node, user, thread).await?),
+        None => {
+            let (c, l) = incoming_to_app(node, user, target).await?;
+            (Some(c), l)
+        }
     };
-    let mut caller = ParticipantInfo {
-        identity: IdentitySet::user(&user.id, user.display_name.as_deref()),
-        ..Default::default()
-    };
-    if let Some(u) = &mut caller.identity.user {
-        u.extra
-            .insert("tenantId".into(), user.tenant.clone().into());
-    }
-    let (tx, rx) = oneshot::channel();
-    let _ = node.driver.send(Msg::Incoming {
-        app: AppCtx {
-            tenant_id: app.tenant.clone(),
-            app_id: app.id.clone(),
-            app_name: app.name.clone(),
-        },
-        webhook,
-        caller,
-        script: None,
-        target: None,
-        sip: false,
-        reply: tx,
-    });
-    let (call_id, leg_id) = rx
-        .await
-        .map_err(|_| Refused::Unavailable("ringside is stopping".into()))?;
     let (answer, port) = match w.accept(&leg_id, offer) {
         Ok(x) => x,
         Err(e) => {
@@ -222,6 +205,79 @@ pub async fn call_app(
         leg_id,
         answer,
     })
+}
+
+/// The user as a call's participant, with their tenant.
+fn participant(user: &User) -> ParticipantInfo {
+    let mut who = ParticipantInfo {
+        identity: IdentitySet::user(&user.id, user.display_name.as_deref()),
+        ..Default::default()
+    };
+    if let Some(u) = &mut who.identity.user {
+        u.extra
+            .insert("tenantId".into(), user.tenant.clone().into());
+    }
+    who
+}
+
+/// The user joins the meeting of `thread`: their leg.
+async fn join_meeting(node: &Arc<Node>, user: &User, thread: String) -> Result<String, Refused> {
+    let (tx, rx) = oneshot::channel();
+    let _ = node.driver.send(Msg::JoinMeeting {
+        tenant: user.tenant.clone(),
+        who: participant(user),
+        meeting: engine::MeetingRef::Thread(thread.clone()),
+        reply: tx,
+    });
+    let reply = rx
+        .await
+        .map_err(|_| Refused::Unavailable("ringside is stopping".into()))?
+        .map_err(|e| match e.status {
+            404 => Refused::NoSuchTarget(thread),
+            _ => Refused::Unavailable(e.message),
+        })?;
+    let body = reply.body.unwrap_or_default();
+    body["legId"]
+        .as_str()
+        .map(str::to_string)
+        .ok_or_else(|| Refused::Unavailable("the meeting gave no leg".into()))
+}
+
+/// The user's call to an app becomes the app's incoming call: (call id, the caller's leg).
+async fn incoming_to_app(
+    node: &Arc<Node>,
+    user: &User,
+    target: &str,
+) -> Result<(String, String), Refused> {
+    let app = node
+        .directory
+        .read()
+        .app_for_address(target)
+        .cloned()
+        .ok_or_else(|| Refused::NoSuchTarget(target.to_string()))?;
+    let Some(webhook) = app.webhook.clone() else {
+        return Err(Refused::Unavailable(format!(
+            "app {} has no calling webhook",
+            app.id
+        )));
+    };
+    let caller = participant(user);
+    let (tx, rx) = oneshot::channel();
+    let _ = node.driver.send(Msg::Incoming {
+        app: AppCtx {
+            tenant_id: app.tenant.clone(),
+            app_id: app.id.clone(),
+            app_name: app.name.clone(),
+        },
+        webhook,
+        caller,
+        script: None,
+        target: None,
+        sip: false,
+        reply: tx,
+    });
+    rx.await
+        .map_err(|_| Refused::Unavailable("ringside is stopping".into()))
 }
 
 /// The browser hung up (its page said so): the leg ends.

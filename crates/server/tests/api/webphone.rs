@@ -383,3 +383,106 @@ async fn keys_pressed_on_the_web_phones_keypad_reach_the_bot_as_tone_info() {
         .await
         .unwrap();
 }
+
+#[tokio::test]
+async fn a_browser_joins_a_meeting_by_its_link_and_hears_the_bot_in_it() {
+    let h = Harness::start().await;
+    let (s, m, _) = h
+        .req(
+            "POST",
+            "/beta/communications/onlineMeetings",
+            Some(json!({"subject": "Standup"})),
+        )
+        .await;
+    assert_eq!(s, 201, "{m}");
+    let media = json!({"@odata.type": "#microsoft.graph.serviceHostedMediaConfig"});
+    let join = json!({
+        "callbackUri": h.callback(), "requestedModalities": ["audio"], "mediaConfig": media,
+        "chatInfo": {"threadId": m["chatInfo"]["threadId"], "messageId": "0"},
+        "meetingInfo": {"@odata.type": "#microsoft.graph.organizerMeetingInfo", "organizer": {"user": {"id": "organizer-1", "tenantId": TENANT}}},
+    });
+    let (s, bot, _) = h
+        .req("POST", "/v1.0/communications/calls", Some(join))
+        .await;
+    assert_eq!(s, 201, "{bot}");
+    let bot = bot["id"].as_str().unwrap().to_string();
+    h.until_state(&bot, "established").await;
+
+    // The meeting's link opens a page that leads to the web phone, the meeting as its target.
+    let page = h
+        .client
+        .get(m["joinWebUrl"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let href = page
+        .split("href=\"")
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .unwrap();
+    let target = href
+        .strip_prefix("/phone?target=")
+        .expect("a link to the web phone");
+    let target = percent_encoding::percent_decode_str(target)
+        .decode_utf8()
+        .unwrap();
+    assert!(target.contains("/l/meetup-join/19%3Ameeting_"), "{target}");
+
+    let token = user_token(&h, ALICE).await;
+    let (mut browser, offer) = Browser::offer().unwrap();
+    let (s, v) = web_call(&h, &token, json!({"target": target, "sdp": offer})).await;
+    assert_eq!(s, 201, "{v}");
+    assert_eq!(v["callId"], Value::Null, "joining a meeting places no call");
+    browser.accept_answer(v["sdp"].as_str().unwrap()).unwrap();
+    h.until(&bot, "Alice in the roster", |n| {
+        n.resource.ends_with("/participants")
+            && n.data
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|p| p["info"]["identity"]["user"]["id"] == ALICE)
+    })
+    .await;
+    let media = std::thread::spawn(move || {
+        browser
+            .run(
+                Duration::from_secs(15),
+                &mut |_| Some([0; media::FRAME]),
+                &mut |b| b.heard.iter().filter(|s| s.abs() > 2000).count() > 16_000,
+            )
+            .unwrap();
+        browser
+    });
+    let prompt = json!({"@odata.type": "#microsoft.graph.mediaPrompt", "mediaInfo": {"uri": format!("{}/prompt/3000.wav", h.hooks.url)}});
+    let (s, v, _) = h
+        .req(
+            "POST",
+            &format!("/v1.0/communications/calls/{bot}/playPrompt"),
+            Some(json!({"prompts": [prompt]})),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    let browser = tokio::task::spawn_blocking(move || media.join().unwrap())
+        .await
+        .unwrap();
+    let loud: Vec<i16> = browser
+        .heard
+        .iter()
+        .copied()
+        .skip_while(|s| s.abs() < 2000)
+        .collect();
+    assert!(
+        loud.len() >= 12_000,
+        "the browser heard the bot in the meeting"
+    );
+    let hz = frequency(&loud[2_000..12_000]);
+    assert!((hz - 127.3).abs() < 12.0, "{hz:.0} Hz");
+    // A link to no meeting is refused.
+    let (_, offer) = Browser::offer().unwrap();
+    let bad = "https://teams.example/l/meetup-join/19%3Ameeting_nothing%40thread.v2/0";
+    let (s, v) = web_call(&h, &token, json!({"target": bad, "sdp": offer})).await;
+    assert_eq!(s, 404, "{v}");
+}
