@@ -114,6 +114,12 @@ pub async fn handle(
             )
                 .into_response())
         }
+        ("POST", ["calls", leg, action @ ("hold" | "resume")]) => {
+            if !webrtc::hold(node, &user.id, leg, *action == "hold") {
+                return Err(ApiError::not_found("Browser leg", leg));
+            }
+            Ok(StatusCode::ACCEPTED.into_response())
+        }
         ("POST", ["legs", leg, "decline"]) => {
             webrtc::decline(node, &user.id, leg).map_err(|r| not_ringing(r, leg))?;
             Ok(StatusCode::NO_CONTENT.into_response())

@@ -280,6 +280,31 @@ async fn incoming_to_app(
         .map_err(|_| Refused::Unavailable("ringside is stopping".into()))
 }
 
+/// The browser puts its call on hold, or takes it off: the bot sees the participant held
+/// (a P2P call shows `hold`), as when a phone holds. False when the leg is not the user's.
+pub fn hold(node: &Node, user: &str, leg_id: &str, held: bool) -> bool {
+    let mine = node.registry.legs().into_iter().any(|l| {
+        l.leg_id == leg_id
+            && l.user_id
+                .as_deref()
+                .is_some_and(|u| u.eq_ignore_ascii_case(user))
+    });
+    if mine {
+        let event = if held {
+            LegEvent::Held
+        } else {
+            LegEvent::Resumed
+        };
+        node.registry
+            .log(leg_id, None, if held { "held" } else { "resumed" });
+        let _ = node.driver.send(Msg::Leg {
+            leg_id: leg_id.to_string(),
+            event,
+        });
+    }
+    mine
+}
+
 /// The browser hung up (its page said so): the leg ends.
 pub fn hang_up(node: &Node, leg_id: &str) {
     node.registry.log(leg_id, None, "hung up");
