@@ -2,13 +2,14 @@
 //! that offers audio, speaks Opus every 20 ms and decodes what it hears. The tests and the
 //! load benchmark call ringside with it.
 
-use crate::opus::{Decoder, Encoder, RTP_PER_FRAME};
+use crate::voice::Voice;
 use media::FRAME;
+use std::collections::HashMap;
 use std::net::{SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
 use str0m::change::{SdpAnswer, SdpPendingOffer};
-use str0m::format::Codec;
-use str0m::media::{Direction, Frequency, MediaKind, MediaTime, Mid};
+pub use str0m::format::Codec;
+use str0m::media::{Direction, MediaKind, MediaTime, Mid};
 use str0m::net::{Protocol, Receive};
 use str0m::{Candidate, Event, Input, Output, Rtc};
 
@@ -18,8 +19,9 @@ pub struct Browser {
     local: SocketAddr,
     mid: Mid,
     pending: Option<SdpPendingOffer>,
-    encoder: Encoder,
-    decoder: Decoder,
+    /// What the browser sends with, once negotiated; a decoder per payload type heard.
+    voice: Option<(str0m::media::Pt, Voice)>,
+    incoming: HashMap<str0m::media::Pt, Voice>,
     /// ICE and DTLS are up.
     pub connected: bool,
     /// When the session came up, from its creation.
@@ -35,13 +37,25 @@ pub struct Browser {
 }
 
 impl Browser {
-    /// A new browser and its SDP offer.
+    /// A new browser offering Opus, and its SDP offer.
     pub fn offer() -> Result<(Browser, String), String> {
+        Browser::offering(&[Codec::Opus])
+    }
+
+    /// A new browser offering these codecs (Opus, PCMU, PCMA), and its SDP offer.
+    pub fn offering(codecs: &[Codec]) -> Result<(Browser, String), String> {
         let sock = UdpSocket::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
         let local = sock.local_addr().map_err(|e| e.to_string())?;
-        let mut rtc =
-            crate::endpoint::with_dtmf(Rtc::builder().clear_codecs().enable_opus(true, false))
-                .build(Instant::now());
+        let mut cfg = Rtc::builder().clear_codecs();
+        for c in codecs {
+            cfg = match c {
+                Codec::Opus => cfg.enable_opus(true, false),
+                Codec::PCMU => cfg.enable_pcmu(true, false),
+                Codec::PCMA => cfg.enable_pcma(true, false),
+                other => return Err(format!("{other} is not a voice codec ringside speaks")),
+            };
+        }
+        let mut rtc = crate::endpoint::with_dtmf(cfg).build(Instant::now());
         rtc.add_local_candidate(Candidate::host(local, "udp").map_err(|e| e.to_string())?);
         let mut change = rtc.sdp_api();
         let mid = change.add_media(MediaKind::Audio, Direction::SendRecv, None, None, None);
@@ -52,8 +66,8 @@ impl Browser {
             local,
             mid,
             pending: Some(pending),
-            encoder: Encoder::new()?,
-            decoder: Decoder::new()?,
+            voice: None,
+            incoming: HashMap::new(),
             connected: false,
             connected_after: None,
             heard: vec![],
@@ -132,7 +146,14 @@ impl Browser {
                     self.connected_after = Some(self.created.elapsed());
                 }
                 Output::Event(Event::MediaData(d)) => {
-                    if let Ok(s) = self.decoder.decode(&d.data) {
+                    if let std::collections::hash_map::Entry::Vacant(e) = self.incoming.entry(d.pt)
+                        && let Some(v) = Voice::for_params(&d.params)
+                    {
+                        e.insert(v);
+                    }
+                    if let Some(v) = self.incoming.get_mut(&d.pt)
+                        && let Ok(s) = v.decode(&d.data)
+                    {
                         self.heard.extend(s);
                     }
                 }
@@ -142,18 +163,18 @@ impl Browser {
     }
 
     fn send(&mut self, frame: &[i16; FRAME]) -> Result<(), String> {
-        let packet = self.encoder.encode(frame)?;
+        if self.voice.is_none() {
+            let w = self.rtc.writer(self.mid).ok_or("no audio writer")?;
+            let best = Voice::choose(w.payload_params()).ok_or("no voice codec was negotiated")?;
+            let v = Voice::for_params(&best).ok_or("no voice codec was negotiated")?;
+            self.voice = Some((best.pt(), v));
+        }
+        let (pt, voice) = self.voice.as_mut().expect("chosen above");
+        let pt = *pt;
+        let packet = voice.encode(frame)?;
+        let (clock, per_frame) = voice.clock();
+        let t = MediaTime::new(self.sent as u64 * per_frame, clock);
         let mut w = self.rtc.writer(self.mid).ok_or("no audio writer")?;
-        let pt = w
-            .payload_params()
-            .find(|p| p.spec().codec == Codec::Opus)
-            .map(|p| p.pt())
-            .ok_or("Opus was not negotiated")?;
-        let t = MediaTime::new(
-            self.sent as u64 * RTP_PER_FRAME as u64,
-            Frequency::FORTY_EIGHT_KHZ,
-        );
-        w = self.rtc.writer(self.mid).ok_or("no audio writer")?;
         // A key every eighth frame (160 ms): a whole 60 ms event, its end sent three times.
         if self.sent.is_multiple_of(8)
             && let Some(event) = self.keys.pop_front().and_then(event_of)

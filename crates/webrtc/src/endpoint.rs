@@ -4,8 +4,8 @@
 //! (its ICE credentials or its peer's address); every 20 ms each connected leg sends what the
 //! room wrote to its port.
 
-use crate::opus::{Decoder, Encoder, RTP_PER_FRAME};
 use crate::port::WebPort;
+use crate::voice::Voice;
 use media::port::PortRef;
 use std::collections::HashMap;
 use std::io::ErrorKind;
@@ -49,10 +49,10 @@ pub struct WebRtc {
 struct Leg {
     rtc: Rtc,
     port: Arc<Mutex<WebPort>>,
-    /// The audio m-line and the Opus payload type once negotiated.
-    audio: Option<(Mid, str0m::format::PayloadParams)>,
-    encoder: Encoder,
-    decoder: Decoder,
+    /// The audio m-line, the payload type ringside sends with and its codec, once negotiated.
+    audio: Option<(Mid, str0m::media::Pt, Voice)>,
+    /// A decoder per payload type the browser sends with.
+    incoming: HashMap<str0m::media::Pt, Voice>,
     rtp_time: u64,
     connected: bool,
     next_send: Instant,
@@ -132,7 +132,9 @@ fn answer(addr: SocketAddr, offer: &str) -> Result<(Rtc, String), String> {
         Rtc::builder()
             .set_ice_lite(true)
             .clear_codecs()
-            .enable_opus(true, false),
+            .enable_opus(true, false)
+            .enable_pcmu(true, false)
+            .enable_pcma(true, false),
     )
     .build(Instant::now());
     let candidate = Candidate::host(addr, "udp").map_err(|e| e.to_string())?;
@@ -159,7 +161,7 @@ fn has_audio(answer: &str) -> Result<(), String> {
     {
         Ok(())
     } else {
-        Err("the offer has no audio ringside can receive (Opus)".into())
+        Err("the offer has no audio ringside can receive (Opus, PCMU or PCMA)".into())
     }
 }
 
@@ -185,8 +187,7 @@ fn accept(addr: SocketAddr, offer: &str) -> Result<(Leg, String), String> {
         rtc,
         port: WebPort::new(),
         audio: None,
-        encoder: Encoder::new()?,
-        decoder: Decoder::new()?,
+        incoming: HashMap::new(),
         rtp_time: 0,
         connected: false,
         next_send: Instant::now(),
@@ -273,18 +274,22 @@ fn send_audio(leg: &mut Leg, now: Instant) {
     if leg.next_send < now {
         leg.next_send = now + Duration::from_millis(20);
     }
-    let Some((mid, params)) = leg.audio.filter(|_| leg.connected) else {
+    if !leg.connected {
+        return;
+    }
+    let Some((mid, pt, voice)) = &mut leg.audio else {
         return;
     };
     let frame = leg.port.lock().expect("port").next_outgoing();
     let Some(frame) = frame else { return };
-    let Ok(packet) = leg.encoder.encode(&frame) else {
+    let Ok(packet) = voice.encode(&frame) else {
         return;
     };
-    let rtp = MediaTime::new(leg.rtp_time, str0m::media::Frequency::FORTY_EIGHT_KHZ);
-    leg.rtp_time += RTP_PER_FRAME as u64;
-    if let Some(w) = leg.rtc.writer(mid) {
-        let _ = w.write(params.pt(), now, rtp, packet);
+    let (clock, per_frame) = voice.clock();
+    let rtp = MediaTime::new(leg.rtp_time, clock);
+    leg.rtp_time += per_frame;
+    if let Some(w) = leg.rtc.writer(*mid) {
+        let _ = w.write(*pt, now, rtp, packet);
     }
 }
 
@@ -335,12 +340,11 @@ fn on_event(
             return Err("the browser went away".into());
         }
         Event::MediaAdded(m) if m.kind == MediaKind::Audio => {
-            let params = leg.rtc.writer(m.mid).and_then(|w| {
-                w.payload_params()
-                    .find(|p| p.spec().codec == Codec::Opus)
-                    .cloned()
-            });
-            leg.audio = params.map(|p| (m.mid, p));
+            let params = leg
+                .rtc
+                .writer(m.mid)
+                .and_then(|w| Voice::choose(w.payload_params()));
+            leg.audio = params.and_then(|p| Some((m.mid, p.pt(), Voice::for_params(&p)?)));
         }
         Event::MediaData(d) if matches!(d.codec_extra, CodecExtra::Tele(_)) => {
             let CodecExtra::Tele(ev) = d.codec_extra else {
@@ -355,7 +359,16 @@ fn on_event(
             }
         }
         Event::MediaData(d) => {
-            if let Ok(samples) = leg.decoder.decode(&d.data) {
+            let voice = match leg.incoming.entry(d.pt) {
+                std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
+                std::collections::hash_map::Entry::Vacant(v) => {
+                    match Voice::for_params(&d.params) {
+                        Some(voice) => v.insert(voice),
+                        None => return Ok(()),
+                    }
+                }
+            };
+            if let Ok(samples) = voice.decode(&d.data) {
                 let ts = d
                     .time
                     .rebase(str0m::media::Frequency::FORTY_EIGHT_KHZ)

@@ -5,16 +5,28 @@
 use media::FRAME;
 use std::sync::mpsc;
 use std::time::Duration;
-use webrtc::client::{Browser, frequency, tone};
+use webrtc::client::{Browser, Codec, frequency, tone};
 use webrtc::{LegEvent, WebRtc};
 
 #[test]
 fn a_browser_and_the_room_hear_each_other_through_dtls_srtp_and_opus() {
+    both_ways(&[Codec::Opus], "opus/48000");
+}
+
+#[test]
+fn a_browser_that_offers_only_g711_is_heard_and_hears_in_g711() {
+    both_ways(&[Codec::PCMU], "PCMU/8000");
+    both_ways(&[Codec::PCMA], "PCMA/8000");
+}
+
+/// A browser offering `codecs` and the room hear each other's tones; the answer names `expect`.
+fn both_ways(codecs: &[Codec], expect: &str) {
     let (events_tx, events) = mpsc::channel();
     let server = WebRtc::start("127.0.0.1:0".parse().unwrap(), events_tx).unwrap();
-    let (mut browser, offer) = Browser::offer().unwrap();
+    let (mut browser, offer) = Browser::offering(codecs).unwrap();
     let (answer, port) = server.accept("leg-1", &offer).unwrap();
     assert!(answer.contains("a=ice-lite"), "{answer}");
+    assert!(answer.contains(expect), "{answer}");
     browser.accept_answer(&answer).unwrap();
 
     // Every 20 ms the browser speaks 440 Hz, and the room reads the port and writes 1 kHz.
