@@ -235,6 +235,11 @@ pub fn banner(r: &Running) -> String {
             ));
         }
     }
+    if r.node.webrtc.get().is_some() {
+        s.push_str(&format!(
+            "Web phone: {base}/phone (sign a user in with `ringside phone <user id>`)\n"
+        ));
+    }
     if let Some(h) = r.https_addr {
         s.push_str(&format!(
             "\nHTTPS: https://localhost:{} (authority for azure-identity)\n",

@@ -102,6 +102,8 @@ enum Cmd {
         #[arg(short, long)]
         out: PathBuf,
     },
+    /// Sign a user in to the web phone: a token, and the phone's address with it.
+    Phone { user: String },
     /// Notifications that could not be delivered.
     DeadLetters,
     /// Put a dead letter back in its call's notification queue.
@@ -200,6 +202,7 @@ async fn admin(
         let ms = bytes.len().saturating_sub(44) as u64 / 32;
         return Ok(json!({"leg": leg, "file": out.display().to_string(), "durationMs": ms}));
     }
+    let phone = matches!(cmd, Cmd::Phone { .. });
     let (method, path, body) = match cmd {
         Cmd::Serve { .. } | Cmd::Heard { .. } => unreachable!(),
         Cmd::Directory => ("GET", "/directory".to_string(), None),
@@ -267,6 +270,7 @@ async fn admin(
             ),
             None,
         ),
+        Cmd::Phone { user } => ("POST", format!("/users/{user}/token"), None),
         Cmd::DeadLetters => ("GET", "/dead-letters".into(), None),
         Cmd::Redeliver { seq } => ("POST", format!("/dead-letters/{seq}/redeliver"), None),
     };
@@ -291,6 +295,10 @@ async fn admin(
         Value::String(text)
     });
     if status.is_success() {
+        let mut v = v;
+        if phone && let Some(t) = v["token"].as_str() {
+            v["phone"] = format!("{}/phone?token={t}", cfg.public_url()).into();
+        }
         Ok(v)
     } else {
         Err(format!("HTTP {status}: {v}"))

@@ -514,6 +514,16 @@ async fn cli_places_a_simulated_call_and_lists_what_the_user_heard() {
     assert_eq!(d["users"].as_array().unwrap().len(), 8);
     let legs = run(&["legs", "--user", ALICE]);
     assert_eq!(legs["value"].as_array().unwrap().len(), 1);
+    // `ringside phone` signs a user in to the web phone: its address carries the token.
+    let p = run(&["phone", ALICE]);
+    let url = p["phone"].as_str().unwrap();
+    assert!(
+        url.starts_with(&format!("http://127.0.0.1:{port}/phone?token=")),
+        "{url}"
+    );
+    let page = client.get(url).send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    assert!(page.text().await.unwrap().contains("ringside phone"));
     let out = std::process::Command::new(bin)
         .arg("--data-dir")
         .arg(&dir)
