@@ -115,3 +115,55 @@ async def test_a_person_in_chromium_calls_the_bot_hears_its_prompt_and_is_heard(
     peaks = heard["peaks"]
     near = [p for p in peaks if abs(p - 500) <= 50]
     assert len(near) >= len(peaks) // 2 and len(near) >= 10, f"the page heard the bot's 500 Hz prompt: {peaks}"
+
+
+async def _line(proc, step: str, timeout: float = 30) -> dict:
+    """The driver's next JSON line, which must be `step`."""
+    while True:
+        raw = await asyncio.wait_for(proc.stdout.readline(), timeout=timeout)
+        assert raw, f"the driver ended before {step}: {(await proc.stderr.read()).decode()[-2000:]}"
+        if raw.startswith(b"{"):
+            v = json.loads(raw)
+            assert v["step"] == step, v
+            return v
+
+
+async def test_a_bot_calls_a_person_whose_chromium_tab_rings_answers_and_hears_the_hang_up(phone_server):
+    rs = phone_server
+    status, v = await rs.admin("POST", f"/users/{ALICE}/token")
+    assert status == 201, v
+    env = {"PATH": "/usr/bin:/bin:/usr/local/bin", "RINGSIDE": rs.base, "TOKEN": v["token"], "TARGET": "", "MODE": "answer"}
+    driver = await asyncio.create_subprocess_exec(
+        shutil.which("node"), str(DRIVER), env=env, cwd=str(DRIVER.parent),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )
+    try:
+        await _line(driver, "signed-in")
+        token = rs.token()
+        async with httpx.AsyncClient(base_url=f"{rs.base}/v1.0/communications/calls", headers={"Authorization": f"Bearer {token}"}, timeout=10) as g:
+            body = {
+                "callbackUri": f"{rs.hooks.url}/phone-ring", "requestedModalities": ["audio"],
+                "mediaConfig": {"@odata.type": "#microsoft.graph.serviceHostedMediaConfig"},
+                "targets": [{"identity": {"user": {"id": ALICE, "displayName": "Alice"}}}],
+                "source": {"identity": {"application": {"id": APP, "displayName": "Reminder bot"}}},
+            }
+            r = await g.post("", json=body)
+            assert r.status_code == 201, r.text
+            call_id = r.json()["id"]
+            w = rs.hooks.watch(call_id)
+            ringing = await _line(driver, "ringing")
+            assert "Reminder bot" in ringing["from"], ringing
+            await _line(driver, "connected")
+            await w.until_state("established", timeout=15)
+            r = await g.get(f"/{call_id}/participants")
+            ids = [((p.get("info") or {}).get("identity") or {}).get("user", {}).get("id") for p in r.json()["value"]]
+            assert ALICE in ids, r.json()
+            r = await g.delete(f"/{call_id}")
+            assert r.status_code == 204
+        heard = await _line(driver, "heard")
+        assert heard["status"].startswith("call ended"), heard
+        await asyncio.wait_for(driver.wait(), timeout=30)
+    finally:
+        if driver.returncode is None:
+            driver.kill()
+    assert driver.returncode == 0
