@@ -39,6 +39,11 @@ try {
     await page.click(`#keypad button:text-is("${k}")`);
     await page.waitForTimeout(300);
   }
+  if (env.MUTE_AFTER) {
+    await page.waitForTimeout(Number(env.MUTE_AFTER) * 1000);
+    await page.click("#mute");
+    say({ step: "muted" });
+  }
   if (env.MODE === "answer") {
     await page.waitForFunction(() => (window.phone.status || "").startsWith("call ended"), null, { timeout: 30000 });
   } else {

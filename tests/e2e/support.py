@@ -151,6 +151,9 @@ rtp_ports = [44000, 44600]
 # baresip 1.0 (libre 1.x) gives up on a REGISTER challenged with any algorithm but MD5, even
 # when an MD5 challenge is offered beside it.
 digest = ["MD5"]
+
+[webrtc]
+udp = "127.0.0.1:0"
 {extra_config}"""
 
 

@@ -2,7 +2,9 @@
 (tests/browser/phone.mjs), signs in with a user token, calls the bot over WebRTC and is heard
 and hears: the bot answers, plays a prompt (a 500 Hz tone) the page hears through WebAudio,
 gets the page's keypad presses as toneInfo, and records the page's microphone (an 800 Hz tone
-from a fake device) with recordResponse.
+from a fake device) with recordResponse. A bot calls the person: the tab rings, is answered,
+and hears the hang-up. In a meeting, a real SIP phone (pjsua2) hears the browser through the
+meeting's mix, and nothing once the person clicks Mute.
 """
 from __future__ import annotations
 
@@ -20,7 +22,9 @@ import numpy as np
 import pytest
 
 from conftest import _binary
-from support import ADMIN, ALICE, APP, FIXTURES, Hooks, Ringside
+from pjphone import PjPhone
+from support import ALICE, APP, FIXTURES, IVAN_SIP, Hooks, Ringside
+from test_pjsua_phones import ivan  # noqa: F401  (the pjsua2 phone registered as Ivan)
 
 ROOT = Path(__file__).resolve().parents[2]
 DRIVER = ROOT / "tests" / "browser" / "phone.mjs"
@@ -30,7 +34,7 @@ DRIVER = ROOT / "tests" / "browser" / "phone.mjs"
 def phone_server():
     hooks = Hooks()
     dir = Path(tempfile.mkdtemp(prefix="ringside-e2e-phone-"))
-    rs = Ringside(_binary(), dir, hooks, extra_config='\n[webrtc]\nudp = "127.0.0.1:0"\n')
+    rs = Ringside(_binary(), dir, hooks)
     rs.start()
     yield rs
     rs.hang_up_everything()
@@ -167,3 +171,64 @@ async def test_a_bot_calls_a_person_whose_chromium_tab_rings_answers_and_hears_t
         if driver.returncode is None:
             driver.kill()
     assert driver.returncode == 0
+
+
+def _quiet_and_tone(wav_path: Path, hz: float) -> tuple[float, float, float]:
+    """(level of `hz` while the browser talked, loudness of the last second, the WAV's rate)
+    in what the phone heard: the loud stretch is the browser's microphone."""
+    import wave
+
+    with wave.open(str(wav_path), "rb") as w:
+        rate = w.getframerate()
+        x = np.frombuffer(w.readframes(w.getnframes()), dtype="<i2").astype(float) / 32768.0
+    frame = rate // 50
+    rms = np.array([np.sqrt(np.mean(x[i : i + frame] ** 2)) for i in range(0, len(x) - frame, frame)])
+    loud = np.nonzero(rms > 0.01)[0]
+    assert len(loud) > 25, f"the phone heard the browser ({len(loud)} loud frames of {len(rms)})"
+    seg = x[loud[0] * frame : (loud[-1] + 1) * frame]
+    spec = np.abs(np.fft.rfft(seg * np.hanning(len(seg))))
+    peak = float(np.fft.rfftfreq(len(seg), 1 / rate)[np.argmax(spec[1:]) + 1])
+    tail = float(np.sqrt(np.mean(x[-rate:] ** 2)))
+    return peak, tail, rate
+
+
+async def test_a_sip_phone_in_a_meeting_hears_a_browser_through_the_mix_until_the_browser_mutes(ringside, ivan: PjPhone):
+    rs = ringside
+    token = rs.token()
+    async with httpx.AsyncClient(base_url=f"{rs.base}/beta/communications", headers={"Authorization": f"Bearer {token}"}, timeout=10) as g:
+        r = await g.post("/onlineMeetings", json={"subject": "Browser and phone"})
+        assert r.status_code == 201, r.text
+        meeting = r.json()
+        join = {
+            "callbackUri": f"{rs.hooks.url}/meeting-bot", "requestedModalities": ["audio"],
+            "mediaConfig": {"@odata.type": "#microsoft.graph.serviceHostedMediaConfig"},
+            "chatInfo": {"threadId": meeting["chatInfo"]["threadId"], "messageId": "0"},
+            "meetingInfo": {"@odata.type": "#microsoft.graph.organizerMeetingInfo", "organizer": {"user": {"id": "organizer-1"}}},
+        }
+        r = await g.post("/calls", json=join)
+        assert r.status_code == 201, r.text
+        bot = r.json()["id"]
+        w = rs.hooks.watch(bot)
+        await w.until_state("established")
+        # The bot brings Ivan's phone into the meeting.
+        r = await g.post(f"/calls/{bot}/participants/invite", json={"participants": [{"identity": {"user": {"id": IVAN_SIP}}}]})
+        assert r.status_code == 200, r.text
+        await asyncio.to_thread(ivan.wait, "state CONFIRMED", 1, 15)
+        status, v = await rs.admin("POST", f"/users/{ALICE}/token")
+        assert status == 201, v
+        env = {
+            "PATH": "/usr/bin:/bin:/usr/local/bin", "RINGSIDE": rs.base, "TOKEN": v["token"],
+            "TARGET": meeting["joinWebUrl"], "MIC_WAV": str(FIXTURES / "sine800.wav"),
+            "MUTE_AFTER": "3", "SECONDS": "6",
+        }
+        driver = await asyncio.create_subprocess_exec(
+            shutil.which("node"), str(DRIVER), env=env, cwd=str(DRIVER.parent),
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        )
+        out, err = await asyncio.wait_for(driver.communicate(), timeout=60)
+        assert driver.returncode == 0, err.decode()[-2000:]
+        ivan.hangup()
+        await asyncio.to_thread(ivan.wait, "state DISCONNECTED", 1, 10)
+    peak, tail, rate = _quiet_and_tone(ivan.received(), 800)
+    assert abs(peak - 800) < 30, f"the phone heard the browser's 800 Hz through the meeting's mix ({peak:.0f} Hz)"
+    assert tail < 0.005, f"after the browser muted, the phone heard silence (RMS {tail:.4f})"
