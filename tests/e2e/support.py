@@ -250,6 +250,7 @@ class Hooks:
         self.redirects: dict[str, str] = {}
         self.attempts: dict[str, int] = {}
         self.envelopes: list[tuple[str, dict, Any]] = []
+        self.posts: list[tuple[str, float, Any]] = []   # (path, wall-clock time, body) of each accepted POST
         self.prompt_gets: list[str] = []
         self.verifiers: dict[str, "CallbackVerifier"] = {}
         self.rejected: list[tuple[str, str]] = []
@@ -332,6 +333,7 @@ class Hooks:
                             )
                         )
                     hooks.envelopes.append((self.path, {k.lower(): v for k, v in self.headers.items()}, body))
+                    hooks.posts.append((self.path, time.time(), body))
                 self._send(202)
 
         class Server(ThreadingHTTPServer):

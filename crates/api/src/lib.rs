@@ -74,6 +74,7 @@ pub async fn handle(
     let r = match s.as_slice() {
         ["healthz"] => Ok((StatusCode::OK, "ok").into_response()),
         ["phone"] if get => Ok(webphone::page()),
+        ["console"] if get => Ok(admin::console::page()),
         ["webrtc", rest @ ..] => {
             webphone::handle(shared, &method, rest, uri.query(), &headers, body).await
         }

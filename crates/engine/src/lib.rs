@@ -331,6 +331,19 @@ impl Engine {
         self.confs.values()
     }
 
+    /// A call as the admin console draws it (call, roster, operations), if it is live.
+    pub fn console_view(&self, call_id: &str) -> Option<Value> {
+        queries::console_view(self, call_id)
+    }
+
+    /// The calls sharing a conference (a meeting's calls, or a call's own conference).
+    pub fn calls_in_conference<'a>(&'a self, conf_id: &'a str) -> impl Iterator<Item = &'a str> {
+        self.calls
+            .values()
+            .filter(move |c| c.conf_id == conf_id)
+            .map(|c| c.id.as_str())
+    }
+
     /// Emit roster notifications for conferences changed during this input, and persist.
     fn flush(&mut self) {
         let confs = std::mem::take(&mut self.roster_dirty);

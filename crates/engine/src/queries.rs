@@ -94,3 +94,25 @@ pub(crate) fn get_content_sharing(e: &Engine, id: &str, sid: &str) -> R {
         .map(|s| Reply::json(200, render::content_sharing(s)))
         .ok_or_else(|| ApiError::not_found("Content sharing session", sid))
 }
+
+/// A call as the console draws it: the call, its roster and its operations, Graph-shaped.
+pub(crate) fn console_view(e: &Engine, id: &str) -> Option<Value> {
+    let c = e.calls.get(id)?;
+    let participants: Vec<Value> = e
+        .confs
+        .get(&c.conf_id)
+        .map(|conf| {
+            roster_for(c, conf)
+                .into_iter()
+                .map(|m| render::participant(m, None))
+                .collect()
+        })
+        .unwrap_or_default();
+    let operations: Vec<Value> = c.operations.values().map(render::operation).collect();
+    Some(json!({
+        "call": render::call(c, Version::V1),
+        "participants": participants,
+        "operations": operations,
+        "createdMs": c.created_at,
+    }))
+}

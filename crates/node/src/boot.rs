@@ -229,6 +229,7 @@ pub async fn start(b: Boot) -> Result<Arc<Node>, String> {
         webrtc: Default::default(),
         tabs: Default::default(),
         driver_stats: Default::default(),
+        journal: Default::default(),
     });
     if let Some(sc) = sip_cfg {
         let (sip_tx, sip_rx) = tokio::sync::mpsc::unbounded_channel();
@@ -263,6 +264,7 @@ pub async fn start(b: Boot) -> Result<Arc<Node>, String> {
         media,
         retention_ms,
         stats: node.driver_stats.clone(),
+        journal: node.journal.clone(),
     };
     std::thread::Builder::new()
         .name("ringside-driver".into())

@@ -20,6 +20,7 @@ pub struct Sinks {
     /// How long recordings stay downloadable.
     pub retention_ms: u64,
     pub stats: std::sync::Arc<DriverStats>,
+    pub journal: std::sync::Arc<crate::journal::Journal>,
 }
 
 const MAX_BATCH: usize = 512;
@@ -131,6 +132,9 @@ impl Driver {
         }
         for r in held {
             r(ok);
+        }
+        if ok {
+            self.tell_journal(&dirty);
         }
         for row in committed.into_iter().flatten() {
             let _ = self.sinks.outbox.send(row);
@@ -275,7 +279,55 @@ impl Driver {
             Msg::Snapshot { reply } => {
                 let _ = reply.send(snapshot(&self.engine));
             }
+            Msg::ConsoleViews { reply } => {
+                let e = &self.engine;
+                let mut v: Vec<Value> = e
+                    .all_calls()
+                    .filter_map(|c| e.console_view(&c.id))
+                    .collect();
+                v.sort_by_key(|c| c["createdMs"].as_u64());
+                let _ = reply.send(v);
+            }
+            Msg::RecentRecordings { limit, reply } => {
+                let _ = reply.send(store.recent_recordings(limit).unwrap_or_default());
+            }
             _ => unreachable!("engine inputs and outbox changes are not queries"),
+        }
+    }
+
+    /// Tell the journal which calls changed; while a console listens, with how they look now
+    /// (a roster change shows on every call of the conference).
+    fn tell_journal(&self, dirty: &[(engine::ObjKind, String, Option<Value>)]) {
+        let journal = &self.sinks.journal;
+        let watched = journal.watched();
+        let now = now_ms();
+        let view = |id: &str| {
+            if watched {
+                self.engine.console_view(id)
+            } else {
+                None
+            }
+        };
+        let mut told = std::collections::HashSet::new();
+        for (kind, id, stored) in dirty {
+            if *kind == engine::ObjKind::Call {
+                told.insert(id.as_str());
+                journal.call_changed(id, stored.as_ref(), view(id), now);
+            }
+        }
+        if !watched {
+            return;
+        }
+        for (kind, id, _) in dirty {
+            if *kind == engine::ObjKind::Conference {
+                for call in self.engine.calls_in_conference(id) {
+                    if told.insert(call)
+                        && let Some(v) = view(call)
+                    {
+                        journal.call_view(call, v);
+                    }
+                }
+            }
         }
     }
 
@@ -335,8 +387,12 @@ impl Driver {
             },
             duration_ms: duration_ms.map(|d| d as i64),
         };
-        if let Err(e) = self.store.save_recording(&rec) {
-            tracing::error!(error = %e, "cannot register recording");
+        match self.store.save_recording(&rec) {
+            Ok(()) => self
+                .sinks
+                .journal
+                .publish(&serde_json::json!({"type": "recording", "id": rec.id})),
+            Err(e) => tracing::error!(error = %e, "cannot register recording"),
         }
     }
 

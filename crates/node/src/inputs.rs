@@ -99,6 +99,15 @@ pub enum Msg {
     Snapshot {
         reply: oneshot::Sender<Value>,
     },
+    /// Every live call as the console draws it.
+    ConsoleViews {
+        reply: oneshot::Sender<Vec<Value>>,
+    },
+    /// The most recent recordings, newest first.
+    RecentRecordings {
+        limit: usize,
+        reply: oneshot::Sender<Vec<store::Recording>>,
+    },
 }
 
 /// What the endpoints are told: leg actions from the engine, and legs that started elsewhere.

@@ -5,6 +5,7 @@
 //! * [`notifier`] — delivering notifications, in order per call, at least once;
 //! * [`fetch`] and [`prompts`] — downloading and caching prompts;
 //! * [`endpoints`] — the legs' far ends: simulated users, SIP, other apps;
+//! * [`journal`] — recent calls and deliveries, and the console's live feed;
 //! * [`outbound`] — where outbound requests may go;
 //! * [`node`] — what all of them share; [`inputs`] — the messages between them.
 
@@ -14,6 +15,7 @@ pub mod driver;
 pub mod endpoints;
 pub mod fetch;
 pub mod inputs;
+pub mod journal;
 pub mod node;
 pub mod notifier;
 pub mod outbound;

@@ -40,6 +40,8 @@ pub struct Node {
     pub tabs: crate::tabs::Tabs,
     /// How the driver spends its time (`GET /admin/driver`).
     pub driver_stats: Arc<DriverStats>,
+    /// Recent calls and their notifications' deliveries, and the console's live feed.
+    pub journal: Arc<crate::journal::Journal>,
 }
 
 impl Node {

@@ -4,6 +4,7 @@
 
 use crate::clock::now_ms;
 use crate::inputs::Msg;
+use crate::journal::{Attempt, Delivery};
 use crate::node::Node;
 use crate::outbound::{Policy, error_chain};
 use identity::CallbackClaims;
@@ -25,11 +26,13 @@ enum Done {
     Delivered {
         call_id: String,
         seq: i64,
+        attempt: Attempt,
     },
     Failed {
         call_id: String,
         seq: i64,
         error: String,
+        attempt: Attempt,
     },
 }
 
@@ -97,6 +100,7 @@ pub async fn run(
 ) {
     let client = shared.outbound.client(cfg.timeout, false);
     let policy = shared.outbound.policy.clone();
+    let node = shared.clone();
     let signer = Arc::new(CallbackSigner::new(shared));
     let mut queues: HashMap<String, VecDeque<OutboxRow>> = HashMap::new();
     let mut busy: HashSet<String> = HashSet::new();
@@ -116,16 +120,26 @@ pub async fn run(
             }
             let auth = signer.bearer(&row.app_id, &row.tenant_id);
             let p = policy.read().expect("policy").clone();
-            let r = deliver(&client, &row, &auth, &p).await;
+            let at_ms = now_ms();
+            let began = std::time::Instant::now();
+            let (r, status) = deliver(&client, &row, &auth, &p).await;
+            let attempt = Attempt {
+                at_ms,
+                duration_ms: began.elapsed().as_millis() as u64,
+                status,
+                error: r.as_ref().err().cloned(),
+            };
             let _ = done.send(match r {
                 Ok(()) => Done::Delivered {
                     call_id: row.call_id,
                     seq: row.seq,
+                    attempt,
                 },
                 Err(error) => Done::Failed {
                     call_id: row.call_id,
                     seq: row.seq,
                     error,
+                    attempt,
                 },
             });
         });
@@ -138,6 +152,7 @@ pub async fn run(
                 if !seen.insert(row.seq) {
                     continue;
                 }
+                node.journal.queued(&row, now_ms());
                 let call = row.call_id.clone();
                 let q = queues.entry(call.clone()).or_default();
                 // Keep per-call order even when a redelivered dead letter comes back.
@@ -153,7 +168,8 @@ pub async fn run(
             d = done_rx.recv() => {
                 let Some(d) = d else { return };
                 let call_id = match d {
-                    Done::Delivered { call_id, seq } => {
+                    Done::Delivered { call_id, seq, attempt } => {
+                        node.journal.attempted(&call_id, seq, attempt, Delivery::Delivered);
                         let _ = driver.send(Msg::Outbox(OutboxChange::Delivered(seq)));
                         seen.remove(&seq);
                         if let Some(q) = queues.get_mut(&call_id) {
@@ -161,12 +177,17 @@ pub async fn run(
                         }
                         call_id
                     }
-                    Done::Failed { call_id, seq, error } => {
+                    Done::Failed { call_id, seq, error, attempt } => {
                         let q = queues.get_mut(&call_id).expect("queue of in-flight row");
                         let head = q.iter_mut().find(|r| r.seq == seq).expect("in-flight row");
                         head.attempts += 1;
                         tracing::warn!(seq, call_id = %call_id, attempt = head.attempts, error = %error, "notification delivery failed");
-                        if head.attempts >= cfg.max_attempts {
+                        let dead = head.attempts >= cfg.max_attempts;
+                        let state = if dead { Delivery::Dead } else { Delivery::Retrying };
+                        node.journal.attempted(&call_id, seq, attempt, state);
+                        let q = queues.get_mut(&call_id).expect("queue of in-flight row");
+                        let head = q.iter_mut().find(|r| r.seq == seq).expect("in-flight row");
+                        if dead {
                             let _ = driver.send(Msg::Outbox(OutboxChange::Dead { seq, error, now_ms: now_ms() as i64 }));
                             seen.remove(&seq);
                             q.retain(|r| r.seq != seq);
@@ -189,12 +210,25 @@ pub async fn run(
     }
 }
 
-/// One POST; 302/307/308 are followed for the incoming-call notification (reference §8.4).
+/// One POST and the bot's last HTTP status; 302/307/308 are followed for the incoming-call
+/// notification (reference §8.4).
 async fn deliver(
     client: &reqwest::Client,
     row: &OutboxRow,
     auth: &str,
     policy: &Policy,
+) -> (Result<(), String>, Option<u16>) {
+    let mut status = None;
+    let r = post(client, row, auth, policy, &mut status).await;
+    (r, status)
+}
+
+async fn post(
+    client: &reqwest::Client,
+    row: &OutboxRow,
+    auth: &str,
+    policy: &Policy,
+    last_status: &mut Option<u16>,
 ) -> Result<(), String> {
     let mut url = row.url.clone();
     for _hop in 0..5 {
@@ -214,6 +248,7 @@ async fn deliver(
             .await
             .map_err(|e| format!("POST {url}: {}", error_chain(&e)))?;
         let status = resp.status();
+        *last_status = Some(status.as_u16());
         if status.is_success() {
             return Ok(());
         }

@@ -464,6 +464,15 @@ impl Store {
         Ok(rows.collect::<std::result::Result<_, _>>()?)
     }
 
+    /// The most recent recordings of every kind, newest first (the admin console's list).
+    pub fn recent_recordings(&self, limit: usize) -> Result<Vec<Recording>> {
+        let mut st = self.conn.prepare(&format!(
+            "SELECT {RECORDING_FIELDS} FROM recordings ORDER BY created_ms DESC, id DESC LIMIT ?1"
+        ))?;
+        let rows = st.query_map(params![limit as i64], recording_of)?;
+        Ok(rows.collect::<std::result::Result<_, _>>()?)
+    }
+
     /// Forget expired recordings; returns their file paths for deletion.
     pub fn expire_recordings(&self, now_ms: i64) -> Result<Vec<String>> {
         let mut st = self

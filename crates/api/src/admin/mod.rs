@@ -3,6 +3,7 @@
 //! through the directory service, which writes them back to the config file; every change
 //! is logged as a structured audit event.
 
+pub mod console;
 pub mod directory;
 pub mod ops;
 pub mod people;
@@ -14,6 +15,7 @@ use axum::http::{HeaderMap, Method};
 use engine::ApiError;
 use node::Node;
 use reply::Answer;
+use std::sync::Arc;
 
 /// The admin token, compared in constant time.
 fn authorise(node: &Node, headers: &HeaderMap) -> Result<(), ApiError> {
@@ -53,7 +55,7 @@ fn unknown(method: &Method, rest: &[&str]) -> Answer {
 }
 
 pub async fn handle(
-    node: &Node,
+    node: &Arc<Node>,
     method: &Method,
     rest: &[&str],
     query: Option<&str>,
@@ -62,19 +64,41 @@ pub async fn handle(
 ) -> Answer {
     authorise(node, headers)?;
     let b = read_body(node, body).await?;
+    let r = route(node, method, rest, query, &b).await;
+    // Open consoles redraw the directory when it changes.
+    if r.is_ok()
+        && *method != Method::GET
+        && matches!(rest.first(), Some(&("tenants" | "apps" | "users")))
+    {
+        node.journal
+            .publish(&serde_json::json!({"type": "directory"}));
+    }
+    r
+}
+
+async fn route(
+    node: &Arc<Node>,
+    method: &Method,
+    rest: &[&str],
+    query: Option<&str>,
+    b: &[u8],
+) -> Answer {
     match (method.as_str(), rest) {
+        ("GET", ["events"]) => console::events(node).await,
+        ("GET", ["recordings"]) => console::recordings(node).await,
+        ("GET", ["recordings", id, "content"]) => console::recording_content(node, id).await,
         ("GET", ["directory"]) => directory::show(node),
-        ("POST", ["tenants"]) => directory::add_tenant(node, &b),
+        ("POST", ["tenants"]) => directory::add_tenant(node, b),
         ("DELETE", ["tenants", id]) => directory::delete_tenant(node, id),
-        ("POST", ["apps"]) => directory::add_app(node, &b),
-        ("PATCH", ["apps", id]) => directory::update_app(node, id, &b),
+        ("POST", ["apps"]) => directory::add_app(node, b),
+        ("PATCH", ["apps", id]) => directory::update_app(node, id, b),
         ("DELETE", ["apps", id]) => directory::delete_app(node, id),
         ("POST", ["apps", id, "secret"]) => directory::reset_secret(node, id),
-        ("POST", ["users"]) => directory::add_user(node, &b),
-        ("PATCH", ["users", id]) => directory::update_user(node, id, &b),
+        ("POST", ["users"]) => directory::add_user(node, b),
+        ("PATCH", ["users", id]) => directory::update_user(node, id, b),
         ("DELETE", ["users", id]) => directory::delete_user(node, id),
-        ("POST", ["users", id, "call"]) => people::call(node, id, &b).await,
-        ("POST", ["users", id, "join"]) => people::join(node, id, &b).await,
+        ("POST", ["users", id, "call"]) => people::call(node, id, b).await,
+        ("POST", ["users", id, "join"]) => people::join(node, id, b).await,
         ("POST", ["users", id, "token"]) => people::token(node, id),
         ("GET", ["legs"]) => people::legs(node, query),
         ("GET", ["legs", id]) => people::leg(node, id),

@@ -19,6 +19,10 @@ pub fn rotate_keys(node: &Node) -> Answer {
 /// The media threads' timing (ticks that started late are audio sent late) and the RTP
 /// counters of connected SIP legs.
 pub fn media(node: &Node) -> Answer {
+    ok(media_json(node))
+}
+
+pub fn media_json(node: &Node) -> Value {
     let m = node.media.stats.snapshot();
     let rtp = node.sip.get().map(|s| {
         let t = s.rtp_totals();
@@ -28,11 +32,11 @@ pub fn media(node: &Node) -> Answer {
             "concealed": t.concealed, "dropped": t.dropped,
         })
     });
-    ok(json!({
+    json!({
         "ticks": m.ticks, "ticksLate5ms": m.late_5ms, "maxLateMs": m.max_late_us as f64 / 1000.0,
         "resyncs": m.resyncs, "skippedFrames": m.skipped_frames, "busyMs": m.busy_us / 1000, "rooms": m.rooms, "members": m.members,
         "rtp": rtp,
-    }))
+    })
 }
 
 pub fn driver(node: &Node) -> Answer {

@@ -543,3 +543,62 @@ where
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// A server-sent event stream, read as a browser would (keep-alive comments skipped).
+pub struct EventStream {
+    resp: reqwest::Response,
+    buf: String,
+}
+
+impl EventStream {
+    /// Open `url` (with `bearer` as the Authorization, if given); it must be an event stream.
+    pub async fn open(h: &Harness, url: &str, bearer: Option<&str>) -> EventStream {
+        let mut req = h.client.get(url);
+        if let Some(t) = bearer {
+            req = req.bearer_auth(t);
+        }
+        let resp = req.send().await.unwrap();
+        assert_eq!(resp.status(), 200);
+        assert!(
+            resp.headers()["content-type"]
+                .to_str()
+                .unwrap()
+                .starts_with("text/event-stream")
+        );
+        EventStream {
+            resp,
+            buf: String::new(),
+        }
+    }
+
+    /// The next event's data, as JSON.
+    pub async fn next(&mut self) -> Value {
+        loop {
+            if let Some(i) = self.buf.find("\n\n") {
+                let block: String = self.buf.drain(..i + 2).collect();
+                if let Some(data) = block.lines().find_map(|l| l.strip_prefix("data:")) {
+                    return serde_json::from_str(data.trim()).unwrap();
+                }
+                continue;
+            }
+            let chunk = tokio::time::timeout(Duration::from_secs(10), self.resp.chunk())
+                .await
+                .expect("an event within 10 s")
+                .unwrap()
+                .expect("the stream stays open");
+            self.buf.push_str(&String::from_utf8_lossy(&chunk));
+        }
+    }
+
+    /// Skip events until one matches; it is returned.
+    pub async fn until(&mut self, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            assert!(Instant::now() < deadline, "no event: {what}");
+            let e = self.next().await;
+            if pred(&e) {
+                return e;
+            }
+        }
+    }
+}

@@ -3,6 +3,7 @@
 mod bad_input;
 mod calls;
 mod common;
+mod console;
 mod delivery;
 mod media;
 mod meetings;

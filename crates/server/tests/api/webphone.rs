@@ -140,60 +140,20 @@ async fn bad_offers_wrong_tokens_and_unknown_targets_change_nothing() {
     assert_eq!(v["calls"], json!([]), "nothing was created");
 }
 
-/// A tab's event stream (`GET /webrtc/events?token=`), read as the page's EventSource would.
-struct Tab {
-    resp: reqwest::Response,
-    buf: String,
-}
-
-impl Tab {
-    async fn open(h: &Harness, token: &str) -> Tab {
-        let resp = h
-            .client
-            .get(format!("{}/webrtc/events?token={token}", h.base))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(resp.status(), 200);
-        assert!(
-            resp.headers()["content-type"]
-                .to_str()
-                .unwrap()
-                .starts_with("text/event-stream")
-        );
-        let mut tab = Tab {
-            resp,
-            buf: String::new(),
-        };
-        assert_eq!(tab.next().await["type"], "ready");
-        tab
-    }
-
-    /// The next event (keep-alive comments skipped).
-    async fn next(&mut self) -> Value {
-        loop {
-            if let Some(i) = self.buf.find("\n\n") {
-                let block: String = self.buf.drain(..i + 2).collect();
-                if let Some(data) = block.lines().find_map(|l| l.strip_prefix("data:")) {
-                    return serde_json::from_str(data.trim()).unwrap();
-                }
-                continue;
-            }
-            let chunk = tokio::time::timeout(Duration::from_secs(10), self.resp.chunk())
-                .await
-                .expect("an event within 10 s")
-                .unwrap()
-                .expect("the stream stays open");
-            self.buf.push_str(&String::from_utf8_lossy(&chunk));
-        }
-    }
+/// A tab's event stream (`GET /webrtc/events?token=`), read as the page's EventSource would;
+/// its first event says the tab is ready.
+async fn open_tab(h: &Harness, token: &str) -> EventStream {
+    let url = format!("{}/webrtc/events?token={token}", h.base);
+    let mut tab = EventStream::open(h, &url, None).await;
+    assert_eq!(tab.next().await["type"], "ready");
+    tab
 }
 
 #[tokio::test]
 async fn a_bot_calls_a_signed_in_user_whose_browser_rings_answers_and_is_hung_up() {
     let h = Harness::start().await;
     let token = user_token(&h, ALICE).await;
-    let mut tab = Tab::open(&h, &token).await;
+    let mut tab = open_tab(&h, &token).await;
 
     // Alice is signed in: the bot's call rings her browser, not her script.
     let call = h.call_user(ALICE).await;
@@ -280,7 +240,7 @@ async fn a_bot_calls_a_signed_in_user_whose_browser_rings_answers_and_is_hung_up
 async fn a_browser_that_declines_fails_the_bots_call_and_a_cancelled_ring_stops_ringing() {
     let h = Harness::start().await;
     let token = user_token(&h, ALICE).await;
-    let mut tab = Tab::open(&h, &token).await;
+    let mut tab = open_tab(&h, &token).await;
     let call = h.call_user(ALICE).await;
     let leg = tab.next().await["legId"].as_str().unwrap().to_string();
     let (s, _, _) = h
