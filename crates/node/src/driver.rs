@@ -135,6 +135,11 @@ impl Driver {
         }
         if ok {
             self.tell_journal(&dirty);
+            for c in &changes {
+                if let store::OutboxChange::Dead { seq, .. } = c {
+                    self.sinks.journal.dead_letter_committed(*seq);
+                }
+            }
         }
         for row in committed.into_iter().flatten() {
             let _ = self.sinks.outbox.send(row);

@@ -84,6 +84,8 @@ struct Inner {
     calls: HashMap<String, CallLog>,
     /// Call ids, oldest first seen at the front.
     order: VecDeque<String>,
+    /// Notifications that died but whose dead letter is not committed yet: seq → call.
+    dying: HashMap<i64, String>,
 }
 
 impl Inner {
@@ -190,7 +192,9 @@ impl Journal {
         self.publish_note(&note);
     }
 
-    /// One delivery attempt ended; `state` is what became of the notification.
+    /// One delivery attempt ended; `state` is what became of the notification. A death is
+    /// told only once its dead letter is committed ([`Journal::dead_letter_committed`]), so a
+    /// console never offers to redeliver a letter the store does not hold yet.
     pub fn attempted(&self, call_id: &str, seq: i64, attempt: Attempt, state: Delivery) {
         let mut inner = self.inner.lock().expect("journal");
         let Some(n) = inner
@@ -203,8 +207,29 @@ impl Journal {
         n.attempts.push(attempt);
         n.state = state;
         let note = n.clone();
+        if state == Delivery::Dead {
+            inner.dying.insert(seq, call_id.to_string());
+            return;
+        }
         drop(inner);
         self.publish_note(&note);
+    }
+
+    /// The dead letter `seq` is in the store: consoles may now see it dead.
+    pub fn dead_letter_committed(&self, seq: i64) {
+        let mut inner = self.inner.lock().expect("journal");
+        let Some(call) = inner.dying.remove(&seq) else {
+            return;
+        };
+        let note = inner
+            .calls
+            .get(&call)
+            .and_then(|l| l.notes.iter().find(|n| n.seq == seq))
+            .cloned();
+        drop(inner);
+        if let Some(n) = note {
+            self.publish_note(&n);
+        }
     }
 
     /// A call changed: `stored` is the call as committed (None once it is gone). `view` is
@@ -319,7 +344,15 @@ mod tests {
             status: None,
             error: Some("refused".into()),
         };
+        let mut rx = j.subscribe();
         j.attempted("c1", 3, a, Delivery::Dead);
+        assert!(
+            rx.try_recv().is_err(),
+            "not told before the dead letter is stored"
+        );
+        j.dead_letter_committed(3);
+        let ev: Value = serde_json::from_str(&rx.try_recv().unwrap()).unwrap();
+        assert_eq!(ev["state"], "dead");
         j.queued(&row("c1", 3), 9);
         let h = j.history();
         let n = h.notifications.iter().find(|n| n.seq == 3).unwrap();
