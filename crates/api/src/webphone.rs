@@ -46,6 +46,7 @@ fn refused(r: Refused) -> ApiError {
             code: "ServiceUnavailable".into(),
             message: why,
         },
+        Refused::Refused(e) => e,
     }
 }
 

@@ -197,6 +197,18 @@ fn default_max_expires() -> u32 {
 pub struct WebRtcConfig {
     #[serde(default = "default_webrtc_udp")]
     pub udp: String,
+    /// Opus encoder complexity for what browsers hear, 0 (cheapest) to 10. Every browser leg
+    /// has its own encoder; at 16 kHz speech, 1 costs a sixth of libopus's default 9 and
+    /// sounds much the same (docs/webrtc.md).
+    #[serde(default = "default_opus_complexity")]
+    pub opus_complexity: u8,
+    /// Threads for browser legs' sessions and codecs (0: one per core).
+    #[serde(default)]
+    pub threads: usize,
+}
+
+fn default_opus_complexity() -> u8 {
+    1
 }
 
 fn default_webrtc_udp() -> String {
@@ -207,6 +219,8 @@ impl Default for WebRtcConfig {
     fn default() -> Self {
         WebRtcConfig {
             udp: default_webrtc_udp(),
+            opus_complexity: default_opus_complexity(),
+            threads: 0,
         }
     }
 }

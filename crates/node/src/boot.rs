@@ -248,7 +248,17 @@ pub async fn start(b: Boot) -> Result<Arc<Node>, String> {
             .parse()
             .map_err(|_| format!("[webrtc] udp '{}' is not ip:port", w.udp))?;
         let (tx, rx) = std::sync::mpsc::channel();
-        let _ = node.webrtc.set(webrtc::WebRtc::start(bind, tx)?);
+        if w.opus_complexity > 10 {
+            return Err(format!(
+                "[webrtc] opus_complexity {} is not 0 to 10",
+                w.opus_complexity
+            ));
+        }
+        let opts = webrtc::endpoint::Options {
+            shards: w.threads,
+            opus_complexity: w.opus_complexity,
+        };
+        let _ = node.webrtc.set(webrtc::WebRtc::start(bind, tx, opts)?);
         endpoints::webrtc::watch(node.clone(), rx);
     }
     let Restored {

@@ -46,20 +46,7 @@ impl Browser {
     pub fn offering(codecs: &[Codec]) -> Result<(Browser, String), String> {
         let sock = UdpSocket::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
         let local = sock.local_addr().map_err(|e| e.to_string())?;
-        let mut cfg = Rtc::builder().clear_codecs();
-        for c in codecs {
-            cfg = match c {
-                Codec::Opus => cfg.enable_opus(true, false),
-                Codec::PCMU => cfg.enable_pcmu(true, false),
-                Codec::PCMA => cfg.enable_pcma(true, false),
-                other => return Err(format!("{other} is not a voice codec ringside speaks")),
-            };
-        }
-        let mut rtc = crate::endpoint::with_dtmf(cfg).build(Instant::now());
-        rtc.add_local_candidate(Candidate::host(local, "udp").map_err(|e| e.to_string())?);
-        let mut change = rtc.sdp_api();
-        let mid = change.add_media(MediaKind::Audio, Direction::SendRecv, None, None, None);
-        let (offer, pending) = change.apply().ok_or("no offer")?;
+        let (rtc, mid, pending, offer) = offering_session(local, codecs)?;
         let b = Browser {
             rtc,
             sock,
@@ -76,7 +63,7 @@ impl Browser {
             created: Instant::now(),
             next_tick: Instant::now(),
         };
-        Ok((b, offer.to_sdp_string()))
+        Ok((b, offer))
     }
 
     /// Take ringside's answer.
@@ -189,6 +176,30 @@ impl Browser {
         w.write(pt, Instant::now(), t, packet)
             .map_err(|e| e.to_string())
     }
+}
+
+/// A browser-side session (full ICE) on `local`, offering one audio m-line with these codecs
+/// (Opus, PCMU, PCMA) and telephone events: the session, its audio mid, the pending offer to
+/// complete with the answer, and the offer's SDP.
+pub fn offering_session(
+    local: SocketAddr,
+    codecs: &[Codec],
+) -> Result<(Rtc, Mid, SdpPendingOffer, String), String> {
+    let mut cfg = Rtc::builder().clear_codecs();
+    for c in codecs {
+        cfg = match c {
+            Codec::Opus => cfg.enable_opus(true, false),
+            Codec::PCMU => cfg.enable_pcmu(true, false),
+            Codec::PCMA => cfg.enable_pcma(true, false),
+            other => return Err(format!("{other} is not a voice codec ringside speaks")),
+        };
+    }
+    let mut rtc = crate::endpoint::with_dtmf(cfg).build(Instant::now());
+    rtc.add_local_candidate(Candidate::host(local, "udp").map_err(|e| e.to_string())?);
+    let mut change = rtc.sdp_api();
+    let mid = change.add_media(MediaKind::Audio, Direction::SendRecv, None, None, None);
+    let (offer, pending) = change.apply().ok_or("no offer")?;
+    Ok((rtc, mid, pending, offer.to_sdp_string()))
 }
 
 /// A key as an RFC 4733 event code.

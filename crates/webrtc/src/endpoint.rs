@@ -1,8 +1,11 @@
-//! The endpoint: one UDP socket for every browser leg, one thread that owns the socket and
-//! every leg's str0m session. ICE-lite (ringside has a reachable address; the browser does
-//! the checks), DTLS-SRTP, Opus at 16 kHz. A datagram goes to the session that accepts it
-//! (its ICE credentials or its peer's address); every 20 ms each connected leg sends what the
-//! room wrote to its port.
+//! The endpoint: one UDP socket for every browser leg. ICE-lite (ringside has a reachable
+//! address; the browser does the checks), DTLS-SRTP, Opus or G.711 at 16 kHz.
+//!
+//! The legs are spread over shards, one thread per core, each owning its legs' str0m
+//! sessions and codecs. One reader thread takes every datagram off the socket and hands it to
+//! the shard of its leg: by the sender's address once known, else by the ICE username of a
+//! STUN binding request (the leg's local ufrag). Every 20 ms a shard sends each connected
+//! leg what the room wrote to its port and runs the sessions' timers.
 
 use crate::port::WebPort;
 use crate::voice::Voice;
@@ -10,8 +13,9 @@ use media::port::PortRef;
 use std::collections::HashMap;
 use std::io::ErrorKind;
 use std::net::{SocketAddr, UdpSocket};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 use str0m::change::SdpOffer;
 use str0m::format::{Codec, CodecExtra};
@@ -28,71 +32,405 @@ pub enum LegEvent {
     Closed { leg_id: String, reason: String },
 }
 
-enum Cmd {
+/// What a shard is given to do.
+enum Work {
     Accept {
         leg_id: String,
+        key: u64,
         offer: String,
         reply: Sender<Result<(String, PortRef), String>>,
     },
     Hangup {
         leg_id: String,
     },
+    Datagram {
+        key: u64,
+        source: SocketAddr,
+        at: Instant,
+        data: Vec<u8>,
+    },
+}
+
+/// Which shard, and which leg in it, a datagram is for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Route {
+    shard: usize,
+    key: u64,
+}
+
+#[derive(Default)]
+struct Routes {
+    by_addr: HashMap<SocketAddr, Route>,
+    by_ufrag: HashMap<String, Route>,
+}
+
+/// How the shards keep time: a tick is late when it starts 5 ms or more after it was due.
+#[derive(Default)]
+pub struct Stats {
+    pub legs: AtomicU64,
+    pub ticks: AtomicU64,
+    pub late_ticks: AtomicU64,
+    pub max_late_us: AtomicU64,
+    /// Datagrams from addresses no leg knows (dropped).
+    pub strays: AtomicU64,
 }
 
 /// The handle the rest of ringside holds.
 pub struct WebRtc {
-    cmds: Sender<Cmd>,
+    shards: Vec<Sender<Work>>,
+    /// Legs per shard: a new leg goes to the least loaded.
+    load: Arc<Vec<AtomicUsize>>,
+    next_key: AtomicU64,
+    alive: Arc<AtomicBool>,
     /// Where browsers send their media.
     pub addr: SocketAddr,
+    pub stats: Arc<Stats>,
 }
 
 struct Leg {
+    id: String,
     rtc: Rtc,
     port: Arc<Mutex<WebPort>>,
+    ufrag: String,
     /// The audio m-line, the payload type ringside sends with and its codec, once negotiated.
     audio: Option<(Mid, str0m::media::Pt, Voice)>,
     /// A decoder per payload type the browser sends with.
     incoming: HashMap<str0m::media::Pt, Voice>,
     rtp_time: u64,
     connected: bool,
-    next_send: Instant,
     /// The RTP time of the last key reported (an event's end is sent three times).
     last_key: Option<u64>,
 }
 
+/// How the endpoint runs.
+#[derive(Clone, Copy, Debug)]
+pub struct Options {
+    /// Shard threads (0: one per core).
+    pub shards: usize,
+    /// Opus encoder complexity (0 to 10) for what browsers hear.
+    pub opus_complexity: u8,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            shards: 0,
+            opus_complexity: 1,
+        }
+    }
+}
+
 impl WebRtc {
-    /// Bind `bind` and start the endpoint's thread; `events` hears about every leg.
-    pub fn start(bind: SocketAddr, events: Sender<LegEvent>) -> Result<WebRtc, String> {
+    /// Bind `bind` and start the endpoint; `events` hears about every leg.
+    pub fn start(
+        bind: SocketAddr,
+        events: Sender<LegEvent>,
+        opts: Options,
+    ) -> Result<WebRtc, String> {
+        let shards = match opts.shards {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n,
+        };
         let socket = UdpSocket::bind(bind).map_err(|e| format!("WebRTC UDP {bind}: {e}"))?;
         let addr = socket.local_addr().map_err(|e| e.to_string())?;
-        let (cmds, rx) = mpsc::channel();
+        let socket = Arc::new(socket);
+        let routes: Arc<RwLock<Routes>> = Default::default();
+        let stats: Arc<Stats> = Default::default();
+        let load: Arc<Vec<AtomicUsize>> =
+            Arc::new((0..shards.max(1)).map(|_| AtomicUsize::new(0)).collect());
+        let alive = Arc::new(AtomicBool::new(true));
+        let mut senders = vec![];
+        for n in 0..shards.max(1) {
+            let (tx, rx) = mpsc::channel();
+            let shard = Shard {
+                n,
+                addr,
+                socket: socket.clone(),
+                routes: routes.clone(),
+                events: events.clone(),
+                stats: stats.clone(),
+                load: load.clone(),
+                legs: HashMap::new(),
+                complexity: opts.opus_complexity,
+            };
+            std::thread::Builder::new()
+                .name(format!("ringside-webrtc-{n}"))
+                .spawn(move || shard.run(rx))
+                .map_err(|e| e.to_string())?;
+            senders.push(tx);
+        }
+        let reader = Reader {
+            socket,
+            routes,
+            shards: senders.clone(),
+            stats: stats.clone(),
+            alive: alive.clone(),
+        };
         std::thread::Builder::new()
-            .name("ringside-webrtc".into())
-            .spawn(move || run(socket, addr, rx, events))
+            .name("ringside-webrtc-in".into())
+            .spawn(move || reader.run())
             .map_err(|e| e.to_string())?;
-        Ok(WebRtc { cmds, addr })
+        Ok(WebRtc {
+            shards: senders,
+            load,
+            next_key: AtomicU64::new(1),
+            alive,
+            addr,
+            stats,
+        })
     }
 
     /// Answer a browser's offer for `leg_id`: the SDP answer, and the leg's port for its room.
     /// A malformed offer, or one with no audio ringside can speak, is refused with a reason.
     pub fn accept(&self, leg_id: &str, offer: &str) -> Result<(String, PortRef), String> {
+        let shard = (0..self.shards.len())
+            .min_by_key(|&i| self.load[i].load(Ordering::Relaxed))
+            .unwrap_or(0);
         let (reply, rx) = mpsc::channel();
-        self.cmds
-            .send(Cmd::Accept {
+        let stopped = || "the WebRTC endpoint has stopped".to_string();
+        self.shards[shard]
+            .send(Work::Accept {
                 leg_id: leg_id.to_string(),
+                key: self.next_key.fetch_add(1, Ordering::Relaxed),
                 offer: offer.to_string(),
                 reply,
             })
-            .map_err(|_| "the WebRTC endpoint has stopped".to_string())?;
-        rx.recv()
-            .map_err(|_| "the WebRTC endpoint has stopped".to_string())?
+            .map_err(|_| stopped())?;
+        rx.recv().map_err(|_| stopped())?
     }
 
     /// End a leg: its session is closed and forgotten.
     pub fn hangup(&self, leg_id: &str) {
-        let _ = self.cmds.send(Cmd::Hangup {
-            leg_id: leg_id.to_string(),
-        });
+        // Only the shard holding the leg knows it; hang-ups are rare enough to tell them all.
+        for s in &self.shards {
+            let _ = s.send(Work::Hangup {
+                leg_id: leg_id.to_string(),
+            });
+        }
+    }
+}
+
+impl Drop for WebRtc {
+    fn drop(&mut self) {
+        // The reader stops within its read timeout; the shards when their senders are gone.
+        self.alive.store(false, Ordering::Relaxed);
+    }
+}
+
+/// The username of a STUN binding request (RFC 8489 §14.3), if `d` is one.
+pub fn stun_username(d: &[u8]) -> Option<&str> {
+    const COOKIE: [u8; 4] = [0x21, 0x12, 0xA4, 0x42];
+    if d.len() < 20 || d[0] != 0x00 || d[1] != 0x01 || d[4..8] != COOKIE {
+        return None;
+    }
+    let len = u16::from_be_bytes([d[2], d[3]]) as usize;
+    let body = d.get(20..20 + len)?;
+    let mut at = 0;
+    while at + 4 <= body.len() {
+        let kind = u16::from_be_bytes([body[at], body[at + 1]]);
+        let n = u16::from_be_bytes([body[at + 2], body[at + 3]]) as usize;
+        let value = body.get(at + 4..at + 4 + n)?;
+        if kind == 0x0006 {
+            return std::str::from_utf8(value).ok();
+        }
+        at += 4 + n.div_ceil(4) * 4;
+    }
+    None
+}
+
+/// Takes every datagram off the socket and hands it to its leg's shard.
+struct Reader {
+    socket: Arc<UdpSocket>,
+    routes: Arc<RwLock<Routes>>,
+    shards: Vec<Sender<Work>>,
+    stats: Arc<Stats>,
+    alive: Arc<AtomicBool>,
+}
+
+impl Reader {
+    fn run(self) {
+        let mut buf = vec![0u8; 2000];
+        let _ = self
+            .socket
+            .set_read_timeout(Some(Duration::from_millis(500)));
+        while self.alive.load(Ordering::Relaxed) {
+            let (n, source) = match self.socket.recv_from(&mut buf) {
+                Ok(x) => x,
+                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                    continue;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "WebRTC socket");
+                    continue;
+                }
+            };
+            let data = &buf[..n];
+            let Some(route) = self.route(source, data) else {
+                self.stats.strays.fetch_add(1, Ordering::Relaxed);
+                continue;
+            };
+            let _ = self.shards[route.shard].send(Work::Datagram {
+                key: route.key,
+                source,
+                at: Instant::now(),
+                data: data.to_vec(),
+            });
+        }
+    }
+
+    /// A known sender's leg; or, for a binding request naming a leg's ufrag, that leg (and
+    /// the sender is remembered: media follows from where the checks came).
+    fn route(&self, source: SocketAddr, data: &[u8]) -> Option<Route> {
+        if let Some(r) = self.routes.read().expect("routes").by_addr.get(&source) {
+            return Some(*r);
+        }
+        let user = stun_username(data)?;
+        let local = user.split(':').next()?;
+        let mut routes = self.routes.write().expect("routes");
+        let r = *routes.by_ufrag.get(local)?;
+        routes.by_addr.insert(source, r);
+        Some(r)
+    }
+}
+
+/// A shard: some of the legs, their sessions and codecs, on one thread.
+struct Shard {
+    n: usize,
+    addr: SocketAddr,
+    socket: Arc<UdpSocket>,
+    routes: Arc<RwLock<Routes>>,
+    events: Sender<LegEvent>,
+    stats: Arc<Stats>,
+    load: Arc<Vec<AtomicUsize>>,
+    legs: HashMap<u64, Leg>,
+    complexity: u8,
+}
+
+const TICK: Duration = Duration::from_millis(20);
+
+impl Shard {
+    fn run(mut self, rx: Receiver<Work>) {
+        let mut next_tick = Instant::now() + TICK;
+        loop {
+            let wait = next_tick.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(wait) {
+                Ok(w) => self.work(w),
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+                Err(mpsc::RecvTimeoutError::Disconnected) => return,
+            }
+            let now = Instant::now();
+            if now >= next_tick {
+                let late = now - next_tick;
+                self.stats.ticks.fetch_add(1, Ordering::Relaxed);
+                if late >= Duration::from_millis(5) {
+                    self.stats.late_ticks.fetch_add(1, Ordering::Relaxed);
+                }
+                self.stats
+                    .max_late_us
+                    .fetch_max(late.as_micros() as u64, Ordering::Relaxed);
+                self.tick(now);
+                next_tick += TICK;
+                if next_tick < now {
+                    // Far behind (a stall): start again from now rather than burst.
+                    next_tick = now + TICK;
+                }
+            }
+        }
+    }
+
+    fn work(&mut self, w: Work) {
+        match w {
+            Work::Datagram {
+                key,
+                source,
+                at,
+                data,
+            } => {
+                let Some(leg) = self.legs.get_mut(&key) else {
+                    return;
+                };
+                let Ok(contents) = data.as_slice().try_into() else {
+                    return; // not STUN, DTLS or RTP: dropped
+                };
+                let input = Input::Receive(
+                    at,
+                    Receive {
+                        proto: Protocol::Udp,
+                        source,
+                        destination: self.addr,
+                        contents,
+                    },
+                );
+                if leg.rtc.accepts(&input) && leg.rtc.handle_input(input).is_ok() {
+                    self.drive(key);
+                }
+            }
+            Work::Accept {
+                leg_id,
+                key,
+                offer,
+                reply,
+            } => {
+                let r = accept(self.addr, &leg_id, &offer).map(|(leg, sdp)| {
+                    let port: PortRef = leg.port.clone();
+                    self.routes.write().expect("routes").by_ufrag.insert(
+                        leg.ufrag.clone(),
+                        Route {
+                            shard: self.n,
+                            key,
+                        },
+                    );
+                    self.legs.insert(key, leg);
+                    self.load[self.n].fetch_add(1, Ordering::Relaxed);
+                    self.stats.legs.fetch_add(1, Ordering::Relaxed);
+                    (sdp, port)
+                });
+                let _ = reply.send(r);
+            }
+            Work::Hangup { leg_id } => {
+                if let Some(key) = self.legs.iter().find(|(_, l)| l.id == leg_id).map(|(k, _)| *k)
+                    && let Some(mut leg) = self.forget(key)
+                {
+                    leg.rtc.disconnect();
+                }
+            }
+        }
+    }
+
+    /// Every 20 ms: each leg sends what its room wrote, and its session's timers run.
+    fn tick(&mut self, now: Instant) {
+        let keys: Vec<u64> = self.legs.keys().copied().collect();
+        for key in keys {
+            if let Some(leg) = self.legs.get_mut(&key) {
+                send_audio(leg, now);
+            }
+            self.drive(key);
+        }
+    }
+
+    /// Run a leg's session until it waits; a leg whose session ended is forgotten and reported.
+    fn drive(&mut self, key: u64) {
+        let Some(leg) = self.legs.get_mut(&key) else {
+            return;
+        };
+        if let Err(reason) = drive(leg, &self.socket, &self.events, self.complexity)
+            && let Some(leg) = self.forget(key)
+        {
+            let _ = self.events.send(LegEvent::Closed {
+                leg_id: leg.id,
+                reason,
+            });
+        }
+    }
+
+    fn forget(&mut self, key: u64) -> Option<Leg> {
+        let leg = self.legs.remove(&key)?;
+        let mut routes = self.routes.write().expect("routes");
+        routes.by_ufrag.remove(&leg.ufrag);
+        routes.by_addr.retain(|_, r| r.key != key);
+        self.load[self.n].fetch_sub(1, Ordering::Relaxed);
+        self.stats.legs.fetch_sub(1, Ordering::Relaxed);
+        Some(leg)
     }
 }
 
@@ -173,7 +511,7 @@ pub fn fuzz_offer(offer: &[u8]) {
     );
 }
 
-fn accept(addr: SocketAddr, offer: &str) -> Result<(Leg, String), String> {
+fn accept(addr: SocketAddr, leg_id: &str, offer: &str) -> Result<(Leg, String), String> {
     // Whatever a browser sends must not take the endpoint (and every other leg) down.
     let (rtc, sdp) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| answer(addr, offer)))
         .map_err(|_| "the offer could not be read".to_string())??;
@@ -183,97 +521,27 @@ fn accept(addr: SocketAddr, offer: &str) -> Result<(Leg, String), String> {
     {
         return Err("the offer has no audio ringside can receive (Opus)".into());
     }
+    let ufrag = sdp
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("a=ice-ufrag:"))
+        .ok_or("the answer has no ICE username")?
+        .to_string();
     let leg = Leg {
+        id: leg_id.to_string(),
         rtc,
         port: WebPort::new(),
+        ufrag,
         audio: None,
         incoming: HashMap::new(),
         rtp_time: 0,
         connected: false,
-        next_send: Instant::now(),
         last_key: None,
     };
     Ok((leg, sdp))
 }
 
-fn run(socket: UdpSocket, addr: SocketAddr, cmds: Receiver<Cmd>, events: Sender<LegEvent>) {
-    let mut legs: HashMap<String, Leg> = HashMap::new();
-    let mut buf = vec![0u8; 2000];
-    loop {
-        loop {
-            match cmds.try_recv() {
-                Ok(Cmd::Accept {
-                    leg_id,
-                    offer,
-                    reply,
-                }) => {
-                    let r = accept(addr, &offer).map(|(leg, sdp)| {
-                        let port: PortRef = leg.port.clone();
-                        legs.insert(leg_id.clone(), leg);
-                        (sdp, port)
-                    });
-                    let _ = reply.send(r);
-                }
-                Ok(Cmd::Hangup { leg_id }) => {
-                    if let Some(mut l) = legs.remove(&leg_id) {
-                        l.rtc.disconnect();
-                    }
-                }
-                Err(mpsc::TryRecvError::Empty) => break,
-                Err(mpsc::TryRecvError::Disconnected) => return,
-            }
-        }
-        let now = Instant::now();
-        let mut wake = now + Duration::from_millis(20);
-        let mut closed = vec![];
-        for (id, leg) in legs.iter_mut() {
-            send_audio(leg, now);
-            match drive(id, leg, &socket, &events) {
-                Ok(next) => wake = wake.min(next).min(leg.next_send),
-                Err(reason) => closed.push((id.clone(), reason)),
-            }
-        }
-        for (leg_id, reason) in closed {
-            legs.remove(&leg_id);
-            let _ = events.send(LegEvent::Closed { leg_id, reason });
-        }
-        let wait = wake
-            .saturating_duration_since(Instant::now())
-            .max(Duration::from_millis(1));
-        let _ = socket.set_read_timeout(Some(wait));
-        match socket.recv_from(&mut buf) {
-            Ok((n, source)) => {
-                let Ok(contents) = buf[..n].try_into() else {
-                    continue; // not STUN, DTLS or RTP: dropped
-                };
-                let input = Input::Receive(
-                    Instant::now(),
-                    Receive {
-                        proto: Protocol::Udp,
-                        source,
-                        destination: addr,
-                        contents,
-                    },
-                );
-                if let Some(leg) = legs.values_mut().find(|l| l.rtc.accepts(&input)) {
-                    let _ = leg.rtc.handle_input(input);
-                }
-            }
-            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
-            Err(e) => tracing::warn!(error = %e, "WebRTC socket"),
-        }
-    }
-}
-
-/// Every 20 ms, what the room wrote for the browser, Opus-encoded.
+/// What the room wrote for the browser since the last tick, encoded.
 fn send_audio(leg: &mut Leg, now: Instant) {
-    if now < leg.next_send {
-        return;
-    }
-    leg.next_send += Duration::from_millis(20);
-    if leg.next_send < now {
-        leg.next_send = now + Duration::from_millis(20);
-    }
     if !leg.connected {
         return;
     }
@@ -293,47 +561,47 @@ fn send_audio(leg: &mut Leg, now: Instant) {
     }
 }
 
-/// Run a leg's session until it waits: datagrams out, events handled. The next time it
-/// needs attention, or why it ended.
+/// Run a leg's session until it waits: datagrams out, events handled. Why it ended, if it did.
 fn drive(
-    leg_id: &str,
     leg: &mut Leg,
     socket: &UdpSocket,
     events: &Sender<LegEvent>,
-) -> Result<Instant, String> {
+    complexity: u8,
+) -> Result<(), String> {
     loop {
         if !leg.rtc.is_alive() {
             return Err("the session ended".into());
         }
         match leg.rtc.poll_output().map_err(|e| e.to_string())? {
             Output::Timeout(t) => {
-                if t <= Instant::now() {
+                let now = Instant::now();
+                if t <= now {
                     leg.rtc
-                        .handle_input(Input::Timeout(Instant::now()))
+                        .handle_input(Input::Timeout(now))
                         .map_err(|e| e.to_string())?;
                     continue;
                 }
-                return Ok(t);
+                return Ok(());
             }
             Output::Transmit(t) => {
                 let _ = socket.send_to(&t.contents, t.destination);
             }
-            Output::Event(e) => on_event(leg_id, leg, e, events)?,
+            Output::Event(e) => on_event(leg, e, events, complexity)?,
         }
     }
 }
 
 fn on_event(
-    leg_id: &str,
     leg: &mut Leg,
     e: Event,
     events: &Sender<LegEvent>,
+    complexity: u8,
 ) -> Result<(), String> {
     match e {
         Event::Connected => {
             leg.connected = true;
             let _ = events.send(LegEvent::Connected {
-                leg_id: leg_id.to_string(),
+                leg_id: leg.id.clone(),
             });
         }
         Event::IceConnectionStateChange(IceConnectionState::Disconnected) => {
@@ -344,7 +612,11 @@ fn on_event(
                 .rtc
                 .writer(m.mid)
                 .and_then(|w| Voice::choose(w.payload_params()));
-            leg.audio = params.and_then(|p| Some((m.mid, p.pt(), Voice::for_params(&p)?)));
+            leg.audio = params.and_then(|p| {
+                let mut voice = Voice::for_params(&p)?;
+                voice.set_complexity(complexity);
+                Some((m.mid, p.pt(), voice))
+            });
         }
         Event::MediaData(d) if matches!(d.codec_extra, CodecExtra::Tele(_)) => {
             let CodecExtra::Tele(ev) = d.codec_extra else {
@@ -379,4 +651,56 @@ fn on_event(
         _ => {}
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::stun_username;
+
+    /// A binding request as a browser sends it: USERNAME "server:browser", then more.
+    fn binding(user: &str) -> Vec<u8> {
+        let mut attrs = vec![0x00, 0x06];
+        attrs.extend((user.len() as u16).to_be_bytes());
+        attrs.extend(user.as_bytes());
+        attrs.resize(attrs.len().div_ceil(4) * 4, 0);
+        attrs.extend([0x00, 0x24, 0x00, 0x04, 1, 2, 3, 4]); // PRIORITY
+        let mut d = vec![0x00, 0x01];
+        d.extend((attrs.len() as u16).to_be_bytes());
+        d.extend([0x21, 0x12, 0xA4, 0x42]);
+        d.extend([7u8; 12]);
+        d.extend(attrs);
+        d
+    }
+
+    #[test]
+    fn the_username_of_a_binding_request_names_the_leg() {
+        assert_eq!(stun_username(&binding("abcd:wxyz1")), Some("abcd:wxyz1"));
+        let rtp = [0x80u8, 0x6f, 0, 1, 0, 0, 0, 0, 0, 0, 0, 1];
+        assert_eq!(stun_username(&rtp), None, "media is not STUN");
+        let mut reply = binding("abcd:wxyz");
+        reply[1] = 0x01;
+        reply[0] = 0x01; // a binding success response
+        assert_eq!(stun_username(&reply), None);
+    }
+
+    #[test]
+    fn truncated_or_lying_datagrams_name_nothing() {
+        let whole = binding("abcd:wxyz");
+        for n in 0..whole.len() {
+            let _ = stun_username(&whole[..n]);
+        }
+        let mut lying = whole.clone();
+        lying[22] = 0xff; // the USERNAME claims more bytes than there are
+        assert_eq!(stun_username(&lying), None);
+        let mut x: u64 = 0x9e3779b97f4a7c15;
+        for _ in 0..20_000 {
+            let mut d = whole.clone();
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let i = (x as usize) % d.len();
+            d[i] = (x >> 32) as u8;
+            let _ = stun_username(&d[..(x >> 40) as usize % (d.len() + 1)]);
+        }
+    }
 }

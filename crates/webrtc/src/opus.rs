@@ -16,14 +16,27 @@ unsafe impl Send for Decoder {}
 
 impl Encoder {
     pub fn new() -> Result<Encoder, String> {
+        Encoder::for_application(ffi::OPUS_APPLICATION_VOIP)
+    }
+
+    fn for_application(app: i32) -> Result<Encoder, String> {
         let mut err = 0;
         // SAFETY: valid arguments; the result is checked before use.
-        let e =
-            unsafe { ffi::opus_encoder_create(16_000, 1, ffi::OPUS_APPLICATION_VOIP, &mut err) };
+        let e = unsafe { ffi::opus_encoder_create(16_000, 1, app, &mut err) };
         if e.is_null() || err != ffi::OPUS_OK {
             return Err(format!("opus encoder: error {err}"));
         }
         Ok(Encoder(e))
+    }
+
+    /// Trade quality for CPU: 0 (cheapest) to 10 (libopus's default is 9 or 10).
+    pub fn set_complexity(&mut self, c: i32) -> Result<(), String> {
+        // SAFETY: a live encoder and a request that takes one int.
+        let r = unsafe { ffi::opus_encoder_ctl(self.0, ffi::OPUS_SET_COMPLEXITY_REQUEST, c) };
+        if r != ffi::OPUS_OK {
+            return Err(format!("opus complexity {c}: error {r}"));
+        }
+        Ok(())
     }
 
     /// One 20 ms frame into one Opus packet.
@@ -98,6 +111,38 @@ impl Drop for Decoder {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Encoding cost by complexity (run with `--ignored --nocapture` in release).
+    #[test]
+    #[ignore]
+    fn encoding_cost_by_complexity() {
+        let frames: Vec<[i16; FRAME]> = (0..500)
+            .map(|f| {
+                let mut frame = [0i16; FRAME];
+                for (i, s) in frame.iter_mut().enumerate() {
+                    let t = (f * FRAME + i) as f64 / 16_000.0;
+                    *s = ((t * 440.0 * std::f64::consts::TAU).sin() * 6000.0
+                        + (t * 1234.0 * std::f64::consts::TAU).sin() * 3000.0)
+                        as i16;
+                }
+                frame
+            })
+            .collect();
+        for (app, c) in [10, 9, 7, 5, 3, 1, 0].map(|c| (ffi::OPUS_APPLICATION_VOIP, c)).into_iter().chain([5, 1, 0].map(|c| (ffi::OPUS_APPLICATION_RESTRICTED_LOWDELAY, c))) {
+            let mut enc = Encoder::for_application(app).unwrap();
+            enc.set_complexity(c).unwrap();
+            let mut dec = Decoder::new().unwrap();
+            let t = std::time::Instant::now();
+            let packets: Vec<Vec<u8>> = frames.iter().map(|f| enc.encode(f).unwrap()).collect();
+            let e = t.elapsed().as_micros() as f64 / 500.0;
+            let t = std::time::Instant::now();
+            for p in &packets {
+                dec.decode(p).unwrap();
+            }
+            let d = t.elapsed().as_micros() as f64 / 500.0;
+            println!("application {app} complexity {c}: encode {e:.1} µs, decode {d:.1} µs per 20 ms frame");
+        }
+    }
 
     #[test]
     fn a_tone_survives_an_opus_round_trip() {

@@ -61,6 +61,15 @@ impl Voice {
     }
 
     /// The RTP clock and the RTP time of one 20 ms frame.
+    /// The Opus encoder's complexity (0 to 10); G.711 has none.
+    pub fn set_complexity(&mut self, c: u8) {
+        if let Voice::Opus { enc, .. } = self
+            && let Err(e) = enc.set_complexity(c as i32)
+        {
+            tracing::warn!(error = %e, "opus complexity");
+        }
+    }
+
     pub fn clock(&self) -> (Frequency, u64) {
         match self {
             Voice::Opus { .. } => (Frequency::FORTY_EIGHT_KHZ, 960),

@@ -22,7 +22,7 @@ fn a_browser_that_offers_only_g711_is_heard_and_hears_in_g711() {
 /// A browser offering `codecs` and the room hear each other's tones; the answer names `expect`.
 fn both_ways(codecs: &[Codec], expect: &str) {
     let (events_tx, events) = mpsc::channel();
-    let server = WebRtc::start("127.0.0.1:0".parse().unwrap(), events_tx).unwrap();
+    let server = WebRtc::start("127.0.0.1:0".parse().unwrap(), events_tx, Default::default()).unwrap();
     let (mut browser, offer) = Browser::offering(codecs).unwrap();
     let (answer, port) = server.accept("leg-1", &offer).unwrap();
     assert!(answer.contains("a=ice-lite"), "{answer}");
@@ -75,7 +75,7 @@ fn both_ways(codecs: &[Codec], expect: &str) {
 #[test]
 fn a_malformed_offer_is_refused_with_a_reason_and_the_endpoint_carries_on() {
     let (tx, _events) = mpsc::channel();
-    let server = WebRtc::start("127.0.0.1:0".parse().unwrap(), tx).unwrap();
+    let server = WebRtc::start("127.0.0.1:0".parse().unwrap(), tx, Default::default()).unwrap();
     for bad in [
         "",
         "v=0\r\nthis is not sdp",
@@ -94,7 +94,7 @@ fn a_malformed_offer_is_refused_with_a_reason_and_the_endpoint_carries_on() {
 #[test]
 fn keys_pressed_in_the_browser_arrive_once_each_as_events() {
     let (tx, _events) = mpsc::channel();
-    let server = WebRtc::start("127.0.0.1:0".parse().unwrap(), tx).unwrap();
+    let server = WebRtc::start("127.0.0.1:0".parse().unwrap(), tx, Default::default()).unwrap();
     let (mut browser, offer) = Browser::offer().unwrap();
     let (answer, port) = server.accept("leg-k", &offer).unwrap();
     assert!(answer.contains("telephone-event/48000"), "{answer}");

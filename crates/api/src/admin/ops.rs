@@ -32,10 +32,19 @@ pub fn media_json(node: &Node) -> Value {
             "concealed": t.concealed, "dropped": t.dropped,
         })
     });
+    let webrtc = node.webrtc.get().map(|w| {
+        let s = &w.stats;
+        let get = |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed);
+        json!({
+            "legs": get(&s.legs), "ticks": get(&s.ticks), "ticksLate5ms": get(&s.late_ticks),
+            "maxLateMs": get(&s.max_late_us) as f64 / 1000.0, "strayDatagrams": get(&s.strays),
+        })
+    });
     json!({
         "ticks": m.ticks, "ticksLate5ms": m.late_5ms, "maxLateMs": m.max_late_us as f64 / 1000.0,
         "resyncs": m.resyncs, "skippedFrames": m.skipped_frames, "busyMs": m.busy_us / 1000, "rooms": m.rooms, "members": m.members,
         "rtp": rtp,
+        "webrtc": webrtc,
     })
 }
 

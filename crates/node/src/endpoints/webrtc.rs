@@ -152,7 +152,7 @@ pub struct Placed {
 }
 
 /// Why a browser call was not placed, as the signalling API reports it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub enum Refused {
     /// No app has that id or address.
     NoSuchTarget(String),
@@ -160,6 +160,8 @@ pub enum Refused {
     BadOffer(String),
     /// The target cannot take calls, or ringside cannot place them now.
     Unavailable(String),
+    /// The engine refused the request as it stands (already in the meeting, over a limit).
+    Refused(engine::ApiError),
 }
 
 /// `user` calls `target` from a browser: an app id or an address routed to an app (the app
@@ -234,6 +236,7 @@ async fn join_meeting(node: &Arc<Node>, user: &User, thread: String) -> Result<S
         .map_err(|_| Refused::Unavailable("ringside is stopping".into()))?
         .map_err(|e| match e.status {
             404 => Refused::NoSuchTarget(thread),
+            400..=499 => Refused::Refused(e),
             _ => Refused::Unavailable(e.message),
         })?;
     let body = reply.body.unwrap_or_default();

@@ -406,6 +406,11 @@ async fn a_browser_joins_a_meeting_by_its_link_and_hears_the_bot_in_it() {
                 .any(|p| p["info"]["identity"]["user"]["id"] == ALICE)
     })
     .await;
+    // A second tab of the same person cannot join the meeting twice.
+    let (_, again) = Browser::offer().unwrap();
+    let (s, v) = web_call(&h, &token, json!({"target": target, "sdp": again})).await;
+    assert_eq!(s, 409, "{v}");
+    assert_eq!(v["error"]["code"], "Conflict");
     let media = std::thread::spawn(move || {
         browser
             .run(
