@@ -99,7 +99,9 @@ impl Leg {
         rtc.sdp_api()
             .accept_answer(pending, answer)
             .map_err(|e| e.to_string())?;
-        let mut decoder = self.listen.then(|| webrtc::opus::Decoder::new().expect("opus"));
+        let mut decoder = self
+            .listen
+            .then(|| webrtc::opus::Decoder::new().expect("opus"));
         let mut buf = vec![0u8; 2000];
         let mut connected = false;
         let mut heard = false;
@@ -298,7 +300,10 @@ async fn main() {
         .unwrap();
     let up = Instant::now();
     while http.get(format!("{base}/healthz")).send().await.is_err() {
-        assert!(up.elapsed() < Duration::from_secs(20), "ringside did not start");
+        assert!(
+            up.elapsed() < Duration::from_secs(20),
+            "ringside did not start"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let tok: Value = http
@@ -328,7 +333,12 @@ async fn main() {
             .json()
             .await
             .unwrap();
-        links.push(v["joinWebUrl"].as_str().expect("a meeting link").to_string());
+        links.push(
+            v["joinWebUrl"]
+                .as_str()
+                .expect("a meeting link")
+                .to_string(),
+        );
     }
     // One person per seat of a meeting: leg i is user i % group.
     let mut user_tokens = vec![];
@@ -404,9 +414,14 @@ async fn main() {
     let loud = rms.iter().filter(|&&r| r > 500.0).count();
     let pct = |late: u64, ticks: u64| 100.0 * late as f64 / ticks.max(1) as f64;
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    println!("| WebRTC legs (Opus, DTLS-SRTP), meetings of {group}, {rate} new legs/s, {hold} s held | |");
+    println!(
+        "| WebRTC legs (Opus, DTLS-SRTP), meetings of {group}, {rate} new legs/s, {hold} s held | |"
+    );
     println!("|---|---|");
-    println!("| legs set up and hearing audio | {up_legs} of {legs} ({} failed) |", failures.len());
+    println!(
+        "| legs set up and hearing audio | {up_legs} of {legs} ({} failed) |",
+        failures.len()
+    );
     println!("| ramp | {ramp_s:.1} s |");
     println!(
         "| setup, offer → first audio: p50 / p95 / p99 / max | {:.0} / {:.0} / {:.0} / {:.0} ms |",

@@ -8,6 +8,13 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
 
+/// Where a forked call was taken.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Side {
+    Browser,
+    Phone,
+}
+
 /// One open tab: its id and where its events go.
 type Tab = (u64, UnboundedSender<Value>);
 
@@ -16,6 +23,8 @@ pub struct Tabs {
     by_user: Mutex<HashMap<String, Vec<Tab>>>,
     /// Legs ringing in browsers: leg id → user id.
     ringing: Mutex<HashMap<String, String>>,
+    /// Legs rung on a user's tabs and SIP phones at once, and which side took the call.
+    forks: Mutex<HashMap<String, Option<Side>>>,
     next: AtomicU64,
 }
 
@@ -69,5 +78,62 @@ impl Tabs {
             (Some(_), _) => r.remove(leg),
             (None, _) => None,
         }
+    }
+}
+
+/// Forks: a call to a user who is signed in and has SIP phones rings both; the first side to
+/// answer takes it, and the other stops ringing without failing the call.
+impl Tabs {
+    /// The leg rings the user's tabs and phones together.
+    pub fn fork(&self, leg: &str) {
+        self.forks
+            .lock()
+            .expect("tabs")
+            .insert(leg.to_string(), None);
+    }
+
+    /// `side` answered: whether it takes the call (always, for a leg that is not forked).
+    pub fn claim(&self, leg: &str, side: Side) -> bool {
+        match self.forks.lock().expect("tabs").get_mut(leg) {
+            None => true,
+            Some(w @ None) => {
+                *w = Some(side);
+                true
+            }
+            Some(Some(s)) => *s == side,
+        }
+    }
+
+    /// For a forked leg, who took it so far (`Some(None)`: nobody yet); `None` if not forked.
+    pub fn fork_of(&self, leg: &str) -> Option<Option<Side>> {
+        self.forks.lock().expect("tabs").get(leg).copied()
+    }
+
+    /// Whether the leg still rings in a browser.
+    pub fn is_ringing(&self, leg: &str) -> bool {
+        self.ringing.lock().expect("tabs").contains_key(leg)
+    }
+
+    /// The leg ended: its fork is forgotten; who had taken it.
+    pub fn unfork(&self, leg: &str) -> Option<Side> {
+        self.forks.lock().expect("tabs").remove(leg).flatten()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_first_side_to_answer_a_fork_takes_it() {
+        let t = Tabs::default();
+        assert!(t.claim("plain", Side::Phone), "a leg that is not forked");
+        t.fork("l1");
+        assert_eq!(t.fork_of("l1"), Some(None));
+        assert!(t.claim("l1", Side::Browser));
+        assert!(!t.claim("l1", Side::Phone), "the phone answered too late");
+        assert!(t.claim("l1", Side::Browser));
+        assert_eq!(t.unfork("l1"), Some(Side::Browser));
+        assert_eq!(t.fork_of("l1"), None);
     }
 }

@@ -373,13 +373,11 @@ impl Shard {
             } => {
                 let r = accept(self.addr, &leg_id, &offer).map(|(leg, sdp)| {
                     let port: PortRef = leg.port.clone();
-                    self.routes.write().expect("routes").by_ufrag.insert(
-                        leg.ufrag.clone(),
-                        Route {
-                            shard: self.n,
-                            key,
-                        },
-                    );
+                    self.routes
+                        .write()
+                        .expect("routes")
+                        .by_ufrag
+                        .insert(leg.ufrag.clone(), Route { shard: self.n, key });
                     self.legs.insert(key, leg);
                     self.load[self.n].fetch_add(1, Ordering::Relaxed);
                     self.stats.legs.fetch_add(1, Ordering::Relaxed);
@@ -388,7 +386,11 @@ impl Shard {
                 let _ = reply.send(r);
             }
             Work::Hangup { leg_id } => {
-                if let Some(key) = self.legs.iter().find(|(_, l)| l.id == leg_id).map(|(k, _)| *k)
+                if let Some(key) = self
+                    .legs
+                    .iter()
+                    .find(|(_, l)| l.id == leg_id)
+                    .map(|(k, _)| *k)
                     && let Some(mut leg) = self.forget(key)
                 {
                     leg.rtc.disconnect();

@@ -128,7 +128,11 @@ mod tests {
                 frame
             })
             .collect();
-        for (app, c) in [10, 9, 7, 5, 3, 1, 0].map(|c| (ffi::OPUS_APPLICATION_VOIP, c)).into_iter().chain([5, 1, 0].map(|c| (ffi::OPUS_APPLICATION_RESTRICTED_LOWDELAY, c))) {
+        for (app, c) in [10, 9, 7, 5, 3, 1, 0]
+            .map(|c| (ffi::OPUS_APPLICATION_VOIP, c))
+            .into_iter()
+            .chain([5, 1, 0].map(|c| (ffi::OPUS_APPLICATION_RESTRICTED_LOWDELAY, c)))
+        {
             let mut enc = Encoder::for_application(app).unwrap();
             enc.set_complexity(c).unwrap();
             let mut dec = Decoder::new().unwrap();
@@ -140,7 +144,9 @@ mod tests {
                 dec.decode(p).unwrap();
             }
             let d = t.elapsed().as_micros() as f64 / 500.0;
-            println!("application {app} complexity {c}: encode {e:.1} µs, decode {d:.1} µs per 20 ms frame");
+            println!(
+                "application {app} complexity {c}: encode {e:.1} µs, decode {d:.1} µs per 20 ms frame"
+            );
         }
     }
 

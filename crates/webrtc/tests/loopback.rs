@@ -22,7 +22,12 @@ fn a_browser_that_offers_only_g711_is_heard_and_hears_in_g711() {
 /// A browser offering `codecs` and the room hear each other's tones; the answer names `expect`.
 fn both_ways(codecs: &[Codec], expect: &str) {
     let (events_tx, events) = mpsc::channel();
-    let server = WebRtc::start("127.0.0.1:0".parse().unwrap(), events_tx, Default::default()).unwrap();
+    let server = WebRtc::start(
+        "127.0.0.1:0".parse().unwrap(),
+        events_tx,
+        Default::default(),
+    )
+    .unwrap();
     let (mut browser, offer) = Browser::offering(codecs).unwrap();
     let (answer, port) = server.accept("leg-1", &offer).unwrap();
     assert!(answer.contains("a=ice-lite"), "{answer}");

@@ -3,11 +3,13 @@
 //! * [`sim`] — simulated users, scripted phones with real audio;
 //! * [`sip`] — SIP phones (registered users) and trunks (phone numbers);
 //! * [`app`] — applications: a leg rung towards an app becomes its incoming call;
-//! * [`webrtc`] — browsers (the web phone), through crates/webrtc.
+//! * [`webrtc`] — browsers (the web phone), through crates/webrtc;
+//! * [`fork`] — a signed-in SIP user: their tabs and phones rung together.
 //!
 //! A new kind is one module and one line in [`ring`] (and, for users, one `endpoint` name).
 
 pub mod app;
+pub mod fork;
 pub mod legs;
 pub mod sim;
 pub mod sip;
@@ -42,9 +44,12 @@ async fn ring(
                     },
                 );
             };
-            // A user signed in from a browser is rung there.
+            // A user signed in from a browser is rung there, and on their SIP phones too.
             if cx.node.tabs.signed_in(&user.id) {
-                return webrtc::ring(legs, leg, &user, &from);
+                return match user.endpoint.as_str() {
+                    "sip" => fork::ring(legs, leg, &user, &from),
+                    _ => webrtc::ring(legs, leg, &user, &from),
+                };
             }
             match user.endpoint.as_str() {
                 "simulated" => sim::ring(legs, leg, &user, &from, script),

@@ -5,9 +5,11 @@
 use super::legs::{Cx, End, Leg, Legs};
 use crate::inputs::{Control, Msg};
 use crate::node::Node;
+use crate::tabs::Side;
 use directory::User;
 use engine::{AppCtx, LegEvent};
 use graph::{IdentitySet, ParticipantInfo, Party};
+use serde_json::json;
 use sip::server::{LegCommand, SipEvent};
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
@@ -58,14 +60,27 @@ impl Leg for SipLeg {
 /// Ring every registered contact of a SIP user (crates/sip forks the call).
 pub fn ring_user(legs: &mut Legs, leg: &str, user: &User, from: &ParticipantInfo) {
     let cx = legs.cx.clone();
+    match dial_user(&cx, leg, user, from) {
+        Ok(()) => legs.insert(leg, Box::new(SipLeg)),
+        Err((sip_code, reason)) => {
+            cx.log(leg, Some(&user.id), format!("failed {sip_code} {reason}"));
+            cx.event(leg, LegEvent::Failed { sip_code, reason });
+        }
+    }
+}
+
+/// Dial every registered contact of a SIP user for `leg`; why not, if it cannot.
+pub fn dial_user(
+    cx: &Cx,
+    leg: &str,
+    user: &User,
+    from: &ParticipantInfo,
+) -> Result<(), (u16, String)> {
     let Some(sip) = cx.node.sip.get() else {
-        return cx.event(
-            leg,
-            LegEvent::Failed {
-                sip_code: 480,
-                reason: format!("user {} is a SIP user but SIP is not enabled", user.id),
-            },
-        );
+        return Err((
+            480,
+            format!("user {} is a SIP user but SIP is not enabled", user.id),
+        ));
     };
     let contacts: Vec<String> = sip
         .contacts(user.sip_username())
@@ -73,14 +88,7 @@ pub fn ring_user(legs: &mut Legs, leg: &str, user: &User, from: &ParticipantInfo
         .map(|b| b.uri)
         .collect();
     if contacts.is_empty() {
-        cx.log(leg, Some(&user.id), "failed 480 not registered");
-        return cx.event(
-            leg,
-            LegEvent::Failed {
-                sip_code: 480,
-                reason: format!("user {} has no registered SIP phone", user.id),
-            },
-        );
+        return Err((480, format!("user {} has no registered SIP phone", user.id)));
     }
     let caller = sip::server::Caller {
         user: match from.identity.party() {
@@ -100,7 +108,6 @@ pub fn ring_user(legs: &mut Legs, leg: &str, user: &User, from: &ParticipantInfo
         Some(&user.id),
         format!("dialling {} SIP contact(s)", contacts.len()),
     );
-    legs.insert(leg, Box::new(SipLeg));
     sip.command(LegCommand::Dial {
         leg_id: leg.to_string(),
         targets: contacts
@@ -109,6 +116,7 @@ pub fn ring_user(legs: &mut Legs, leg: &str, user: &User, from: &ParticipantInfo
             .collect(),
         caller,
     });
+    Ok(())
 }
 
 /// Call a phone number through the trunk whose routes match it best.
@@ -322,6 +330,9 @@ pub async fn events(node: Arc<Node>, mut rx: mpsc::UnboundedReceiver<SipEvent>) 
         let _ = node.driver.send(Msg::Leg { leg_id, event });
     };
     while let Some(ev) = rx.recv().await {
+        if forked(&node, &ev) {
+            continue;
+        }
         match ev {
             ev @ SipEvent::Incoming { .. } => incoming(&node, ev).await,
             SipEvent::Ringing { leg_id } => tell(leg_id, LegEvent::Ringing),
@@ -384,5 +395,63 @@ pub async fn events(node: Arc<Node>, mut rx: mpsc::UnboundedReceiver<SipEvent>) 
                 tell(leg_id, LegEvent::HungUp);
             }
         }
+    }
+}
+
+/// A SIP event of a leg also ringing in the user's browser ([`super::fork`]), seen first:
+/// whether it is dealt with here (and must not reach the engine).
+pub fn forked(node: &Node, ev: &SipEvent) -> bool {
+    let leg = match ev {
+        SipEvent::Incoming { .. } => return false,
+        SipEvent::Ringing { leg_id }
+        | SipEvent::Answered { leg_id, .. }
+        | SipEvent::Failed { leg_id, .. }
+        | SipEvent::HungUp { leg_id }
+        | SipEvent::MediaLost { leg_id, .. }
+        | SipEvent::Held { leg_id }
+        | SipEvent::Resumed { leg_id }
+        | SipEvent::ReferFailed { leg_id, .. } => leg_id,
+    };
+    let Some(taken) = node.tabs.fork_of(leg) else {
+        return false;
+    };
+    match (ev, taken) {
+        // The browser has the call: the phones' side of it is over.
+        (_, Some(Side::Browser)) => {
+            if let SipEvent::Answered { .. } = ev {
+                // Answered as the browser did: this phone only gets a BYE.
+                if let Some(s) = node.sip.get() {
+                    s.command(LegCommand::Hangup {
+                        leg_id: leg.clone(),
+                    });
+                }
+            }
+            true
+        }
+        // The fork already said it rings.
+        (SipEvent::Ringing { .. }, None) => true,
+        (SipEvent::Answered { .. }, None) => {
+            if !node.tabs.claim(leg, Side::Phone) {
+                return forked(node, ev);
+            }
+            if let Some(user) = node.tabs.stop_ringing(leg, None) {
+                node.tabs.tell(
+                    &user,
+                    &json!({"type": "cancel", "legId": leg, "reason": "answered on a phone"}),
+                );
+            }
+            node.registry.log(leg, None, "answered on a SIP phone");
+            false
+        }
+        // The phones failed, but the browser still rings: the call goes on there.
+        (SipEvent::Failed { status, .. }, None) if node.tabs.is_ringing(leg) => {
+            node.registry.log(
+                leg,
+                None,
+                format!("SIP phones failed ({status}); still ringing in the browser"),
+            );
+            true
+        }
+        _ => false,
     }
 }

@@ -47,6 +47,25 @@ impl Leg for WebLeg {
 /// Ring every open tab of `user`: the first to answer takes the call.
 pub fn ring(legs: &mut Legs, leg: &str, user: &User, from: &ParticipantInfo) {
     let cx = legs.cx.clone();
+    if ring_tabs(&cx, leg, user, from) == 0 {
+        return cx.fail(
+            leg,
+            Some(&user.id),
+            480,
+            format!("user {} has no browser open", user.id),
+        );
+    }
+    legs.insert(
+        leg,
+        Box::new(WebLeg {
+            user: Some(user.id.clone()),
+        }),
+    );
+    cx.event(leg, LegEvent::Ringing);
+}
+
+/// Offer the leg to every open tab of `user`; how many tabs were told.
+pub fn ring_tabs(cx: &Cx, leg: &str, user: &User, from: &ParticipantInfo) -> usize {
     let msg = json!({
         "type": "ring",
         "legId": leg,
@@ -56,23 +75,25 @@ pub fn ring(legs: &mut Legs, leg: &str, user: &User, from: &ParticipantInfo) {
         },
     });
     cx.node.tabs.ring(leg, &user.id);
-    if cx.node.tabs.tell(&user.id, &msg) == 0 {
+    let told = cx.node.tabs.tell(&user.id, &msg);
+    if told == 0 {
         cx.node.tabs.stop_ringing(leg, None);
-        return cx.fail(
-            leg,
-            Some(&user.id),
-            480,
-            format!("user {} has no browser open", user.id),
-        );
+    } else {
+        cx.log(leg, Some(&user.id), "ringing in the browser");
     }
-    cx.log(leg, Some(&user.id), "ringing in the browser");
-    legs.insert(
-        leg,
-        Box::new(WebLeg {
-            user: Some(user.id.clone()),
-        }),
-    );
-    cx.event(leg, LegEvent::Ringing);
+    told
+}
+
+/// Stop a forked leg's SIP phones ringing, without failing the leg.
+fn stop_phones(node: &Node, leg: &str) {
+    if node.tabs.fork_of(leg).is_some()
+        && let Some(sip) = node.sip.get()
+    {
+        // A hang-up of a call still dialling cancels its INVITEs and reports nothing.
+        sip.command(sip::server::LegCommand::Hangup {
+            leg_id: leg.to_string(),
+        });
+    }
 }
 
 /// Why a browser could not answer or decline a leg.
@@ -88,9 +109,13 @@ pub enum NotRinging {
 pub fn answer(node: &Node, user: &str, leg: &str, offer: &str) -> Result<String, NotRinging> {
     let w = node.webrtc.get().ok_or(NotRinging::Gone)?;
     webrtc::endpoint::check_offer(offer).map_err(NotRinging::BadOffer)?;
+    if !node.tabs.is_ringing(leg) || !node.tabs.claim(leg, crate::tabs::Side::Browser) {
+        return Err(NotRinging::Gone); // over, or a phone took it
+    }
     node.tabs
         .stop_ringing(leg, Some(user))
         .ok_or(NotRinging::Gone)?;
+    stop_phones(node, leg);
     let (sdp, port) = match w.accept(leg, offer) {
         Ok(x) => x,
         Err(e) => {
@@ -115,6 +140,7 @@ pub fn decline(node: &Node, user: &str, leg: &str) -> Result<(), NotRinging> {
     node.tabs
         .stop_ringing(leg, Some(user))
         .ok_or(NotRinging::Gone)?;
+    stop_phones(node, leg);
     node.registry
         .log(leg, Some(user), "declined in the browser");
     node.tabs.tell(

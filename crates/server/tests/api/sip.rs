@@ -200,7 +200,7 @@ async fn listening(port: u16) {
 }
 
 /// The bot hangs up call `id` and waits for it to end.
-async fn hang_up(h: &Harness, id: &str) {
+pub(crate) async fn hang_up(h: &Harness, id: &str) {
     let (s, _, _) = h
         .req("DELETE", &format!("/v1.0/communications/calls/{id}"), None)
         .await;
@@ -248,7 +248,7 @@ async fn a_phone_that_cancels_while_ringing_ends_the_incoming_call() {
 
 /// ringside with SIP on a free port; MD5 is challenged first because SIPp 3.6 only
 /// answers the first challenge and only knows MD5.
-async fn sip_server() -> (Harness, u16) {
+pub(crate) async fn sip_server() -> (Harness, u16) {
     let port = free_udp_port();
     let h = Harness::start_with(&format!(
         "\n[sip]\nudp = [\"127.0.0.1:{port}\"]\nrtp_ports = [43200, 43400]\ndigest = [\"MD5\", \"SHA-256\"]\n"
@@ -258,13 +258,13 @@ async fn sip_server() -> (Harness, u16) {
 }
 
 /// A SIPp phone: registered as `hank` (digest), then waiting for calls with `scenario`.
-struct Phone {
+pub(crate) struct Phone {
     sipp: tokio::process::Child,
     dir: std::path::PathBuf,
 }
 
 impl Phone {
-    async fn register_and_run(sip_port: u16, xml: &str, extra: &[&str]) -> Phone {
+    pub(crate) async fn register_and_run(sip_port: u16, xml: &str, extra: &[&str]) -> Phone {
         let port = free_udp_port();
         let dir = std::env::temp_dir().join(format!("ringside-phone-{port}"));
         std::fs::create_dir_all(&dir).unwrap();
@@ -324,7 +324,7 @@ impl Phone {
         Phone { sipp, dir }
     }
 
-    async fn result(self) -> (bool, String) {
+    pub(crate) async fn result(self) -> (bool, String) {
         sipp_result(self.sipp, &self.dir).await
     }
 

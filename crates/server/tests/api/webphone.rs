@@ -451,3 +451,130 @@ async fn a_browser_joins_a_meeting_by_its_link_and_hears_the_bot_in_it() {
     let (s, v) = web_call(&h, &token, json!({"target": bad, "sdp": offer})).await;
     assert_eq!(s, 404, "{v}");
 }
+
+/// A tab answers `leg` with a new browser that speaks a tone; the browser runs in a thread
+/// until it has sent a second of audio.
+async fn answer_in_browser(
+    h: &Harness,
+    token: &str,
+    leg: &str,
+) -> std::thread::JoinHandle<Browser> {
+    let (mut browser, offer) = Browser::offer().unwrap();
+    let (s, v, _) = h
+        .req_as(
+            token,
+            "POST",
+            &format!("/webrtc/legs/{leg}/answer"),
+            Some(json!({"sdp": offer})),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    browser.accept_answer(v["sdp"].as_str().unwrap()).unwrap();
+    std::thread::spawn(move || {
+        browser
+            .run(
+                Duration::from_secs(10),
+                &mut |n| Some(tone(440.0, n)),
+                &mut |b| b.connected && b.sent > 50,
+            )
+            .unwrap();
+        browser
+    })
+}
+
+#[tokio::test]
+async fn a_sip_user_signed_in_in_a_browser_rings_on_both_and_answering_in_the_browser_cancels_the_phone()
+ {
+    let (h, sip_port) = crate::sip::sip_server().await;
+    let phone = crate::sip::Phone::register_and_run(sip_port, "uas-ring-cancel.xml", &[]).await;
+    let token = user_token(&h, HANK_SIP).await;
+    let mut tab = open_tab(&h, &token).await;
+    let call = h.call_user(HANK_SIP).await;
+    let ring = tab.next().await;
+    assert_eq!(ring["type"], "ring", "{ring}");
+    let leg = ring["legId"].as_str().unwrap().to_string();
+    h.until_state(&call, "ringing").await;
+    let log = h.leg_log(&leg).await.to_string();
+    assert!(
+        log.contains("dialling 1 SIP contact"),
+        "the phone rings too: {log}"
+    );
+
+    let media = answer_in_browser(&h, &token, &leg).await;
+    assert_eq!(tab.next().await["type"], "answered");
+    h.until_state(&call, "established").await;
+    let (ok, errors) = phone.result().await;
+    assert!(ok, "the phone that did not answer got CANCEL: {errors}");
+    let browser = tokio::task::spawn_blocking(move || media.join().unwrap())
+        .await
+        .unwrap();
+    assert!(browser.connected);
+    // The call is the browser's: the phone's CANCEL did not end it.
+    let (s, v, _) = h
+        .req("GET", &format!("/v1.0/communications/calls/{call}"), None)
+        .await;
+    assert_eq!(s, 200);
+    assert_eq!(v["state"], "established", "{v}");
+    crate::sip::hang_up(&h, &call).await;
+    let ended = tab.next().await;
+    assert_eq!(ended["type"], "ended", "{ended}");
+}
+
+#[tokio::test]
+async fn a_sip_user_whose_phone_answers_first_stops_ringing_in_the_browser() {
+    let (h, sip_port) = crate::sip::sip_server().await;
+    let phone = crate::sip::Phone::register_and_run(sip_port, "uas-answer.xml", &[]).await;
+    let token = user_token(&h, HANK_SIP).await;
+    let mut tab = open_tab(&h, &token).await;
+    let call = h.call_user(HANK_SIP).await;
+    let ring = tab.next().await;
+    assert_eq!(ring["type"], "ring", "{ring}");
+    let leg = ring["legId"].as_str().unwrap().to_string();
+    let cancel = tab.next().await;
+    assert_eq!(
+        (cancel["type"].as_str(), cancel["reason"].as_str()),
+        (Some("cancel"), Some("answered on a phone")),
+        "{cancel}"
+    );
+    let notes = h.until_state(&call, "established").await;
+    assert_eq!(states(&notes), ["establishing", "ringing", "established"]);
+    // Too late for the browser.
+    let (_, offer) = Browser::offer().unwrap();
+    let (s, _, _) = h
+        .req_as(
+            &token,
+            "POST",
+            &format!("/webrtc/legs/{leg}/answer"),
+            Some(json!({"sdp": offer})),
+        )
+        .await;
+    assert_eq!(s, 409);
+    crate::sip::hang_up(&h, &call).await;
+    let (ok, errors) = phone.result().await;
+    assert!(ok, "the phone that answered got the BYE: {errors}");
+}
+
+#[tokio::test]
+async fn a_busy_phone_leaves_the_browser_ringing_and_the_browser_takes_the_call() {
+    let (h, sip_port) = crate::sip::sip_server().await;
+    let phone = crate::sip::Phone::register_and_run(sip_port, "uas-busy.xml", &[]).await;
+    let token = user_token(&h, HANK_SIP).await;
+    let mut tab = open_tab(&h, &token).await;
+    let call = h.call_user(HANK_SIP).await;
+    let leg = tab.next().await["legId"].as_str().unwrap().to_string();
+    let (ok, errors) = phone.result().await;
+    assert!(ok, "the phone said busy: {errors}");
+    let log = h.leg_log(&leg).await.to_string();
+    assert!(log.contains("still ringing in the browser"), "{log}");
+    let media = answer_in_browser(&h, &token, &leg).await;
+    let notes = h.until_state(&call, "established").await;
+    assert!(
+        !states(&notes).contains(&"terminated".to_string()),
+        "the busy phone did not fail the call"
+    );
+    let browser = tokio::task::spawn_blocking(move || media.join().unwrap())
+        .await
+        .unwrap();
+    assert!(browser.connected, "{}", h.leg_log(&leg).await);
+    crate::sip::hang_up(&h, &call).await;
+}
