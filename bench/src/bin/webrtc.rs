@@ -14,7 +14,7 @@
 //!
 //!   cargo build --release -p server --bin ringside
 //!   cargo run --release -p ringside-bench --bin webrtc -- [legs, default 500] [rate, default 20]
-//!     [hold seconds, default 20] [group, default 5]
+//!     [hold seconds, default 20] [group, default 5] [voice | low-delay, default voice]
 
 use serde_json::{Value, json};
 use std::net::SocketAddr;
@@ -224,7 +224,7 @@ fn free_port() -> u16 {
         .port()
 }
 
-fn config(listen: &SocketAddr, group: usize) -> String {
+fn config(listen: &SocketAddr, group: usize, mode: &str) -> String {
     let users: String = (0..group)
         .map(|u| format!("[[users]]\nid = \"{USER}-{u}\"\ntenant = \"{TENANT}\"\n"))
         .collect();
@@ -238,6 +238,7 @@ max_calls_per_tenant = 100000
 token = "{ADMIN}"
 [webrtc]
 udp = "127.0.0.1:0"
+opus_mode = "{mode}"
 [[tenants]]
 id = "{TENANT}"
 [[apps]]
@@ -279,11 +280,12 @@ async fn main() {
         arg(2, 20),
         arg(3, 5) as usize,
     );
+    let mode = args.get(4).cloned().unwrap_or_else(|| "voice".into());
     let bin = std::env::var("RINGSIDE_BIN").unwrap_or_else(|_| "target/release/ringside".into());
     let dir = std::env::temp_dir().join(format!("ringside-bench-webrtc-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let listen: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-    std::fs::write(dir.join("ringside.toml"), config(&listen, group)).unwrap();
+    std::fs::write(dir.join("ringside.toml"), config(&listen, group, &mode)).unwrap();
     let mut child = tokio::process::Command::new(&bin)
         .args(["--data-dir", dir.to_str().unwrap(), "serve"])
         .env("RUST_LOG", "warn")

@@ -202,6 +202,10 @@ pub struct WebRtcConfig {
     /// sounds much the same (docs/webrtc.md).
     #[serde(default = "default_opus_complexity")]
     pub opus_complexity: u8,
+    /// `voice` (SILK's speech model, the default) or `low-delay` (CELT only: about a third
+    /// less CPU per browser leg, at some cost in quality at low bitrates).
+    #[serde(default = "default_opus_mode")]
+    pub opus_mode: String,
     /// Threads for browser legs' sessions and codecs (0: one per core).
     #[serde(default)]
     pub threads: usize,
@@ -209,6 +213,10 @@ pub struct WebRtcConfig {
 
 fn default_opus_complexity() -> u8 {
     1
+}
+
+fn default_opus_mode() -> String {
+    "voice".into()
 }
 
 fn default_webrtc_udp() -> String {
@@ -220,6 +228,7 @@ impl Default for WebRtcConfig {
         WebRtcConfig {
             udp: default_webrtc_udp(),
             opus_complexity: default_opus_complexity(),
+            opus_mode: default_opus_mode(),
             threads: 0,
         }
     }

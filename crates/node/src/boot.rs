@@ -243,23 +243,7 @@ pub async fn start(b: Boot) -> Result<Arc<Node>, String> {
         tokio::spawn(endpoints::sip::events(node.clone(), sip_rx));
     }
     if let Some(w) = &webrtc_cfg {
-        let bind = w
-            .udp
-            .parse()
-            .map_err(|_| format!("[webrtc] udp '{}' is not ip:port", w.udp))?;
-        let (tx, rx) = std::sync::mpsc::channel();
-        if w.opus_complexity > 10 {
-            return Err(format!(
-                "[webrtc] opus_complexity {} is not 0 to 10",
-                w.opus_complexity
-            ));
-        }
-        let opts = webrtc::endpoint::Options {
-            shards: w.threads,
-            opus_complexity: w.opus_complexity,
-        };
-        let _ = node.webrtc.set(webrtc::WebRtc::start(bind, tx, opts)?);
-        endpoints::webrtc::watch(node.clone(), rx);
+        start_webrtc(&node, w)?;
     }
     let Restored {
         engine,
@@ -313,4 +297,38 @@ pub async fn start(b: Boot) -> Result<Arc<Node>, String> {
         }
     }
     Ok(node)
+}
+
+/// The WebRTC endpoint, as `[webrtc]` asks; a setting out of range is refused with its reason.
+fn start_webrtc(node: &Arc<Node>, w: &directory::WebRtcConfig) -> Result<(), String> {
+    let bind = w
+        .udp
+        .parse()
+        .map_err(|_| format!("[webrtc] udp '{}' is not ip:port", w.udp))?;
+    if w.opus_complexity > 10 {
+        return Err(format!(
+            "[webrtc] opus_complexity {} is not 0 to 10",
+            w.opus_complexity
+        ));
+    }
+    let low_delay = match w.opus_mode.as_str() {
+        "voice" => false,
+        "low-delay" => true,
+        other => {
+            return Err(format!(
+                "[webrtc] opus_mode '{other}' is not 'voice' or 'low-delay'"
+            ));
+        }
+    };
+    let opts = webrtc::endpoint::Options {
+        shards: w.threads,
+        opus: webrtc::opus::Tuning {
+            complexity: w.opus_complexity,
+            low_delay,
+        },
+    };
+    let (tx, rx) = std::sync::mpsc::channel();
+    let _ = node.webrtc.set(webrtc::WebRtc::start(bind, tx, opts)?);
+    endpoints::webrtc::watch(node.clone(), rx);
+    Ok(())
 }

@@ -103,22 +103,14 @@ struct Leg {
 }
 
 /// How the endpoint runs.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, Default)]
 pub struct Options {
     /// Shard threads (0: one per core).
     pub shards: usize,
-    /// Opus encoder complexity (0 to 10) for what browsers hear.
-    pub opus_complexity: u8,
+    /// How the Opus encoders of what browsers hear trade quality for CPU.
+    pub opus: crate::opus::Tuning,
 }
 
-impl Default for Options {
-    fn default() -> Self {
-        Options {
-            shards: 0,
-            opus_complexity: 1,
-        }
-    }
-}
 
 impl WebRtc {
     /// Bind `bind` and start the endpoint; `events` hears about every leg.
@@ -151,7 +143,7 @@ impl WebRtc {
                 stats: stats.clone(),
                 load: load.clone(),
                 legs: HashMap::new(),
-                complexity: opts.opus_complexity,
+                tuning: opts.opus,
             };
             std::thread::Builder::new()
                 .name(format!("ringside-webrtc-{n}"))
@@ -303,7 +295,7 @@ struct Shard {
     stats: Arc<Stats>,
     load: Arc<Vec<AtomicUsize>>,
     legs: HashMap<u64, Leg>,
-    complexity: u8,
+    tuning: crate::opus::Tuning,
 }
 
 const TICK: Duration = Duration::from_millis(20);
@@ -415,7 +407,7 @@ impl Shard {
         let Some(leg) = self.legs.get_mut(&key) else {
             return;
         };
-        if let Err(reason) = drive(leg, &self.socket, &self.events, self.complexity)
+        if let Err(reason) = drive(leg, &self.socket, &self.events, self.tuning)
             && let Some(leg) = self.forget(key)
         {
             let _ = self.events.send(LegEvent::Closed {
@@ -568,7 +560,7 @@ fn drive(
     leg: &mut Leg,
     socket: &UdpSocket,
     events: &Sender<LegEvent>,
-    complexity: u8,
+    tuning: crate::opus::Tuning,
 ) -> Result<(), String> {
     loop {
         if !leg.rtc.is_alive() {
@@ -588,7 +580,7 @@ fn drive(
             Output::Transmit(t) => {
                 let _ = socket.send_to(&t.contents, t.destination);
             }
-            Output::Event(e) => on_event(leg, e, events, complexity)?,
+            Output::Event(e) => on_event(leg, e, events, tuning)?,
         }
     }
 }
@@ -597,7 +589,7 @@ fn on_event(
     leg: &mut Leg,
     e: Event,
     events: &Sender<LegEvent>,
-    complexity: u8,
+    tuning: crate::opus::Tuning,
 ) -> Result<(), String> {
     match e {
         Event::Connected => {
@@ -614,11 +606,7 @@ fn on_event(
                 .rtc
                 .writer(m.mid)
                 .and_then(|w| Voice::choose(w.payload_params()));
-            leg.audio = params.and_then(|p| {
-                let mut voice = Voice::for_params(&p)?;
-                voice.set_complexity(complexity);
-                Some((m.mid, p.pt(), voice))
-            });
+            leg.audio = params.and_then(|p| Some((m.mid, p.pt(), Voice::tuned(&p, Some(tuning))?)));
         }
         Event::MediaData(d) if matches!(d.codec_extra, CodecExtra::Tele(_)) => {
             let CodecExtra::Tele(ev) = d.codec_extra else {

@@ -8,6 +8,25 @@ use opusic_sys as ffi;
 pub const RTP_PER_FRAME: u32 = 960;
 
 pub struct Encoder(*mut ffi::OpusEncoder);
+
+/// How ringside's encoders trade quality for CPU (`[webrtc] opus_complexity`, `opus_mode`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Tuning {
+    /// 0 (cheapest) to 10.
+    pub complexity: u8,
+    /// CELT only (`OPUS_APPLICATION_RESTRICTED_LOWDELAY`): cheaper to encode than SILK's
+    /// speech model, at some cost in quality at low bitrates.
+    pub low_delay: bool,
+}
+
+impl Default for Tuning {
+    fn default() -> Self {
+        Tuning {
+            complexity: 1,
+            low_delay: false,
+        }
+    }
+}
 pub struct Decoder(*mut ffi::OpusDecoder);
 
 // The handles are used by one thread at a time (the endpoint's), never shared.
@@ -17,6 +36,17 @@ unsafe impl Send for Decoder {}
 impl Encoder {
     pub fn new() -> Result<Encoder, String> {
         Encoder::for_application(ffi::OPUS_APPLICATION_VOIP)
+    }
+
+    /// An encoder as `t` asks: SILK speech (VoIP) or CELT only (low delay), and complexity.
+    pub fn tuned(t: Tuning) -> Result<Encoder, String> {
+        let mut e = Encoder::for_application(if t.low_delay {
+            ffi::OPUS_APPLICATION_RESTRICTED_LOWDELAY
+        } else {
+            ffi::OPUS_APPLICATION_VOIP
+        })?;
+        e.set_complexity(t.complexity as i32)?;
+        Ok(e)
     }
 
     fn for_application(app: i32) -> Result<Encoder, String> {

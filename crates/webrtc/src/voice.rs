@@ -24,9 +24,17 @@ pub enum Voice {
 impl Voice {
     /// A voice for a negotiated payload type, when it is one ringside speaks.
     pub fn for_params(p: &PayloadParams) -> Option<Voice> {
+        Voice::tuned(p, None)
+    }
+
+    /// As [`Voice::for_params`], with ringside's own encoder tuning.
+    pub fn tuned(p: &PayloadParams, tuning: Option<crate::opus::Tuning>) -> Option<Voice> {
         match p.spec().codec {
             Codec::Opus => Some(Voice::Opus {
-                enc: Encoder::new().ok()?,
+                enc: match tuning {
+                    Some(t) => Encoder::tuned(t).ok()?,
+                    None => Encoder::new().ok()?,
+                },
                 dec: Decoder::new().ok()?,
             }),
             Codec::PCMU => Some(Voice::g711(Law::Mu)),
@@ -61,15 +69,6 @@ impl Voice {
     }
 
     /// The RTP clock and the RTP time of one 20 ms frame.
-    /// The Opus encoder's complexity (0 to 10); G.711 has none.
-    pub fn set_complexity(&mut self, c: u8) {
-        if let Voice::Opus { enc, .. } = self
-            && let Err(e) = enc.set_complexity(c as i32)
-        {
-            tracing::warn!(error = %e, "opus complexity");
-        }
-    }
-
     pub fn clock(&self) -> (Frequency, u64) {
         match self {
             Voice::Opus { .. } => (Frequency::FORTY_EIGHT_KHZ, 960),

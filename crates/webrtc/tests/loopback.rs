@@ -14,6 +14,18 @@ fn a_browser_and_the_room_hear_each_other_through_dtls_srtp_and_opus() {
 }
 
 #[test]
+fn in_low_delay_mode_the_browser_still_hears_the_room() {
+    let opts = webrtc::endpoint::Options {
+        shards: 1,
+        opus: webrtc::opus::Tuning {
+            complexity: 0,
+            low_delay: true,
+        },
+    };
+    both_ways_with(&[Codec::Opus], "opus/48000", opts);
+}
+
+#[test]
 fn a_browser_that_offers_only_g711_is_heard_and_hears_in_g711() {
     both_ways(&[Codec::PCMU], "PCMU/8000");
     both_ways(&[Codec::PCMA], "PCMA/8000");
@@ -21,13 +33,12 @@ fn a_browser_that_offers_only_g711_is_heard_and_hears_in_g711() {
 
 /// A browser offering `codecs` and the room hear each other's tones; the answer names `expect`.
 fn both_ways(codecs: &[Codec], expect: &str) {
+    both_ways_with(codecs, expect, Default::default())
+}
+
+fn both_ways_with(codecs: &[Codec], expect: &str, opts: webrtc::endpoint::Options) {
     let (events_tx, events) = mpsc::channel();
-    let server = WebRtc::start(
-        "127.0.0.1:0".parse().unwrap(),
-        events_tx,
-        Default::default(),
-    )
-    .unwrap();
+    let server = WebRtc::start("127.0.0.1:0".parse().unwrap(), events_tx, opts).unwrap();
     let (mut browser, offer) = Browser::offering(codecs).unwrap();
     let (answer, port) = server.accept("leg-1", &offer).unwrap();
     assert!(answer.contains("a=ice-lite"), "{answer}");

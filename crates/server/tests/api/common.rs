@@ -522,7 +522,7 @@ pub fn states(notes: &[Note]) -> Vec<String> {
         .collect()
 }
 
-fn uuid_like() -> String {
+pub fn uuid_like() -> String {
     format!(
         "{:x}",
         std::time::SystemTime::now()

@@ -578,3 +578,31 @@ async fn a_busy_phone_leaves_the_browser_ringing_and_the_browser_takes_the_call(
     assert!(browser.connected, "{}", h.leg_log(&leg).await);
     crate::sip::hang_up(&h, &call).await;
 }
+
+#[tokio::test]
+async fn opus_settings_out_of_range_stop_ringside_with_the_reason() {
+    for (line, says) in [
+        (
+            "opus_mode = \"fast\"",
+            "opus_mode 'fast' is not 'voice' or 'low-delay'",
+        ),
+        ("opus_complexity = 11", "opus_complexity 11 is not 0 to 10"),
+    ] {
+        let dir = std::env::temp_dir().join(format!("ringside-opus-{}", uuid_like()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let text = config_text("http://127.0.0.1:9", "");
+        let webrtc = "[webrtc]\nudp = \"127.0.0.1:0\"";
+        assert!(text.contains(webrtc));
+        let text = text.replace(webrtc, &format!("{webrtc}\n{line}"));
+        std::fs::write(dir.join("ringside.toml"), text).unwrap();
+        let r = server::start(server::Options {
+            data_dir: dir.clone(),
+            config: None,
+            listen: None,
+        })
+        .await;
+        let err = r.err().expect("ringside refuses the setting");
+        assert!(err.contains(says), "{err}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
