@@ -111,7 +111,6 @@ pub struct Options {
     pub opus: crate::opus::Tuning,
 }
 
-
 impl WebRtc {
     /// Bind `bind` and start the endpoint; `events` hears about every leg.
     pub fn start(
