@@ -142,44 +142,6 @@ impl Drop for Decoder {
 mod tests {
     use super::*;
 
-    /// Encoding cost by complexity (run with `--ignored --nocapture` in release).
-    #[test]
-    #[ignore]
-    fn encoding_cost_by_complexity() {
-        let frames: Vec<[i16; FRAME]> = (0..500)
-            .map(|f| {
-                let mut frame = [0i16; FRAME];
-                for (i, s) in frame.iter_mut().enumerate() {
-                    let t = (f * FRAME + i) as f64 / 16_000.0;
-                    *s = ((t * 440.0 * std::f64::consts::TAU).sin() * 6000.0
-                        + (t * 1234.0 * std::f64::consts::TAU).sin() * 3000.0)
-                        as i16;
-                }
-                frame
-            })
-            .collect();
-        for (app, c) in [10, 9, 7, 5, 3, 1, 0]
-            .map(|c| (ffi::OPUS_APPLICATION_VOIP, c))
-            .into_iter()
-            .chain([5, 1, 0].map(|c| (ffi::OPUS_APPLICATION_RESTRICTED_LOWDELAY, c)))
-        {
-            let mut enc = Encoder::for_application(app).unwrap();
-            enc.set_complexity(c).unwrap();
-            let mut dec = Decoder::new().unwrap();
-            let t = std::time::Instant::now();
-            let packets: Vec<Vec<u8>> = frames.iter().map(|f| enc.encode(f).unwrap()).collect();
-            let e = t.elapsed().as_micros() as f64 / 500.0;
-            let t = std::time::Instant::now();
-            for p in &packets {
-                dec.decode(p).unwrap();
-            }
-            let d = t.elapsed().as_micros() as f64 / 500.0;
-            println!(
-                "application {app} complexity {c}: encode {e:.1} µs, decode {d:.1} µs per 20 ms frame"
-            );
-        }
-    }
-
     #[test]
     fn a_tone_survives_an_opus_round_trip() {
         let mut enc = Encoder::new().unwrap();
