@@ -54,8 +54,17 @@ pub struct Note {
     pub queued_ms: u64,
     pub state: Delivery,
     pub attempts: Vec<Attempt>,
-    /// The JSON body exactly as POSTed.
-    pub body: Box<RawValue>,
+    /// The JSON body exactly as POSTed: shared, not copied, and written out as JSON (not as
+    /// a string) only when a console reads it.
+    #[serde(serialize_with = "raw_json")]
+    pub body: Arc<str>,
+}
+
+fn raw_json<S: serde::Serializer>(body: &Arc<str>, s: S) -> Result<S::Ok, S::Error> {
+    match serde_json::from_str::<&RawValue>(body) {
+        Ok(raw) => raw.serialize(s),
+        Err(_) => s.serialize_unit(),
+    }
 }
 
 /// A call's latest state, as far as the journal has seen it.
@@ -156,8 +165,7 @@ impl Journal {
 
     /// The notifier took a row to deliver (new, after a restart, or a redelivered dead letter).
     pub fn queued(&self, row: &OutboxRow, now: u64) {
-        let body = RawValue::from_string(row.body.clone())
-            .unwrap_or_else(|_| RawValue::from_string("null".into()).expect("null"));
+        let watched = self.watched();
         let mut inner = self.inner.lock().expect("journal");
         let log = inner.log(&row.call_id, now);
         if log.summary.app_id.is_empty() {
@@ -167,7 +175,7 @@ impl Journal {
         let note = match log.notes.iter_mut().find(|n| n.seq == row.seq) {
             Some(n) => {
                 n.state = Delivery::Pending;
-                n.clone()
+                watched.then(|| n.clone())
             }
             None => {
                 let n = Note {
@@ -178,18 +186,21 @@ impl Journal {
                     queued_ms: now,
                     state: Delivery::Pending,
                     attempts: vec![],
-                    body,
+                    body: Arc::from(row.body.as_str()),
                 };
+                let told = watched.then(|| n.clone());
                 let pos = log.notes.partition_point(|m| m.seq < n.seq);
-                log.notes.insert(pos, n.clone());
+                log.notes.insert(pos, n);
                 if log.notes.len() > KEEP_NOTES {
                     log.notes.pop_front();
                 }
-                n
+                told
             }
         };
         drop(inner);
-        self.publish_note(&note);
+        if let Some(n) = note {
+            self.publish_note(&n);
+        }
     }
 
     /// One delivery attempt ended; `state` is what became of the notification. A death is
@@ -206,13 +217,15 @@ impl Journal {
         };
         n.attempts.push(attempt);
         n.state = state;
-        let note = n.clone();
         if state == Delivery::Dead {
             inner.dying.insert(seq, call_id.to_string());
             return;
         }
-        drop(inner);
-        self.publish_note(&note);
+        if self.watched() {
+            let note = n.clone();
+            drop(inner);
+            self.publish_note(&note);
+        }
     }
 
     /// The dead letter `seq` is in the store: consoles may now see it dead.
@@ -327,7 +340,7 @@ mod tests {
         assert_eq!(n.state, Delivery::Delivered);
         assert_eq!(n.attempts.len(), 2);
         assert_eq!(n.attempts[0].status, Some(500));
-        assert_eq!(n.body.get(), "{\"n\":7}");
+        assert_eq!(&*n.body, "{\"n\":7}");
     }
 
     #[test]
