@@ -17,7 +17,8 @@ fn main() {
             for (i, s) in frame.iter_mut().enumerate() {
                 let t = (f * FRAME + i) as f64 / 16_000.0;
                 *s = ((t * 440.0 * std::f64::consts::TAU).sin() * 6000.0
-                    + (t * 1234.0 * std::f64::consts::TAU).sin() * 3000.0) as i16;
+                    + (t * 1234.0 * std::f64::consts::TAU).sin() * 3000.0)
+                    as i16;
             }
             frame
         })
