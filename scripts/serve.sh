@@ -8,4 +8,6 @@ if ! dpkg -s libopus-dev >/dev/null 2>&1; then
   SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
   $SUDO apt-get update -qq && $SUDO apt-get install -y -qq libopus-dev
 fi
+# Speech-to-text weights for transcription (ringside runs without them and says so).
+scripts/models.sh >/dev/null || echo "transcription weights not installed: transcription unavailable" >&2
 exec cargo run --release --bin ringside -- serve "$@"

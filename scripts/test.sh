@@ -26,6 +26,10 @@ if ((${#missing[@]})); then
   $SUDO apt-get update -qq && $SUDO apt-get install -y -qq "${missing[@]}"
 fi
 
+log "speech-to-text weights (scripts/models.sh)"
+RINGSIDE_WHISPER_DIR="$(scripts/models.sh)"
+export RINGSIDE_WHISPER_DIR RINGSIDE_REQUIRE_WHISPER=1   # the model tests must run, not skip
+
 log "format"
 cargo fmt --all -- --check
 
