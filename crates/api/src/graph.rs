@@ -7,7 +7,7 @@ use crate::calls::{self, Target};
 use crate::guard::{self, permit};
 use crate::plumbing::{Ctx, Via, bad, read_body};
 use crate::state::Api;
-use crate::{meetings, recordings};
+use crate::{meetings, recordings, transcripts};
 use axum::body::Body;
 use axum::http::{HeaderMap, Method};
 use axum::response::Response;
@@ -75,6 +75,11 @@ pub async fn handle(
     throttle(api, &app)?;
     if let Some(res) =
         recordings::call_recordings(shared, &app, &roles, r.method, r.rest, r.ver, r.base).await
+    {
+        return res;
+    }
+    if let Some(res) =
+        transcripts::handle(shared, &app, &roles, r.method, r.rest, r.ver, r.base).await
     {
         return res;
     }

@@ -20,6 +20,7 @@ pub mod oauth;
 pub mod plumbing;
 pub mod recordings;
 pub mod state;
+pub mod transcripts;
 pub mod webphone;
 
 use axum::body::Body;

@@ -8,7 +8,7 @@
 //! str = u16 length (counting a trailing NUL) · bytes
 //! ```
 
-use crate::Error;
+use crate::types::Error;
 
 /// Element types a CT2 file may hold.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

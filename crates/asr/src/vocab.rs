@@ -2,7 +2,7 @@
 //! GPT-2's byte-level form: each byte of the text is one printable character. Decoding maps
 //! the characters back to bytes.
 
-use crate::Error;
+use crate::types::Error;
 use std::collections::HashMap;
 
 pub struct Vocab {

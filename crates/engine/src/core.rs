@@ -184,7 +184,8 @@ impl Engine {
             app_id: c.app_id.clone(),
             url: c.callback_uri.clone(),
             body,
-            incoming: change == ChangeType::Created,
+            // An incoming call, not something created under a call (a transcript line).
+            incoming: change == ChangeType::Created && resource_suffix.is_empty(),
         };
         self.effects.push(Effect::Notify(n));
     }

@@ -182,6 +182,7 @@ pub(crate) fn incoming(
         tone_seq: 0,
         tone_info: None,
         transcription: None,
+        transcript: None,
         recording: false,
         operations: Default::default(),
         media_queue: Default::default(),

@@ -12,6 +12,7 @@ mod ops;
 mod queries;
 pub mod render;
 mod roster;
+pub mod transcripts;
 pub mod types;
 
 pub use crate::core::Engine;

@@ -24,6 +24,7 @@ pub(crate) fn terminate(
     // Mark first: leaving the conference below can re-enter terminate for this call.
     c.state = CallState::Terminated;
     stop_call_recording(e, id);
+    crate::transcripts::stop(e, id);
     let c = e.calls.get_mut(id).expect("exists");
     let running: Vec<String> = c
         .operations

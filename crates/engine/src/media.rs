@@ -349,6 +349,7 @@ pub(crate) fn resume(e: &mut Engine) {
         if e.calls[&id].recording {
             start_call_recording(e, &id);
         }
+        crate::transcripts::resume(e, &id);
     }
 }
 
@@ -416,6 +417,12 @@ pub(crate) fn on_media_event(e: &mut Engine, ev: ::media::Event) {
             }
             advance(e, &call_id);
         }
+        ::media::Event::Utterance(_) => {} // the node's speech-to-text takes these
+        ::media::Event::Transcribed {
+            utterance,
+            text,
+            gap,
+        } => crate::transcripts::transcribed(e, utterance, text, gap),
         ::media::Event::Tone { call_id, key } => {
             if let Some(tone) = Tone::from_char(key) {
                 on_tone(e, &call_id, tone);

@@ -49,6 +49,9 @@ pub struct Call {
     pub tone_seq: i64,
     pub tone_info: Option<(i64, Tone)>,
     pub transcription: Option<(TranscriptionState, Ms)>,
+    /// The transcript being written while transcription is active: (id, started at).
+    #[serde(default)]
+    pub transcript: Option<(String, Ms)>,
     pub recording: bool,
     pub operations: BTreeMap<String, Operation>,
     pub media_queue: VecDeque<String>,

@@ -267,6 +267,31 @@ pub fn tone_info(c: &Call) -> Value {
     }
 }
 
+/// A transcript line as notifications and the lines route show it (docs/transcription.md).
+pub fn transcript_line(l: &crate::types::TranscriptLine) -> Value {
+    json!({
+        "@odata.type": "#ringside.transcriptLine",
+        "transcriptId": l.transcript_id,
+        "participantId": l.participant_id,
+        "speaker": l.speaker,
+        "startOffset": duration(l.start_ms),
+        "endOffset": duration(l.end_ms),
+        "text": l.text,
+        "gap": l.gap,
+    })
+}
+
+/// An ISO 8601 duration (`PT1M2.345S`).
+pub fn duration(ms: u64) -> String {
+    let (m, rest) = (ms / 60_000, ms % 60_000);
+    let s = format!("{}.{:03}", rest / 1000, rest % 1000);
+    if m > 0 {
+        format!("PT{m}M{s}S")
+    } else {
+        format!("PT{s}S")
+    }
+}
+
 pub fn transcription(c: &Call) -> Value {
     match c.transcription {
         Some((state, at)) => {

@@ -191,6 +191,37 @@ pub enum Effect {
         kind: RecordingKind,
         duration_ms: Option<u64>,
     },
+    /// A transcript begun (startTranscription) or ended (`ended_ms`): stored with the
+    /// commit of the same batch.
+    Transcript(Transcript),
+    /// One line of a transcript: what a participant said, or a gap.
+    TranscriptLine(TranscriptLine),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transcript {
+    pub id: String,
+    pub call_id: String,
+    /// The online meeting the call is in, if any.
+    pub meeting_id: Option<String>,
+    pub tenant_id: String,
+    pub app_id: String,
+    pub created_ms: crate::model::Ms,
+    pub ended_ms: Option<crate::model::Ms>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TranscriptLine {
+    pub transcript_id: String,
+    pub call_id: String,
+    pub participant_id: String,
+    /// The speaker's display name (or their id, when they have none).
+    pub speaker: String,
+    pub start_ms: u64,
+    pub end_ms: u64,
+    pub text: String,
+    /// Speech was heard here but not transcribed (the speech-to-text queue was full).
+    pub gap: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -242,6 +273,8 @@ pub struct Config {
     pub tone_ms: u64,
     /// Call recordings also keep one track per participant.
     pub record_tracks: bool,
+    /// Why startTranscription cannot produce words here (no model), if it cannot.
+    pub transcription_unavailable: Option<String>,
 }
 
 impl Default for Config {
@@ -255,6 +288,7 @@ impl Default for Config {
             max_calls_per_tenant: 1000,
             tone_ms: 100,
             record_tracks: false,
+            transcription_unavailable: None,
         }
     }
 }

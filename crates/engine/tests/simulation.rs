@@ -119,7 +119,9 @@ impl Sim {
                         self.obs.fetches.push((call_id, op_id, index));
                     }
                 }
-                Effect::SaveRecording { .. } => {}
+                Effect::SaveRecording { .. }
+                | Effect::Transcript(_)
+                | Effect::TranscriptLine(_) => {}
                 Effect::Media(media::Cmd::Room(spec)) => {
                     let mut ids: Vec<&String> = spec.members.iter().map(|m| &m.id).collect();
                     ids.sort();

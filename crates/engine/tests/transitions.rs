@@ -54,7 +54,9 @@ impl World {
                     index,
                     ..
                 } => self.fetches.push((call_id, op_id, index)),
-                Effect::SaveRecording { .. } => {}
+                Effect::SaveRecording { .. }
+                | Effect::Transcript(_)
+                | Effect::TranscriptLine(_) => {}
                 Effect::Media(c) => self.media.push(c),
             }
         }

@@ -20,6 +20,7 @@ pub mod port;
 pub mod rate;
 pub mod room;
 pub mod runtime;
+pub mod transcribe;
 pub mod vad;
 pub mod wav;
 
@@ -147,6 +148,20 @@ pub enum Cmd {
         conf_id: String,
         call_id: String,
     },
+    /// startTranscription: cut what each participant says into utterances (by the VAD) and
+    /// hand them out as [`Event::Utterance`], timed from `offset_ms` (the transcript's clock
+    /// when this room's part of it starts).
+    StartTranscription {
+        conf_id: String,
+        call_id: String,
+        transcript_id: String,
+        offset_ms: u64,
+    },
+    /// stopTranscription: utterances in progress are handed out as they are.
+    StopTranscription {
+        conf_id: String,
+        call_id: String,
+    },
 }
 
 impl Cmd {
@@ -158,7 +173,9 @@ impl Cmd {
             | Cmd::SendTones { conf_id, .. }
             | Cmd::HoldMusic { conf_id, .. }
             | Cmd::StartRecording { conf_id, .. }
-            | Cmd::StopRecording { conf_id, .. } => conf_id,
+            | Cmd::StopRecording { conf_id, .. }
+            | Cmd::StartTranscription { conf_id, .. }
+            | Cmd::StopTranscription { conf_id, .. } => conf_id,
         }
     }
 }
@@ -189,6 +206,28 @@ pub enum Event {
         duration_ms: u64,
         tracks: Vec<Track>,
     },
+    /// One participant's utterance, for speech-to-text (the node transcribes it and answers
+    /// with [`Event::Transcribed`]; the engine never sees this one).
+    Utterance(Utterance),
+    /// What an utterance said, or (`gap`) that it could not be transcribed.
+    Transcribed {
+        utterance: Utterance,
+        text: String,
+        gap: bool,
+    },
+}
+
+/// A stretch of one participant's speech in a transcribed call. `audio` is emptied once
+/// transcribed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Utterance {
+    pub call_id: String,
+    pub transcript_id: String,
+    pub participant_id: String,
+    /// On the transcript's clock.
+    pub start_ms: u64,
+    pub end_ms: u64,
+    pub audio: Vec<i16>,
 }
 
 /// One participant's track of a call recording: on the recording's timeline (silence before

@@ -15,6 +15,7 @@
 use crate::dtmf::{self, DtmfDetector};
 use crate::mixer::{self, MemberState, Route};
 use crate::port::{PortRef, Ports};
+use crate::transcribe::Transcriber;
 use crate::vad::{Vad, VadEvent};
 use crate::{
     Audio, Cmd, Endpoint, Event, FRAME, MemberSpec, Prompt, RecordSpec, Recorded, RoomSpec,
@@ -244,6 +245,12 @@ impl Recording {
         }
         None
     }
+}
+
+fn finish_transcript(t: Transcriber, outs: &mut Vec<Out>) {
+    let mut evs = vec![];
+    t.finish(&mut evs);
+    outs.extend(evs.into_iter().map(Out::Event));
 }
 
 /// What member `i` hears this tick, after the mix (see [`mixer::mix`]).
@@ -490,6 +497,7 @@ pub struct Room {
     listeners: Vec<(usize, bool, bool)>,
     hold_music: HashMap<String, Player>,
     recorders: Vec<CallRecorder>,
+    transcribers: Vec<Transcriber>,
     inputs: Vec<[i16; FRAME]>,
     has: Vec<bool>,
     outputs: Vec<[i16; FRAME]>,
@@ -509,6 +517,7 @@ impl Room {
             listeners: vec![],
             hold_music: HashMap::new(),
             recorders: vec![],
+            transcribers: vec![],
             inputs: vec![],
             has: vec![],
             outputs: vec![],
@@ -693,6 +702,22 @@ impl Room {
                     self.recorders.remove(i).finish(outs);
                 }
             }
+            Cmd::StartTranscription {
+                call_id,
+                transcript_id,
+                offset_ms,
+                ..
+            } => {
+                if !self.transcribers.iter().any(|t| t.call_id == call_id) {
+                    self.transcribers
+                        .push(Transcriber::new(&call_id, &transcript_id, offset_ms));
+                }
+            }
+            Cmd::StopTranscription { call_id, .. } => {
+                if let Some(i) = self.transcribers.iter().position(|t| t.call_id == call_id) {
+                    finish_transcript(self.transcribers.remove(i), outs);
+                }
+            }
         }
     }
 
@@ -700,6 +725,9 @@ impl Room {
     pub fn close(&mut self, outs: &mut Vec<Out>) {
         for r in self.recorders.drain(..) {
             r.finish(outs);
+        }
+        for t in self.transcribers.drain(..) {
+            finish_transcript(t, outs);
         }
     }
 
@@ -744,6 +772,7 @@ impl Room {
                     let tones = bots.iter().any(|&(j, t, _)| t && hears(j));
                     let listened = tones
                         || !self.recorders.is_empty()
+                        || !self.transcribers.is_empty()
                         || bots.iter().any(|&(j, _, r)| r && hears(j))
                         || self.members.iter().enumerate().any(|(j, o)| {
                             j != i && matches!(o.spec.endpoint, Endpoint::Leg(_)) && hears(j)
@@ -836,6 +865,22 @@ impl Room {
         if !self.recorders.is_empty() {
             self.record(outs);
         }
+        if !self.transcribers.is_empty() {
+            self.transcribe(outs);
+        }
+    }
+
+    /// Transcription: everyone who can be heard, each on their own.
+    fn transcribe(&mut self, outs: &mut Vec<Out>) {
+        let mut evs = vec![];
+        for t in &mut self.transcribers {
+            for (i, m) in self.members.iter().enumerate() {
+                let heard = self.has[i] && !self.states[i].muted && !self.states[i].held;
+                t.hear(&m.spec.id, heard.then_some(&self.inputs[i]), &mut evs);
+            }
+            t.end_tick(&mut evs);
+        }
+        outs.extend(evs.into_iter().map(Out::Event));
     }
 
     /// Bots whose call is not (or no longer) in the room still run their media.

@@ -7,6 +7,7 @@ use crate::inputs::{Control, Msg};
 use crate::node::{Node, SipDirectory};
 use crate::notifier::{self, NotifierConfig};
 use crate::outbound::{Outbound, Policy};
+use crate::speech::Speech;
 use crate::{endpoints, fetch, tls};
 use directory::{Config, Directory, SipConfig};
 use engine::{Engine, IdSource, LegAction, LegState, ObjKind};
@@ -155,10 +156,14 @@ fn start_media(
     cfg: &Config,
     data_dir: &Path,
     to_driver: std::sync::mpsc::Sender<Msg>,
+    speech: Arc<Speech>,
 ) -> Arc<media::runtime::Media> {
     let to_driver = std::sync::Mutex::new(to_driver);
-    let sink: media::runtime::Sink = Arc::new(move |ev| {
-        let _ = to_driver.lock().expect("driver").send(Msg::Media(ev));
+    let sink: media::runtime::Sink = Arc::new(move |ev| match ev {
+        media::Event::Utterance(u) => speech.offer(u),
+        ev => {
+            let _ = to_driver.lock().expect("driver").send(Msg::Media(ev));
+        }
     });
     Arc::new(media::runtime::Media::start(
         media::runtime::Config {
@@ -173,7 +178,14 @@ fn start_media(
 /// Start a node; it runs until the process ends.
 pub async fn start(b: Boot) -> Result<Arc<Node>, String> {
     let cfg = b.config;
+    let (driver_tx, driver_rx) = std::sync::mpsc::channel();
+    let speech = Arc::new(Speech::start(
+        cfg.transcription.as_ref(),
+        &b.data_dir,
+        driver_tx.clone(),
+    ));
     let engine_cfg = engine::Config {
+        transcription_unavailable: speech.unavailable.clone(),
         keepalive_ms: cfg.server.keepalive_seconds * 1000,
         answer_deadline_ms: cfg.server.answer_deadline_seconds * 1000,
         public_url: b.public_url.clone(),
@@ -196,11 +208,10 @@ pub async fn start(b: Boot) -> Result<Arc<Node>, String> {
     .map_err(|e| format!("signing keys: {e}"))?;
     let rotation_ms = cfg.server.signing_key_rotation_days.max(1) * 86_400_000;
     keys.rotate_if_older(now_ms(), rotation_ms)?;
-    let (driver_tx, driver_rx) = std::sync::mpsc::channel();
     let (outbox_tx, outbox_rx) = tokio::sync::mpsc::unbounded_channel();
     let (legs_tx, legs_rx) = tokio::sync::mpsc::unbounded_channel();
     let (fetch_tx, fetch_rx) = tokio::sync::mpsc::unbounded_channel();
-    let media = start_media(&cfg, &b.data_dir, driver_tx.clone());
+    let media = start_media(&cfg, &b.data_dir, driver_tx.clone(), speech.clone());
     let notifier_cfg = NotifierConfig {
         max_attempts: cfg.server.notification_max_attempts,
         backoff_ms: cfg.server.notification_backoff_ms,
@@ -224,6 +235,7 @@ pub async fn start(b: Boot) -> Result<Arc<Node>, String> {
             own_authorities: b.own_authorities,
         },
         media: media.clone(),
+        speech,
         prompts: Default::default(),
         sip: Default::default(),
         webrtc: Default::default(),
@@ -256,6 +268,7 @@ pub async fn start(b: Boot) -> Result<Arc<Node>, String> {
         legs: legs_tx.clone(),
         fetch: fetch_tx,
         media,
+        speech: node.speech.clone(),
         retention_ms,
         stats: node.driver_stats.clone(),
         journal: node.journal.clone(),

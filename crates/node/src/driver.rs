@@ -17,6 +17,7 @@ pub struct Sinks {
     pub legs: tokio::sync::mpsc::UnboundedSender<Control>,
     pub fetch: tokio::sync::mpsc::UnboundedSender<FetchJob>,
     pub media: std::sync::Arc<media::runtime::Media>,
+    pub speech: std::sync::Arc<crate::speech::Speech>,
     /// How long recordings stay downloadable.
     pub retention_ms: u64,
     pub stats: std::sync::Arc<DriverStats>,
@@ -113,7 +114,7 @@ impl Driver {
             })
             .collect();
         let committing = Instant::now();
-        let committed = match self.store.commit(&dirty, &notes, &changes) {
+        let committed = match self.store.commit_with(&dirty, &notes, &changes, &effects) {
             Ok(rows) => Some(rows),
             Err(e) => {
                 tracing::error!(error = %e, "store commit failed; replying 503");
@@ -281,6 +282,22 @@ impl Driver {
             Msg::CallRecordings { call_id, reply } => {
                 let _ = reply.send(store.recordings_of_call(&call_id).unwrap_or_default());
             }
+            Msg::Transcripts {
+                owner,
+                by_meeting,
+                reply,
+            } => {
+                let all = store
+                    .transcripts_of(&owner, by_meeting)
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|t| {
+                        let lines = store.transcript_lines(&t.id).unwrap_or_default();
+                        (t, lines)
+                    })
+                    .collect();
+                let _ = reply.send(all);
+            }
             Msg::Snapshot { reply } => {
                 let _ = reply.send(snapshot(&self.engine));
             }
@@ -403,8 +420,14 @@ impl Driver {
 
     /// A committed effect, handed to the part of the node that carries it out.
     fn carry_out(&self, e: Effect) {
+        if let Effect::Media(media::Cmd::StartTranscription { .. }) = &e {
+            self.sinks.speech.warm_up();
+        }
         match e {
-            Effect::Notify(_) | Effect::SaveRecording { .. } => {}
+            Effect::Notify(_)
+            | Effect::SaveRecording { .. }
+            | Effect::Transcript(_)
+            | Effect::TranscriptLine(_) => {}
             Effect::Leg(a) => {
                 let _ = self.sinks.legs.send(Control::Action(a));
             }

@@ -96,6 +96,12 @@ pub enum Msg {
         call_id: String,
         reply: oneshot::Sender<Vec<store::Recording>>,
     },
+    /// A call's transcripts (`by_meeting` false) or a meeting's, with their lines.
+    Transcripts {
+        owner: String,
+        by_meeting: bool,
+        reply: oneshot::Sender<Vec<(store::StoredTranscript, Vec<store::StoredLine>)>>,
+    },
     Snapshot {
         reply: oneshot::Sender<Value>,
     },

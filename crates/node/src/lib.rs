@@ -21,6 +21,7 @@ pub mod notifier;
 pub mod outbound;
 pub mod prompts;
 pub mod registry;
+pub mod speech;
 pub mod stats;
 pub mod tabs;
 pub mod tls;

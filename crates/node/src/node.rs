@@ -31,6 +31,8 @@ pub struct Node {
     pub outbound: Outbound,
     /// The media runtime: rooms, ports, recordings.
     pub media: Arc<media::runtime::Media>,
+    /// Speech-to-text for transcription.
+    pub speech: Arc<crate::speech::Speech>,
     pub prompts: PromptCache,
     /// The SIP endpoint, when `[sip]` is configured.
     pub sip: std::sync::OnceLock<sip::server::Sip>,

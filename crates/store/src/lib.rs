@@ -113,6 +113,28 @@ impl Drop for Checkpointer {
 }
 
 const SCHEMA: &str = r#"
+CREATE TABLE IF NOT EXISTS transcripts (
+    id TEXT PRIMARY KEY,
+    call_id TEXT NOT NULL,
+    meeting_id TEXT,
+    tenant_id TEXT NOT NULL,
+    app_id TEXT NOT NULL,
+    created_ms INTEGER NOT NULL,
+    ended_ms INTEGER
+);
+CREATE INDEX IF NOT EXISTS transcripts_by_call ON transcripts(call_id);
+CREATE INDEX IF NOT EXISTS transcripts_by_meeting ON transcripts(meeting_id);
+CREATE TABLE IF NOT EXISTS transcript_lines (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    transcript_id TEXT NOT NULL,
+    participant_id TEXT NOT NULL,
+    speaker TEXT NOT NULL,
+    start_ms INTEGER NOT NULL,
+    end_ms INTEGER NOT NULL,
+    text TEXT NOT NULL,
+    gap INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS transcript_lines_in_order ON transcript_lines(transcript_id, start_ms);
 CREATE TABLE IF NOT EXISTS objects (
     kind TEXT NOT NULL,
     id TEXT NOT NULL,
@@ -243,7 +265,19 @@ impl Store {
         notes: &[Notification],
         changes: &[OutboxChange],
     ) -> Result<Vec<OutboxRow>> {
+        self.commit_with(objects, notes, changes, &[])
+    }
+
+    /// [`Store::commit`], plus the transcripts and transcript lines among `effects`.
+    pub fn commit_with(
+        &mut self,
+        objects: &[(ObjKind, String, Option<Value>)],
+        notes: &[Notification],
+        changes: &[OutboxChange],
+        effects: &[engine::Effect],
+    ) -> Result<Vec<OutboxRow>> {
         let tx = self.conn.transaction()?;
+        write_transcripts(&tx, effects)?;
         let mut rows = Vec::with_capacity(notes.len());
         {
             let mut up = tx.prepare_cached("INSERT INTO objects(kind,id,json) VALUES(?1,?2,?3) ON CONFLICT(kind,id) DO UPDATE SET json=excluded.json")?;
@@ -657,5 +691,197 @@ mod tests {
         assert_eq!(back.seq, rows[0].seq);
         assert!(s.dead_letters().unwrap().is_empty());
         assert!(s.redeliver(999).unwrap().is_none());
+    }
+}
+
+// ------------------------------------------------------------------ transcripts
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredTranscript {
+    pub id: String,
+    pub call_id: String,
+    pub meeting_id: Option<String>,
+    pub tenant_id: String,
+    pub app_id: String,
+    pub created_ms: i64,
+    pub ended_ms: Option<i64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredLine {
+    pub participant_id: String,
+    pub speaker: String,
+    pub start_ms: i64,
+    pub end_ms: i64,
+    pub text: String,
+    pub gap: bool,
+}
+
+/// The transcripts and transcript lines among a batch's effects (in its transaction).
+fn write_transcripts(tx: &rusqlite::Transaction<'_>, effects: &[engine::Effect]) -> Result<()> {
+    for e in effects {
+        match e {
+            engine::Effect::Transcript(t) => {
+                tx.prepare_cached(
+                    "INSERT INTO transcripts(id,call_id,meeting_id,tenant_id,app_id,created_ms,ended_ms)
+                     VALUES(?1,?2,?3,?4,?5,?6,?7)
+                     ON CONFLICT(id) DO UPDATE SET ended_ms=excluded.ended_ms",
+                )?
+                .execute(params![
+                    t.id,
+                    t.call_id,
+                    t.meeting_id,
+                    t.tenant_id,
+                    t.app_id,
+                    t.created_ms as i64,
+                    t.ended_ms.map(|m| m as i64)
+                ])?;
+            }
+            engine::Effect::TranscriptLine(l) => {
+                tx.prepare_cached(
+                    "INSERT INTO transcript_lines(transcript_id,participant_id,speaker,start_ms,end_ms,text,gap)
+                     VALUES(?1,?2,?3,?4,?5,?6,?7)",
+                )?
+                .execute(params![
+                    l.transcript_id,
+                    l.participant_id,
+                    l.speaker,
+                    l.start_ms as i64,
+                    l.end_ms as i64,
+                    l.text,
+                    l.gap as i64
+                ])?;
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+const FIELDS: &str = "id, call_id, meeting_id, tenant_id, app_id, created_ms, ended_ms";
+
+fn transcript_of(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredTranscript> {
+    Ok(StoredTranscript {
+        id: r.get(0)?,
+        call_id: r.get(1)?,
+        meeting_id: r.get(2)?,
+        tenant_id: r.get(3)?,
+        app_id: r.get(4)?,
+        created_ms: r.get(5)?,
+        ended_ms: r.get(6)?,
+    })
+}
+
+impl Store {
+    pub fn transcript(&self, id: &str) -> Result<Option<StoredTranscript>> {
+        Ok(self
+            .conn
+            .query_row(
+                &format!("SELECT {FIELDS} FROM transcripts WHERE id=?1"),
+                params![id],
+                transcript_of,
+            )
+            .optional()?)
+    }
+
+    /// A call's transcripts (`by_meeting` false) or a meeting's, oldest first.
+    pub fn transcripts_of(&self, owner: &str, by_meeting: bool) -> Result<Vec<StoredTranscript>> {
+        let col = if by_meeting { "meeting_id" } else { "call_id" };
+        let mut st = self.conn.prepare_cached(&format!(
+            "SELECT {FIELDS} FROM transcripts WHERE {col}=?1 ORDER BY created_ms, id"
+        ))?;
+        let rows = st.query_map(params![owner], transcript_of)?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// A transcript's lines in the order they were said.
+    pub fn transcript_lines(&self, transcript_id: &str) -> Result<Vec<StoredLine>> {
+        let mut st = self.conn.prepare_cached(
+            "SELECT participant_id, speaker, start_ms, end_ms, text, gap FROM transcript_lines
+             WHERE transcript_id=?1 ORDER BY start_ms, seq",
+        )?;
+        let rows = st.query_map(params![transcript_id], |r| {
+            Ok(StoredLine {
+                participant_id: r.get(0)?,
+                speaker: r.get(1)?,
+                start_ms: r.get(2)?,
+                end_ms: r.get(3)?,
+                text: r.get(4)?,
+                gap: r.get::<_, i64>(5)? != 0,
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+}
+
+#[cfg(test)]
+mod transcript_tests {
+    use super::*;
+    use engine::{Effect, Transcript, TranscriptLine};
+
+    #[test]
+    fn a_transcript_and_its_lines_are_kept_in_spoken_order_and_its_end_is_recorded() {
+        let mut s = Store::open_in_memory().unwrap();
+        let t = Transcript {
+            id: "t1".into(),
+            call_id: "c1".into(),
+            meeting_id: Some("m1".into()),
+            tenant_id: "ten".into(),
+            app_id: "app".into(),
+            created_ms: 1000,
+            ended_ms: None,
+        };
+        let line = |who: &str, start: u64, text: &str| {
+            Effect::TranscriptLine(TranscriptLine {
+                transcript_id: "t1".into(),
+                call_id: "c1".into(),
+                participant_id: who.into(),
+                speaker: who.to_uppercase(),
+                start_ms: start,
+                end_ms: start + 900,
+                text: text.into(),
+                gap: false,
+            })
+        };
+        s.commit_with(
+            &[],
+            &[],
+            &[],
+            &[Effect::Transcript(t.clone()), line("b", 5000, "later")],
+        )
+        .unwrap();
+        // A line transcribed later that was said earlier sorts before.
+        let ended = Transcript {
+            ended_ms: Some(9000),
+            meeting_id: None,
+            ..t
+        };
+        s.commit_with(
+            &[],
+            &[],
+            &[],
+            &[line("a", 2000, "first"), Effect::Transcript(ended)],
+        )
+        .unwrap();
+        let got = s.transcript("t1").unwrap().unwrap();
+        assert_eq!(got.ended_ms, Some(9000));
+        assert_eq!(
+            got.meeting_id.as_deref(),
+            Some("m1"),
+            "the end keeps the meeting"
+        );
+        assert_eq!(s.transcripts_of("m1", true).unwrap(), std::slice::from_ref(&got));
+        assert_eq!(s.transcripts_of("c1", false).unwrap(), [got]);
+        let lines: Vec<_> = s
+            .transcript_lines("t1")
+            .unwrap()
+            .into_iter()
+            .map(|l| (l.speaker, l.text))
+            .collect();
+        assert_eq!(
+            lines,
+            [("A".into(), "first".into()), ("B".into(), "later".into())]
+        );
+        assert!(s.transcript("nope").unwrap().is_none());
     }
 }

@@ -40,11 +40,27 @@ pub fn media_json(node: &Node) -> Value {
             "maxLateMs": get(&s.max_late_us) as f64 / 1000.0, "strayDatagrams": get(&s.strays),
         })
     });
+    let sp = &node.speech;
+    let st = &sp.stats;
+    let get = |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed);
+    let (audio_ms, busy_us) = (get(&st.audio_ms), get(&st.busy_us));
+    let latency = st
+        .latency()
+        .map(|(p50, p95, max)| json!({"p50": p50, "p95": p95, "max": max}));
+    let transcription = json!({
+        "available": sp.unavailable.is_none(), "unavailableReason": sp.unavailable,
+        "workers": sp.workers, "queued": get(&st.queued), "utterances": get(&st.utterances),
+        "transcribed": get(&st.transcribed), "gaps": get(&st.gaps),
+        "audioSeconds": audio_ms as f64 / 1000.0, "busySeconds": busy_us as f64 / 1e6,
+        "realTimeFactor": if audio_ms > 0 { busy_us as f64 / 1000.0 / audio_ms as f64 } else { 0.0 },
+        "latencyMs": latency,
+    });
     json!({
         "ticks": m.ticks, "ticksLate5ms": m.late_5ms, "maxLateMs": m.max_late_us as f64 / 1000.0,
         "resyncs": m.resyncs, "skippedFrames": m.skipped_frames, "busyMs": m.busy_us / 1000, "rooms": m.rooms, "members": m.members,
         "rtp": rtp,
         "webrtc": webrtc,
+        "transcription": transcription,
     })
 }
 

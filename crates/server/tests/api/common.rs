@@ -119,6 +119,19 @@ async fn start_hooks() -> Hooks {
                     {
                         return (StatusCode::OK, wav_bytes(ms)).into_response_parts();
                     }
+                    // Speech: /say/<text>.wav is <text> spoken by espeak-ng (16 kHz mono).
+                    if let Some(text) = path
+                        .strip_prefix("/say/")
+                        .and_then(|p| p.strip_suffix(".wav"))
+                    {
+                        let text = percent_encoding::percent_decode_str(text)
+                            .decode_utf8_lossy()
+                            .into_owned();
+                        let wav = tokio::task::spawn_blocking(move || say(&text))
+                            .await
+                            .expect("espeak-ng ran");
+                        return (StatusCode::OK, wav).into_response_parts();
+                    }
                     if path == "/redirect-to-metadata" {
                         use axum::response::IntoResponse;
                         return (
@@ -184,6 +197,32 @@ impl Parts for (StatusCode, Vec<u8>) {
         use axum::response::IntoResponse;
         self.into_response()
     }
+}
+
+/// `text` spoken by espeak-ng, as a 16 kHz mono WAV.
+pub fn say(text: &str) -> Vec<u8> {
+    let dir = std::env::temp_dir().join(format!("ringside-say-{}", uuid_like()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (raw, out) = (dir.join("raw.wav"), dir.join("16k.wav"));
+    let ok = std::process::Command::new("espeak-ng")
+        .args(["-s", "150", "-w"])
+        .arg(&raw)
+        .arg(text)
+        .status()
+        .expect("espeak-ng runs")
+        .success()
+        && std::process::Command::new("sox")
+            .arg(&raw)
+            .args(["-r", "16000", "-c", "1", "-b", "16", "-e", "signed-integer"])
+            .arg(&out)
+            .args(["norm", "-3"])
+            .status()
+            .expect("sox runs")
+            .success();
+    assert!(ok, "espeak-ng and sox make speech");
+    let wav = std::fs::read(&out).unwrap();
+    std::fs::remove_dir_all(&dir).ok();
+    wav
 }
 
 pub fn config_text(hook: &str, extra_server: &str) -> String {

@@ -9,5 +9,6 @@ mod media;
 mod meetings;
 mod sip;
 mod stock_clients;
+mod transcripts;
 mod trust;
 mod webphone;
