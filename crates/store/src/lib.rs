@@ -870,7 +870,10 @@ mod transcript_tests {
             Some("m1"),
             "the end keeps the meeting"
         );
-        assert_eq!(s.transcripts_of("m1", true).unwrap(), std::slice::from_ref(&got));
+        assert_eq!(
+            s.transcripts_of("m1", true).unwrap(),
+            std::slice::from_ref(&got)
+        );
         assert_eq!(s.transcripts_of("c1", false).unwrap(), [got]);
         let lines: Vec<_> = s
             .transcript_lines("t1")

@@ -3,7 +3,7 @@
 use crate::common::*;
 use serde_json::{Value, json};
 
-async fn create_meeting(h: &Harness) -> Value {
+pub(crate) async fn create_meeting(h: &Harness) -> Value {
     let (s, v, headers) = h
         .req(
             "POST",
@@ -16,7 +16,7 @@ async fn create_meeting(h: &Harness) -> Value {
     v
 }
 
-fn join_body(h: &Harness, meeting: &Value, how: &str) -> Value {
+pub(crate) fn join_body(h: &Harness, meeting: &Value, how: &str) -> Value {
     let media = json!({"@odata.type": "#microsoft.graph.serviceHostedMediaConfig"});
     match how {
         "chat" => json!({

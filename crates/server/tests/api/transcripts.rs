@@ -236,3 +236,100 @@ async fn without_a_model_start_transcription_fails_saying_why_and_nothing_change
         "{v}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_meetings_transcript_names_who_spoke_and_is_filed_under_the_meeting() {
+    if !have_model() {
+        return;
+    }
+    use crate::meetings::{create_meeting, join_body};
+    let h = Harness::start().await;
+    let m = create_meeting(&h).await;
+    let meeting_id = m["id"].as_str().unwrap().to_string();
+    let (s, v, _) = h
+        .req(
+            "POST",
+            "/beta/communications/calls",
+            Some(join_body(&h, &m, "chat")),
+        )
+        .await;
+    assert_eq!(s, 201, "{v}");
+    let id = v["id"].as_str().unwrap().to_string();
+    h.until_state(&id, "established").await;
+    let (s, _, _) = h
+        .req(
+            "POST",
+            &format!("/beta/communications/calls/{id}/startTranscription"),
+            Some(json!({"language": "en-us"})),
+        )
+        .await;
+    assert_eq!(s, 202);
+    h.until(&id, "transcription active", |n| {
+        n.data["transcription"]["state"] == "active"
+    })
+    .await;
+    let script =
+        json!({"speak": [{"uri": say_url(&h, SECOND), "atMs": 500}], "hangupAfterMs": 7000});
+    let (s, v) = h
+        .admin(
+            "POST",
+            &format!("/users/{GINA}/join"),
+            Some(json!({"joinWebUrl": m["joinWebUrl"], "script": script})),
+        )
+        .await;
+    assert_eq!(s, 201, "{v}");
+    let got = h
+        .until(&id, "Gina's words", |n| {
+            n.data["@odata.type"] == "#ringside.transcriptLine"
+        })
+        .await;
+    let line = &got.last().unwrap().data;
+    assert_eq!(line["speaker"], "Gina", "{line}");
+    let w = wer(SECOND, line["text"].as_str().unwrap());
+    assert!(w <= 0.25, "WER {w:.2}: {line}");
+
+    for owner in [
+        format!("/beta/communications/onlineMeetings/{meeting_id}"),
+        format!("/v1.0/users/organizer-1/onlineMeetings/{meeting_id}"),
+    ] {
+        let (s, v, _) = h.req("GET", &format!("{owner}/transcripts"), None).await;
+        assert_eq!(s, 200, "{v}");
+        let list = v["value"].as_array().unwrap();
+        assert_eq!(list.len(), 1, "{v}");
+        assert_eq!(list[0]["meetingId"], meeting_id.as_str());
+        let tid = list[0]["id"].as_str().unwrap();
+        let (s, one, _) = h
+            .req("GET", &format!("{owner}/transcripts/{tid}"), None)
+            .await;
+        assert_eq!((s, &one["id"]), (200, &list[0]["id"]));
+        let r = h
+            .client
+            .get(format!("{}{owner}/transcripts/{tid}/content", h.base))
+            .bearer_auth(h.token().await)
+            .send()
+            .await
+            .unwrap();
+        let vtt = r.text().await.unwrap();
+        assert!(vtt.contains("<v Gina>"), "{vtt}");
+    }
+    let (s, v, _) = h
+        .req(
+            "GET",
+            &format!("/beta/communications/onlineMeetings/{meeting_id}/transcripts/nope"),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (s, v["error"]["code"].as_str()),
+        (404, Some("ItemNotFound")),
+        "{v}"
+    );
+    let (s, _, _) = h
+        .req(
+            "DELETE",
+            &format!("/beta/communications/calls/{id}/transcripts"),
+            None,
+        )
+        .await;
+    assert_eq!(s, 405);
+}
