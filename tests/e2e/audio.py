@@ -77,3 +77,20 @@ def level_at(x: np.ndarray, freq: float) -> float:
     bins = np.fft.rfftfreq(len(x), 1 / RATE)
     band = (bins > freq - 15) & (bins < freq + 15)
     return float(20 * np.log10(max(spec[band].max(), 1e-10)))
+
+
+def words(text: str) -> list[str]:
+    return [w for w in "".join(c.lower() if c.isalnum() or c == "'" else " " for c in text).split() if w]
+
+
+def wer(said: str, heard: str) -> float:
+    """Word error rate of `heard` against `said` (word-level edit distance / words said)."""
+    a, b = words(said), words(heard)
+    row = list(range(len(b) + 1))
+    for i, wa in enumerate(a):
+        prev, row[0] = row[0], i + 1
+        for j, wb in enumerate(b):
+            cur = row[j + 1]
+            row[j + 1] = min(prev + (wa != wb), row[j] + 1, cur + 1)
+            prev = cur
+    return row[len(b)] / max(1, len(a))

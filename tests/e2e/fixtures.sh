@@ -39,6 +39,10 @@ dtmf() { # dtmf DIGITS OUT: 150 ms per key, 100 ms apart, as a phone would send 
 make prompt.wav speak prompt.wav "Welcome to ringside. Your call is important to us. Please stay on the line."
 make prompt-44k-stereo.wav sox prompt.wav -r 44100 -c 2 -b 16 -e signed-integer prompt-44k-stereo.wav
 make speech.wav speak speech.wav "My account number is four two seven one, and I would like to pay my bill." en-us+f3
+make order.wav speak order.wav "Hello, I need some help with my order."
+make opens.wav speak opens.wav "Can you tell me when the store opens tomorrow?"
+make pause1s.wav sox -n "${pcm16k[@]}" pause1s.wav trim 0 1
+make transcribe.wav sox order.wav pause1s.wav opens.wav transcribe.wav
 make long.wav sox -n "${pcm16k[@]}" long.wav synth 30 sine 440 gain -12
 make dtmf.wav dtmf "1234#*0" dtmf.wav
 for f in 500 800 1100; do
@@ -49,6 +53,7 @@ done
 pcm8k=(-r 8000 -c 1 -b 16 -e signed-integer)
 make prompt8k.wav sox prompt.wav "${pcm8k[@]}" prompt8k.wav
 make speech8k.wav sox speech.wav "${pcm8k[@]}" speech8k.wav pad 0 30
+make transcribe8k.wav sox transcribe.wav "${pcm8k[@]}" transcribe8k.wav pad 0.5 30
 make dtmf8k.wav sox dtmf.wav "${pcm8k[@]}" dtmf8k.wav pad 0.3 30
 make silence8k.wav sox -n "${pcm8k[@]}" silence8k.wav trim 0 120
 echo "fixtures in $out"

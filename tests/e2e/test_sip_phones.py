@@ -15,6 +15,12 @@ import pytest_asyncio
 from msgraph_beta.generated.communications.calls.item.answer.answer_post_request_body import AnswerPostRequestBody
 from msgraph_beta.generated.communications.calls.item.play_prompt.play_prompt_post_request_body import PlayPromptPostRequestBody
 from msgraph_beta.generated.communications.calls.item.record_response.record_response_post_request_body import RecordResponsePostRequestBody
+from msgraph_beta.generated.communications.calls.item.start_transcription.start_transcription_post_request_body import (
+    StartTranscriptionPostRequestBody,
+)
+from msgraph_beta.generated.communications.calls.item.stop_transcription.stop_transcription_post_request_body import (
+    StopTranscriptionPostRequestBody,
+)
 from msgraph_beta.generated.communications.calls.item.subscribe_to_tone.subscribe_to_tone_post_request_body import SubscribeToTonePostRequestBody
 from msgraph_beta.generated.models.modality import Modality
 
@@ -138,6 +144,36 @@ async def test_record_response_holds_what_the_phone_said(beta, hooks, callback, 
     rec = audio.load(r.content)
     score, _ = audio.correlation(rec, speech)
     assert score > 0.9, f"the recording holds the phone's speech (correlation {score:.3f})"
+    await hang_up(beta, w, call.id)
+
+
+async def test_what_the_phone_says_is_transcribed_for_the_bot(beta, ringside, hooks, callback, phone):
+    """startTranscription through the Graph SDK; baresip speaks over G.711; Whisper writes it
+    down, attributed to the phone's participant, as a notification and in the WebVTT."""
+    said = ["Hello, I need some help with my order.", "Can you tell me when the store opens tomorrow?"]
+    call, w = await call_user(beta, hooks, callback, IVAN_SIP)
+    phone.wait("CALL_ESTABLISHED")
+    calls = beta.communications.calls.by_call_id(call.id)
+    await calls.start_transcription.post(StartTranscriptionPostRequestBody(language="en-us"))
+    await w.until(lambda n: n.is_call and (n.data.get("transcription") or {}).get("state") == "active", "transcription active")
+    r = phone.reply(phone.command("ausrc", f"aufile,{FIXTURES / 'transcribe8k.wav'}"))
+    assert r.get("ok"), r
+    is_line = lambda n: isinstance(n.data, dict) and n.data.get("@odata.type") == "#ringside.transcriptLine"  # noqa: E731
+    lines = [(await w.until(is_line, "a transcript line", timeout=30))[-1].data for _ in said]
+    heard = " ".join(line["text"] for line in lines)
+    assert audio.wer(" ".join(said), heard) <= 0.25, lines
+    line = lines[0]
+    roster = (await calls.participants.get()).value
+    ivan = next(p for p in roster if p.info.identity.user and p.info.identity.user.id == IVAN_SIP)
+    assert line["participantId"] == ivan.id, (line, ivan.id)
+    await calls.stop_transcription.post(StopTranscriptionPostRequestBody(language="en-us"))
+    async with httpx.AsyncClient(timeout=10) as h:
+        r = await h.get(f"{ringside.base}/beta/communications/calls/{call.id}/transcripts", headers={"Authorization": f"Bearer {ringside.token()}"})
+        assert r.status_code == 200, r.text
+        [t] = r.json()["value"]
+        r = await h.get(t["transcriptContentUrl"], headers={"Authorization": f"Bearer {ringside.token()}"})
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/vtt"), r.text
+    assert f"<v {line['speaker']}>" in r.text, r.text
     await hang_up(beta, w, call.id)
 
 
