@@ -11,21 +11,10 @@
 use media::port::SimPort;
 use media::runtime::{Config, Media};
 use media::{Cmd, Endpoint, MemberSpec, Prompt, RoomSpec};
+use ringside_bench::rss_kb;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-
-fn rss_kb() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|v| v.parse().ok())
-        })
-        .unwrap_or(0)
-}
 
 /// Speech-like test audio: a 300 Hz tone with a slow syllable envelope, `ms` long.
 fn speech(ms: u64) -> media::Audio {

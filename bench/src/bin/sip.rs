@@ -10,6 +10,7 @@
 //!   cargo run --release -p ringside-bench --bin sip -- [rate, default 500] [calls at rate,
 //!   default 5000] [concurrent, default 2000]
 
+use ringside_bench::cpu_s;
 use serde_json::{Value, json};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -191,18 +192,6 @@ fn scenario(rtp: bool) -> String {
     )
 }
 
-/// CPU seconds (user + system) of a process from /proc.
-fn cpu_s(pid: u32) -> f64 {
-    let Ok(s) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-        return 0.0;
-    };
-    let after = s.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
-    let f: Vec<&str> = after.split_whitespace().collect();
-    let ticks: f64 = f.get(11).and_then(|x| x.parse().ok()).unwrap_or(0.0)
-        + f.get(12).and_then(|x| x.parse().ok()).unwrap_or(0.0);
-    ticks / 100.0
-}
-
 /// ringside's RTP ports (`rtp_ports`), and where SIPp's calls take theirs (`-mp`) upward.
 const RTP_PORTS: std::ops::Range<u16> = 20000..30000;
 const SIPP_MEDIA_PORTS: std::ops::Range<u16> = 30000..60000;
@@ -224,12 +213,7 @@ fn udp_drops(ports: std::ops::Range<u16>) -> u64 {
 }
 
 fn rss_mb() -> f64 {
-    let s = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    s.lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok())
-        .unwrap_or(0.0)
-        / 1024.0
+    ringside_bench::rss_kb() as f64 / 1024.0
 }
 
 struct Sipp {

@@ -16,8 +16,8 @@
 //!   cargo run --release -p ringside-bench --bin webrtc -- [legs, default 500] [rate, default 20]
 //!     [hold seconds, default 20] [group, default 5] [voice | low-delay, default voice]
 
+use ringside_bench::{Ringside, cpu_s, percentile, proc_status};
 use serde_json::{Value, json};
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -187,44 +187,7 @@ impl Leg {
     }
 }
 
-fn proc_status(pid: u32, key: &str) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with(key))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|v| v.parse().ok())
-        })
-        .unwrap_or(0)
-}
-
-/// CPU seconds (user + system) a process has used.
-fn cpu_s(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let after = stat.rsplit(')').next().unwrap_or("");
-    let f: Vec<&str> = after.split_whitespace().collect();
-    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
-    (ticks(11) + ticks(12)) / 100.0
-}
-
-fn percentile(v: &mut [f64], p: f64) -> f64 {
-    if v.is_empty() {
-        return f64::NAN;
-    }
-    v.sort_by(|a, b| a.total_cmp(b));
-    v[((v.len() as f64 - 1.0) * p).round() as usize]
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn config(listen: &SocketAddr, group: usize, mode: &str) -> String {
+fn config(listen: &str, group: usize, mode: &str) -> String {
     let users: String = (0..group)
         .map(|u| format!("[[users]]\nid = \"{USER}-{u}\"\ntenant = \"{TENANT}\"\n"))
         .collect();
@@ -281,48 +244,13 @@ async fn main() {
         arg(3, 5) as usize,
     );
     let mode = args.get(4).cloned().unwrap_or_else(|| "voice".into());
-    let bin = std::env::var("RINGSIDE_BIN").unwrap_or_else(|_| "target/release/ringside".into());
-    let dir = std::env::temp_dir().join(format!("ringside-bench-webrtc-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let listen: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-    std::fs::write(dir.join("ringside.toml"), config(&listen, group, &mode)).unwrap();
-    let mut child = tokio::process::Command::new(&bin)
-        .args(["--data-dir", dir.to_str().unwrap(), "serve"])
-        .env("RUST_LOG", "warn")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap_or_else(|e| panic!("{bin}: {e} (cargo build --release -p server --bin ringside)"));
-    let pid = child.id().unwrap();
-    let base = format!("http://{listen}");
+    let rs = Ringside::start("webrtc", |listen| config(listen, group, &mode)).await;
+    let (pid, base) = (rs.pid, rs.base.clone());
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(256)
         .build()
         .unwrap();
-    let up = Instant::now();
-    while http.get(format!("{base}/healthz")).send().await.is_err() {
-        assert!(
-            up.elapsed() < Duration::from_secs(20),
-            "ringside did not start"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let tok: Value = http
-        .post(format!("{base}/{TENANT}/oauth2/v2.0/token"))
-        .form(&[
-            ("grant_type", "client_credentials"),
-            ("client_id", APP),
-            ("client_secret", "bench-secret"),
-            ("scope", "https://graph.microsoft.com/.default"),
-        ])
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let app_token = tok["access_token"].as_str().unwrap().to_string();
+    let app_token = rs.app_token(&http, TENANT, APP, "bench-secret").await;
     let mut links = vec![];
     for m in 0..legs.div_ceil(group) {
         let v: Value = http
@@ -406,8 +334,7 @@ async fn main() {
     for t in tasks {
         let _ = tokio::time::timeout(Duration::from_secs(10), t).await;
     }
-    let _ = child.kill().await;
-    let _ = std::fs::remove_dir_all(&dir);
+    rs.stop().await;
 
     let up_legs = tally.hearing.load(Ordering::Relaxed);
     let mut setup = tally.setup_ms.lock().unwrap().clone();
