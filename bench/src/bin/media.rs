@@ -38,6 +38,7 @@ fn member(id: &str, endpoint: Endpoint) -> MemberSpec {
         hold_music: false,
         in_default_group: true,
         listens_for_tones: false,
+        stream: None,
     }
 }
 

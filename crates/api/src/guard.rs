@@ -91,14 +91,28 @@ pub fn outbound_urls(cmd: &Command) -> Vec<(&'static str, String)> {
             );
         }
     };
+    // A media stream's transportUrl goes where an http(s) URL to the same place may go.
+    let stream = |m: &Option<MediaConfig>, v: &mut Vec<(&'static str, String)>| {
+        if let Some(Ok(Some(s))) = m.as_ref().map(MediaConfig::media_streaming)
+            && let Some(u) = s.transport_url
+        {
+            let http = match u.get(..6).map(str::to_ascii_lowercase).as_deref() {
+                Some("wss://") => format!("https://{}", &u[6..]),
+                _ => format!("http://{}", u.get(5..).unwrap_or("")),
+            };
+            v.push(("mediaConfig.mediaStreaming.transportUrl", http));
+        }
+    };
     match cmd {
         Command::CreateCall(r) => {
             v.extend(r.callback_uri.iter().map(|u| ("callbackUri", u.clone())));
             prefetch(&r.media_config, &mut v);
+            stream(&r.media_config, &mut v);
         }
         Command::Answer(r) => {
             v.extend(r.callback_uri.iter().map(|u| ("callbackUri", u.clone())));
             prefetch(&r.media_config, &mut v);
+            stream(&r.media_config, &mut v);
         }
         Command::Reject(r) => v.extend(r.callback_uri.iter().map(|u| ("callbackUri", u.clone()))),
         Command::Redirect(r) => v.extend(r.callback_uri.iter().map(|u| ("callbackUri", u.clone()))),

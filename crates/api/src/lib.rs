@@ -20,6 +20,7 @@ pub mod oauth;
 pub mod plumbing;
 pub mod recordings;
 pub mod state;
+pub mod streams;
 pub mod transcripts;
 pub mod webphone;
 
@@ -36,7 +37,22 @@ use std::sync::Arc;
 
 /// The router for one listener (`tls` says whether it is the HTTPS one).
 pub fn router(api: Arc<Api>, tls: bool) -> axum::Router {
-    axum::Router::new().fallback(
+    let node = api.node.clone();
+    axum::Router::new()
+        .route(
+            "/media/streams/{call_id}",
+            axum::routing::get(
+                move |axum::extract::Path(call_id): axum::extract::Path<String>,
+                      axum::extract::Query(q): axum::extract::Query<
+                    std::collections::HashMap<String, String>,
+                >,
+                      ws: axum::extract::ws::WebSocketUpgrade| {
+                    let node = node.clone();
+                    async move { streams::upgrade(node, call_id, q.get("token").cloned(), ws).await }
+                },
+            ),
+        )
+        .fallback(
         move |axum::extract::ConnectInfo(peer): axum::extract::ConnectInfo<SocketAddr>,
               method,
               uri,

@@ -143,7 +143,10 @@ fn add_large_gallery_view(e: &mut Engine, id: &str, req: ClientContext) -> R {
 
 fn subscribe_to_tone(e: &mut Engine, id: &str, req: ClientContext) -> R {
     req.validate().map_err(ApiError::bad_request)?;
-    require_service_hosted(e, id, "subscribeToTone")?;
+    // An app that streams its own media still hears keys as toneInfo.
+    if e.calls[id].stream.is_none() {
+        require_service_hosted(e, id, "subscribeToTone")?;
+    }
     require_not_ended(e, id, "subscribeToTone")?;
     let c = e.calls.get_mut(id).expect("checked");
     c.tone_subscribed = true;
@@ -412,6 +415,7 @@ fn create_call(e: &mut Engine, app: &AppCtx, mut req: CreateCall, ver: Version) 
         tone_info: None,
         transcription: None,
         transcript: None,
+        stream: None,
         recording: false,
         operations: Default::default(),
         media_queue: Default::default(),

@@ -183,6 +183,7 @@ pub(crate) fn incoming(
         tone_info: None,
         transcription: None,
         transcript: None,
+        stream: None,
         recording: false,
         operations: Default::default(),
         media_queue: Default::default(),

@@ -12,6 +12,7 @@ mod ops;
 mod queries;
 pub mod render;
 mod roster;
+mod streams;
 pub mod transcripts;
 pub mod types;
 

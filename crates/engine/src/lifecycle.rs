@@ -25,6 +25,7 @@ pub(crate) fn terminate(
     c.state = CallState::Terminated;
     stop_call_recording(e, id);
     crate::transcripts::stop(e, id);
+    crate::streams::close(e, id);
     let c = e.calls.get_mut(id).expect("exists");
     let running: Vec<String> = c
         .operations

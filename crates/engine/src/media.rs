@@ -350,6 +350,7 @@ pub(crate) fn resume(e: &mut Engine) {
             start_call_recording(e, &id);
         }
         crate::transcripts::resume(e, &id);
+        crate::streams::resume(e, &id);
     }
 }
 
@@ -565,6 +566,10 @@ pub(crate) fn room_spec(e: &Engine, conf_id: &str) -> ::media::RoomSpec {
                     e.calls.get(call_id).is_some_and(|c| c.tone_subscribed)
                 }
                 MemberEndpoint::Leg { .. } => false,
+            },
+            stream: match &m.endpoint {
+                MemberEndpoint::Bot { call_id } => crate::streams::mix_of(e, call_id),
+                MemberEndpoint::Leg { .. } => None,
             },
         });
     }

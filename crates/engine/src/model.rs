@@ -52,6 +52,9 @@ pub struct Call {
     /// The transcript being written while transcription is active: (id, started at).
     #[serde(default)]
     pub transcript: Option<(String, Ms)>,
+    /// The app's media stream while the call is up (app-hosted media over a WebSocket).
+    #[serde(default)]
+    pub stream: Option<Stream>,
     pub recording: bool,
     pub operations: BTreeMap<String, Operation>,
     pub media_queue: VecDeque<String>,
@@ -361,6 +364,16 @@ pub struct Meeting {
     pub start: Option<String>,
     pub end: Option<String>,
     pub conf_id: Option<String>,
+}
+
+/// An app's media stream: where it goes, and (when the bot connects in) the URL and the
+/// secret that admit it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Stream {
+    pub spec: graph::MediaStreaming,
+    pub token: String,
+    /// `ws(s)://…/media/streams/{callId}?token=…` when the bot connects in.
+    pub url: Option<String>,
 }
 
 /// Persistable object kinds, keyed for the store.

@@ -195,6 +195,18 @@ pub fn call(c: &Call, ver: Version) -> Value {
     );
     put("toneInfo", tone_info(c));
     put("transcription", transcription(c));
+    if let Some(s) = &c.stream {
+        // ringside's extension: the stream, and where the bot connects when it connects in.
+        put(
+            "mediaStreaming",
+            json!({
+                "transportUrl": s.spec.transport_url,
+                "audioChannelType": if s.spec.mixed { "mixed" } else { "unmixed" },
+                "bidirectional": s.spec.bidirectional,
+                "websocketUrl": s.url,
+            }),
+        );
+    }
     put("callOptions", call_options(&c.call_options));
     put("incomingContext", Value::Null);
     if ver == Version::Beta {

@@ -180,4 +180,5 @@ pub(crate) fn establish(e: &mut Engine, call_id: &str) {
         json!({"mediaState":{"@odata.type":"#microsoft.graph.callMediaState","audio":"active"}}),
     );
     update_member(e, &conf_id, &pid, |m| m.joined = true);
+    crate::streams::open(e, call_id);
 }

@@ -196,6 +196,22 @@ pub enum Effect {
     Transcript(Transcript),
     /// One line of a transcript: what a participant said, or a gap.
     TranscriptLine(TranscriptLine),
+    /// An app's media stream opens (its WebSocket: out to the app, or awaited from it) or
+    /// closes.
+    Stream(StreamAction),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StreamAction {
+    Open {
+        call_id: String,
+        tenant_id: String,
+        app_id: String,
+        stream: crate::model::Stream,
+    },
+    Close {
+        call_id: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -121,7 +121,8 @@ impl Sim {
                 }
                 Effect::SaveRecording { .. }
                 | Effect::Transcript(_)
-                | Effect::TranscriptLine(_) => {}
+                | Effect::TranscriptLine(_)
+                | Effect::Stream(_) => {}
                 Effect::Media(media::Cmd::Room(spec)) => {
                     let mut ids: Vec<&String> = spec.members.iter().map(|m| &m.id).collect();
                     ids.sort();

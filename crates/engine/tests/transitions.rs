@@ -56,7 +56,8 @@ impl World {
                 } => self.fetches.push((call_id, op_id, index)),
                 Effect::SaveRecording { .. }
                 | Effect::Transcript(_)
-                | Effect::TranscriptLine(_) => {}
+                | Effect::TranscriptLine(_)
+                | Effect::Stream(_) => {}
                 Effect::Media(c) => self.media.push(c),
             }
         }

@@ -145,9 +145,10 @@ impl CreateCall {
             return Err("callbackUri is required".into());
         };
         check_callback_uri(cb)?;
-        if self.media_config.is_none() {
+        let Some(media) = &self.media_config else {
             return Err("mediaConfig is required (#microsoft.graph.serviceHostedMediaConfig or #microsoft.graph.appHostedMediaConfig)".into());
-        }
+        };
+        media.media_streaming()?;
         if self.requested_modalities.is_empty() {
             return Err("requestedModalities is required and must not be empty".into());
         }
@@ -233,9 +234,10 @@ impl Answer {
         if let Some(cb) = &self.callback_uri {
             check_callback_uri(cb)?;
         }
-        if self.media_config.is_none() {
+        let Some(media) = &self.media_config else {
             return Err("mediaConfig is required".into());
-        }
+        };
+        media.media_streaming()?;
         if self.accepted_modalities.iter().any(|m| {
             !matches!(
                 m,

@@ -224,7 +224,90 @@ pub enum MediaConfig {
     },
 }
 
+/// App-hosted media over a WebSocket (ringside's extension, the shape of Azure Communication
+/// Services' media streaming): `mediaStreaming` in the app-hosted config's `blob` (a JSON
+/// object) or beside it (docs/media-streaming.md).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MediaStreaming {
+    /// `ws://` or `wss://`: ringside connects out. None: the bot connects in.
+    pub transport_url: Option<String>,
+    /// One stream of everything the bot hears (true), or each participant's own (false).
+    pub mixed: bool,
+    /// Audio the bot sends back is played into the call.
+    pub bidirectional: bool,
+}
+
 impl MediaConfig {
+    /// The media stream asked for, if any; Err says what is wrong with it.
+    pub fn media_streaming(&self) -> Result<Option<MediaStreaming>, String> {
+        let MediaConfig::AppHosted { blob, extra } = self else {
+            return Ok(None);
+        };
+        let find = |m: &Map<String, Value>| {
+            m.iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case("mediaStreaming"))
+                .map(|(_, v)| v.clone())
+        };
+        let from_blob = blob
+            .as_deref()
+            .and_then(|b| serde_json::from_str::<Value>(b).ok())
+            .and_then(|v| v.as_object().and_then(find));
+        let Some(v) = find(extra).or(from_blob) else {
+            return Ok(None);
+        };
+        let Value::Object(o) = v else {
+            return Err("mediaStreaming must be an object".into());
+        };
+        let get = |k: &str| {
+            o.iter()
+                .find(|(n, _)| n.eq_ignore_ascii_case(k))
+                .map(|(_, v)| v)
+        };
+        let transport_url = match get("transportUrl") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(u)) => {
+                let lower = u.to_ascii_lowercase();
+                if !(lower.starts_with("ws://") || lower.starts_with("wss://")) {
+                    return Err(format!(
+                        "mediaStreaming.transportUrl '{u}' must be a ws:// or wss:// URL"
+                    ));
+                }
+                Some(u.clone())
+            }
+            Some(_) => return Err("mediaStreaming.transportUrl must be a string".into()),
+        };
+        let mixed = match get("audioChannelType") {
+            None | Some(Value::Null) => true,
+            Some(Value::String(t)) if t.eq_ignore_ascii_case("mixed") => true,
+            Some(Value::String(t)) if t.eq_ignore_ascii_case("unmixed") => false,
+            Some(other) => {
+                return Err(format!(
+                    "mediaStreaming.audioChannelType {other} is not \"mixed\" or \"unmixed\""
+                ));
+            }
+        };
+        let bidirectional = match get("bidirectional").or(get("enableBidirectional")) {
+            None | Some(Value::Null) => true,
+            Some(Value::Bool(b)) => *b,
+            Some(_) => return Err("mediaStreaming.bidirectional must be true or false".into()),
+        };
+        if let Some(f) = get("audioFormat")
+            && !f
+                .as_str()
+                .is_some_and(|f| f.eq_ignore_ascii_case("pcm16KMono"))
+        {
+            return Err(format!(
+                "mediaStreaming.audioFormat {f} is not supported; ringside streams \"pcm16KMono\""
+            ));
+        }
+        Ok(Some(MediaStreaming {
+            transport_url,
+            mixed,
+            bidirectional,
+        }))
+    }
+
     pub fn is_service_hosted(&self) -> bool {
         matches!(self, MediaConfig::ServiceHosted { .. })
     }

@@ -66,6 +66,23 @@ pub struct MemberSpec {
     pub in_default_group: bool,
     /// A bot that subscribed to tones: keys pressed in band by those it hears are detected.
     pub listens_for_tones: bool,
+    /// A bot whose app hosts its own media over a stream: its port (by [`stream_port`]) hears
+    /// what the bot hears (mixed, or each participant apart) and says what the app sends.
+    pub stream: Option<Mix>,
+}
+
+/// How an app's media stream hears the call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mix {
+    /// One stream: everything the bot hears.
+    Mixed,
+    /// Each participant the bot hears, apart ([`port::Port::write_source`]).
+    Unmixed,
+}
+
+/// The key of a bot's media-stream port in [`port::Ports`].
+pub fn stream_port(call_id: &str) -> String {
+    format!("stream:{call_id}")
 }
 
 /// A one-way route by participant id: the receivers hear the sources (reference §2.4).

@@ -19,6 +19,9 @@ pub trait Port: Send {
     }
     /// What the endpoint hears this tick.
     fn write(&mut self, frame: &[i16; FRAME]);
+    /// An app's unmixed media stream: what `participant` said this tick (only those who said
+    /// something; [`Port::write`] is not called for such a port).
+    fn write_source(&mut self, _participant: &str, _frame: &[i16; FRAME]) {}
     /// A key the endpoint signalled out of band (RFC 4733, SIP INFO) since the last tick.
     fn take_tone(&mut self) -> Option<char> {
         None

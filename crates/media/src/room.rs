@@ -750,7 +750,12 @@ impl Room {
                     .and_then(|job| job.record.as_ref());
                 let tones = self.members[j].spec.listens_for_tones
                     || rec.is_some_and(|r| !r.stop_tones.is_empty());
-                Some((j, tones, rec.is_some()))
+                // A bot that records, or whose app streams what it hears, needs the audio.
+                Some((
+                    j,
+                    tones,
+                    rec.is_some() || self.members[j].spec.stream.is_some(),
+                ))
             }
             None => None,
         }));
@@ -815,6 +820,9 @@ impl Room {
                         self.has[i] = b.render(call, &mut self.inputs[i], outs, &mut keys);
                         sent_keys.extend(keys.into_iter().map(|k| (i, k)));
                     }
+                    if m.spec.stream.is_some() {
+                        self.stream_in(i, ports);
+                    }
                 }
             }
         }
@@ -849,6 +857,9 @@ impl Room {
                     }
                 }
                 Endpoint::Bot(call) => {
+                    if let (Some(mix), Some(port)) = (m.spec.stream, &m.port) {
+                        self.stream_out(i, mix, port);
+                    }
                     let received = (0..n)
                         .any(|j| self.has[j] && mixer::hears(&self.states, &self.routes, i, j));
                     if let Some(slot) = m.bot {
@@ -881,6 +892,48 @@ impl Room {
             t.end_tick(&mut evs);
         }
         outs.extend(evs.into_iter().map(Out::Event));
+    }
+
+    /// What bot member `i`'s app says through its stream this tick, over what the bot plays.
+    fn stream_in(&mut self, i: usize, ports: &Ports) {
+        let m = &mut self.members[i];
+        if m.port.is_none()
+            && let Endpoint::Bot(call) = &m.spec.endpoint
+        {
+            m.port = ports.get(&crate::stream_port(call));
+        }
+        let Some(p) = &m.port else {
+            return;
+        };
+        let mut f = [0i16; FRAME];
+        if !p.lock().expect("port").read(&mut f) {
+            return;
+        }
+        let mine = &mut self.inputs[i];
+        if self.has[i] {
+            for (o, x) in mine.iter_mut().zip(f) {
+                *o = o.saturating_add(x);
+            }
+        } else {
+            *mine = f;
+        }
+        self.has[i] = true;
+    }
+
+    /// What bot member `i`'s app stream hears: the bot's mix, or each participant it hears.
+    fn stream_out(&self, i: usize, mix: crate::Mix, port: &PortRef) {
+        let mut p = port.lock().expect("port");
+        match mix {
+            crate::Mix::Mixed => p.write(heard_by(&self.outputs, &self.heard, i)),
+            crate::Mix::Unmixed => {
+                for (j, m) in self.members.iter().enumerate() {
+                    let audible = self.has[j] && !self.states[j].muted && !self.states[j].held;
+                    if j != i && audible && mixer::hears(&self.states, &self.routes, i, j) {
+                        p.write_source(&m.spec.id, &self.inputs[j]);
+                    }
+                }
+            }
+        }
     }
 
     /// Bots whose call is not (or no longer) in the room still run their media.
@@ -1001,6 +1054,7 @@ mod tests {
             hold_music: false,
             in_default_group: true,
             listens_for_tones: false,
+            stream: None,
         }
     }
 

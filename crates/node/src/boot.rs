@@ -236,6 +236,7 @@ pub async fn start(b: Boot) -> Result<Arc<Node>, String> {
         },
         media: media.clone(),
         speech,
+        streams: Default::default(),
         prompts: Default::default(),
         sip: Default::default(),
         webrtc: Default::default(),

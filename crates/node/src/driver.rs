@@ -428,6 +428,9 @@ impl Driver {
             | Effect::SaveRecording { .. }
             | Effect::Transcript(_)
             | Effect::TranscriptLine(_) => {}
+            Effect::Stream(a) => {
+                let _ = self.sinks.legs.send(Control::Stream(a));
+            }
             Effect::Leg(a) => {
                 let _ = self.sinks.legs.send(Control::Action(a));
             }

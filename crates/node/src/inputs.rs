@@ -119,6 +119,8 @@ pub enum Msg {
 /// What the endpoints are told: leg actions from the engine, and legs that started elsewhere.
 pub enum Control {
     Action(LegAction),
+    /// An app's media stream opens or closes.
+    Stream(engine::StreamAction),
     /// A SIP phone called an app: its leg is driven through crates/sip.
     AddSip {
         leg: String,

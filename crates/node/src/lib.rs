@@ -23,6 +23,7 @@ pub mod prompts;
 pub mod registry;
 pub mod speech;
 pub mod stats;
+pub mod streams;
 pub mod tabs;
 pub mod tls;
 

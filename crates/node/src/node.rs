@@ -33,6 +33,8 @@ pub struct Node {
     pub media: Arc<media::runtime::Media>,
     /// Speech-to-text for transcription.
     pub speech: Arc<crate::speech::Speech>,
+    /// Apps' media streams (app-hosted media over WebSockets).
+    pub streams: crate::streams::Streams,
     pub prompts: PromptCache,
     /// The SIP endpoint, when `[sip]` is configured.
     pub sip: std::sync::OnceLock<sip::server::Sip>,

@@ -55,12 +55,19 @@ pub fn media_json(node: &Node) -> Value {
         "realTimeFactor": if audio_ms > 0 { busy_us as f64 / 1000.0 / audio_ms as f64 } else { 0.0 },
         "latencyMs": latency,
     });
+    let ss = &node.streams.stats;
+    let streams = json!({
+        "open": get(&ss.open), "connected": get(&ss.connected), "framesSent": get(&ss.frames_sent),
+        "framesDropped": get(&ss.frames_dropped), "framesReceived": get(&ss.frames_received),
+        "badMessages": get(&ss.bad_messages),
+    });
     json!({
         "ticks": m.ticks, "ticksLate5ms": m.late_5ms, "maxLateMs": m.max_late_us as f64 / 1000.0,
         "resyncs": m.resyncs, "skippedFrames": m.skipped_frames, "busyMs": m.busy_us / 1000, "rooms": m.rooms, "members": m.members,
         "rtp": rtp,
         "webrtc": webrtc,
         "transcription": transcription,
+        "streams": streams,
     })
 }
 

@@ -126,6 +126,10 @@ pub async fn run(node: Arc<Node>, mut rx: mpsc::UnboundedReceiver<Control>) {
         let cx = legs.cx.clone();
         match c {
             Control::Action(a) => act(&mut legs, a).await,
+            Control::Stream(a) => {
+                let node = &cx.node;
+                crate::streams::act(&node.streams, &node.media, a);
+            }
             Control::AddSip { leg } => legs.insert(&leg, Box::new(sip::SipLeg)),
             Control::AddWeb { leg } => legs.insert(&leg, Box::new(webrtc::WebLeg { user: None })),
             Control::Forget { leg } => legs.forget(&leg),

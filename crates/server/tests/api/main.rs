@@ -9,6 +9,7 @@ mod media;
 mod meetings;
 mod sip;
 mod stock_clients;
+mod streams;
 mod transcripts;
 mod trust;
 mod webphone;
