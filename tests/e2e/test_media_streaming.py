@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import os
 
 import numpy as np
 import websockets
@@ -66,3 +67,37 @@ async def test_a_python_bot_hears_the_caller_and_echoes_it_back_over_a_websocket
     assert score > 0.9, f"Alice heard herself through the bot (correlation {score:.3f})"
     s, m = await ringside.admin("GET", "/media")
     assert m["streams"]["framesReceived"] > 0, m["streams"]
+
+
+async def test_a_rust_bot_listens_for_a_word_and_answers_when_it_hears_it(beta, ringside, hooks, callback):
+    """tests/e2e/stream-bot: tokio-tungstenite and Whisper. Alice says "Hello, I need some help
+    with my order."; the bot writes it down, hears "order", and answers with a tone Alice hears."""
+    bin_dir = os.path.dirname(os.environ["RINGSIDE_BIN"])
+    bot = await asyncio.create_subprocess_exec(os.path.join(bin_dir, "stream-bot"), "order", stdout=asyncio.subprocess.PIPE)
+    try:
+        first = (await asyncio.wait_for(bot.stdout.readline(), 30)).decode().split()
+        assert first[0] == "LISTENING", first
+        media = AppHostedMediaConfig(blob=json.dumps({"mediaStreaming": {"transportUrl": first[1]}}))
+        script = {"speak": [speaks(hooks, "transcribe.wav", at_ms=500)]}
+        call, w = await call_user(beta, hooks, callback, ALICE, script=script, media=media)
+        said: list[str] = []
+        while "WORD order" not in said:
+            line = await asyncio.wait_for(bot.stdout.readline(), 20)
+            assert line, f"the bot ended before hearing the word: {said}"
+            said.append(line.decode().strip())
+        heard = [s for s in said if s.startswith("HEARD ")]
+        assert audio.wer("Hello, I need some help with my order.", heard[0][6:]) <= 0.25, said
+        await asyncio.sleep(1.0)  # the bot's tone plays out
+        leg = await ringside.latest_leg_of(ALICE)
+        heard_by_alice = await ringside.heard(leg["legId"])
+        half = audio.RATE // 2
+        loudest = max(audio.level_at(heard_by_alice[i : i + half], 880) for i in range(0, max(1, len(heard_by_alice) - half), half // 2))
+        assert loudest > -20, f"Alice heard the bot's answer ({loudest:.1f} dBFS at 880 Hz)"
+        await beta.communications.calls.by_call_id(call.id).delete()
+        await w.until_state("terminated")
+        tail = await asyncio.wait_for(bot.stdout.read(), 10)
+        assert b"CLOSED" in tail, "the stream closed with the call"
+    finally:
+        if bot.returncode is None:
+            bot.kill()
+        await bot.wait()
