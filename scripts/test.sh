@@ -47,7 +47,7 @@ else
 fi
 
 if [ -z "${SKIP_E2E:-}" ]; then
-  cargo build -p server --bin ringside -p stream-bot
+  cargo build -p server -p stream-bot --bin ringside --bin stream-bot
   log "SIP scenarios: SIPp against ringside serve"
   RINGSIDE_BIN="$PWD/target/debug/ringside" bash tests/sip/run.sh
   log "end to end: Microsoft's Graph SDKs against ringside serve"

@@ -187,8 +187,17 @@ impl Streams {
     }
 }
 
-/// One message from the app, understood (or why not).
-fn take_message(text: &str, port: &Mutex<StreamPort>, stats: &StreamStats) -> Result<(), String> {
+/// A message from the app, understood.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Incoming {
+    /// PCM 16 kHz mono to play.
+    Audio(Vec<i16>),
+    /// Drop what is still to be played.
+    Stop,
+}
+
+/// Read one text message from the app (or say what is wrong with it).
+pub fn parse_message(text: &str) -> Result<Incoming, String> {
     let v: Value = serde_json::from_str(text).map_err(|e| format!("not JSON: {e}"))?;
     let get = |v: &Value, k: &str| -> Option<Value> {
         v.as_object()?
@@ -211,7 +220,26 @@ fn take_message(text: &str, port: &Mutex<StreamPort>, stats: &StreamStats) -> Re
             if bytes.len() % 2 != 0 {
                 return Err("audioData.data is not whole 16-bit samples".into());
             }
-            let mut p = port.lock().expect("port");
+            Ok(Incoming::Audio(
+                bytes
+                    .chunks_exact(2)
+                    .map(|b| i16::from_le_bytes([b[0], b[1]]))
+                    .collect(),
+            ))
+        }
+        "stopaudio" => Ok(Incoming::Stop),
+        other => Err(format!(
+            "unknown kind \"{other}\" (ringside takes AudioData and StopAudio)"
+        )),
+    }
+}
+
+/// One message from the app, carried out (or why not).
+fn take_message(text: &str, port: &Mutex<StreamPort>, stats: &StreamStats) -> Result<(), String> {
+    let m = parse_message(text)?;
+    let mut p = port.lock().expect("port");
+    match m {
+        Incoming::Audio(pcm) => {
             if !p.bidirectional {
                 return Err(
                     "this stream is one-way (mediaStreaming.bidirectional is false)".into(),
@@ -219,26 +247,16 @@ fn take_message(text: &str, port: &Mutex<StreamPort>, stats: &StreamStats) -> Re
             }
             stats
                 .frames_received
-                .fetch_add((bytes.len() / 2 / FRAME) as u64, Ordering::Relaxed);
+                .fetch_add((pcm.len() / FRAME) as u64, Ordering::Relaxed);
             let room = IN_SAMPLES.saturating_sub(p.inbound.len());
-            p.inbound.extend(
-                bytes
-                    .chunks_exact(2)
-                    .take(room)
-                    .map(|b| i16::from_le_bytes([b[0], b[1]])),
-            );
-            Ok(())
+            p.inbound.extend(pcm.into_iter().take(room));
         }
-        "stopaudio" => {
-            let mut p = port.lock().expect("port");
+        Incoming::Stop => {
             p.inbound.clear();
             p.playing = false;
-            Ok(())
         }
-        other => Err(format!(
-            "unknown kind \"{other}\" (ringside takes AudioData and StopAudio)"
-        )),
     }
+    Ok(())
 }
 
 fn audio_message(f: &Frame) -> String {
@@ -418,5 +436,70 @@ pub fn act(streams: &Streams, media: &media::runtime::Media, a: engine::StreamAc
             }
         }
         engine::StreamAction::Close { call_id } => streams.close(media, &call_id),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn app_messages_are_read_in_either_case_and_nonsense_is_explained() {
+        let b64 = base64::engine::general_purpose::STANDARD.encode([1u8, 0, 255, 255]);
+        let m = format!(r#"{{"kind":"AudioData","audioData":{{"data":"{b64}"}}}}"#);
+        assert_eq!(parse_message(&m), Ok(Incoming::Audio(vec![1, -1])));
+        let m = format!(r#"{{"Kind":"audiodata","AudioData":{{"Data":"{b64}"}}}}"#);
+        assert_eq!(parse_message(&m), Ok(Incoming::Audio(vec![1, -1])));
+        assert_eq!(
+            parse_message(r#"{"kind":"StopAudio","stopAudio":{}}"#),
+            Ok(Incoming::Stop)
+        );
+        for (bad, says) in [
+            ("{", "not JSON"),
+            ("[]", "needs a \"kind\""),
+            (r#"{"kind":"Dance"}"#, "unknown kind"),
+            (r#"{"kind":"AudioData"}"#, "audioData.data"),
+            (
+                r#"{"kind":"AudioData","audioData":{"data":"***"}}"#,
+                "not base64",
+            ),
+            (
+                r#"{"kind":"AudioData","audioData":{"data":"AQ=="}}"#,
+                "whole 16-bit",
+            ),
+        ] {
+            let e = parse_message(bad).unwrap_err();
+            assert!(e.contains(says), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn the_apps_audio_plays_after_a_little_buffering_and_stops_when_it_stops() {
+        let mut p = StreamPort {
+            out: VecDeque::new(),
+            inbound: VecDeque::new(),
+            playing: false,
+            bidirectional: true,
+            wake: Arc::new(Notify::new()),
+            stats: Default::default(),
+        };
+        let mut f = [0i16; FRAME];
+        p.inbound.extend(std::iter::repeat_n(7, FRAME));
+        assert!(!p.read(&mut f), "one frame is not enough to start");
+        p.inbound.extend(std::iter::repeat_n(7, FRAME + 10));
+        assert!(p.read(&mut f) && f.iter().all(|&x| x == 7));
+        assert!(p.read(&mut f));
+        assert!(
+            p.read(&mut f) && f[9] == 7 && f[10] == 0,
+            "the tail, padded"
+        );
+        assert!(!p.read(&mut f), "nothing more: silence");
+        // A slow reader: the queue keeps the newest second.
+        for _ in 0..OUT_FRAMES + 5 {
+            p.write(&[100; FRAME]);
+        }
+        assert_eq!(p.out.len(), OUT_FRAMES);
+        assert_eq!(p.stats.frames_dropped.load(Ordering::Relaxed), 5);
+        assert!(!p.out[0].silent && p.out[0].participant.is_none());
     }
 }
