@@ -5,6 +5,7 @@
 pub mod enums;
 pub mod lenient;
 pub mod requests;
+pub mod streaming;
 pub mod types;
 
 pub use enums::*;
