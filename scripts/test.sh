@@ -30,6 +30,10 @@ log "speech-to-text weights (scripts/models.sh)"
 RINGSIDE_WHISPER_DIR="$(scripts/models.sh)"
 export RINGSIDE_WHISPER_DIR RINGSIDE_REQUIRE_WHISPER=1   # the model tests must run, not skip
 
+log "PostgreSQL for the store suite on both backends (scripts/postgres.sh)"
+RINGSIDE_TEST_POSTGRES="$(scripts/postgres.sh)"
+export RINGSIDE_TEST_POSTGRES RINGSIDE_REQUIRE_POSTGRES=1   # the PostgreSQL runs must run, not skip
+
 log "format"
 cargo fmt --all -- --check
 

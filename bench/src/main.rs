@@ -4,6 +4,7 @@
 //! against an empty axum handler as the baseline. Prints a Markdown table.
 //!
 //!   cargo run --release -p ringside-bench -- [seconds per phase, default 10] [workers, default 64] [default-limits | app-rate=N]
+//!   RINGSIDE_BENCH_STORE=postgres://… cargo run --release -p ringside-bench -- …   (state in PostgreSQL)
 //!
 //! Every failed lifecycle is counted under its cause (a create or delete answered with an
 //! error status, 429 among them; a notification that did not arrive within 10 s). With
@@ -294,7 +295,11 @@ async fn main() {
     let dir = std::env::temp_dir().join(format!("ringside-bench-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(dir.join("ringside.toml"), config(&hook, &limits)).unwrap();
+    // RINGSIDE_BENCH_STORE=postgres://…: the same run with the state in PostgreSQL.
+    let store = std::env::var("RINGSIDE_BENCH_STORE")
+        .map(|u| format!("\n[store]\nurl = \"{u}\"\n"))
+        .unwrap_or_default();
+    std::fs::write(dir.join("ringside.toml"), config(&hook, &limits) + &store).unwrap();
     let running = server::start(server::Options {
         data_dir: dir.clone(),
         config: None,

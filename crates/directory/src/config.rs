@@ -25,6 +25,9 @@ pub struct Config {
     /// Browsers (WebRTC legs), when present.
     #[serde(default)]
     pub webrtc: Option<WebRtcConfig>,
+    /// The store (SQLite by default, or PostgreSQL).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub store: Option<crate::settings::StoreConfig>,
     /// Speech-to-text for startTranscription.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub transcription: Option<crate::settings::TranscriptionConfig>,
@@ -289,6 +292,7 @@ impl Config {
             sip: Some(SipConfig::dev()),
             webrtc: Some(WebRtcConfig::default()),
             transcription: None,
+            store: None,
             application_instances: vec![],
         }
     }

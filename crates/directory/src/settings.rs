@@ -172,6 +172,17 @@ pub struct AdminConfig {
     pub token: String,
 }
 
+/// `[store]`: where calls, notifications and recordings' records are kept. Without the
+/// section: SQLite in `<data-dir>/ringside.db`. Nodes of a cluster share one PostgreSQL
+/// database (docs/cluster.md).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(deny_unknown_fields)]
+pub struct StoreConfig {
+    /// `postgres://user:password@host:port/database`, or a SQLite file path.
+    #[serde(default)]
+    pub url: Option<String>,
+}
+
 /// `[transcription]`: where the speech-to-text model is and how much CPU it may take
 /// (docs/transcription.md). Without the section, ringside looks for the model itself.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]

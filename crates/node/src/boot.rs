@@ -56,7 +56,7 @@ fn restore(
     data_dir: &Path,
     retention_ms: u64,
 ) -> Result<Restored, String> {
-    let store = Store::open(&data_dir.join("ringside.db")).map_err(|e| e.to_string())?;
+    let mut store = open_store(cfg, data_dir)?;
     store
         .set_fsync(cfg.server.fsync)
         .map_err(|e| e.to_string())?;
@@ -88,6 +88,14 @@ fn restore(
         live_legs,
         pending,
     })
+}
+
+/// `[store] url`, or SQLite in the data directory.
+fn open_store(cfg: &Config, data_dir: &Path) -> Result<Store, String> {
+    match cfg.store.as_ref().and_then(|s| s.url.as_deref()) {
+        Some(url) => Store::open_url(url).map_err(|e| format!("[store] url: {e}")),
+        None => Store::open(&data_dir.join("ringside.db")).map_err(|e| e.to_string()),
+    }
 }
 
 /// crates/sip's settings from `[sip]`.
@@ -199,7 +207,12 @@ pub async fn start(b: Boot) -> Result<Arc<Node>, String> {
         .recording_retention_seconds
         .map(|s| s * 1000)
         .unwrap_or(cfg.server.recording_retention_minutes * 60_000);
-    let restored = restore(&cfg, &engine_cfg, &b.data_dir, retention_ms)?;
+    // On a plain thread: the PostgreSQL client blocks, which tokio forbids on its own threads.
+    let restored = std::thread::scope(|s| {
+        s.spawn(|| restore(&cfg, &engine_cfg, &b.data_dir, retention_ms))
+            .join()
+            .map_err(|_| "restoring state panicked".to_string())?
+    })?;
     let keys = KeyRing::load_or_create(
         &b.data_dir,
         now_ms(),

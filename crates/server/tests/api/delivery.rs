@@ -116,10 +116,22 @@ async fn incoming_call_notification_follows_307_to_another_instance() {
 /// notifications are all there after restart, and delivery resumes in order.
 #[tokio::test]
 async fn kill_9_loses_nothing_acknowledged() {
+    kill_9_in_traffic("").await;
+}
+
+/// The same with the state in PostgreSQL (`[store] url`).
+#[tokio::test]
+async fn kill_9_loses_nothing_acknowledged_with_postgres() {
+    if let Some(url) = store::testing::fresh_postgres("kill_9") {
+        kill_9_in_traffic(&format!("\n[store]\nurl = \"{url}\"\n")).await;
+    }
+}
+
+async fn kill_9_in_traffic(store: &str) {
     let hooks_h = Harness::start().await; // only for its webhook receiver
     let hook = hooks_h.hooks.clone();
     // Many attempts: while the webhook is down nothing may be dead-lettered.
-    let mut ringside = Process::start(&hook.url, 100).await;
+    let mut ringside = Process::start(&hook.url, 100, store).await;
     let (base, client, token) = (
         ringside.base.clone(),
         reqwest::Client::new(),
@@ -252,7 +264,7 @@ async fn kill_9_loses_nothing_acknowledged() {
 #[tokio::test]
 async fn kill_9_during_media_restarts_the_prompt_and_keeps_the_recording() {
     let h = Harness::start().await;
-    let mut ringside = Process::start(&h.hooks.url, 4).await;
+    let mut ringside = Process::start(&h.hooks.url, 4, "").await;
     let (base, client, token) = (
         ringside.base.clone(),
         reqwest::Client::new(),
@@ -350,7 +362,8 @@ struct Process {
 }
 
 impl Process {
-    async fn start(hook: &str, notification_attempts: u32) -> Process {
+    /// `extra`: more configuration after the generated file (a `[store]` table, say).
+    async fn start(hook: &str, notification_attempts: u32, extra: &str) -> Process {
         let dir = std::env::temp_dir().join(format!(
             "ringside-crash-{}-{}",
             std::process::id(),
@@ -368,7 +381,8 @@ impl Process {
                 .replace(
                     "notification_max_attempts = 4",
                     &format!("notification_max_attempts = {notification_attempts}"),
-                ),
+                )
+                + extra,
         )
         .unwrap();
         let mut p = Process {

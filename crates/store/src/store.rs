@@ -1,0 +1,392 @@
+//! The store: one connection to a backend, and what a batch writes in one transaction.
+
+use crate::lite::Lite;
+use crate::pg::Pg;
+use crate::sql::{Result, Row, Sql, StoreError};
+use engine::{Notification, ObjKind};
+use serde_json::Value;
+use std::path::Path;
+
+/// One notification waiting for (re)delivery.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OutboxRow {
+    pub seq: i64,
+    pub call_id: String,
+    pub tenant_id: String,
+    pub app_id: String,
+    pub url: String,
+    pub body: String,
+    pub incoming: bool,
+    pub attempts: i64,
+    pub next_attempt_ms: i64,
+    pub last_error: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeadLetter {
+    pub seq: i64,
+    pub row: OutboxRow,
+    pub died_ms: i64,
+}
+
+/// What a batch changes besides engine objects.
+#[derive(Debug, Clone)]
+pub enum OutboxChange {
+    Delivered(i64),
+    Retry {
+        seq: i64,
+        attempts: i64,
+        next_attempt_ms: i64,
+        error: String,
+    },
+    Dead {
+        seq: i64,
+        error: String,
+        now_ms: i64,
+    },
+}
+
+/// Which backend a store is on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+pub struct Store {
+    pub(crate) db: Box<dyn Sql>,
+    backend: Backend,
+}
+
+const OUTBOX_FIELDS: &str =
+    "seq,call_id,tenant_id,app_id,url,body,incoming,attempts,next_attempt_ms,last_error";
+
+impl Store {
+    /// The embedded store in a file (created if missing).
+    pub fn open(path: &Path) -> Result<Store> {
+        Ok(Self::of(Box::new(Lite::open(path)?), Backend::Sqlite))
+    }
+
+    pub fn open_in_memory() -> Result<Store> {
+        Ok(Self::of(Box::new(Lite::open_in_memory()?), Backend::Sqlite))
+    }
+
+    /// A PostgreSQL database (`postgres://user:password@host:port/db`), migrated to the
+    /// current schema. Do not call from inside an async task; the store blocks.
+    pub fn connect_postgres(url: &str) -> Result<Store> {
+        Ok(Self::of(Box::new(Pg::connect(url)?), Backend::Postgres))
+    }
+
+    /// `postgres://…` or `postgresql://…` connects to PostgreSQL; anything else is a SQLite
+    /// file path.
+    pub fn open_url(url: &str) -> Result<Store> {
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Self::connect_postgres(url)
+        } else {
+            Self::open(Path::new(url))
+        }
+    }
+
+    fn of(db: Box<dyn Sql>, backend: Backend) -> Store {
+        Store { db, backend }
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// fsync every commit (power-loss durability) at the cost of commit latency. SQLite
+    /// only: PostgreSQL's durability is the server's `synchronous_commit`.
+    pub fn set_fsync(&mut self, on: bool) -> Result<()> {
+        if self.backend == Backend::Sqlite {
+            self.db.batch(if on {
+                "PRAGMA synchronous=FULL"
+            } else {
+                "PRAGMA synchronous=NORMAL"
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Persist a batch: object upserts/deletes, new notifications, outbox progress. Returns
+    /// the outbox rows created, in order, with their sequence numbers.
+    pub fn commit(
+        &mut self,
+        objects: &[(ObjKind, String, Option<Value>)],
+        notes: &[Notification],
+        changes: &[OutboxChange],
+    ) -> Result<Vec<OutboxRow>> {
+        self.commit_with(objects, notes, changes, &[])
+    }
+
+    /// [`Store::commit`], plus the transcripts and transcript lines among `effects`.
+    pub fn commit_with(
+        &mut self,
+        objects: &[(ObjKind, String, Option<Value>)],
+        notes: &[Notification],
+        changes: &[OutboxChange],
+        effects: &[engine::Effect],
+    ) -> Result<Vec<OutboxRow>> {
+        self.db.transaction(|db| {
+            write_transcripts(db, effects)?;
+            write_objects(db, objects)?;
+            let rows = write_notes(db, notes)?;
+            write_changes(db, changes)?;
+            Ok(rows)
+        })
+    }
+
+    pub fn load_objects(&mut self) -> Result<Vec<(ObjKind, Value)>> {
+        let rows = self
+            .db
+            .query("SELECT kind, id, json FROM objects ORDER BY kind, id", &[])?;
+        let mut out = vec![];
+        for row in rows {
+            let (kind, id, json) = (row.s(0)?, row.s(1)?, row.s(2)?);
+            let k = ObjKind::parse(&kind)
+                .ok_or_else(|| StoreError::Corrupt(id.clone(), format!("unknown kind {kind}")))?;
+            let v = serde_json::from_str(&json)
+                .map_err(|e| StoreError::Corrupt(id.clone(), e.to_string()))?;
+            out.push((k, v));
+        }
+        Ok(out)
+    }
+
+    pub fn pending_outbox(&mut self) -> Result<Vec<OutboxRow>> {
+        self.db
+            .query(
+                &format!("SELECT {OUTBOX_FIELDS} FROM outbox ORDER BY seq"),
+                &[],
+            )?
+            .iter()
+            .map(outbox_row)
+            .collect()
+    }
+
+    pub fn dead_letters(&mut self) -> Result<Vec<DeadLetter>> {
+        self.db
+            .query(
+                "SELECT seq,call_id,tenant_id,app_id,url,body,incoming,attempts,0,last_error,died_ms FROM dead_letters ORDER BY seq",
+                &[],
+            )?
+            .iter()
+            .map(|r| {
+                Ok(DeadLetter {
+                    seq: r.i(0)?,
+                    row: outbox_row(r)?,
+                    died_ms: r.i(10)?,
+                })
+            })
+            .collect()
+    }
+
+    /// Move a dead letter back into the outbox (keeping its place in its call's order).
+    pub fn redeliver(&mut self, seq: i64) -> Result<Option<OutboxRow>> {
+        self.db.transaction(|db| {
+            let n = db.exec(
+                "INSERT INTO outbox(seq,call_id,tenant_id,app_id,url,body,incoming,attempts,next_attempt_ms,last_error)
+                 SELECT seq,call_id,tenant_id,app_id,url,body,incoming,0,0,last_error FROM dead_letters WHERE seq=?1",
+                &[seq.into()],
+            )?;
+            if n == 0 {
+                return Ok(None);
+            }
+            db.exec("DELETE FROM dead_letters WHERE seq=?1", &[seq.into()])?;
+            db.one(
+                &format!("SELECT {OUTBOX_FIELDS} FROM outbox WHERE seq=?1"),
+                &[seq.into()],
+            )?
+            .map(|r| outbox_row(&r))
+            .transpose()
+        })
+    }
+}
+
+fn write_objects(db: &mut dyn Sql, objects: &[(ObjKind, String, Option<Value>)]) -> Result<()> {
+    for (kind, id, v) in objects {
+        match v {
+            Some(v) => db.exec(
+                "INSERT INTO objects(kind,id,json) VALUES(?1,?2,?3) ON CONFLICT(kind,id) DO UPDATE SET json=excluded.json",
+                &[kind.as_str().into(), id.into(), v.to_string().into()],
+            )?,
+            None => db.exec(
+                "DELETE FROM objects WHERE kind=?1 AND id=?2",
+                &[kind.as_str().into(), id.into()],
+            )?,
+        };
+    }
+    Ok(())
+}
+
+fn write_notes(db: &mut dyn Sql, notes: &[Notification]) -> Result<Vec<OutboxRow>> {
+    let mut rows = Vec::with_capacity(notes.len());
+    for n in notes {
+        let body = n.body.to_string();
+        let seq = db
+            .one(
+                "INSERT INTO outbox(call_id,tenant_id,app_id,url,body,incoming) VALUES(?1,?2,?3,?4,?5,?6) RETURNING seq",
+                &[
+                    (&n.call_id).into(),
+                    (&n.tenant_id).into(),
+                    (&n.app_id).into(),
+                    (&n.url).into(),
+                    (&body).into(),
+                    n.incoming.into(),
+                ],
+            )?
+            .ok_or_else(|| StoreError::Db("an outbox insert returned no sequence".into()))?
+            .i(0)?;
+        rows.push(OutboxRow {
+            seq,
+            call_id: n.call_id.clone(),
+            tenant_id: n.tenant_id.clone(),
+            app_id: n.app_id.clone(),
+            url: n.url.clone(),
+            body,
+            incoming: n.incoming,
+            attempts: 0,
+            next_attempt_ms: 0,
+            last_error: None,
+        });
+    }
+    Ok(rows)
+}
+
+fn write_changes(db: &mut dyn Sql, changes: &[OutboxChange]) -> Result<()> {
+    const DONE: &str = "DELETE FROM outbox WHERE seq=?1";
+    for c in changes {
+        match c {
+            OutboxChange::Delivered(seq) => {
+                db.exec(DONE, &[(*seq).into()])?;
+            }
+            OutboxChange::Retry {
+                seq,
+                attempts,
+                next_attempt_ms,
+                error,
+            } => {
+                db.exec(
+                    "UPDATE outbox SET attempts=?2, next_attempt_ms=?3, last_error=?4 WHERE seq=?1",
+                    &[
+                        (*seq).into(),
+                        (*attempts).into(),
+                        (*next_attempt_ms).into(),
+                        error.into(),
+                    ],
+                )?;
+            }
+            OutboxChange::Dead { seq, error, now_ms } => {
+                db.exec(
+                    "INSERT INTO dead_letters(seq,call_id,tenant_id,app_id,url,body,incoming,attempts,last_error,died_ms)
+                     SELECT seq,call_id,tenant_id,app_id,url,body,incoming,attempts+1,CAST(?2 AS TEXT),CAST(?3 AS BIGINT) FROM outbox WHERE seq=?1",
+                    &[(*seq).into(), error.into(), (*now_ms).into()],
+                )?;
+                db.exec(DONE, &[(*seq).into()])?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The transcripts and transcript lines among a batch's effects (in its transaction).
+fn write_transcripts(db: &mut dyn Sql, effects: &[engine::Effect]) -> Result<()> {
+    for e in effects {
+        match e {
+            engine::Effect::Transcript(t) => {
+                db.exec(
+                    "INSERT INTO transcripts(id,call_id,meeting_id,tenant_id,app_id,created_ms,ended_ms)
+                     VALUES(?1,?2,?3,?4,?5,?6,?7)
+                     ON CONFLICT(id) DO UPDATE SET ended_ms=excluded.ended_ms",
+                    &[
+                        (&t.id).into(),
+                        (&t.call_id).into(),
+                        t.meeting_id.as_ref().into(),
+                        (&t.tenant_id).into(),
+                        (&t.app_id).into(),
+                        (t.created_ms as i64).into(),
+                        t.ended_ms.map(|m| m as i64).into(),
+                    ],
+                )?;
+            }
+            engine::Effect::TranscriptLine(l) => {
+                db.exec(
+                    "INSERT INTO transcript_lines(transcript_id,participant_id,speaker,start_ms,end_ms,text,gap)
+                     VALUES(?1,?2,?3,?4,?5,?6,?7)",
+                    &[
+                        (&l.transcript_id).into(),
+                        (&l.participant_id).into(),
+                        (&l.speaker).into(),
+                        (l.start_ms as i64).into(),
+                        (l.end_ms as i64).into(),
+                        (&l.text).into(),
+                        l.gap.into(),
+                    ],
+                )?;
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+fn outbox_row(r: &Row) -> Result<OutboxRow> {
+    Ok(OutboxRow {
+        seq: r.i(0)?,
+        call_id: r.s(1)?,
+        tenant_id: r.s(2)?,
+        app_id: r.s(3)?,
+        url: r.s(4)?,
+        body: r.s(5)?,
+        incoming: r.b(6)?,
+        attempts: r.i(7)?,
+        next_attempt_ms: r.i(8)?,
+        last_error: r.os(9)?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    /// A batch that fails part-way leaves nothing behind, on either backend (PostgreSQL when
+    /// `RINGSIDE_TEST_POSTGRES` names a server).
+    #[test]
+    fn a_batch_that_fails_part_way_changes_nothing() {
+        let mut stores = vec![Store::open_in_memory().unwrap()];
+        if let Ok(url) = std::env::var("RINGSIDE_TEST_POSTGRES") {
+            stores.push(Store::connect_postgres(&url).unwrap());
+        }
+        for mut s in stores {
+            let id = format!("half-{}", std::process::id());
+            let before = s.pending_outbox().unwrap().len();
+            let r: Result<()> = s.db.transaction(|db| {
+                write_objects(db, &[(ObjKind::Call, id.clone(), Some(json!({})))])?;
+                write_notes(
+                    db,
+                    &[Notification {
+                        call_id: id.clone(),
+                        tenant_id: "t".into(),
+                        app_id: "a".into(),
+                        url: "http://x".into(),
+                        body: json!({}),
+                        incoming: false,
+                    }],
+                )?;
+                db.exec("INSERT INTO no_such_table VALUES(1)", &[])?;
+                Ok(())
+            });
+            let e = r.unwrap_err().to_string();
+            assert!(e.contains("no_such_table"), "{e}");
+            assert!(
+                !s.load_objects()
+                    .unwrap()
+                    .iter()
+                    .any(|(_, v)| *v == json!({}))
+            );
+            assert_eq!(s.pending_outbox().unwrap().len(), before);
+            // The connection is usable after the rollback.
+            s.commit(&[], &[], &[]).unwrap();
+        }
+    }
+}
