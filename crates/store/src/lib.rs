@@ -4,12 +4,14 @@
 //! for nodes that share their state.
 
 mod lite;
+mod nodes;
 mod pg;
 mod records;
 mod sql;
 mod store;
 pub mod testing;
 
+pub use nodes::{Adopted, NOW_MS};
 pub use records::{Recording, StoredLine, StoredTranscript};
 pub use sql::{Result, StoreError};
 pub use store::{Backend, DeadLetter, OutboxChange, OutboxRow, Store};

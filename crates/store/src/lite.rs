@@ -48,15 +48,15 @@ impl Lite {
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         conn.execute_batch(SCHEMA)?;
-        for col in RECORDING_COLUMNS {
+        for (table, col) in ADDED_COLUMNS {
             let name = col.split(' ').next().unwrap_or_default();
             let has: bool = conn.query_row(
-                "SELECT COUNT(*) FROM pragma_table_info('recordings') WHERE name=?1",
-                params![name],
+                "SELECT COUNT(*) FROM pragma_table_info(?1) WHERE name=?2",
+                params![table, name],
                 |r| r.get::<_, i64>(0).map(|n| n > 0),
             )?;
             if !has {
-                conn.execute_batch(&format!("ALTER TABLE recordings ADD COLUMN {col}"))?;
+                conn.execute_batch(&format!("ALTER TABLE {table} ADD COLUMN {col}"))?;
             }
         }
         Ok(Lite {
@@ -220,12 +220,15 @@ CREATE TABLE IF NOT EXISTS recordings (
 );
 "#;
 
-/// Columns added to `recordings` after its first release (call recordings).
-const RECORDING_COLUMNS: [&str; 6] = [
-    "tenant_id TEXT NOT NULL DEFAULT ''",
-    "app_id TEXT NOT NULL DEFAULT ''",
-    "duration_ms INTEGER",
-    "kind TEXT NOT NULL DEFAULT 'response'",
-    "parent_id TEXT",
-    "participant_id TEXT",
+/// Columns added after a table's first release: to `recordings` for call recordings, to
+/// `objects` and `outbox` for the node that owns them (one node: always '').
+const ADDED_COLUMNS: [(&str, &str); 8] = [
+    ("recordings", "tenant_id TEXT NOT NULL DEFAULT ''"),
+    ("recordings", "app_id TEXT NOT NULL DEFAULT ''"),
+    ("recordings", "duration_ms INTEGER"),
+    ("recordings", "kind TEXT NOT NULL DEFAULT 'response'"),
+    ("recordings", "parent_id TEXT"),
+    ("recordings", "participant_id TEXT"),
+    ("objects", "owner TEXT NOT NULL DEFAULT ''"),
+    ("outbox", "owner TEXT NOT NULL DEFAULT ''"),
 ];

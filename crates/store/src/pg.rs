@@ -202,7 +202,8 @@ fn now_ms() -> i64 {
 
 /// The schema, one step per release that changed it. Never edit a step once released; add
 /// one.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE objects (
     kind TEXT NOT NULL,
     id TEXT NOT NULL,
@@ -278,4 +279,20 @@ CREATE TABLE transcript_lines (
     gap BIGINT NOT NULL
 );
 CREATE INDEX transcript_lines_in_order ON transcript_lines(transcript_id, start_ms);
-"#];
+"#,
+    r#"
+ALTER TABLE objects ADD COLUMN owner TEXT NOT NULL DEFAULT '';
+CREATE INDEX objects_by_owner ON objects(owner);
+ALTER TABLE outbox ADD COLUMN owner TEXT NOT NULL DEFAULT '';
+CREATE INDEX outbox_by_owner ON outbox(owner, seq);
+CREATE TABLE ringside_nodes (
+    id TEXT PRIMARY KEY,
+    epoch BIGINT NOT NULL,
+    state TEXT NOT NULL,
+    lease_until_ms BIGINT NOT NULL,
+    started_ms BIGINT NOT NULL,
+    taken_by TEXT,
+    http TEXT NOT NULL DEFAULT ''
+);
+"#,
+];

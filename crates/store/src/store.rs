@@ -56,9 +56,12 @@ pub enum Backend {
 pub struct Store {
     pub(crate) db: Box<dyn Sql>,
     backend: Backend,
+    /// The node this store writes for: its objects and notifications carry this owner, and
+    /// it loads only its own ('' on a single node).
+    owner: String,
 }
 
-const OUTBOX_FIELDS: &str =
+pub(crate) const OUTBOX_FIELDS: &str =
     "seq,call_id,tenant_id,app_id,url,body,incoming,attempts,next_attempt_ms,last_error";
 
 impl Store {
@@ -88,7 +91,20 @@ impl Store {
     }
 
     fn of(db: Box<dyn Sql>, backend: Backend) -> Store {
-        Store { db, backend }
+        Store {
+            db,
+            backend,
+            owner: String::new(),
+        }
+    }
+
+    /// Write and load as node `id` of a cluster.
+    pub fn set_owner(&mut self, id: &str) {
+        self.owner = id.to_string();
+    }
+
+    pub fn owner(&self) -> &str {
+        &self.owner
     }
 
     pub fn backend(&self) -> Backend {
@@ -127,36 +143,29 @@ impl Store {
         changes: &[OutboxChange],
         effects: &[engine::Effect],
     ) -> Result<Vec<OutboxRow>> {
+        let owner = &self.owner;
         self.db.transaction(|db| {
             write_transcripts(db, effects)?;
-            write_objects(db, objects)?;
-            let rows = write_notes(db, notes)?;
+            write_objects(db, owner, objects)?;
+            let rows = write_notes(db, owner, notes)?;
             write_changes(db, changes)?;
             Ok(rows)
         })
     }
 
     pub fn load_objects(&mut self) -> Result<Vec<(ObjKind, Value)>> {
-        let rows = self
-            .db
-            .query("SELECT kind, id, json FROM objects ORDER BY kind, id", &[])?;
-        let mut out = vec![];
-        for row in rows {
-            let (kind, id, json) = (row.s(0)?, row.s(1)?, row.s(2)?);
-            let k = ObjKind::parse(&kind)
-                .ok_or_else(|| StoreError::Corrupt(id.clone(), format!("unknown kind {kind}")))?;
-            let v = serde_json::from_str(&json)
-                .map_err(|e| StoreError::Corrupt(id.clone(), e.to_string()))?;
-            out.push((k, v));
-        }
-        Ok(out)
+        let rows = self.db.query(
+            "SELECT kind, id, json FROM objects WHERE owner=?1 ORDER BY kind, id",
+            &[(&self.owner).into()],
+        )?;
+        objects_of(rows)
     }
 
     pub fn pending_outbox(&mut self) -> Result<Vec<OutboxRow>> {
         self.db
             .query(
-                &format!("SELECT {OUTBOX_FIELDS} FROM outbox ORDER BY seq"),
-                &[],
+                &format!("SELECT {OUTBOX_FIELDS} FROM outbox WHERE owner=?1 ORDER BY seq"),
+                &[(&self.owner).into()],
             )?
             .iter()
             .map(outbox_row)
@@ -182,11 +191,13 @@ impl Store {
 
     /// Move a dead letter back into the outbox (keeping its place in its call's order).
     pub fn redeliver(&mut self, seq: i64) -> Result<Option<OutboxRow>> {
+        let owner = &self.owner;
         self.db.transaction(|db| {
+            // The node that redelivers it delivers it.
             let n = db.exec(
-                "INSERT INTO outbox(seq,call_id,tenant_id,app_id,url,body,incoming,attempts,next_attempt_ms,last_error)
-                 SELECT seq,call_id,tenant_id,app_id,url,body,incoming,0,0,last_error FROM dead_letters WHERE seq=?1",
-                &[seq.into()],
+                "INSERT INTO outbox(seq,call_id,tenant_id,app_id,url,body,incoming,attempts,next_attempt_ms,last_error,owner)
+                 SELECT seq,call_id,tenant_id,app_id,url,body,incoming,0,0,last_error,CAST(?2 AS TEXT) FROM dead_letters WHERE seq=?1",
+                &[seq.into(), owner.into()],
             )?;
             if n == 0 {
                 return Ok(None);
@@ -202,12 +213,29 @@ impl Store {
     }
 }
 
-fn write_objects(db: &mut dyn Sql, objects: &[(ObjKind, String, Option<Value>)]) -> Result<()> {
+pub(crate) fn objects_of(rows: Vec<Row>) -> Result<Vec<(ObjKind, Value)>> {
+    let mut out = vec![];
+    for row in rows {
+        let (kind, id, json) = (row.s(0)?, row.s(1)?, row.s(2)?);
+        let k = ObjKind::parse(&kind)
+            .ok_or_else(|| StoreError::Corrupt(id.clone(), format!("unknown kind {kind}")))?;
+        let v = serde_json::from_str(&json)
+            .map_err(|e| StoreError::Corrupt(id.clone(), e.to_string()))?;
+        out.push((k, v));
+    }
+    Ok(out)
+}
+
+fn write_objects(
+    db: &mut dyn Sql,
+    owner: &str,
+    objects: &[(ObjKind, String, Option<Value>)],
+) -> Result<()> {
     for (kind, id, v) in objects {
         match v {
             Some(v) => db.exec(
-                "INSERT INTO objects(kind,id,json) VALUES(?1,?2,?3) ON CONFLICT(kind,id) DO UPDATE SET json=excluded.json",
-                &[kind.as_str().into(), id.into(), v.to_string().into()],
+                "INSERT INTO objects(kind,id,json,owner) VALUES(?1,?2,?3,?4) ON CONFLICT(kind,id) DO UPDATE SET json=excluded.json, owner=excluded.owner",
+                &[kind.as_str().into(), id.into(), v.to_string().into(), owner.into()],
             )?,
             None => db.exec(
                 "DELETE FROM objects WHERE kind=?1 AND id=?2",
@@ -218,13 +246,13 @@ fn write_objects(db: &mut dyn Sql, objects: &[(ObjKind, String, Option<Value>)])
     Ok(())
 }
 
-fn write_notes(db: &mut dyn Sql, notes: &[Notification]) -> Result<Vec<OutboxRow>> {
+fn write_notes(db: &mut dyn Sql, owner: &str, notes: &[Notification]) -> Result<Vec<OutboxRow>> {
     let mut rows = Vec::with_capacity(notes.len());
     for n in notes {
         let body = n.body.to_string();
         let seq = db
             .one(
-                "INSERT INTO outbox(call_id,tenant_id,app_id,url,body,incoming) VALUES(?1,?2,?3,?4,?5,?6) RETURNING seq",
+                "INSERT INTO outbox(call_id,tenant_id,app_id,url,body,incoming,owner) VALUES(?1,?2,?3,?4,?5,?6,?7) RETURNING seq",
                 &[
                     (&n.call_id).into(),
                     (&n.tenant_id).into(),
@@ -232,6 +260,7 @@ fn write_notes(db: &mut dyn Sql, notes: &[Notification]) -> Result<Vec<OutboxRow
                     (&n.url).into(),
                     (&body).into(),
                     n.incoming.into(),
+                    owner.into(),
                 ],
             )?
             .ok_or_else(|| StoreError::Db("an outbox insert returned no sequence".into()))?
@@ -329,7 +358,7 @@ fn write_transcripts(db: &mut dyn Sql, effects: &[engine::Effect]) -> Result<()>
     Ok(())
 }
 
-fn outbox_row(r: &Row) -> Result<OutboxRow> {
+pub(crate) fn outbox_row(r: &Row) -> Result<OutboxRow> {
     Ok(OutboxRow {
         seq: r.i(0)?,
         call_id: r.s(1)?,
@@ -361,9 +390,10 @@ mod tests {
             let id = format!("half-{}", std::process::id());
             let before = s.pending_outbox().unwrap().len();
             let r: Result<()> = s.db.transaction(|db| {
-                write_objects(db, &[(ObjKind::Call, id.clone(), Some(json!({})))])?;
+                write_objects(db, "", &[(ObjKind::Call, id.clone(), Some(json!({})))])?;
                 write_notes(
                     db,
+                    "",
                     &[Notification {
                         call_id: id.clone(),
                         tenant_id: "t".into(),

@@ -384,3 +384,57 @@ fn a_postgres_connection_cut_by_the_server_fails_one_batch_and_the_next_reconnec
     .collect();
     assert_eq!(bodies, expect, "a failed batch left nothing behind");
 }
+
+#[test]
+fn a_survivor_takes_over_a_node_whose_lease_ran_out_once_with_its_calls_and_notifications() {
+    let mut lite = Store::open_in_memory().unwrap();
+    let e = lite.register_node(1000, "").unwrap_err().to_string();
+    assert!(e.contains("PostgreSQL"), "{e}");
+    let Some(url) = store::testing::fresh_postgres("adopt") else {
+        return;
+    };
+    let node = |id: &str| {
+        let mut s = Store::connect_postgres(&url).unwrap();
+        s.set_owner(id);
+        s
+    };
+    let (mut a, mut b, mut c) = (node("a"), node("b"), node("c"));
+    assert_eq!(a.register_node(300, "http://a").unwrap(), 1);
+    b.register_node(60_000, "http://b").unwrap();
+    c.register_node(60_000, "http://c").unwrap();
+    a.commit(
+        &[(ObjKind::Call, "c1".into(), Some(json!({"id":"c1"})))],
+        &[note("c1", 1), note("c1", 2)],
+        &[],
+    )
+    .unwrap();
+    b.commit(
+        &[(ObjKind::Call, "c2".into(), Some(json!({"id":"c2"})))],
+        &[note("c2", 1)],
+        &[],
+    )
+    .unwrap();
+    assert_eq!(
+        a.load_objects().unwrap().len(),
+        1,
+        "each node loads its own"
+    );
+    assert!(b.adopt("a").unwrap().is_none(), "a is alive");
+    assert!(b.adopt("b").unwrap().is_none(), "not itself");
+    assert!(b.adopt("nobody").unwrap().is_none());
+    std::thread::sleep(std::time::Duration::from_millis(400));
+    let got = b.adopt("a").unwrap().expect("a's lease ran out");
+    assert!(
+        c.adopt("a").unwrap().is_none(),
+        "only one survivor takes it"
+    );
+    assert_eq!(got.objects, vec![(ObjKind::Call, json!({"id":"c1"}))]);
+    let bodies: Vec<&str> = got.outbox.iter().map(|r| r.body.as_str()).collect();
+    assert_eq!(bodies, [r#"{"n":1}"#, r#"{"n":2}"#], "in order");
+    assert_eq!(b.load_objects().unwrap().len(), 2);
+    assert_eq!(b.pending_outbox().unwrap().len(), 3);
+    // a comes back: its calls are b's now; it starts empty with a new epoch.
+    assert_eq!(a.register_node(300, "http://a").unwrap(), 2);
+    assert!(a.load_objects().unwrap().is_empty());
+    assert!(a.pending_outbox().unwrap().is_empty());
+}
