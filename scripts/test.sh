@@ -20,6 +20,7 @@ dpkg -s libopus-dev >/dev/null 2>&1 || missing+=(libopus-dev)  # Opus for WebRTC
 command -v chromium >/dev/null || missing+=(chromium)   # the web phone in a real browser (tests/browser)
 command -v node >/dev/null || missing+=(nodejs)         # Node examples (docs/examples/node)
 command -v npm >/dev/null || missing+=(npm)
+command -v nats-server >/dev/null || [ -x /usr/sbin/nats-server ] || missing+=(nats-server)  # the cluster's bus (docs/cluster.md)
 if ((${#missing[@]})); then
   log "installing ${missing[*]}"
   SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"

@@ -12,6 +12,7 @@
 pub mod admin;
 pub mod caller;
 pub mod calls;
+pub mod cluster;
 pub mod graph;
 pub mod guard;
 pub mod listen;
@@ -64,6 +65,16 @@ pub fn router(api: Arc<Api>, tls: bool) -> axum::Router {
     )
 }
 
+/// Answer the requests other nodes of a cluster carry here ([`cluster`]), through [`handle`].
+pub async fn serve_cluster(api: Arc<Api>) {
+    let node = api.node.clone();
+    let answer: cluster::Answer = Arc::new(move |method, uri, headers, body, via| {
+        let api = api.clone();
+        Box::pin(async move { handle(&api, method, uri, headers, body, via).await })
+    });
+    cluster::serve(node, answer).await;
+}
+
 /// Every request: its id, the area its path belongs to, and the Graph error envelope on
 /// whatever fails.
 pub async fn handle(
@@ -88,6 +99,9 @@ pub async fn handle(
     let base = || request_base(shared, &uri, &headers, via.tls);
     let public = public_base(shared, &uri, &headers, via.tls);
     let get = method == Method::GET;
+    if let Some(owner) = cluster::owner_elsewhere(shared, &headers, &s).await {
+        return cluster::forward(shared, &ctx, &owner, &method, &uri, &headers, body, &via).await;
+    }
     let r = match s.as_slice() {
         ["healthz"] => Ok((StatusCode::OK, "ok").into_response()),
         ["phone"] if get => Ok(webphone::page()),

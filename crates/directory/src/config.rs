@@ -25,6 +25,9 @@ pub struct Config {
     /// Browsers (WebRTC legs), when present.
     #[serde(default)]
     pub webrtc: Option<WebRtcConfig>,
+    /// Several nodes sharing one PostgreSQL store.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<crate::settings::ClusterConfig>,
     /// The store (SQLite by default, or PostgreSQL).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub store: Option<crate::settings::StoreConfig>,
@@ -137,6 +140,29 @@ impl Config {
     }
 
     pub fn validate(&self) -> Result<(), String> {
+        if let Some(c) = &self.cluster {
+            let pg = self
+                .store
+                .as_ref()
+                .and_then(|s| s.url.as_deref())
+                .is_some_and(|u| u.starts_with("postgres://") || u.starts_with("postgresql://"));
+            if !pg {
+                return Err(
+                    "[cluster] needs the nodes' shared store: [store] url = \"postgres://…\""
+                        .into(),
+                );
+            }
+            let ok = |ch: char| ch.is_ascii_alphanumeric() || ch == '-' || ch == '_';
+            if c.node_id.is_empty() || c.node_id.len() > 64 || !c.node_id.chars().all(ok) {
+                return Err(format!(
+                    "[cluster] node_id \"{}\" must be 1-64 letters, digits, '-' or '_' (it names a NATS subject)",
+                    c.node_id
+                ));
+            }
+            if c.lease_ms < 1000 {
+                return Err("[cluster] lease_ms must be at least 1000".into());
+            }
+        }
         for i in &self.application_instances {
             if self.app(&i.app).is_none() {
                 return Err(format!(
@@ -293,6 +319,7 @@ impl Config {
             webrtc: Some(WebRtcConfig::default()),
             transcription: None,
             store: None,
+            cluster: None,
             application_instances: vec![],
         }
     }

@@ -13,5 +13,5 @@ pub use behaviour::{Behaviour, DtmfPress, Speech};
 pub use config::Config;
 pub use directory::{Directory, Error};
 pub use entries::{App, ApplicationInstance, SipHa1, Tenant, User, default_permissions};
-pub use settings::{AdminConfig, ServerConfig, TranscriptionConfig};
+pub use settings::{AdminConfig, ClusterConfig, ServerConfig, StoreConfig, TranscriptionConfig};
 pub use telephony::{DEFAULT_SIP_LISTEN, SipConfig, Trunk, WebRtcConfig, normalize_number};

@@ -183,6 +183,29 @@ pub struct StoreConfig {
     pub url: Option<String>,
 }
 
+/// `[cluster]`: this node's place among several sharing one PostgreSQL store
+/// (docs/cluster.md). Without it ringside is a single node.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterConfig {
+    /// This node's name, unique in the cluster and the same across its restarts.
+    pub node_id: String,
+    /// The NATS server requests for calls owned by other nodes go through.
+    #[serde(default = "default_nats")]
+    pub nats: String,
+    /// A node that has not renewed its lease for this long is taken over by another.
+    #[serde(default = "default_lease_ms")]
+    pub lease_ms: u64,
+}
+
+fn default_nats() -> String {
+    "nats://127.0.0.1:4222".into()
+}
+
+fn default_lease_ms() -> u64 {
+    5000
+}
+
 /// `[transcription]`: where the speech-to-text model is and how much CPU it may take
 /// (docs/transcription.md). Without the section, ringside looks for the model itself.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]

@@ -46,6 +46,8 @@ impl IdSource for UuidIds {
 struct Restored {
     engine: Engine,
     store: Store,
+    /// In a cluster: the node's epoch, and the calls and meetings it holds.
+    cluster: Option<(i64, Arc<crate::cluster::Owned>)>,
     live_legs: Vec<(String, graph::Party, LegState, Option<serde_json::Value>)>,
     pending: Vec<OutboxRow>,
 }
@@ -61,7 +63,27 @@ fn restore(
         .set_fsync(cfg.server.fsync)
         .map_err(|e| e.to_string())?;
     let mut engine = Engine::new(engine_cfg.clone(), Box::new(UuidIds));
+    // A node of a cluster registers (renewing its lease) before it loads what it owns.
+    let epoch = match &cfg.cluster {
+        Some(c) => {
+            store.set_owner(&c.node_id);
+            let epoch = store
+                .register_node(c.lease_ms as i64, &engine_cfg.public_url)
+                .map_err(|e| format!("[cluster] cannot join: {e}"))?;
+            Some(epoch)
+        }
+        None => None,
+    };
     let objects = store.load_objects().map_err(|e| e.to_string())?;
+    let cluster = epoch.map(|epoch| {
+        let owned = Arc::new(crate::cluster::Owned::default());
+        owned.update(
+            objects
+                .iter()
+                .map(|(k, v)| (*k, v["id"].as_str().unwrap_or_default(), Some(v))),
+        );
+        (epoch, owned)
+    });
     let (calls, others): (Vec<_>, Vec<_>) =
         objects.into_iter().partition(|(k, _)| *k == ObjKind::Call);
     for (k, v) in others.into_iter().chain(calls) {
@@ -85,6 +107,7 @@ fn restore(
     Ok(Restored {
         engine,
         store,
+        cluster,
         live_legs,
         pending,
     })
@@ -233,6 +256,8 @@ pub async fn start(b: Boot) -> Result<Arc<Node>, String> {
     let policy = Policy::of(&cfg.server);
     let (sip_cfg, server_cfg) = (cfg.sip.clone(), cfg.server.clone());
     let webrtc_cfg = cfg.webrtc.clone();
+    let cluster_cfg = cfg.cluster.clone();
+    let store_url = cfg.store.as_ref().and_then(|s| s.url.clone());
     let node = Arc::new(Node {
         directory: Directory::new(cfg, b.config_path),
         data_dir: b.data_dir.clone(),
@@ -256,6 +281,7 @@ pub async fn start(b: Boot) -> Result<Arc<Node>, String> {
         tabs: Default::default(),
         driver_stats: Default::default(),
         journal: Default::default(),
+        cluster: Default::default(),
     });
     if let Some(sc) = sip_cfg {
         let (sip_tx, sip_rx) = tokio::sync::mpsc::unbounded_channel();
@@ -274,6 +300,7 @@ pub async fn start(b: Boot) -> Result<Arc<Node>, String> {
     let Restored {
         engine,
         store,
+        cluster,
         live_legs,
         pending,
     } = restored;
@@ -286,27 +313,30 @@ pub async fn start(b: Boot) -> Result<Arc<Node>, String> {
         retention_ms,
         stats: node.driver_stats.clone(),
         journal: node.journal.clone(),
+        owned: cluster.as_ref().map(|(_, o)| o.clone()),
     };
     std::thread::Builder::new()
         .name("ringside-driver".into())
         .spawn(move || driver::run(engine, store, driver_rx, sinks))
         .map_err(|e| e.to_string())?;
+    if let (Some((epoch, owned)), Some(c)) = (cluster, &cluster_cfg) {
+        join_cluster(
+            &node,
+            c,
+            &store_url.unwrap_or_default(),
+            epoch,
+            owned,
+            &driver_tx,
+        )
+        .await?;
+    }
     tokio::spawn(notifier::run(
         notifier_cfg,
         outbox_rx,
         driver_tx,
         node.clone(),
     ));
-    let rotating = node.clone();
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(Duration::from_secs(3600));
-        loop {
-            tick.tick().await;
-            if let Err(e) = rotating.keys.rotate_if_older(now_ms(), rotation_ms) {
-                tracing::error!(error = %e, "signing key rotation failed");
-            }
-        }
-    });
+    tokio::spawn(rotate_keys(node.clone(), rotation_ms));
     tokio::spawn(endpoints::run(node.clone(), legs_rx));
     tokio::spawn(fetch::run(node.clone(), fetch_rx));
     for row in pending {
@@ -324,6 +354,33 @@ pub async fn start(b: Boot) -> Result<Arc<Node>, String> {
         }
     }
     Ok(node)
+}
+
+/// Rotate the token signing key when it is older than `rotation_ms` (checked hourly).
+async fn rotate_keys(node: Arc<Node>, rotation_ms: u64) {
+    let mut tick = tokio::time::interval(Duration::from_secs(3600));
+    loop {
+        tick.tick().await;
+        if let Err(e) = node.keys.rotate_if_older(now_ms(), rotation_ms) {
+            tracing::error!(error = %e, "signing key rotation failed");
+        }
+    }
+}
+
+/// Connect to the other nodes (NATS, the cluster's own PostgreSQL connection) and keep the
+/// lease and the watch for stopped nodes going.
+async fn join_cluster(
+    node: &Arc<Node>,
+    c: &directory::ClusterConfig,
+    store_url: &str,
+    epoch: i64,
+    owned: Arc<crate::cluster::Owned>,
+    driver: &std::sync::mpsc::Sender<Msg>,
+) -> Result<(), String> {
+    let cl = Arc::new(crate::cluster::Cluster::connect(c, store_url, owned).await?);
+    let _ = node.cluster.set(cl.clone());
+    tokio::spawn(cl.watch(epoch, driver.clone()));
+    Ok(())
 }
 
 /// The WebRTC endpoint, as `[webrtc]` asks; a setting out of range is refused with its reason.

@@ -22,6 +22,8 @@ pub struct Sinks {
     pub retention_ms: u64,
     pub stats: std::sync::Arc<DriverStats>,
     pub journal: std::sync::Arc<crate::journal::Journal>,
+    /// The calls and meetings held here, in a cluster (requests for others are forwarded).
+    pub owned: Option<std::sync::Arc<crate::cluster::Owned>>,
 }
 
 const MAX_BATCH: usize = 512;
@@ -130,6 +132,9 @@ impl Driver {
             if let Effect::SaveRecording { .. } = e {
                 self.save_recording(now, e);
             }
+        }
+        if ok && let Some(o) = &self.sinks.owned {
+            o.update(dirty.iter().map(|(k, id, v)| (*k, id.as_str(), v.as_ref())));
         }
         for r in held {
             r(ok);
@@ -243,8 +248,66 @@ impl Driver {
                     let _ = reply.send(if ok { r } else { Err(unavailable()) });
                 }));
             }
+            Msg::Adopt { node } => self.adopt(now, &node),
             m => self.query(now, m),
         }
+    }
+
+    /// Take over a stopped node: restore its objects, send its undelivered notifications,
+    /// and end its live legs (their media was on that node) so their calls end as calls
+    /// whose media is lost do.
+    fn adopt(&mut self, now: u64, node: &str) {
+        let adopted = match self.store.adopt(node) {
+            Ok(Some(a)) => a,
+            Ok(None) => return,
+            Err(e) => {
+                tracing::error!(node = %node, error = %e, "taking over a stopped node failed");
+                return;
+            }
+        };
+        let id = |v: &Value| v["id"].as_str().unwrap_or_default().to_string();
+        let legs: std::collections::HashSet<String> = adopted
+            .objects
+            .iter()
+            .filter(|(k, _)| *k == engine::ObjKind::Leg)
+            .map(|(_, v)| id(v))
+            .collect();
+        if let Some(o) = &self.sinks.owned {
+            let ids: Vec<_> = adopted.objects.iter().map(|(k, v)| (*k, id(v))).collect();
+            o.update(ids.iter().map(|(k, i)| (*k, i.as_str(), Some(&()))));
+        }
+        let calls = adopted
+            .objects
+            .iter()
+            .filter(|(k, _)| *k == engine::ObjKind::Call)
+            .count();
+        let (call_objs, others): (Vec<_>, Vec<_>) = adopted
+            .objects
+            .into_iter()
+            .partition(|(k, _)| *k == engine::ObjKind::Call);
+        for (k, v) in others.into_iter().chain(call_objs) {
+            if let Err(e) = self.engine.restore(k, v) {
+                tracing::error!(node = %node, error = %e, "an adopted object could not be restored");
+            }
+        }
+        let notes = adopted.outbox.len();
+        for row in adopted.outbox {
+            let _ = self.sinks.outbox.send(row);
+        }
+        let live: Vec<String> = self
+            .engine
+            .live_legs()
+            .into_iter()
+            .map(|(leg, ..)| leg)
+            .filter(|leg| legs.contains(leg))
+            .collect();
+        for leg in &live {
+            let ev = engine::LegEvent::MediaLost {
+                reason: format!("node {node} stopped, and the media of this leg with it"),
+            };
+            guarded("adopt", || self.engine.handle_leg(now, leg, ev));
+        }
+        tracing::warn!(node = %node, calls, legs_ended = live.len(), notifications = notes, "took over a stopped node");
     }
 
     /// Questions about what is stored or running: answered at once, nothing to commit.

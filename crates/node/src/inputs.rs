@@ -15,6 +15,11 @@ pub type ApiResult = Result<Reply, ApiError>;
 pub type FetchJob = (String, String, usize, String, Option<String>);
 
 pub enum Msg {
+    /// Take over a node whose lease ran out (a cluster): its calls, then end those whose
+    /// media was on it.
+    Adopt {
+        node: String,
+    },
     Api {
         app: AppCtx,
         call_id: Option<String>,

@@ -11,6 +11,7 @@
 
 pub mod boot;
 pub mod clock;
+pub mod cluster;
 pub mod driver;
 pub mod endpoints;
 pub mod fetch;

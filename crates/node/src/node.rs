@@ -46,6 +46,8 @@ pub struct Node {
     pub driver_stats: Arc<DriverStats>,
     /// Recent calls and their notifications' deliveries, and the console's live feed.
     pub journal: Arc<crate::journal::Journal>,
+    /// The other nodes, when `[cluster]` is configured.
+    pub cluster: std::sync::OnceLock<Arc<crate::cluster::Cluster>>,
 }
 
 impl Node {

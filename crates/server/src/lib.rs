@@ -161,6 +161,7 @@ pub async fn start(opts: Options) -> Result<Running, String> {
         node: node.clone(),
         buckets: Default::default(),
     });
+    tokio::spawn(api::serve_cluster(api.clone()));
     let mut tls_generated = None;
     if let Some((l, t)) = https {
         tls_generated = t.generated.clone();

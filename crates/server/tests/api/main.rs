@@ -2,11 +2,13 @@
 
 mod bad_input;
 mod calls;
+mod cluster;
 mod common;
 mod console;
 mod delivery;
 mod media;
 mod meetings;
+mod process;
 mod sip;
 mod stock_clients;
 mod streams;

@@ -1,0 +1,264 @@
+//! Three ringside nodes sharing one PostgreSQL store and one NATS server (docs/cluster.md):
+//! a call is answered for by whichever node a request lands on, and a node that dies has
+//! its calls ended, with their notifications, by a survivor. Needs `RINGSIDE_TEST_POSTGRES`
+//! and `nats-server` (the README's test command provides both).
+
+use crate::common::*;
+use crate::process::{Process, free_port};
+use serde_json::{Value, json};
+use std::time::{Duration, Instant};
+
+struct Nats {
+    child: std::process::Child,
+    url: String,
+}
+
+impl Drop for Nats {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A NATS server of the test's own, or None (then the test has nothing to run against)
+/// unless `RINGSIDE_REQUIRE_POSTGRES` says the cluster suite must run.
+fn nats() -> Option<Nats> {
+    let bin = [
+        "nats-server",
+        "/usr/sbin/nats-server",
+        "/usr/bin/nats-server",
+    ]
+    .into_iter()
+    .find(|b| {
+        std::process::Command::new(b)
+            .arg("--version")
+            .output()
+            .is_ok()
+    });
+    let Some(bin) = bin else {
+        assert!(
+            std::env::var("RINGSIDE_REQUIRE_POSTGRES").is_err(),
+            "nats-server is not installed (apt-get install nats-server)"
+        );
+        eprintln!("nats-server missing: the cluster test does not run");
+        return None;
+    };
+    let port = free_port();
+    let child = std::process::Command::new(bin)
+        .args(["-a", "127.0.0.1", "-p", &port.to_string()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "nats-server did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Some(Nats {
+        child,
+        url: format!("nats://127.0.0.1:{port}"),
+    })
+}
+
+struct Cluster {
+    /// The webhook receiver (its own ringside is not part of the cluster).
+    hooks: Harness,
+    nodes: Vec<Process>,
+    token: String,
+    http: reqwest::Client,
+    _nats: Nats,
+}
+
+impl Cluster {
+    /// Nodes "a", "b", "c" on one fresh database, sharing node a's signing keys.
+    async fn start(name: &str) -> Option<Cluster> {
+        let url = store::testing::fresh_postgres(name)?;
+        let nats = nats()?;
+        let hooks = Harness::start().await;
+        let config = |id: &str| {
+            format!(
+                "\n[store]\nurl = \"{url}\"\n\n[cluster]\nnode_id = \"{id}\"\nnats = \"{}\"\nlease_ms = 1500\n",
+                nats.url
+            )
+        };
+        let mut nodes = vec![Process::start(&hooks.hooks.url, 100, &config("a")).await];
+        for id in ["b", "c"] {
+            let mut p = Process::new(&hooks.hooks.url, 100, &config(id));
+            std::fs::copy(
+                nodes[0].dir.join("signing-keys.json"),
+                p.dir.join("signing-keys.json"),
+            )
+            .unwrap();
+            p.restart().await;
+            nodes.push(p);
+        }
+        let token = nodes[0].token().await;
+        Some(Cluster {
+            hooks,
+            nodes,
+            token,
+            http: reqwest::Client::new(),
+            _nats: nats,
+        })
+    }
+
+    async fn req(
+        &self,
+        node: usize,
+        method: &str,
+        path: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let mut r = self
+            .http
+            .request(
+                method.parse().unwrap(),
+                format!("{}{path}", self.nodes[node].base),
+            )
+            .bearer_auth(&self.token);
+        if let Some(b) = body {
+            r = r.json(&b);
+        }
+        let r = r.send().await.unwrap();
+        let status = r.status().as_u16();
+        let text = r.text().await.unwrap();
+        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
+    /// A call from the bot to Alice through `node`, established.
+    async fn established_call(&self, node: usize) -> String {
+        let (s, v) = self
+            .req(
+                node,
+                "POST",
+                "/v1.0/communications/calls",
+                Some(p2p_body(&self.hooks.callback(), ALICE)),
+            )
+            .await;
+        assert_eq!(s, 201, "{v}");
+        let id = v["id"].as_str().unwrap().to_string();
+        self.hooks.until_state(&id, "established").await;
+        id
+    }
+}
+
+#[tokio::test]
+async fn a_call_created_through_one_node_is_controlled_through_the_others() {
+    let Some(c) = Cluster::start("cluster_control").await else {
+        return;
+    };
+    let id = c.established_call(0).await;
+    let path = format!("/v1.0/communications/calls/{id}");
+    // b and c answer for a's call exactly as a would.
+    let (s, v) = c.req(1, "GET", &path, None).await;
+    assert_eq!(
+        (s, v["id"].as_str(), v["state"].as_str()),
+        (200, Some(id.as_str()), Some("established")),
+        "{v}"
+    );
+    let (s_a, mut v_a) = c.req(0, "GET", &path, None).await;
+    assert_eq!(s_a, 200);
+    // The same answer, but for the links, which follow the host the request came to.
+    let (ctx_a, mut v_b) = (v_a["@odata.context"].take(), v.clone());
+    let ctx_b = v_b["@odata.context"].take();
+    assert_eq!(v_a, v_b);
+    assert!(
+        ctx_b.as_str().unwrap().starts_with(&c.nodes[1].base),
+        "{ctx_b} vs {ctx_a}"
+    );
+    let (s, op) = c
+        .req(
+            2,
+            "POST",
+            &format!("{path}/subscribeToTone"),
+            Some(json!({"clientContext": "via-c"})),
+        )
+        .await;
+    assert_eq!(s, 200, "{op}");
+    assert_eq!(op["clientContext"], "via-c");
+    // Bad input is refused by the owner with its own error, carried back unchanged.
+    let (s, e) = c
+        .req(
+            1,
+            "POST",
+            &format!("{path}/playPrompt"),
+            Some(json!({"prompts": "nope"})),
+        )
+        .await;
+    assert_eq!(s, 400, "{e}");
+    assert!(e["error"]["message"].as_str().is_some(), "{e}");
+    // An unknown call is 404 on any node.
+    let (s, e) = c
+        .req(
+            2,
+            "GET",
+            "/v1.0/communications/calls/00000000-0000-0000-0000-000000000000",
+            None,
+        )
+        .await;
+    assert_eq!(s, 404, "{e}");
+    // Hang up through c; the notifications keep their order.
+    let (s, _) = c.req(2, "DELETE", &path, None).await;
+    assert_eq!(s, 204);
+    let notes = c.hooks.until_state(&id, "terminated").await;
+    assert_eq!(
+        states(&notes).last().map(String::as_str),
+        Some("terminated")
+    );
+    let (s, _) = c.req(1, "GET", &path, None).await;
+    assert_eq!(s, 404, "gone everywhere");
+}
+
+#[tokio::test]
+async fn a_node_killed_with_calls_up_has_them_ended_by_a_survivor_and_the_others_untouched() {
+    let Some(mut c) = Cluster::start("cluster_kill").await else {
+        return;
+    };
+    let mut on_a = vec![];
+    for _ in 0..100 {
+        on_a.push(c.established_call(0).await);
+    }
+    let mut on_b = vec![];
+    for _ in 0..10 {
+        on_b.push(c.established_call(1).await);
+    }
+    c.nodes[0].kill(); // SIGKILL
+    let killed = Instant::now();
+    // Every call of the dead node ends, notified, in order, with why.
+    for id in &on_a {
+        let notes = c.hooks.until_state(id, "terminated").await;
+        let last = notes.last().unwrap();
+        let info = &last.data["resultInfo"];
+        assert_eq!(info["code"], 410, "{}", last.data);
+        assert!(
+            info["message"].as_str().unwrap().contains("node a stopped"),
+            "resultInfo says why: {}",
+            last.data
+        );
+    }
+    eprintln!(
+        "100 calls of the dead node ended {:?} after the kill",
+        killed.elapsed()
+    );
+    for id in &on_a {
+        let (s, _) = c
+            .req(2, "GET", &format!("/v1.0/communications/calls/{id}"), None)
+            .await;
+        assert_eq!(s, 404, "{id} ended");
+    }
+    // The survivors' own calls did not notice.
+    for id in &on_b {
+        let (s, v) = c
+            .req(2, "GET", &format!("/v1.0/communications/calls/{id}"), None)
+            .await;
+        assert_eq!((s, v["state"].as_str()), (200, Some("established")), "{v}");
+    }
+    let q = c.hooks.hooks.notes.lock().await;
+    let stray: Vec<_> = q
+        .iter()
+        .filter(|n| on_b.iter().any(|id| n.resource.contains(id.as_str())))
+        .map(|n| n.data.to_string())
+        .collect();
+    assert!(stray.is_empty(), "nothing happened to b's calls: {stray:?}");
+}
