@@ -234,12 +234,41 @@ impl KeyRing {
         Ok(due)
     }
 
-    fn save(&self) -> Result<(), String> {
-        let Some(path) = &self.path else {
-            return Ok(());
-        };
-        let stored: Vec<StoredKey> = self
-            .keys
+    /// The keys as they are saved (private keys included): what nodes of a cluster share.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(&self.stored()).expect("keys serialize")
+    }
+
+    /// Take the keys another node published (see [`KeyRing::to_json`]); false when they are
+    /// the ones in use already.
+    pub fn replace_from_json(&self, text: &str) -> Result<bool, String> {
+        if text == self.to_json() {
+            return Ok(false);
+        }
+        let stored: Vec<StoredKey> =
+            serde_json::from_str(text).map_err(|e| format!("shared signing keys: {e}"))?;
+        let mut keys = vec![];
+        for k in stored {
+            let bad = |e: base64::DecodeError| format!("shared signing keys: {e}");
+            let der = STANDARD.decode(k.pkcs8).map_err(bad)?;
+            let cert = k
+                .cert
+                .map(|c| STANDARD.decode(c))
+                .transpose()
+                .map_err(bad)?;
+            keys.push(SigningKey::from_pkcs8(&der, k.created_ms, cert)?);
+        }
+        if keys.is_empty() {
+            return Err("shared signing keys: the list is empty".into());
+        }
+        *self.keys.write().expect("keys") = keys;
+        self.verified.lock().expect("cache").clear();
+        self.save()?;
+        Ok(true)
+    }
+
+    fn stored(&self) -> Vec<StoredKey> {
+        self.keys
             .read()
             .expect("keys")
             .iter()
@@ -248,7 +277,14 @@ impl KeyRing {
                 pkcs8: STANDARD.encode(&k.pkcs8),
                 cert: Some(STANDARD.encode(&k.cert)),
             })
-            .collect();
+            .collect()
+    }
+
+    fn save(&self) -> Result<(), String> {
+        let Some(path) = &self.path else {
+            return Ok(());
+        };
+        let stored = self.stored();
         let tmp = path.with_extension("json.tmp");
         std::fs::write(
             &tmp,
@@ -392,6 +428,24 @@ mod tests {
                 .contains("expired")
         );
         assert!(ring.validate("not.a.jwt").is_err());
+    }
+
+    #[test]
+    fn a_node_that_takes_another_nodes_keys_accepts_its_tokens() {
+        let (a, b) = (KeyRing::ephemeral(), KeyRing::ephemeral());
+        let t = a.sign(&claims(4_000_000_000));
+        assert!(b.validate(&t).is_err());
+        assert_eq!(b.replace_from_json(&a.to_json()), Ok(true));
+        assert_eq!(b.validate(&t).unwrap().tid, "t");
+        assert_eq!(b.current_kid(), a.current_kid());
+        assert_eq!(b.replace_from_json(&a.to_json()), Ok(false), "nothing new");
+        assert!(b.replace_from_json("[]").unwrap_err().contains("empty"));
+        assert!(b.replace_from_json("{").is_err());
+        assert_eq!(
+            b.validate(&t).unwrap().tid,
+            "t",
+            "a bad list changes nothing"
+        );
     }
 
     #[test]

@@ -336,7 +336,10 @@ pub async fn start(b: Boot) -> Result<Arc<Node>, String> {
         driver_tx,
         node.clone(),
     ));
-    tokio::spawn(rotate_keys(node.clone(), rotation_ms));
+    if node.cluster.get().is_none() {
+        // A cluster's nodes rotate their shared keys together (cluster.rs).
+        tokio::spawn(rotate_keys(node.clone(), rotation_ms));
+    }
     tokio::spawn(endpoints::run(node.clone(), legs_rx));
     tokio::spawn(fetch::run(node.clone(), fetch_rx));
     for row in pending {
@@ -377,9 +380,17 @@ async fn join_cluster(
     owned: Arc<crate::cluster::Owned>,
     driver: &std::sync::mpsc::Sender<Msg>,
 ) -> Result<(), String> {
-    let cl = Arc::new(crate::cluster::Cluster::connect(c, store_url, owned).await?);
+    let rotation_ms = node
+        .directory
+        .read()
+        .server
+        .signing_key_rotation_days
+        .max(1)
+        * 86_400_000;
+    let cl = Arc::new(crate::cluster::Cluster::connect(c, store_url, owned, rotation_ms).await?);
+    cl.share_keys(&node.keys).await?;
     let _ = node.cluster.set(cl.clone());
-    tokio::spawn(cl.watch(epoch, driver.clone()));
+    tokio::spawn(cl.watch(epoch, driver.clone(), node.clone()));
     Ok(())
 }
 

@@ -82,6 +82,8 @@ pub const FORWARDED_HEADER: &str = "x-ringside-forwarded-by";
 pub struct Cluster {
     pub node_id: String,
     pub lease_ms: u64,
+    /// How old the shared signing key may get before a node rotates it.
+    pub key_rotation_ms: u64,
     pub nats: async_nats::Client,
     pg: tokio_postgres::Client,
     pub owned: std::sync::Arc<Owned>,
@@ -99,6 +101,7 @@ impl Cluster {
         cfg: &ClusterConfig,
         store_url: &str,
         owned: std::sync::Arc<Owned>,
+        key_rotation_ms: u64,
     ) -> Result<Cluster, String> {
         let nats = async_nats::ConnectOptions::new()
             .name(format!("ringside {}", cfg.node_id))
@@ -108,7 +111,7 @@ impl Cluster {
             .map_err(|e| format!("[cluster] nats {}: {e}", cfg.nats))?;
         let (pg, conn) = tokio_postgres::connect(store_url, tokio_postgres::NoTls)
             .await
-            .map_err(|e| format!("[store] url: PostgreSQL: {e}"))?;
+            .map_err(|e| format!("[store] url: {}", pg_error(e)))?;
         tokio::spawn(async move {
             if let Err(e) = conn.await {
                 tracing::error!(error = %e, "the cluster's PostgreSQL connection ended");
@@ -117,6 +120,7 @@ impl Cluster {
         Ok(Cluster {
             node_id: cfg.node_id.clone(),
             lease_ms: cfg.lease_ms,
+            key_rotation_ms,
             nats,
             pg,
             owned,
@@ -136,7 +140,7 @@ impl Cluster {
                 &[&kind.as_str(), &id],
             )
             .await
-            .map_err(|e| format!("PostgreSQL: {e}"))?;
+            .map_err(pg_error)?;
         Ok(row.map(|r| r.get::<_, String>(0)))
     }
 
@@ -151,10 +155,62 @@ impl Cluster {
         serde_json::from_slice(&msg.payload).map_err(|e| format!("node {owner} answered: {e}"))
     }
 
+    /// The cluster's signing keys: this node's become everyone's if none are shared yet;
+    /// otherwise it takes the shared ones, so a token from any node is good on every node.
+    pub async fn share_keys(&self, keys: &identity::KeyRing) -> Result<(), String> {
+        let pg = |e| format!("shared signing keys: {}", pg_error(e));
+        self.pg
+            .execute(
+                "INSERT INTO ringside_keys(id, json, version) VALUES(1, $1, 1) ON CONFLICT(id) DO NOTHING",
+                &[&keys.to_json()],
+            )
+            .await
+            .map_err(pg)?;
+        self.refresh_keys(keys).await.map(|_| ())
+    }
+
+    /// Take the shared keys if another node changed them; their version.
+    async fn refresh_keys(&self, keys: &identity::KeyRing) -> Result<i64, String> {
+        let row = self
+            .pg
+            .query_one("SELECT json, version FROM ringside_keys WHERE id = 1", &[])
+            .await
+            .map_err(|e| format!("shared signing keys: {}", pg_error(e)))?;
+        if keys.replace_from_json(row.get(0))? {
+            tracing::info!("took the cluster's signing keys");
+        }
+        Ok(row.get(1))
+    }
+
+    /// Keep the shared keys current, rotating them when due: one node's rotation wins (the
+    /// version must not have moved), the others take it.
+    async fn keep_keys(&self, keys: &identity::KeyRing) -> Result<(), String> {
+        let version = self.refresh_keys(keys).await?;
+        if keys.rotate_if_older(crate::clock::now_ms(), self.key_rotation_ms)? {
+            let won = self
+                .pg
+                .execute(
+                    "UPDATE ringside_keys SET json = $1, version = version + 1 WHERE id = 1 AND version = $2",
+                    &[&keys.to_json(), &version],
+                )
+                .await
+                .map_err(|e| format!("shared signing keys: {}", pg_error(e)))?;
+            if won == 0 {
+                self.refresh_keys(keys).await?;
+            }
+        }
+        Ok(())
+    }
+
     /// Renew the lease every third of it, and look for nodes whose lease ran out (the driver
     /// adopts them). A node that cannot renew for a whole lease, or finds it was taken over,
     /// stops: its calls are someone else's now.
-    pub async fn watch(self: std::sync::Arc<Self>, epoch: i64, driver: mpsc::Sender<Msg>) {
+    pub async fn watch(
+        self: std::sync::Arc<Self>,
+        epoch: i64,
+        driver: mpsc::Sender<Msg>,
+        node: std::sync::Arc<crate::node::Node>,
+    ) {
         let every = Duration::from_millis(self.lease_ms / 3);
         let mut renewed = Instant::now();
         let renew = format!(
@@ -165,8 +221,15 @@ impl Cluster {
             "SELECT id FROM ringside_nodes WHERE state <> 'gone' AND id <> $1 AND lease_until_ms < {}",
             store::NOW_MS
         );
+        let mut keys_checked = Instant::now();
         loop {
             tokio::time::sleep(every).await;
+            if keys_checked.elapsed() >= KEYS_EVERY {
+                keys_checked = Instant::now();
+                if let Err(e) = self.keep_keys(&node.keys).await {
+                    tracing::warn!(error = %e, "cannot keep the signing keys in step");
+                }
+            }
             let lease = self.lease_ms as i64;
             match self
                 .pg
@@ -194,6 +257,18 @@ impl Cluster {
                 Err(e) => tracing::warn!(error = %e, "cannot look for stopped nodes"),
             }
         }
+    }
+}
+
+/// How often a node looks for signing keys another node published (well inside the time a
+/// new key is published before it signs: `signing_key_activation_seconds`, 300 by default).
+const KEYS_EVERY: Duration = Duration::from_secs(30);
+
+/// What PostgreSQL said, in its words (tokio-postgres' own text is only "db error").
+fn pg_error(e: tokio_postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => format!("PostgreSQL: {} ({})", db.message(), db.code().code()),
+        None => format!("PostgreSQL: {e}"),
     }
 }
 

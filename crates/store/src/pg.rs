@@ -295,4 +295,11 @@ CREATE TABLE ringside_nodes (
     http TEXT NOT NULL DEFAULT ''
 );
 "#,
+    r#"
+CREATE TABLE ringside_keys (
+    id BIGINT PRIMARY KEY,
+    json TEXT NOT NULL,
+    version BIGINT NOT NULL
+);
+"#,
 ];

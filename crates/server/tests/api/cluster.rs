@@ -71,7 +71,8 @@ struct Cluster {
 }
 
 impl Cluster {
-    /// Nodes "a", "b", "c" on one fresh database, sharing node a's signing keys.
+    /// Nodes "a", "b", "c" on one fresh database (they share node a's signing keys through
+    /// it: a token from any node is good on all).
     async fn start(name: &str) -> Option<Cluster> {
         let url = store::testing::fresh_postgres(name)?;
         let nats = nats()?;
@@ -82,18 +83,11 @@ impl Cluster {
                 nats.url
             )
         };
-        let mut nodes = vec![Process::start(&hooks.hooks.url, 100, &config("a")).await];
-        for id in ["b", "c"] {
-            let mut p = Process::new(&hooks.hooks.url, 100, &config(id));
-            std::fs::copy(
-                nodes[0].dir.join("signing-keys.json"),
-                p.dir.join("signing-keys.json"),
-            )
-            .unwrap();
-            p.restart().await;
-            nodes.push(p);
+        let mut nodes = vec![];
+        for id in ["a", "b", "c"] {
+            nodes.push(Process::start(&hooks.hooks.url, 100, &config(id)).await);
         }
-        let token = nodes[0].token().await;
+        let token = nodes[2].token().await;
         Some(Cluster {
             hooks,
             nodes,
