@@ -256,12 +256,10 @@ pub async fn start(b: Boot) -> Result<Arc<Node>, String> {
     let policy = Policy::of(&cfg.server);
     let (sip_cfg, server_cfg) = (cfg.sip.clone(), cfg.server.clone());
     let webrtc_cfg = cfg.webrtc.clone();
-    let cluster_cfg = cfg.cluster.clone();
-    let store_url = cfg.store.as_ref().and_then(|s| s.url.clone());
     let node = Arc::new(Node {
         directory: Directory::new(cfg, b.config_path),
         data_dir: b.data_dir.clone(),
-        keys,
+        keys: Arc::new(keys),
         driver: driver_tx.clone(),
         endpoints: legs_tx.clone(),
         registry: Default::default(),
@@ -319,16 +317,8 @@ pub async fn start(b: Boot) -> Result<Arc<Node>, String> {
         .name("ringside-driver".into())
         .spawn(move || driver::run(engine, store, driver_rx, sinks))
         .map_err(|e| e.to_string())?;
-    if let (Some((epoch, owned)), Some(c)) = (cluster, &cluster_cfg) {
-        join_cluster(
-            &node,
-            c,
-            &store_url.unwrap_or_default(),
-            epoch,
-            owned,
-            &driver_tx,
-        )
-        .await?;
+    if let Some((epoch, owned)) = cluster {
+        join_cluster(&node, epoch, owned, &driver_tx).await?;
     }
     tokio::spawn(notifier::run(
         notifier_cfg,
@@ -374,23 +364,25 @@ async fn rotate_keys(node: Arc<Node>, rotation_ms: u64) {
 /// lease and the watch for stopped nodes going.
 async fn join_cluster(
     node: &Arc<Node>,
-    c: &directory::ClusterConfig,
-    store_url: &str,
     epoch: i64,
     owned: Arc<crate::cluster::Owned>,
     driver: &std::sync::mpsc::Sender<Msg>,
 ) -> Result<(), String> {
-    let rotation_ms = node
-        .directory
-        .read()
-        .server
-        .signing_key_rotation_days
-        .max(1)
-        * 86_400_000;
-    let cl = Arc::new(crate::cluster::Cluster::connect(c, store_url, owned, rotation_ms).await?);
+    let (c, store_url, rotation_ms) = {
+        let cfg = node.directory.read();
+        let store_url = cfg.store.as_ref().and_then(|s| s.url.clone());
+        let rotation_ms = cfg.server.signing_key_rotation_days.max(1) * 86_400_000;
+        (
+            cfg.cluster.clone(),
+            store_url.unwrap_or_default(),
+            rotation_ms,
+        )
+    };
+    let c = c.ok_or("[cluster] is missing")?;
+    let cl = Arc::new(crate::cluster::Cluster::connect(&c, &store_url, owned, rotation_ms).await?);
     cl.share_keys(&node.keys).await?;
     let _ = node.cluster.set(cl.clone());
-    tokio::spawn(cl.watch(epoch, driver.clone(), node.clone()));
+    tokio::spawn(cl.watch(epoch, driver.clone(), node.keys.clone()));
     Ok(())
 }
 

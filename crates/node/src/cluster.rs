@@ -209,7 +209,7 @@ impl Cluster {
         self: std::sync::Arc<Self>,
         epoch: i64,
         driver: mpsc::Sender<Msg>,
-        node: std::sync::Arc<crate::node::Node>,
+        keys: std::sync::Arc<identity::KeyRing>,
     ) {
         let every = Duration::from_millis(self.lease_ms / 3);
         let mut renewed = Instant::now();
@@ -226,7 +226,7 @@ impl Cluster {
             tokio::time::sleep(every).await;
             if keys_checked.elapsed() >= KEYS_EVERY {
                 keys_checked = Instant::now();
-                if let Err(e) = self.keep_keys(&node.keys).await {
+                if let Err(e) = self.keep_keys(&keys).await {
                     tracing::warn!(error = %e, "cannot keep the signing keys in step");
                 }
             }

@@ -17,7 +17,7 @@ use std::time::Duration;
 pub struct Node {
     pub directory: Directory,
     pub data_dir: PathBuf,
-    pub keys: KeyRing,
+    pub keys: Arc<KeyRing>,
     pub driver: mpsc::Sender<Msg>,
     pub endpoints: tokio::sync::mpsc::UnboundedSender<Control>,
     /// What simulated users experienced (`GET /admin/legs`).
