@@ -15,6 +15,7 @@ pub mod calls;
 pub mod cluster;
 pub mod graph;
 pub mod guard;
+pub mod health;
 pub mod listen;
 pub mod meetings;
 pub mod oauth;
@@ -26,8 +27,8 @@ pub mod transcripts;
 pub mod webphone;
 
 use axum::body::Body;
-use axum::http::{HeaderMap, Method, StatusCode, Uri};
-use axum::response::{IntoResponse, Response};
+use axum::http::{HeaderMap, Method, Uri};
+use axum::response::Response;
 use engine::Version;
 use plumbing::{
     Ctx, Via, error_response, json_ok, not_found_route, public_base, request_base, stamp,
@@ -103,7 +104,20 @@ pub async fn handle(
         return cluster::forward(shared, &ctx, &owner, &method, &uri, &headers, body, &via).await;
     }
     let r = match s.as_slice() {
-        ["healthz"] => Ok((StatusCode::OK, "ok").into_response()),
+        ["healthz"] => Ok(health::healthz()),
+        ["readyz"] => Ok(health::readyz(shared).await),
+        [ver, c, "calls"]
+            if method == Method::POST
+                && c.eq_ignore_ascii_case("communications")
+                && (ver.eq_ignore_ascii_case("v1.0") || ver.eq_ignore_ascii_case("beta"))
+                && shared.draining.load(std::sync::atomic::Ordering::Relaxed) =>
+        {
+            Err(engine::ApiError {
+                status: 503,
+                code: "ServiceUnavailable".into(),
+                message: "This node is stopping and takes no new calls; send the request to another node.".into(),
+            })
+        }
         ["phone"] if get => Ok(webphone::page()),
         ["console"] if get => Ok(admin::console::page()),
         ["webrtc", rest @ ..] => {

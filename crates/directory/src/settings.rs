@@ -196,6 +196,14 @@ pub struct ClusterConfig {
     /// A node that has not renewed its lease for this long is taken over by another.
     #[serde(default = "default_lease_ms")]
     pub lease_ms: u64,
+    /// On SIGTERM: how long the node waits for its calls to end (taking no new ones) before
+    /// it hands the rest to the other nodes and exits.
+    #[serde(default = "default_drain_seconds")]
+    pub drain_seconds: u64,
+}
+
+fn default_drain_seconds() -> u64 {
+    30
 }
 
 fn default_nats() -> String {

@@ -280,6 +280,7 @@ pub async fn start(b: Boot) -> Result<Arc<Node>, String> {
         driver_stats: Default::default(),
         journal: Default::default(),
         cluster: Default::default(),
+        draining: Default::default(),
     });
     if let Some(sc) = sip_cfg {
         let (sip_tx, sip_rx) = tokio::sync::mpsc::unbounded_channel();

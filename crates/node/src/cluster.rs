@@ -42,6 +42,16 @@ impl Owned {
     pub fn len(&self) -> usize {
         self.0.read().expect("owned").len()
     }
+    /// How many of them are calls.
+    pub fn calls(&self) -> usize {
+        let prefix = format!("{}:", engine::ObjKind::Call.as_str());
+        self.0
+            .read()
+            .expect("owned")
+            .iter()
+            .filter(|k| k.starts_with(&prefix))
+            .count()
+    }
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
@@ -200,6 +210,25 @@ impl Cluster {
             }
         }
         Ok(())
+    }
+
+    /// Give up the lease at once (a drained node leaving): a survivor adopts what is left
+    /// within a third of a lease instead of a whole one.
+    pub async fn release(&self) -> Result<(), String> {
+        self.pg
+            .execute(
+                "UPDATE ringside_nodes SET lease_until_ms = 0 WHERE id = $1",
+                &[&self.node_id],
+            )
+            .await
+            .map_err(pg_error)?;
+        Ok(())
+    }
+
+    /// NATS and the cluster's PostgreSQL connection are up.
+    pub fn connected(&self) -> bool {
+        self.nats.connection_state() == async_nats::connection::State::Connected
+            && !self.pg.is_closed()
     }
 
     /// Renew the lease every third of it, and look for nodes whose lease ran out (the driver

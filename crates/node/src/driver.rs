@@ -317,6 +317,9 @@ impl Driver {
             Msg::GetMeeting { tenant, id, reply } => {
                 let _ = reply.send(self.engine.get_meeting(&tenant, &id));
             }
+            Msg::Ping { reply } => {
+                let _ = reply.send(store.ping().map_err(|e| e.to_string()));
+            }
             Msg::DeadLetters { reply } => {
                 let _ = reply.send(store.dead_letters().unwrap_or_default());
             }

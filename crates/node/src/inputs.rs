@@ -79,6 +79,10 @@ pub enum Msg {
     DeadLetters {
         reply: oneshot::Sender<Vec<DeadLetter>>,
     },
+    /// Is the store answering (`/readyz`)?
+    Ping {
+        reply: oneshot::Sender<Result<(), String>>,
+    },
     Redeliver {
         seq: i64,
         reply: oneshot::Sender<Option<OutboxRow>>,

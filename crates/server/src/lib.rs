@@ -14,6 +14,39 @@ pub struct Options {
     pub listen: Option<String>,
 }
 
+/// Stop taking calls (SIGTERM): new calls are refused and `/readyz` says so; a node of a
+/// cluster waits up to `[cluster] drain_seconds` for its calls to end, then gives up its
+/// lease so another node takes what is left. A single node's calls are in its store and
+/// resume when it starts again.
+pub async fn drain(node: &Arc<Node>) {
+    node.draining
+        .store(true, std::sync::atomic::Ordering::Relaxed);
+    let Some(c) = node.cluster.get() else {
+        return;
+    };
+    let secs = node
+        .directory
+        .read()
+        .cluster
+        .as_ref()
+        .map_or(30, |c| c.drain_seconds);
+    tracing::info!(
+        calls = c.owned.calls(),
+        "draining: no new calls; waiting up to {secs} s for these to end"
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    while c.owned.calls() > 0 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    tracing::info!(
+        left = c.owned.calls(),
+        "drained; the other nodes take what is left"
+    );
+    if let Err(e) = c.release().await {
+        tracing::warn!(error = %e, "could not give up the lease; the others take over when it runs out");
+    }
+}
+
 pub struct Running {
     pub addr: SocketAddr,
     pub node: Arc<Node>,

@@ -132,6 +132,16 @@ fn main() {
     std::process::exit(code);
 }
 
+/// Ctrl-C or SIGTERM.
+async fn stopped() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}
+
 async fn run(cli: Cli) -> i32 {
     match cli.cmd {
         Cmd::Serve { listen } => {
@@ -146,7 +156,8 @@ async fn run(cli: Cli) -> i32 {
                         println!("First start: seeded a development directory.\n");
                     }
                     println!("{}", server::banner(&r));
-                    let _ = tokio::signal::ctrl_c().await;
+                    stopped().await;
+                    server::drain(&r.node).await;
                     0
                 }
                 Err(e) => {

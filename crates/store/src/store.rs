@@ -107,6 +107,11 @@ impl Store {
         &self.owner
     }
 
+    /// A trivial query: the database answers.
+    pub fn ping(&mut self) -> Result<()> {
+        self.db.one("SELECT 1", &[]).map(|_| ())
+    }
+
     pub fn backend(&self) -> Backend {
         self.backend
     }

@@ -79,7 +79,7 @@ impl Cluster {
         let hooks = Harness::start().await;
         let config = |id: &str| {
             format!(
-                "\n[store]\nurl = \"{url}\"\n\n[cluster]\nnode_id = \"{id}\"\nnats = \"{}\"\nlease_ms = 1500\n",
+                "\n[store]\nurl = \"{url}\"\n\n[cluster]\nnode_id = \"{id}\"\nnats = \"{}\"\nlease_ms = 1500\ndrain_seconds = 3\n",
                 nats.url
             )
         };
@@ -255,4 +255,81 @@ async fn a_node_killed_with_calls_up_has_them_ended_by_a_survivor_and_the_others
         .map(|n| n.data.to_string())
         .collect();
     assert!(stray.is_empty(), "nothing happened to b's calls: {stray:?}");
+}
+
+#[tokio::test]
+async fn a_drained_node_takes_no_new_calls_lets_its_calls_end_then_hands_over_the_rest_and_exits() {
+    let Some(mut c) = Cluster::start("cluster_drain").await else {
+        return;
+    };
+    let mut on_b = vec![];
+    for _ in 0..4 {
+        on_b.push(c.established_call(1).await);
+    }
+    let (s, r) = c.req(1, "GET", "/readyz", None).await;
+    assert_eq!((s, r["status"].as_str()), (200, Some("ready")), "{r}");
+    assert_eq!(
+        (r["store"].as_str(), r["bus"].as_str()),
+        (Some("ok"), Some("ok"))
+    );
+    c.nodes[1].terminate();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let (s, r) = c.req(1, "GET", "/readyz", None).await;
+        if s == 503 {
+            assert_eq!(r["draining"], true, "{r}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "b never said it was draining");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let body = p2p_body(&c.hooks.callback(), ALICE);
+    let (s, e) = c
+        .req(1, "POST", "/v1.0/communications/calls", Some(body))
+        .await;
+    assert_eq!(s, 503, "no new calls on a draining node: {e}");
+    assert!(
+        e["error"]["message"].as_str().unwrap().contains("stopping"),
+        "{e}"
+    );
+    // The other nodes still take calls.
+    let fresh = c.established_call(0).await;
+    // Two of b's calls end while it drains (hung up through c, answered by b).
+    for id in &on_b[..2] {
+        let (s, _) = c
+            .req(
+                2,
+                "DELETE",
+                &format!("/v1.0/communications/calls/{id}"),
+                None,
+            )
+            .await;
+        assert_eq!(s, 204);
+        let notes = c.hooks.until_state(id, "terminated").await;
+        assert_eq!(
+            notes.last().unwrap().data["resultInfo"]["code"],
+            200,
+            "hung up by the bot"
+        );
+    }
+    // After drain_seconds b hands the other two over and exits cleanly.
+    let code = c.nodes[1].exited(Duration::from_secs(10)).await;
+    assert_eq!(code, Some(0), "b exits by itself after draining");
+    for id in &on_b[2..] {
+        let notes = c.hooks.until_state(id, "terminated").await;
+        let info = &notes.last().unwrap().data["resultInfo"];
+        assert_eq!(
+            info["code"], 410,
+            "ended by the node that took it over: {info}"
+        );
+    }
+    let (s, v) = c
+        .req(
+            2,
+            "GET",
+            &format!("/v1.0/communications/calls/{fresh}"),
+            None,
+        )
+        .await;
+    assert_eq!((s, v["state"].as_str()), (200, Some("established")));
 }
