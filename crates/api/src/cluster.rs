@@ -24,6 +24,11 @@ pub async fn owner_elsewhere(node: &Node, headers: &HeaderMap, segs: &[&str]) ->
         {
             (ObjKind::Call, *id)
         }
+        [ver, "communications" | "me", m, id, ..] | [ver, "users", _, m, id, ..]
+            if graph_version(ver) && m.eq_ignore_ascii_case("onlineMeetings") =>
+        {
+            (ObjKind::Meeting, *id)
+        }
         _ => return None,
     };
     if cluster.owned.contains(kind, id) {
@@ -41,6 +46,46 @@ pub async fn owner_elsewhere(node: &Node, headers: &HeaderMap, segs: &[&str]) ->
 
 fn graph_version(v: &str) -> bool {
     v.eq_ignore_ascii_case("v1.0") || v.eq_ignore_ascii_case("beta")
+}
+
+/// Where a request goes: answered here (with its body), or carried to another node.
+pub enum Route {
+    Here(Body),
+    To(String, Body),
+}
+
+/// A new call that joins a meeting is created on the node that holds the meeting, so the
+/// meeting and its calls stay together.
+pub async fn route_new_call(
+    node: &Node,
+    method: &Method,
+    headers: &HeaderMap,
+    segs: &[&str],
+    body: Body,
+) -> Route {
+    let Some(cluster) = node.cluster.get() else {
+        return Route::Here(body);
+    };
+    let create = matches!(segs, [ver, c, "calls"] if graph_version(ver) && c.eq_ignore_ascii_case("communications"));
+    if !create || method != Method::POST || headers.contains_key(FORWARDED_HEADER) {
+        return Route::Here(body);
+    }
+    let limit = node.directory.read().server.max_body_bytes;
+    let Ok(bytes) = axum::body::to_bytes(body, limit).await else {
+        // Too large: answered here, where the same limit gives the usual 413.
+        return Route::Here(Body::from(vec![0u8; limit + 1]));
+    };
+    let owner = match serde_json::from_slice::<serde_json::Value>(&bytes) {
+        Ok(v) => cluster.meeting_owner(&v).await.unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "cannot find the meeting's node; creating the call here");
+            None
+        }),
+        Err(_) => None, // malformed: answered here with the usual 400
+    };
+    match owner {
+        Some(o) => Route::To(o, Body::from(bytes)),
+        None => Route::Here(Body::from(bytes)),
+    }
 }
 
 /// Carry the request to `owner` and give back its answer (or a 503 saying it could not).

@@ -103,6 +103,12 @@ pub async fn handle(
     if let Some(owner) = cluster::owner_elsewhere(shared, &headers, &s).await {
         return cluster::forward(shared, &ctx, &owner, &method, &uri, &headers, body, &via).await;
     }
+    let body = match cluster::route_new_call(shared, &method, &headers, &s, body).await {
+        cluster::Route::Here(b) => b,
+        cluster::Route::To(owner, b) => {
+            return cluster::forward(shared, &ctx, &owner, &method, &uri, &headers, b, &via).await;
+        }
+    };
     let r = match s.as_slice() {
         ["healthz"] => Ok(health::healthz()),
         ["readyz"] => Ok(health::readyz(shared).await),

@@ -154,6 +154,36 @@ impl Cluster {
         Ok(row.map(|r| r.get::<_, String>(0)))
     }
 
+    /// The node that owns the meeting a new call's body asks to join (by its chat thread,
+    /// its join meeting id, or its token / join URL), if another node holds it.
+    pub async fn meeting_owner(&self, body: &serde_json::Value) -> Result<Option<String>, String> {
+        let text = |v: &serde_json::Value| v.as_str().unwrap_or_default().to_string();
+        let mi = &body["meetingInfo"];
+        let (thread, join_id, token) = (
+            text(&body["chatInfo"]["threadId"]),
+            text(&mi["joinMeetingId"]),
+            text(&mi["token"]),
+        );
+        if thread.is_empty() && join_id.is_empty() && token.is_empty() {
+            return Ok(None);
+        }
+        let row = self
+            .pg
+            .query_opt(
+                "SELECT owner FROM objects WHERE kind = 'meeting' AND (
+                    ($1 <> '' AND json::jsonb ->> 'thread_id' = $1)
+                    OR ($2 <> '' AND json::jsonb ->> 'join_meeting_id' = $2)
+                    OR ($3 <> '' AND (id = $3 OR json::jsonb ->> 'join_web_url' = $3)))
+                 LIMIT 1",
+                &[&thread, &join_id, &token],
+            )
+            .await
+            .map_err(pg_error)?;
+        Ok(row
+            .map(|r| r.get::<_, String>(0))
+            .filter(|o| *o != self.node_id && !o.is_empty()))
+    }
+
     /// Carry a request to `owner` and bring back its answer.
     pub async fn forward(&self, owner: &str, req: &Forwarded) -> Result<ForwardedReply, String> {
         let payload = serde_json::to_vec(req).map_err(|e| e.to_string())?;

@@ -333,3 +333,102 @@ async fn a_drained_node_takes_no_new_calls_lets_its_calls_end_then_hands_over_th
         .await;
     assert_eq!((s, v["state"].as_str()), (200, Some("established")));
 }
+
+#[tokio::test]
+async fn bots_joining_a_meeting_through_any_node_land_on_the_node_that_holds_it() {
+    let Some(c) = Cluster::start("cluster_meeting").await else {
+        return;
+    };
+    let (s, m) = c
+        .req(
+            0,
+            "POST",
+            "/beta/communications/onlineMeetings",
+            Some(json!({"subject": "Standup"})),
+        )
+        .await;
+    assert_eq!(s, 201, "{m}");
+    let media = json!({"@odata.type": "#microsoft.graph.serviceHostedMediaConfig"});
+    let by_id = json!({
+        "callbackUri": c.hooks.callback(), "requestedModalities": ["audio"], "mediaConfig": media,
+        "meetingInfo": {"@odata.type": "#microsoft.graph.joinMeetingIdMeetingInfo", "joinMeetingId": m["joinMeetingIdSettings"]["joinMeetingId"], "passcode": m["joinMeetingIdSettings"]["passcode"]},
+    });
+    let by_chat = json!({
+        "callbackUri": c.hooks.callback(), "requestedModalities": ["audio"], "mediaConfig": media,
+        "chatInfo": {"threadId": m["chatInfo"]["threadId"], "messageId": "0"},
+        "meetingInfo": {"@odata.type": "#microsoft.graph.organizerMeetingInfo", "organizer": {"user": {"id": "organizer-1", "tenantId": TENANT}}},
+    });
+    // Two bots (one app each: an app has one call in a meeting).
+    let second_bot: Value = c
+        .http
+        .post(format!("{}/{TENANT}/oauth2/v2.0/token", c.nodes[2].base))
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("client_id", APP2),
+            ("client_secret", "secret-two"),
+        ])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let second_token = second_bot["access_token"].as_str().unwrap().to_string();
+    let mut ids = vec![];
+    for (node, body, token) in [(1, by_id, &c.token), (2, by_chat, &second_token)] {
+        let r = c
+            .http
+            .post(format!("{}/beta/communications/calls", c.nodes[node].base))
+            .bearer_auth(token)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201);
+        let v: Value = r.json().await.unwrap();
+        ids.push(v["id"].as_str().unwrap().to_string());
+    }
+    for id in &ids {
+        c.hooks.until_state(id, "established").await;
+    }
+    // Both calls are held by node a, with the meeting: one conference, one roster.
+    let held: Value = c
+        .http
+        .get(format!("{}/admin/calls", c.nodes[0].base))
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let on_a: Vec<&str> = held["calls"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|c| c["id"].as_str())
+        .collect();
+    for id in &ids {
+        assert!(on_a.contains(&id.as_str()), "{id} is on node a: {held}");
+    }
+    let confs: std::collections::HashSet<&str> = held["calls"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|c| c["conference"].as_str())
+        .collect();
+    assert_eq!(confs.len(), 1, "one conference for the meeting: {held}");
+    // The meeting itself answers through any node.
+    let (s, got) = c
+        .req(
+            2,
+            "GET",
+            &format!(
+                "/beta/communications/onlineMeetings/{}",
+                m["id"].as_str().unwrap()
+            ),
+            None,
+        )
+        .await;
+    assert_eq!((s, &got["id"]), (200, &m["id"]), "{got}");
+}
