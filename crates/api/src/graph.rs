@@ -72,6 +72,7 @@ pub async fn handle(
         Some(a) => a,
         None => authenticate(shared, r.headers)?,
     };
+    let _ = ctx.app.set(app.app_id.clone());
     throttle(api, &app)?;
     if let Some(res) =
         recordings::call_recordings(shared, &app, &roles, r.method, r.rest, r.ver, r.base).await

@@ -18,6 +18,7 @@ pub mod guard;
 pub mod health;
 pub mod listen;
 pub mod meetings;
+pub mod metrics;
 pub mod oauth;
 pub mod plumbing;
 pub mod recordings;
@@ -86,14 +87,63 @@ pub async fn handle(
     body: Body,
     via: Via,
 ) -> Response {
-    let shared = &api.node;
+    let began = std::time::Instant::now();
     let ctx = Ctx {
         request_id: uuid::Uuid::new_v4().to_string(),
         client_request_id: headers
             .get("client-request-id")
             .and_then(|v| v.to_str().ok())
             .map(|s| s.chars().take(128).collect()),
+        app: Default::default(),
     };
+    let path = uri.path().to_string();
+    let forwarded_from = headers
+        .get(node::cluster::FORWARDED_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let m = method.clone();
+    let r = dispatch(api, &ctx, method, uri, headers, body, via).await;
+    let segs = plumbing::segments(&path);
+    let s: Vec<&str> = segs.iter().map(String::as_str).collect();
+    if !matches!(s.as_slice(), ["healthz"] | ["readyz"] | ["metrics"]) {
+        let route = node::metrics::route_of(&s);
+        let (status, took) = (r.status().as_u16(), began.elapsed());
+        api.node
+            .metrics
+            .api_request(&route, m.as_str(), status, took);
+        let call_id = s
+            .iter()
+            .position(|x| x.eq_ignore_ascii_case("calls"))
+            .and_then(|i| s.get(i + 1))
+            .copied();
+        tracing::info!(
+            target: "http",
+            method = %m,
+            route = %route,
+            status,
+            duration_ms = took.as_secs_f64() * 1000.0,
+            request_id = %ctx.request_id,
+            call_id = call_id.unwrap_or(""),
+            app = ctx.app.get().map(String::as_str).unwrap_or(""),
+            forwarded_from = forwarded_from.as_deref().unwrap_or(""),
+            "request"
+        );
+    }
+    r
+}
+
+/// The one dispatch: the area a path belongs to, and the Graph error envelope on whatever
+/// fails.
+async fn dispatch(
+    api: &Api,
+    ctx: &Ctx,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+    via: Via,
+) -> Response {
+    let shared = &api.node;
     let path = uri.path().to_string();
     let segs = plumbing::segments(&path);
     let s: Vec<&str> = segs.iter().map(String::as_str).collect();
@@ -101,17 +151,18 @@ pub async fn handle(
     let public = public_base(shared, &uri, &headers, via.tls);
     let get = method == Method::GET;
     if let Some(owner) = cluster::owner_elsewhere(shared, &headers, &s).await {
-        return cluster::forward(shared, &ctx, &owner, &method, &uri, &headers, body, &via).await;
+        return cluster::forward(shared, ctx, &owner, &method, &uri, &headers, body, &via).await;
     }
     let body = match cluster::route_new_call(shared, &method, &headers, &s, body).await {
         cluster::Route::Here(b) => b,
         cluster::Route::To(owner, b) => {
-            return cluster::forward(shared, &ctx, &owner, &method, &uri, &headers, b, &via).await;
+            return cluster::forward(shared, ctx, &owner, &method, &uri, &headers, b, &via).await;
         }
     };
     let r = match s.as_slice() {
         ["healthz"] => Ok(health::healthz()),
         ["readyz"] => Ok(health::readyz(shared).await),
+        ["metrics"] if get => metrics::metrics(shared, &headers, via).await,
         [ver, c, "calls"]
             if method == Method::POST
                 && c.eq_ignore_ascii_case("communications")
@@ -163,12 +214,12 @@ pub async fn handle(
                 via,
                 base: &public,
             };
-            graph::handle(api, &ctx, r, body).await
+            graph::handle(api, ctx, r, body).await
         }
         _ => Err(not_found_route(&method, &path)),
     };
     match r {
-        Ok(resp) => stamp(&ctx, resp),
-        Err(e) => error_response(&ctx, &e),
+        Ok(resp) => stamp(ctx, resp),
+        Err(e) => error_response(ctx, &e),
     }
 }

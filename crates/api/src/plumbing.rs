@@ -12,6 +12,8 @@ use serde_json::{Value, json};
 pub struct Ctx {
     pub request_id: String,
     pub client_request_id: Option<String>,
+    /// The app the request authenticated as, once known (for the request's log line).
+    pub app: std::sync::OnceLock<String>,
 }
 
 pub fn error_response(ctx: &Ctx, e: &ApiError) -> Response {

@@ -20,6 +20,7 @@ pub async fn upgrade(
     let ctx = Ctx {
         request_id: uuid::Uuid::new_v4().to_string(),
         client_request_id: None,
+        app: Default::default(),
     };
     let Some(entry) = node.streams.get(&call_id) else {
         return error_response(&ctx, &ApiError::not_found("Media stream of call", &call_id));

@@ -281,6 +281,7 @@ pub async fn start(b: Boot) -> Result<Arc<Node>, String> {
         journal: Default::default(),
         cluster: Default::default(),
         draining: Default::default(),
+        metrics: Default::default(),
     });
     if let Some(sc) = sip_cfg {
         let (sip_tx, sip_rx) = tokio::sync::mpsc::unbounded_channel();

@@ -17,6 +17,7 @@ pub mod endpoints;
 pub mod fetch;
 pub mod inputs;
 pub mod journal;
+pub mod metrics;
 pub mod node;
 pub mod notifier;
 pub mod outbound;

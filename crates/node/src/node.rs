@@ -48,6 +48,8 @@ pub struct Node {
     pub journal: Arc<crate::journal::Journal>,
     /// The other nodes, when `[cluster]` is configured.
     pub cluster: std::sync::OnceLock<Arc<crate::cluster::Cluster>>,
+    /// API and delivery counters for `/metrics`.
+    pub metrics: Arc<crate::metrics::Metrics>,
     /// Stopping (SIGTERM): no new calls; `/readyz` says so.
     pub draining: std::sync::atomic::AtomicBool,
 }

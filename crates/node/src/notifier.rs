@@ -104,7 +104,9 @@ pub async fn run(
     let signer = Arc::new(CallbackSigner::new(shared));
     let mut queues: HashMap<String, VecDeque<OutboxRow>> = HashMap::new();
     let mut busy: HashSet<String> = HashSet::new();
-    let mut seen: HashSet<i64> = HashSet::new();
+    // When each row reached the notifier (just after its commit): delivery latency.
+    let mut seen: HashMap<i64, std::time::Instant> = HashMap::new();
+    let metrics = node.metrics.clone();
     let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Done>();
 
     let start = |row: OutboxRow, busy: &mut HashSet<String>| {
@@ -149,9 +151,10 @@ pub async fn run(
         tokio::select! {
             row = rows.recv() => {
                 let Some(row) = row else { return };
-                if !seen.insert(row.seq) {
+                if seen.contains_key(&row.seq) {
                     continue;
                 }
+                seen.insert(row.seq, std::time::Instant::now());
                 node.journal.queued(&row, now_ms());
                 let call = row.call_id.clone();
                 let q = queues.entry(call.clone()).or_default();
@@ -169,9 +172,14 @@ pub async fn run(
                 let Some(d) = d else { return };
                 let call_id = match d {
                     Done::Delivered { call_id, seq, attempt } => {
+                        metrics.attempt.observe(Duration::from_millis(attempt.duration_ms));
+                        metrics.attempts_ok.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        tracing::info!(target: "notification", seq, call_id = %call_id, status = attempt.status, duration_ms = attempt.duration_ms, "delivered");
                         node.journal.attempted(&call_id, seq, attempt, Delivery::Delivered);
                         let _ = driver.send(Msg::Outbox(OutboxChange::Delivered(seq)));
-                        seen.remove(&seq);
+                        if let Some(t) = seen.remove(&seq) {
+                            metrics.delivered_after.observe(t.elapsed());
+                        }
                         if let Some(q) = queues.get_mut(&call_id) {
                             q.retain(|r| r.seq != seq);
                         }
@@ -181,13 +189,16 @@ pub async fn run(
                         let q = queues.get_mut(&call_id).expect("queue of in-flight row");
                         let head = q.iter_mut().find(|r| r.seq == seq).expect("in-flight row");
                         head.attempts += 1;
-                        tracing::warn!(seq, call_id = %call_id, attempt = head.attempts, error = %error, "notification delivery failed");
+                        metrics.attempt.observe(Duration::from_millis(attempt.duration_ms));
+                        metrics.attempts_failed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        tracing::warn!(seq, call_id = %call_id, attempt = head.attempts, status = attempt.status, duration_ms = attempt.duration_ms, error = %error, "notification delivery failed");
                         let dead = head.attempts >= cfg.max_attempts;
                         let state = if dead { Delivery::Dead } else { Delivery::Retrying };
                         node.journal.attempted(&call_id, seq, attempt, state);
                         let q = queues.get_mut(&call_id).expect("queue of in-flight row");
                         let head = q.iter_mut().find(|r| r.seq == seq).expect("in-flight row");
                         if dead {
+                            metrics.dead_letters.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                             let _ = driver.send(Msg::Outbox(OutboxChange::Dead { seq, error, now_ms: now_ms() as i64 }));
                             seen.remove(&seq);
                             q.retain(|r| r.seq != seq);

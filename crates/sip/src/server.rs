@@ -86,11 +86,65 @@ pub struct RtpTotals {
 /// A running SIP endpoint.
 pub struct Sip {
     pub registrar: Arc<Mutex<Registrar>>,
+    /// SIP responses sent, by status code (`/metrics`).
+    pub responses: Arc<ResponseCounts>,
     ctx: Arc<Ctx>,
     commands: mpsc::UnboundedSender<LegCommand>,
     /// The addresses actually bound (port 0 resolved).
     pub addrs: Vec<(String, SocketAddr)>,
     cancel: CancellationToken,
+}
+
+/// Responses sent, by status code (100-699), counted as they leave.
+pub struct ResponseCounts([std::sync::atomic::AtomicU64; 600]);
+
+impl Default for ResponseCounts {
+    fn default() -> Self {
+        ResponseCounts(std::array::from_fn(|_| Default::default()))
+    }
+}
+
+impl ResponseCounts {
+    /// (code, count) for every code sent at least once.
+    pub fn counts(&self) -> Vec<(u16, u64)> {
+        self.0
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (i as u16 + 100, n.load(std::sync::atomic::Ordering::Relaxed)))
+            .filter(|(_, n)| *n > 0)
+            .collect()
+    }
+
+    fn note(&self, msg: &rsipstack::sip::SipMessage) {
+        if let rsipstack::sip::SipMessage::Response(r) = msg
+            && let Some(n) = (r.status_code.code() as usize)
+                .checked_sub(100)
+                .and_then(|i| self.0.get(i))
+        {
+            n.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+}
+
+/// The inspector the endpoint owns, counting into the shared [`ResponseCounts`].
+struct ForwardCounts(Arc<ResponseCounts>);
+
+impl rsipstack::transaction::endpoint::MessageInspector for ForwardCounts {
+    fn before_send(
+        &self,
+        msg: rsipstack::sip::SipMessage,
+        _dest: Option<&rsipstack::transport::SipAddr>,
+    ) -> rsipstack::sip::SipMessage {
+        self.0.note(&msg);
+        msg
+    }
+    fn after_received(
+        &self,
+        msg: rsipstack::sip::SipMessage,
+        _from: Option<&rsipstack::transport::SipAddr>,
+    ) -> rsipstack::sip::SipMessage {
+        msg
+    }
 }
 
 impl Drop for Sip {
@@ -152,10 +206,12 @@ impl Sip {
     ) -> Result<Sip, String> {
         let cancel = CancellationToken::new();
         let transports = bind_transports(&cfg, &cancel).await?;
+        let responses = Arc::new(ResponseCounts::default());
         let endpoint = EndpointBuilder::new()
             .with_cancel_token(cancel.clone())
             .with_transport_layer(transports)
             .with_user_agent("ringside")
+            .with_inspector(Box::new(ForwardCounts(responses.clone())))
             .build();
         let addrs = endpoint
             .get_addrs()
@@ -280,6 +336,7 @@ impl Sip {
         });
         Ok(Sip {
             registrar,
+            responses,
             ctx: keep,
             commands,
             addrs,

@@ -18,7 +18,7 @@ use reply::Answer;
 use std::sync::Arc;
 
 /// The admin token, compared in constant time.
-fn authorise(node: &Node, headers: &HeaderMap) -> Result<(), ApiError> {
+pub(crate) fn authorise(node: &Node, headers: &HeaderMap) -> Result<(), ApiError> {
     let want = node
         .directory
         .read()

@@ -8,6 +8,7 @@ mod console;
 mod delivery;
 mod media;
 mod meetings;
+mod operator;
 mod process;
 mod sip;
 mod stock_clients;

@@ -140,6 +140,18 @@ async fn a_rejected_call_gets_the_status_of_the_reason_at_the_phone() {
         assert_eq!(s, 202, "{v}");
         let (ok, errors) = sipp_result(sipp, &dir).await;
         assert!(ok, "rejected as {reason}, the phone got {status}: {errors}");
+        // /metrics counts the SIP responses by code.
+        let text = h
+            .client
+            .get(format!("{}/metrics", h.base))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let line = format!("ringside_sip_responses_total{{code=\"{status}\"}} 1");
+        assert!(text.lines().any(|l| l == line), "{line} in:\n{text}");
     }
 }
 
