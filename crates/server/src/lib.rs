@@ -2,6 +2,7 @@
 //! node (crates/node) and serves the HTTP surface (crates/api) on it. `start` returns once it
 //! listens; `main.rs` is the command line around it.
 
+pub mod doctor;
 use directory::Config;
 use node::Node;
 use std::net::SocketAddr;

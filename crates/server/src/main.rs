@@ -35,6 +35,9 @@ enum Cmd {
         listen: Option<String>,
     },
     /// Show tenants, apps and users.
+    /// Check the configuration and this machine (ports, certificates, store, bus, disk,
+    /// speech-to-text weights) and say what is wrong; exit 1 if anything is.
+    Doctor,
     Directory,
     /// Add a tenant.
     AddTenant {
@@ -55,11 +58,16 @@ enum Cmd {
         id: Option<String>,
     },
     /// Give an application a new random secret (printed once).
-    SetSecret { app: String },
+    SetSecret {
+        app: String,
+    },
     /// Replace the token signing key now (the previous one stays valid until the next rotation).
     RotateKeys,
     /// Set an application's calling webhook.
-    SetWebhook { app: String, url: String },
+    SetWebhook {
+        app: String,
+        url: String,
+    },
     /// Add a simulated user; --behaviour takes JSON like {"action":"answer","answerAfterMs":500}.
     AddUser {
         #[arg(long)]
@@ -103,11 +111,15 @@ enum Cmd {
         out: PathBuf,
     },
     /// Sign a user in to the web phone: a token, and the phone's address with it.
-    Phone { user: String },
+    Phone {
+        user: String,
+    },
     /// Notifications that could not be delivered.
     DeadLetters,
     /// Put a dead letter back in its call's notification queue.
-    Redeliver { seq: i64 },
+    Redeliver {
+        seq: i64,
+    },
 }
 
 fn main() {
@@ -144,6 +156,12 @@ async fn stopped() {
 
 async fn run(cli: Cli) -> i32 {
     match cli.cmd {
+        Cmd::Doctor => {
+            let checks = server::doctor::run(&cli.data_dir, cli.config.as_deref()).await;
+            let (text, ok) = server::doctor::report(&checks);
+            print!("ringside doctor\n{text}");
+            if ok { 0 } else { 1 }
+        }
         Cmd::Serve { listen } => {
             let opts = server::Options {
                 data_dir: cli.data_dir,
@@ -215,7 +233,7 @@ async fn admin(
     }
     let phone = matches!(cmd, Cmd::Phone { .. });
     let (method, path, body) = match cmd {
-        Cmd::Serve { .. } | Cmd::Heard { .. } => unreachable!(),
+        Cmd::Serve { .. } | Cmd::Heard { .. } | Cmd::Doctor => unreachable!(),
         Cmd::Directory => ("GET", "/directory".to_string(), None),
         Cmd::AddTenant { name, id } => (
             "POST",

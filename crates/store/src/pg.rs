@@ -55,7 +55,7 @@ pub struct Pg {
 impl Pg {
     /// Connect and bring the schema up to date.
     pub fn connect(url: &str) -> Result<Pg> {
-        let client = outside_async(|| Client::connect(url, NoTls))?;
+        let client = outside_async(|| connect(url))?;
         let mut pg = Pg {
             url: url.to_string(),
             client,
@@ -102,7 +102,7 @@ impl Pg {
     /// A new connection after the server closed the last one (restart, failover).
     fn ensure_open(&mut self) -> Result<()> {
         if self.broken || self.client.is_closed() {
-            self.client = outside_async(|| Client::connect(&self.url, NoTls))?;
+            self.client = outside_async(|| connect(&self.url))?;
             self.statements.clear();
             self.broken = false;
         }
@@ -132,6 +132,13 @@ impl Pg {
         self.statements.insert(sql.to_string(), s.clone());
         Ok(s)
     }
+}
+
+/// A session that keeps PostgreSQL's notices ("already exists, skipping") to itself.
+fn connect(url: &str) -> std::result::Result<Client, postgres::Error> {
+    let mut c = Client::connect(url, NoTls)?;
+    c.batch_execute("SET client_min_messages TO warning")?;
+    Ok(c)
 }
 
 fn params(p: &[V]) -> Vec<&(dyn ToSql + Sync)> {

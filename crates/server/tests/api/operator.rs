@@ -118,3 +118,73 @@ async fn health_and_readiness_say_what_they_checked() {
     assert_eq!(v["draining"], false);
     assert!(v["bus"].as_str().unwrap().contains("single node"), "{v}");
 }
+
+#[tokio::test]
+async fn doctor_names_each_problem_in_words() {
+    let dir = std::env::temp_dir().join(format!("ringside-doctor-{}", uuid_like()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    std::fs::write(
+        dir.join("ringside.toml"),
+        format!(
+            r#"
+[server]
+listen = "127.0.0.1:{port}"
+https_listen = "127.0.0.1:0"
+tls_cert = "{d}/missing-cert.pem"
+tls_key = "{d}/missing-key.pem"
+
+[store]
+url = "postgres://ringside:hunter2@127.0.0.1:1/nowhere"
+
+[transcription]
+model = "{d}/no-model-here"
+"#,
+            d = dir.display()
+        ),
+    )
+    .unwrap();
+    let checks = server::doctor::run(&dir, None).await;
+    let (text, ok) = server::doctor::report(&checks);
+    assert!(!ok, "{text}");
+    let fails: Vec<&str> = checks
+        .iter()
+        .filter(|c| c.outcome == server::doctor::Outcome::Fail)
+        .map(|c| c.area)
+        .collect();
+    assert_eq!(
+        fails,
+        ["port", "certificate", "store", "transcription"],
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("HTTP listen 127.0.0.1:{port} is in use")),
+        "{text}"
+    );
+    assert!(text.contains("missing-cert.pem"), "{text}");
+    assert!(
+        text.contains("ringside:***@127.0.0.1:1"),
+        "the password is not shown: {text}"
+    );
+    assert!(!text.contains("hunter2"));
+    assert!(text.contains("no-model-here"), "{text}");
+    assert!(text.ends_with("4 problems.\n"), "{text}");
+
+    // A sound configuration passes, and the command says so with exit code 0.
+    std::fs::write(
+        dir.join("ringside.toml"),
+        "[server]\nlisten = \"127.0.0.1:0\"\n[transcription]\nenabled = false\n",
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ringside"))
+        .arg("--data-dir")
+        .arg(&dir)
+        .arg("doctor")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(text.contains("Nothing wrong found."), "{text}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
