@@ -13,6 +13,60 @@ struct Nats {
     url: String,
 }
 
+fn free_udp_port() -> u16 {
+    std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Kamailio in front of the nodes (scripts/kamailio.sh), stopped when dropped.
+struct Kamailio {
+    dir: std::path::PathBuf,
+    port: u16,
+}
+
+impl Kamailio {
+    fn start(nodes: &[u16]) -> Kamailio {
+        let port = free_udp_port();
+        let dir = std::env::temp_dir().join(format!("ringside-kamailio-{port}"));
+        let mut args = vec![dir.display().to_string(), format!("127.0.0.1:{port}")];
+        args.extend(nodes.iter().map(|p| format!("127.0.0.1:{p}")));
+        let out = std::process::Command::new(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../scripts/kamailio.sh"
+        ))
+        .args(&args)
+        .output()
+        .unwrap();
+        assert!(
+            out.status.success(),
+            "kamailio: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        // Up when its UDP port is taken.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::UdpSocket::bind(("127.0.0.1", port)).is_ok() {
+            assert!(
+                Instant::now() < deadline,
+                "kamailio did not start: {}",
+                std::fs::read_to_string(dir.join("kamailio.log")).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Kamailio { dir, port }
+    }
+}
+
+impl Drop for Kamailio {
+    fn drop(&mut self) {
+        if let Ok(pid) = std::fs::read_to_string(self.dir.join("kamailio.pid")) {
+            let _ = std::process::Command::new("kill").arg(pid.trim()).status();
+        }
+    }
+}
+
 impl Drop for Nats {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -65,6 +119,8 @@ struct Cluster {
     /// The webhook receiver (its own ringside is not part of the cluster).
     hooks: Harness,
     nodes: Vec<Process>,
+    /// Each node's SIP UDP port.
+    sip_ports: Vec<u16>,
     token: String,
     http: reqwest::Client,
     _nats: Nats,
@@ -77,20 +133,25 @@ impl Cluster {
         let url = store::testing::fresh_postgres(name)?;
         let nats = nats()?;
         let hooks = Harness::start().await;
-        let config = |id: &str| {
+        let sip_ports: Vec<u16> = (0..3).map(|_| free_udp_port()).collect();
+        let config = |i: usize, id: &str| {
             format!(
-                "\n[store]\nurl = \"{url}\"\n\n[cluster]\nnode_id = \"{id}\"\nnats = \"{}\"\nlease_ms = 1500\ndrain_seconds = 3\n",
-                nats.url
+                "\n[store]\nurl = \"{url}\"\n\n[cluster]\nnode_id = \"{id}\"\nnats = \"{}\"\nlease_ms = 1500\ndrain_seconds = 3\n\n[sip]\nudp = [\"127.0.0.1:{}\"]\nrtp_ports = [{}, {}]\n",
+                nats.url,
+                sip_ports[i],
+                44000 + i * 200,
+                44000 + i * 200 + 198,
             )
         };
         let mut nodes = vec![];
-        for id in ["a", "b", "c"] {
-            nodes.push(Process::start(&hooks.hooks.url, 100, &config(id)).await);
+        for (i, id) in ["a", "b", "c"].into_iter().enumerate() {
+            nodes.push(Process::start(&hooks.hooks.url, 100, &config(i, id)).await);
         }
         let token = nodes[2].token().await;
         Some(Cluster {
             hooks,
             nodes,
+            sip_ports,
             token,
             http: reqwest::Client::new(),
             _nats: nats,
@@ -431,4 +492,105 @@ async fn bots_joining_a_meeting_through_any_node_land_on_the_node_that_holds_it(
         )
         .await;
     assert_eq!((s, &got["id"]), (200, &m["id"]), "{got}");
+}
+
+#[tokio::test]
+async fn phones_call_the_app_through_kamailio_and_each_call_stays_on_the_node_that_took_it() {
+    let Some(c) = Cluster::start("cluster_kamailio").await else {
+        return;
+    };
+    let k = Kamailio::start(&c.sip_ports);
+    let dir = std::env::temp_dir().join(format!("ringside-sipp-k{}", k.port));
+    std::fs::create_dir_all(&dir).unwrap();
+    let calls = 8;
+    // SIPp's own caller: INVITE, 100/180/200, ACK, 1 s of call, BYE (all through Kamailio).
+    let sipp = tokio::process::Command::new("sipp")
+        .current_dir(&dir)
+        .args([
+            &format!("127.0.0.1:{}", k.port),
+            "-sn",
+            "uac",
+            "-s",
+            "bot",
+            "-m",
+            &calls.to_string(),
+            "-r",
+            "20",
+            "-d",
+            "1000",
+            "-i",
+            "127.0.0.1",
+            "-p",
+            &free_udp_port().to_string(),
+            "-timeout",
+            "30s",
+            "-nostdin",
+            "-trace_err",
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("sipp is installed (Debian: sip-tester)");
+    // The bot answers each through node c, whichever node the call is on.
+    for _ in 0..calls {
+        let incoming = c.hooks.next_incoming().await;
+        let id = incoming.data["id"].as_str().unwrap().to_string();
+        let (s, v) = c
+            .req(
+                2,
+                "POST",
+                &format!("/v1.0/communications/calls/{id}/answer"),
+                Some(json!({
+                    "callbackUri": c.hooks.callback(),
+                    "acceptedModalities": ["audio"],
+                    "mediaConfig": {"@odata.type": "#microsoft.graph.serviceHostedMediaConfig"}
+                })),
+            )
+            .await;
+        assert_eq!(s, 202, "{v}");
+    }
+    let status = tokio::time::timeout(Duration::from_secs(30), sipp.wait_with_output())
+        .await
+        .expect("sipp finished")
+        .unwrap()
+        .status;
+    let errors: String = std::fs::read_dir(&dir)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().ends_with("errors.log"))
+        .map(|e| std::fs::read_to_string(e.path()).unwrap_or_default())
+        .collect();
+    assert!(
+        status.success(),
+        "every call went through Kamailio: {errors}"
+    );
+    // The calls were spread over the nodes, and each node saw its calls whole: an INVITE
+    // answered 200 and the BYE that ended it, on the same node.
+    let mut took = vec![];
+    for n in &c.nodes {
+        let text = c
+            .http
+            .get(format!("{}/metrics", n.base))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let ok = text
+            .lines()
+            .find_map(|l| l.strip_prefix("ringside_sip_responses_total{code=\"200\"} "))
+            .map_or(0, |v| v.parse::<u64>().unwrap());
+        took.push(ok);
+    }
+    assert!(
+        took.iter().filter(|&&n| n > 0).count() >= 2,
+        "spread over the nodes: {took:?}"
+    );
+    assert!(
+        took.iter().all(|n| n % 2 == 0),
+        "INVITE and BYE on the same node: {took:?}"
+    );
+    assert_eq!(took.iter().sum::<u64>(), 2 * calls as u64, "{took:?}");
+    let _ = std::fs::remove_dir_all(&dir);
 }
