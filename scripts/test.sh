@@ -21,6 +21,7 @@ command -v chromium >/dev/null || missing+=(chromium)   # the web phone in a rea
 command -v node >/dev/null || missing+=(nodejs)         # Node examples (docs/examples/node)
 command -v npm >/dev/null || missing+=(npm)
 command -v nats-server >/dev/null || [ -x /usr/sbin/nats-server ] || missing+=(nats-server)  # the cluster's bus (docs/cluster.md)
+[ -x /usr/sbin/kamailio ] || missing+=(kamailio)   # SIP in front of the cluster (scripts/kamailio.sh)
 if ((${#missing[@]})); then
   log "installing ${missing[*]}"
   SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"

@@ -384,6 +384,7 @@ async fn join_cluster(
     let cl = Arc::new(crate::cluster::Cluster::connect(&c, &store_url, owned, rotation_ms).await?);
     cl.share_keys(&node.keys).await?;
     let _ = node.cluster.set(cl.clone());
+    tokio::spawn(cl.clone().follow_bindings());
     tokio::spawn(cl.watch(epoch, driver.clone(), node.keys.clone()));
     Ok(())
 }

@@ -97,7 +97,13 @@ pub struct Cluster {
     pub nats: async_nats::Client,
     pg: tokio_postgres::Client,
     pub owned: std::sync::Arc<Owned>,
+    /// Every node's registered SIP contacts (user → (contact, expires at ms)), mirrored from
+    /// PostgreSQL: a bot's call to a user rings phones that registered through any node.
+    bindings: RwLock<std::collections::HashMap<String, Vec<(String, u64)>>>,
 }
+
+/// Where a node says "this user's contacts changed" (the payload is the user name).
+const BINDINGS_SUBJECT: &str = "ringside.sip.bindings";
 
 /// The NATS subject a node takes requests on.
 pub fn subject(node: &str) -> String {
@@ -134,7 +140,117 @@ impl Cluster {
             nats,
             pg,
             owned,
+            bindings: Default::default(),
         })
+    }
+
+    /// This node's contacts for `user` (from its registrar) become the cluster's: written to
+    /// PostgreSQL, then announced so the others read them.
+    pub async fn share_bindings(&self, user: &str, held: &[(String, u64)]) {
+        let write = async {
+            self.pg
+                .execute(
+                    "DELETE FROM sip_bindings WHERE user_name = $1 AND node = $2",
+                    &[&user, &self.node_id],
+                )
+                .await?;
+            for (uri, expires) in held {
+                self.pg
+                    .execute(
+                        "INSERT INTO sip_bindings(user_name, uri, expires_at_ms, node) VALUES($1, $2, $3, $4)
+                         ON CONFLICT(user_name, uri) DO UPDATE SET expires_at_ms = excluded.expires_at_ms, node = excluded.node",
+                        &[&user, uri, &(*expires as i64), &self.node_id],
+                    )
+                    .await?;
+            }
+            Ok::<_, tokio_postgres::Error>(())
+        };
+        if let Err(e) = write.await {
+            tracing::warn!(user, error = %pg_error(e), "cannot share SIP contacts");
+            return;
+        }
+        self.reload_bindings(Some(user)).await;
+        let _ = self
+            .nats
+            .publish(BINDINGS_SUBJECT, user.to_string().into())
+            .await;
+    }
+
+    /// Read one user's contacts (or everyone's) from PostgreSQL into the mirror.
+    async fn reload_bindings(&self, user: Option<&str>) {
+        let now = crate::clock::now_ms() as i64;
+        let rows = match user {
+            Some(u) => {
+                self.pg
+                    .query(
+                        "SELECT user_name, uri, expires_at_ms FROM sip_bindings WHERE user_name = $1 AND expires_at_ms > $2",
+                        &[&u, &now],
+                    )
+                    .await
+            }
+            None => {
+                self.pg
+                    .query(
+                        "SELECT user_name, uri, expires_at_ms FROM sip_bindings WHERE expires_at_ms > $1",
+                        &[&now],
+                    )
+                    .await
+            }
+        };
+        let rows = match rows {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!(error = %pg_error(e), "cannot read shared SIP contacts");
+                return;
+            }
+        };
+        let mut fresh: std::collections::HashMap<String, Vec<(String, u64)>> = Default::default();
+        for r in rows {
+            let (u, uri, exp): (String, String, i64) = (r.get(0), r.get(1), r.get(2));
+            fresh.entry(u).or_default().push((uri, exp as u64));
+        }
+        let mut m = self.bindings.write().expect("bindings");
+        match user {
+            Some(u) => {
+                m.remove(u);
+                m.extend(fresh);
+            }
+            None => *m = fresh,
+        }
+    }
+
+    /// The live contacts of `user` registered through any node.
+    pub fn contacts(&self, user: &str) -> Vec<String> {
+        let now = crate::clock::now_ms();
+        self.bindings
+            .read()
+            .expect("bindings")
+            .get(user)
+            .map(|l| {
+                l.iter()
+                    .filter(|(_, exp)| *exp > now)
+                    .map(|(uri, _)| uri.clone())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Keep the mirror current: everything now, then each user another node announces.
+    pub async fn follow_bindings(self: std::sync::Arc<Self>) {
+        self.reload_bindings(None).await;
+        let mut sub = match self.nats.subscribe(BINDINGS_SUBJECT).await {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot follow shared SIP contacts");
+                return;
+            }
+        };
+        use futures_util::StreamExt;
+        while let Some(msg) = sub.next().await {
+            if let Ok(user) = std::str::from_utf8(&msg.payload) {
+                self.reload_bindings(Some(user)).await;
+            }
+        }
     }
 
     /// The node that owns a call or meeting, if any node does.
@@ -288,6 +404,8 @@ impl Cluster {
                 if let Err(e) = self.keep_keys(&keys).await {
                     tracing::warn!(error = %e, "cannot keep the signing keys in step");
                 }
+                // A safety net under the announcements: a missed one is caught up here.
+                self.reload_bindings(None).await;
             }
             let lease = self.lease_ms as i64;
             match self

@@ -96,4 +96,15 @@ impl sip::server::Directory for SipDirectory {
             sip::digest::Algorithm::Sha256 => h.sha256.clone(),
         })
     }
+
+    fn registered(&self, user: &str, bindings: &[sip::registrar::Binding]) {
+        if let Some(c) = self.0.cluster.get() {
+            let (c, user) = (c.clone(), user.to_string());
+            let held: Vec<(String, u64)> = bindings
+                .iter()
+                .map(|b| (b.uri.clone(), b.expires_at))
+                .collect();
+            tokio::spawn(async move { c.share_bindings(&user, &held).await });
+        }
+    }
 }

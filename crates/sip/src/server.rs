@@ -1064,6 +1064,7 @@ impl Ctx {
         );
         match result {
             Ok(bindings) => {
+                self.directory.registered(&user, &bindings);
                 let headers = bindings
                     .iter()
                     .map(|b| {

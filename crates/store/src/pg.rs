@@ -309,4 +309,13 @@ CREATE TABLE ringside_keys (
     version BIGINT NOT NULL
 );
 "#,
+    r#"
+CREATE TABLE sip_bindings (
+    user_name TEXT NOT NULL,
+    uri TEXT NOT NULL,
+    expires_at_ms BIGINT NOT NULL,
+    node TEXT NOT NULL,
+    PRIMARY KEY (user_name, uri)
+);
+"#,
 ];

@@ -82,11 +82,19 @@ pub fn dial_user(
             format!("user {} is a SIP user but SIP is not enabled", user.id),
         ));
     };
-    let contacts: Vec<String> = sip
+    let mut contacts: Vec<String> = sip
         .contacts(user.sip_username())
         .into_iter()
         .map(|b| b.uri)
         .collect();
+    // In a cluster: the phones the user registered through the other nodes ring too.
+    if let Some(c) = cx.node.cluster.get() {
+        for uri in c.contacts(user.sip_username()) {
+            if !contacts.contains(&uri) {
+                contacts.push(uri);
+            }
+        }
+    }
     if contacts.is_empty() {
         return Err((480, format!("user {} has no registered SIP phone", user.id)));
     }

@@ -136,7 +136,7 @@ impl Cluster {
         let sip_ports: Vec<u16> = (0..3).map(|_| free_udp_port()).collect();
         let config = |i: usize, id: &str| {
             format!(
-                "\n[store]\nurl = \"{url}\"\n\n[cluster]\nnode_id = \"{id}\"\nnats = \"{}\"\nlease_ms = 1500\ndrain_seconds = 3\n\n[sip]\nudp = [\"127.0.0.1:{}\"]\nrtp_ports = [{}, {}]\n",
+                "\n[store]\nurl = \"{url}\"\n\n[cluster]\nnode_id = \"{id}\"\nnats = \"{}\"\nlease_ms = 1500\ndrain_seconds = 3\n\n[sip]\nudp = [\"127.0.0.1:{}\"]\nrtp_ports = [{}, {}]\ndigest = [\"MD5\", \"SHA-256\"]\n",
                 nats.url,
                 sip_ports[i],
                 44000 + i * 200,
@@ -593,4 +593,76 @@ async fn phones_call_the_app_through_kamailio_and_each_call_stays_on_the_node_th
     );
     assert_eq!(took.iter().sum::<u64>(), 2 * calls as u64, "{took:?}");
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn a_phone_registered_through_one_node_rings_when_a_bot_calls_its_user_through_another() {
+    let Some(c) = Cluster::start("cluster_registrar").await else {
+        return;
+    };
+    let k = Kamailio::start(&c.sip_ports);
+    // Hank's phone registers through Kamailio; one node takes the REGISTER.
+    let phone = crate::sip::Phone::register_and_run(k.port, "uas-answer.xml", &[]).await;
+    let mut registrar = None;
+    for (i, n) in c.nodes.iter().enumerate() {
+        let text = c
+            .http
+            .get(format!("{}/metrics", n.base))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        if text
+            .lines()
+            .any(|l| l.starts_with("ringside_sip_responses_total{code=\"200\"}"))
+        {
+            registrar = Some(i);
+        }
+    }
+    let registrar = registrar.expect("a node took the REGISTER");
+    // The bot calls Hank through another node: the call is that node's, and Hank's phone
+    // rings from there, found through the shared bindings.
+    let other = (registrar + 1) % 3;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let id = loop {
+        let (s, v) = c
+            .req(
+                other,
+                "POST",
+                "/v1.0/communications/calls",
+                Some(p2p_body(&c.hooks.callback(), HANK_SIP)),
+            )
+            .await;
+        assert_eq!(s, 201, "{v}");
+        let id = v["id"].as_str().unwrap().to_string();
+        let notes = c
+            .hooks
+            .until(&id, "established or failed", |n| {
+                n.is_call() && matches!(n.state(), Some("established") | Some("terminated"))
+            })
+            .await;
+        if notes.last().unwrap().state() == Some("established") {
+            break id;
+        }
+        // The announcement may still be on its way (it is, for a few milliseconds).
+        assert!(
+            Instant::now() < deadline,
+            "Hank's phone never rang: {:?}",
+            notes.last().unwrap().data
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let (s, _) = c
+        .req(
+            registrar,
+            "DELETE",
+            &format!("/v1.0/communications/calls/{id}"),
+            None,
+        )
+        .await;
+    assert_eq!(s, 204);
+    let (ok, errors) = phone.result().await;
+    assert!(ok, "the phone answered and got the bot's BYE: {errors}");
 }

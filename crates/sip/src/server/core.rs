@@ -21,6 +21,9 @@ use tokio::sync::{mpsc, oneshot};
 pub trait Directory: Send + Sync + 'static {
     /// HA1 of `user` in `realm` for `alg`; None if the user has no SIP credentials.
     fn ha1(&self, user: &str, realm: &str, alg: Algorithm) -> Option<String>;
+    /// A REGISTER changed `user`'s contacts here; `bindings` is what this node now holds for
+    /// them (empty: none). Nodes of a cluster share them.
+    fn registered(&self, _user: &str, _bindings: &[crate::registrar::Binding]) {}
 }
 
 /// A token bucket for new calls.
