@@ -2,17 +2,19 @@
 //! (placeholders rewritten), BIGINT for every integer, and numbered migrations applied under
 //! an advisory lock so nodes starting together do not race.
 //!
-//! The client is the blocking `postgres` crate: the store lives on the driver thread, which
-//! is not an async task. It must not be used from inside a tokio runtime's thread.
+//! The client is tokio-postgres driven by a small runtime of the store's own: the store lives
+//! on the driver thread, which is not an async task (it must not be used from inside a tokio
+//! runtime's thread). A batch's statements are sent together (pipelined), so a commit costs
+//! about one round trip rather than one per statement.
 
 use crate::sql::{Result, Row, Sql, StoreError, V, dollar_placeholders};
 use bytes::BytesMut;
-use postgres::types::{IsNull, ToSql, Type, to_sql_checked};
-use postgres::{Client, NoTls, Statement};
 use std::collections::HashMap;
+use tokio_postgres::types::{IsNull, ToSql, Type, to_sql_checked};
+use tokio_postgres::{Client, NoTls, Statement};
 
-impl From<postgres::Error> for StoreError {
-    fn from(e: postgres::Error) -> StoreError {
+impl From<tokio_postgres::Error> for StoreError {
+    fn from(e: tokio_postgres::Error) -> StoreError {
         match e.as_db_error() {
             Some(db) => StoreError::Db(format!(
                 "PostgreSQL: {} ({})",
@@ -46,6 +48,8 @@ impl ToSql for V {
 
 pub struct Pg {
     url: String,
+    /// Runs the client's requests and its connection (only while the store waits on them).
+    rt: tokio::runtime::Runtime,
     client: Client,
     /// The last error said the session is gone (the client may not know yet).
     broken: bool,
@@ -55,9 +59,14 @@ pub struct Pg {
 impl Pg {
     /// Connect and bring the schema up to date.
     pub fn connect(url: &str) -> Result<Pg> {
-        let client = outside_async(|| connect(url))?;
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| StoreError::Db(format!("cannot start the PostgreSQL client: {e}")))?;
+        let client = outside_async(|| connect(&rt, url))?;
         let mut pg = Pg {
             url: url.to_string(),
+            rt,
             client,
             broken: false,
             statements: HashMap::new(),
@@ -102,7 +111,8 @@ impl Pg {
     /// A new connection after the server closed the last one (restart, failover).
     fn ensure_open(&mut self) -> Result<()> {
         if self.broken || self.client.is_closed() {
-            self.client = outside_async(|| connect(&self.url))?;
+            let (rt, url) = (&self.rt, &self.url);
+            self.client = outside_async(|| connect(rt, url))?;
             self.statements.clear();
             self.broken = false;
         }
@@ -110,7 +120,7 @@ impl Pg {
     }
 
     /// Note an error that ended the session, so the next call reconnects.
-    fn seen<T>(&mut self, r: std::result::Result<T, postgres::Error>) -> Result<T> {
+    fn seen<T>(&mut self, r: std::result::Result<T, tokio_postgres::Error>) -> Result<T> {
         r.map_err(|e| {
             // Class 08: connection exception; 57P01-57P03: the server is shutting down or
             // ended this session.
@@ -127,18 +137,30 @@ impl Pg {
         if let Some(s) = self.statements.get(sql) {
             return Ok(s.clone());
         }
-        let r = self.client.prepare(&dollar_placeholders(sql));
+        let r = self
+            .rt
+            .block_on(self.client.prepare(&dollar_placeholders(sql)));
         let s = self.seen(r)?;
         self.statements.insert(sql.to_string(), s.clone());
         Ok(s)
     }
 }
 
-/// A session that keeps PostgreSQL's notices ("already exists, skipping") to itself.
-fn connect(url: &str) -> std::result::Result<Client, postgres::Error> {
-    let mut c = Client::connect(url, NoTls)?;
-    c.batch_execute("SET client_min_messages TO warning")?;
-    Ok(c)
+/// A session that keeps PostgreSQL's notices ("already exists, skipping") to itself; its
+/// connection runs on `rt` whenever the store waits on it.
+fn connect(
+    rt: &tokio::runtime::Runtime,
+    url: &str,
+) -> std::result::Result<Client, tokio_postgres::Error> {
+    rt.block_on(async {
+        let (c, conn) = tokio_postgres::connect(url, NoTls).await?;
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        c.batch_execute("SET client_min_messages TO warning")
+            .await?;
+        Ok(c)
+    })
 }
 
 fn params(p: &[V]) -> Vec<&(dyn ToSql + Sync)> {
@@ -148,25 +170,46 @@ fn params(p: &[V]) -> Vec<&(dyn ToSql + Sync)> {
 impl Sql for Pg {
     fn exec(&mut self, sql: &str, p: &[V]) -> Result<u64> {
         let st = self.statement(sql)?;
-        let r = self.client.execute(&st, &params(p));
+        let r = self.rt.block_on(self.client.execute(&st, &params(p)));
         self.seen(r)
     }
 
     fn query(&mut self, sql: &str, p: &[V]) -> Result<Vec<Row>> {
         let st = self.statement(sql)?;
-        let r = self.client.query(&st, &params(p));
+        let r = self.rt.block_on(self.client.query(&st, &params(p)));
         let rows = self.seen(r)?;
         rows.iter().map(row_of).collect()
     }
 
     fn batch(&mut self, sql: &str) -> Result<()> {
         self.ensure_open()?;
-        let r = self.client.batch_execute(sql);
+        let r = self.rt.block_on(self.client.batch_execute(sql));
         self.seen(r)
+    }
+
+    /// Every statement sent before the first answer is read: one round trip for the lot.
+    fn query_all(&mut self, stmts: &[(&str, Vec<V>)]) -> Result<Vec<Vec<Row>>> {
+        let mut prepared = Vec::with_capacity(stmts.len());
+        for (sql, _) in stmts {
+            prepared.push(self.statement(sql)?);
+        }
+        let client = &self.client;
+        let all = futures_util::future::try_join_all(
+            prepared
+                .iter()
+                .zip(stmts)
+                .map(|(st, (_, p))| async move { client.query(st, &params(p)).await }),
+        );
+        let r = self.rt.block_on(all);
+        let results = self.seen(r)?;
+        results
+            .iter()
+            .map(|rows| rows.iter().map(row_of).collect())
+            .collect()
     }
 }
 
-fn row_of(r: &postgres::Row) -> Result<Row> {
+fn row_of(r: &tokio_postgres::Row) -> Result<Row> {
     let mut out = Vec::with_capacity(r.len());
     for (i, c) in r.columns().iter().enumerate() {
         let ty = c.type_();

@@ -100,6 +100,10 @@ pub trait Sql: Send {
     fn query(&mut self, sql: &str, params: &[V]) -> Result<Vec<Row>>;
     /// Run several statements without parameters (schema, BEGIN, COMMIT).
     fn batch(&mut self, sql: &str) -> Result<()>;
+    /// Run statements in order; each one's rows. A backend may send them all at once.
+    fn query_all(&mut self, stmts: &[(&str, Vec<V>)]) -> Result<Vec<Vec<Row>>> {
+        stmts.iter().map(|(sql, p)| self.query(sql, p)).collect()
+    }
 }
 
 impl dyn Sql + '_ {

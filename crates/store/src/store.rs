@@ -2,7 +2,7 @@
 
 use crate::lite::Lite;
 use crate::pg::Pg;
-use crate::sql::{Result, Row, Sql, StoreError};
+use crate::sql::{Result, Row, Sql, StoreError, V};
 use engine::{Notification, ObjKind};
 use serde_json::Value;
 use std::path::Path;
@@ -148,13 +148,16 @@ impl Store {
         changes: &[OutboxChange],
         effects: &[engine::Effect],
     ) -> Result<Vec<OutboxRow>> {
-        let owner = &self.owner;
+        // One list of statements, sent together where the backend can (PostgreSQL).
+        let mut stmts = Statements::new();
+        write_transcripts(&mut stmts, effects);
+        write_objects(&mut stmts, &self.owner, objects);
+        let first_note = stmts.len();
+        write_notes(&mut stmts, &self.owner, notes);
+        write_changes(&mut stmts, changes);
         self.db.transaction(|db| {
-            write_transcripts(db, effects)?;
-            write_objects(db, owner, objects)?;
-            let rows = write_notes(db, owner, notes)?;
-            write_changes(db, changes)?;
-            Ok(rows)
+            let results = db.query_all(&stmts)?;
+            noted(notes, &results[first_note..first_note + notes.len()])
         })
     }
 
@@ -231,67 +234,73 @@ pub(crate) fn objects_of(rows: Vec<Row>) -> Result<Vec<(ObjKind, Value)>> {
     Ok(out)
 }
 
-fn write_objects(
-    db: &mut dyn Sql,
-    owner: &str,
-    objects: &[(ObjKind, String, Option<Value>)],
-) -> Result<()> {
+/// Statements of one batch, in order, with their parameters.
+type Statements = Vec<(&'static str, Vec<V>)>;
+
+fn write_objects(out: &mut Statements, owner: &str, objects: &[(ObjKind, String, Option<Value>)]) {
     for (kind, id, v) in objects {
         match v {
-            Some(v) => db.exec(
+            Some(v) => out.push((
                 "INSERT INTO objects(kind,id,json,owner) VALUES(?1,?2,?3,?4) ON CONFLICT(kind,id) DO UPDATE SET json=excluded.json, owner=excluded.owner",
-                &[kind.as_str().into(), id.into(), v.to_string().into(), owner.into()],
-            )?,
-            None => db.exec(
+                vec![kind.as_str().into(), id.into(), v.to_string().into(), owner.into()],
+            )),
+            None => out.push((
                 "DELETE FROM objects WHERE kind=?1 AND id=?2",
-                &[kind.as_str().into(), id.into()],
-            )?,
+                vec![kind.as_str().into(), id.into()],
+            )),
         };
     }
-    Ok(())
 }
 
-fn write_notes(db: &mut dyn Sql, owner: &str, notes: &[Notification]) -> Result<Vec<OutboxRow>> {
-    let mut rows = Vec::with_capacity(notes.len());
+fn write_notes(out: &mut Statements, owner: &str, notes: &[Notification]) {
     for n in notes {
-        let body = n.body.to_string();
-        let seq = db
-            .one(
-                "INSERT INTO outbox(call_id,tenant_id,app_id,url,body,incoming,owner) VALUES(?1,?2,?3,?4,?5,?6,?7) RETURNING seq",
-                &[
-                    (&n.call_id).into(),
-                    (&n.tenant_id).into(),
-                    (&n.app_id).into(),
-                    (&n.url).into(),
-                    (&body).into(),
-                    n.incoming.into(),
-                    owner.into(),
-                ],
-            )?
-            .ok_or_else(|| StoreError::Db("an outbox insert returned no sequence".into()))?
-            .i(0)?;
-        rows.push(OutboxRow {
-            seq,
-            call_id: n.call_id.clone(),
-            tenant_id: n.tenant_id.clone(),
-            app_id: n.app_id.clone(),
-            url: n.url.clone(),
-            body,
-            incoming: n.incoming,
-            attempts: 0,
-            next_attempt_ms: 0,
-            last_error: None,
-        });
+        out.push((
+            "INSERT INTO outbox(call_id,tenant_id,app_id,url,body,incoming,owner) VALUES(?1,?2,?3,?4,?5,?6,?7) RETURNING seq",
+            vec![
+                (&n.call_id).into(),
+                (&n.tenant_id).into(),
+                (&n.app_id).into(),
+                (&n.url).into(),
+                n.body.to_string().into(),
+                n.incoming.into(),
+                owner.into(),
+            ],
+        ));
     }
-    Ok(rows)
 }
 
-fn write_changes(db: &mut dyn Sql, changes: &[OutboxChange]) -> Result<()> {
+/// The outbox rows the notes became, with the sequence numbers their inserts returned.
+fn noted(notes: &[Notification], seqs: &[Vec<Row>]) -> Result<Vec<OutboxRow>> {
+    notes
+        .iter()
+        .zip(seqs)
+        .map(|(n, rows)| {
+            let seq = rows
+                .first()
+                .ok_or_else(|| StoreError::Db("an outbox insert returned no sequence".into()))?
+                .i(0)?;
+            Ok(OutboxRow {
+                seq,
+                call_id: n.call_id.clone(),
+                tenant_id: n.tenant_id.clone(),
+                app_id: n.app_id.clone(),
+                url: n.url.clone(),
+                body: n.body.to_string(),
+                incoming: n.incoming,
+                attempts: 0,
+                next_attempt_ms: 0,
+                last_error: None,
+            })
+        })
+        .collect()
+}
+
+fn write_changes(out: &mut Statements, changes: &[OutboxChange]) {
     const DONE: &str = "DELETE FROM outbox WHERE seq=?1";
     for c in changes {
         match c {
             OutboxChange::Delivered(seq) => {
-                db.exec(DONE, &[(*seq).into()])?;
+                out.push((DONE, vec![(*seq).into()]));
             }
             OutboxChange::Retry {
                 seq,
@@ -299,39 +308,38 @@ fn write_changes(db: &mut dyn Sql, changes: &[OutboxChange]) -> Result<()> {
                 next_attempt_ms,
                 error,
             } => {
-                db.exec(
+                out.push((
                     "UPDATE outbox SET attempts=?2, next_attempt_ms=?3, last_error=?4 WHERE seq=?1",
-                    &[
+                    vec![
                         (*seq).into(),
                         (*attempts).into(),
                         (*next_attempt_ms).into(),
                         error.into(),
                     ],
-                )?;
+                ));
             }
             OutboxChange::Dead { seq, error, now_ms } => {
-                db.exec(
+                out.push((
                     "INSERT INTO dead_letters(seq,call_id,tenant_id,app_id,url,body,incoming,attempts,last_error,died_ms)
                      SELECT seq,call_id,tenant_id,app_id,url,body,incoming,attempts+1,CAST(?2 AS TEXT),CAST(?3 AS BIGINT) FROM outbox WHERE seq=?1",
-                    &[(*seq).into(), error.into(), (*now_ms).into()],
-                )?;
-                db.exec(DONE, &[(*seq).into()])?;
+                    vec![(*seq).into(), error.into(), (*now_ms).into()],
+                ));
+                out.push((DONE, vec![(*seq).into()]));
             }
         }
     }
-    Ok(())
 }
 
 /// The transcripts and transcript lines among a batch's effects (in its transaction).
-fn write_transcripts(db: &mut dyn Sql, effects: &[engine::Effect]) -> Result<()> {
+fn write_transcripts(out: &mut Statements, effects: &[engine::Effect]) {
     for e in effects {
         match e {
             engine::Effect::Transcript(t) => {
-                db.exec(
+                out.push((
                     "INSERT INTO transcripts(id,call_id,meeting_id,tenant_id,app_id,created_ms,ended_ms)
                      VALUES(?1,?2,?3,?4,?5,?6,?7)
                      ON CONFLICT(id) DO UPDATE SET ended_ms=excluded.ended_ms",
-                    &[
+                    vec![
                         (&t.id).into(),
                         (&t.call_id).into(),
                         t.meeting_id.as_ref().into(),
@@ -340,13 +348,13 @@ fn write_transcripts(db: &mut dyn Sql, effects: &[engine::Effect]) -> Result<()>
                         (t.created_ms as i64).into(),
                         t.ended_ms.map(|m| m as i64).into(),
                     ],
-                )?;
+                ));
             }
             engine::Effect::TranscriptLine(l) => {
-                db.exec(
+                out.push((
                     "INSERT INTO transcript_lines(transcript_id,participant_id,speaker,start_ms,end_ms,text,gap)
                      VALUES(?1,?2,?3,?4,?5,?6,?7)",
-                    &[
+                    vec![
                         (&l.transcript_id).into(),
                         (&l.participant_id).into(),
                         (&l.speaker).into(),
@@ -355,12 +363,11 @@ fn write_transcripts(db: &mut dyn Sql, effects: &[engine::Effect]) -> Result<()>
                         (&l.text).into(),
                         l.gap.into(),
                     ],
-                )?;
+                ));
             }
             _ => {}
         }
     }
-    Ok(())
 }
 
 pub(crate) fn outbox_row(r: &Row) -> Result<OutboxRow> {
@@ -394,23 +401,27 @@ mod tests {
         for mut s in stores {
             let id = format!("half-{}", std::process::id());
             let before = s.pending_outbox().unwrap().len();
-            let r: Result<()> = s.db.transaction(|db| {
-                write_objects(db, "", &[(ObjKind::Call, id.clone(), Some(json!({})))])?;
-                write_notes(
-                    db,
-                    "",
-                    &[Notification {
-                        call_id: id.clone(),
-                        tenant_id: "t".into(),
-                        app_id: "a".into(),
-                        url: "http://x".into(),
-                        body: json!({}),
-                        incoming: false,
-                    }],
-                )?;
-                db.exec("INSERT INTO no_such_table VALUES(1)", &[])?;
-                Ok(())
-            });
+            // The failing statement is last, after the others were sent (pipelined).
+            let mut stmts = Statements::new();
+            write_objects(
+                &mut stmts,
+                "",
+                &[(ObjKind::Call, id.clone(), Some(json!({})))],
+            );
+            write_notes(
+                &mut stmts,
+                "",
+                &[Notification {
+                    call_id: id.clone(),
+                    tenant_id: "t".into(),
+                    app_id: "a".into(),
+                    url: "http://x".into(),
+                    body: json!({}),
+                    incoming: false,
+                }],
+            );
+            stmts.push(("INSERT INTO no_such_table VALUES(1)", vec![]));
+            let r: Result<()> = s.db.transaction(|db| db.query_all(&stmts).map(|_| ()));
             let e = r.unwrap_err().to_string();
             assert!(e.contains("no_such_table"), "{e}");
             assert!(

@@ -13,20 +13,49 @@ pub fn fresh_postgres(name: &str) -> Option<String> {
         eprintln!("RINGSIDE_TEST_POSTGRES unset: {name} runs on SQLite only");
         return None;
     };
-    let db = format!("ringside_test_{name}");
-    let create = {
-        let (url, db) = (url.clone(), db.clone());
-        move || -> Result<(), postgres::Error> {
-            let mut admin = postgres::Client::connect(&url, postgres::NoTls)?;
-            admin.batch_execute(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"))?;
-            admin.batch_execute(&format!("CREATE DATABASE {db}"))
-        }
-    };
-    // A plain thread: the blocking client may not run on an async test's runtime thread.
-    std::thread::spawn(create)
-        .join()
-        .expect("create thread")
-        .unwrap_or_else(|e| panic!("cannot create {db} at {url}: {e}"));
+    Some(fresh_database_at(&url, &format!("ringside_test_{name}")))
+}
+
+/// A new empty database `db` on the server at `url` (whose user may create databases); its
+/// URL. Panics with the reason when it cannot.
+pub fn fresh_database_at(url: &str, db: &str) -> String {
+    admin_exec(
+        url,
+        &format!("DROP DATABASE IF EXISTS {db} WITH (FORCE); CREATE DATABASE {db}"),
+    )
+    .unwrap_or_else(|e| panic!("cannot create {db} at {url}: {e}"));
     let base = url.rsplit_once('/').expect("a database URL").0;
-    Some(format!("{base}/{db}"))
+    format!("{base}/{db}")
+}
+
+/// Run `sql` (statements without parameters) on the server at `url`, from a plain thread of
+/// its own (so it works from async tests too).
+pub fn admin_exec(url: &str, sql: &str) -> Result<(), String> {
+    let (url, sql) = (url.to_string(), sql.to_string());
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| e.to_string())?;
+        rt.block_on(async {
+            let (c, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+                .await
+                .map_err(|e| e.to_string())?;
+            tokio::spawn(async move {
+                let _ = conn.await;
+            });
+            // One statement at a time: DROP/CREATE DATABASE may not share a transaction.
+            for stmt in sql.split(';').map(str::trim).filter(|s| !s.is_empty()) {
+                c.batch_execute(stmt)
+                    .await
+                    .map_err(|e| match e.as_db_error() {
+                        Some(db) => db.message().to_string(),
+                        None => e.to_string(),
+                    })?;
+            }
+            Ok(())
+        })
+    })
+    .join()
+    .map_err(|_| "the admin thread panicked".to_string())?
 }

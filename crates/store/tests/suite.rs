@@ -358,13 +358,11 @@ fn a_postgres_connection_cut_by_the_server_fails_one_batch_and_the_next_reconnec
     // The server ends every session of this database (a restart or failover looks the same).
     let db = url.rsplit_once('/').unwrap().1.to_string();
     let admin_url = std::env::var("RINGSIDE_TEST_POSTGRES").unwrap();
-    let mut admin = postgres::Client::connect(&admin_url, postgres::NoTls).unwrap();
-    admin
-        .execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1",
-            &[&db],
-        )
-        .unwrap();
+    store::testing::admin_exec(
+        &admin_url,
+        &format!("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{db}'"),
+    )
+    .unwrap();
     let first = s.commit(&[], &[note("c1", 2)], &[]);
     let second = s.commit(&[], &[note("c1", 3)], &[]);
     assert!(second.is_ok(), "the next batch reconnects: {second:?}");
