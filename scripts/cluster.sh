@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
-# Three ringside nodes on loopback sharing one PostgreSQL database and one NATS server
-# (docs/cluster.md), each with the same directory: one tenant, one app, two simulated users.
+# Three ringside nodes on loopback sharing one PostgreSQL database and one NATS server, with
+# Kamailio in front of their SIP ports (docs/cluster.md); each node has the same directory:
+# one tenant, one app (reached at sip:bot@… and +15550100), two simulated users and a SIP
+# user "hank" (password "hank-secret") for a softphone.
 #   scripts/cluster.sh          start (building ringside if needed) and print how to reach it
 #   scripts/cluster.sh stop     stop the nodes and NATS (PostgreSQL: scripts/postgres.sh stop)
 # RINGSIDE_BIN picks the binary (default target/release/ringside); RINGSIDE_CLUSTER_DIR the
-# folder (default /tmp/ringside-cluster). Nodes a, b, c listen on 127.0.0.1:8481-8483.
+# folder (default /tmp/ringside-cluster). Nodes a, b, c listen on 127.0.0.1:8481-8483 (HTTP)
+# and 127.0.0.1:5071-5073 (SIP); Kamailio on 127.0.0.1:5060.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 dir="${RINGSIDE_CLUSTER_DIR:-/tmp/ringside-cluster}"
@@ -13,6 +16,7 @@ nats_port="${RINGSIDE_NATS_PORT:-4222}"
 nodes=(a b c)
 
 stop() {
+  scripts/kamailio.sh stop "$dir/kamailio" 2>/dev/null || true
   for n in "${nodes[@]}" nats; do
     if [ -f "$dir/$n.pid" ]; then
       kill "$(cat "$dir/$n.pid")" 2>/dev/null || true
@@ -45,6 +49,8 @@ app=aaaaaaaa-0000-0000-0000-000000000001
 secret="cluster-secret"
 admin="cluster-admin"
 port=8481
+sip=5071
+rtp=46000
 for n in "${nodes[@]}"; do
   mkdir -p "$dir/$n"
   cat >"$dir/$n/ringside.toml" <<TOML
@@ -61,6 +67,12 @@ url = "$db"
 node_id = "$n"
 nats = "nats://127.0.0.1:$nats_port"
 
+[sip]
+udp = ["127.0.0.1:$sip"]
+tcp = ["127.0.0.1:$sip"]
+rtp_ports = [$rtp, $((rtp + 998))]
+digest = ["MD5", "SHA-256"]
+
 [[tenants]]
 id = "$tenant"
 name = "Contoso"
@@ -70,6 +82,7 @@ id = "$app"
 tenant = "$tenant"
 name = "Cluster bot"
 secret = "$secret"
+addresses = ["sip:bot@127.0.0.1", "+15550100"]
 
 [[users]]
 id = "a11ce000-0000-0000-0000-000000000001"
@@ -82,11 +95,22 @@ id = "b0b00000-0000-0000-0000-000000000002"
 tenant = "$tenant"
 display_name = "Bob"
 behaviour = { action = "answer", answerAfterMs = 500, hangupAfterMs = 60000 }
+
+[[users]]
+id = "4a4c0000-0000-0000-0000-000000000003"
+tenant = "$tenant"
+display_name = "Hank"
+endpoint = "sip"
+sip_user = "hank"
+sip_password = "hank-secret"
 TOML
   "$bin" --data-dir "$dir/$n" serve >"$dir/$n/ringside.log" 2>&1 &
   echo $! >"$dir/$n.pid"
   port=$((port + 1))
+  sip=$((sip + 1))
+  rtp=$((rtp + 1000))
 done
+scripts/kamailio.sh "$dir/kamailio" 127.0.0.1:5060 127.0.0.1:5071 127.0.0.1:5072 127.0.0.1:5073 >/dev/null
 
 port=8481
 for n in "${nodes[@]}"; do
@@ -100,6 +124,8 @@ done
 
 cat <<TXT
 ringside cluster up: nodes a, b, c at http://127.0.0.1:8481, :8482, :8483
+  SIP    Kamailio at sip:127.0.0.1:5060 (nodes' SIP on 5071-5073); call sip:bot@127.0.0.1:5060,
+         or register user hank (password hank-secret) there
   store  $db
   bus    nats://127.0.0.1:$nats_port
   app    $app  secret $secret  (tenant $tenant)
