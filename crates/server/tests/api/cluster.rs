@@ -666,3 +666,46 @@ async fn a_phone_registered_through_one_node_rings_when_a_bot_calls_its_user_thr
     let (ok, errors) = phone.result().await;
     assert!(ok, "the phone answered and got the bot's BYE: {errors}");
 }
+
+#[tokio::test]
+async fn what_a_dead_node_committed_and_did_not_deliver_is_delivered_by_the_survivor_in_order() {
+    let Some(mut c) = Cluster::start("cluster_outbox").await else {
+        return;
+    };
+    // The bot's endpoint is down: a's notifications are committed and wait in the outbox.
+    c.hooks
+        .hooks
+        .status
+        .store(503, std::sync::atomic::Ordering::SeqCst);
+    let mut ids = vec![];
+    for _ in 0..20 {
+        let (s, v) = c
+            .req(
+                0,
+                "POST",
+                "/v1.0/communications/calls",
+                Some(p2p_body(&c.hooks.callback(), ALICE)),
+            )
+            .await;
+        assert_eq!(s, 201, "{v}");
+        ids.push(v["id"].as_str().unwrap().to_string());
+    }
+    // Alice answers (50 ms); `established` is committed too, and not delivered.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    c.nodes[0].kill();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    c.hooks
+        .hooks
+        .status
+        .store(0, std::sync::atomic::Ordering::SeqCst);
+    for id in &ids {
+        let notes = c.hooks.until_state(id, "terminated").await;
+        let mut seen = states(&notes);
+        seen.dedup(); // at least once: a POST the dead node made may come again
+        assert_eq!(
+            seen,
+            ["establishing", "ringing", "established", "terminated"],
+            "{id}: everything a committed, then the end, in order"
+        );
+    }
+}
