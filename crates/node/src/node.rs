@@ -97,6 +97,10 @@ impl sip::server::Directory for SipDirectory {
         })
     }
 
+    fn draining(&self) -> bool {
+        self.0.draining.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     fn registered(&self, user: &str, bindings: &[sip::registrar::Binding]) {
         if let Some(c) = self.0.cluster.get() {
             let (c, user) = (c.clone(), user.to_string());

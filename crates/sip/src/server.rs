@@ -582,6 +582,14 @@ impl Ctx {
         }
         let result = match tx.original.method {
             Method::Register => self.register(&mut tx).await,
+            Method::Options if self.directory.draining() => {
+                tx.reply_with(
+                    StatusCode::ServiceUnavailable,
+                    vec![Header::RetryAfter("30".into())],
+                    None,
+                )
+                .await
+            }
             Method::Options => tx.reply(StatusCode::OK).await,
             Method::Invite => self.clone().invite(tx).await,
             Method::Ack => Ok(()),
@@ -604,6 +612,9 @@ impl Ctx {
 
     /// Why a new call must be refused now: too many calls, or too many new ones per second.
     fn overload(&self) -> Option<String> {
+        if self.directory.draining() {
+            return Some("this node is stopping; call another".into());
+        }
         let busy =
             self.legs.lock().expect("legs").len() + self.dialing.lock().expect("dialing").len();
         if busy >= self.max_calls {

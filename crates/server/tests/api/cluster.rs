@@ -13,6 +13,25 @@ struct Nats {
     url: String,
 }
 
+/// Send an OPTIONS to a node's SIP port; the status code of its answer.
+async fn sip_options(port: u16) -> u16 {
+    let sock = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let local = sock.local_addr().unwrap().port();
+    let msg = format!(
+        "OPTIONS sip:127.0.0.1:{port} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{local};branch=z9hG4bK-probe-{local}\r\nMax-Forwards: 70\r\nFrom: <sip:probe@127.0.0.1>;tag=p{local}\r\nTo: <sip:127.0.0.1:{port}>\r\nCall-ID: probe-{local}@127.0.0.1\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n"
+    );
+    sock.send_to(msg.as_bytes(), ("127.0.0.1", port))
+        .await
+        .unwrap();
+    let mut buf = vec![0u8; 4096];
+    let n = tokio::time::timeout(Duration::from_secs(5), sock.recv(&mut buf))
+        .await
+        .expect("an answer to OPTIONS")
+        .unwrap();
+    let text = String::from_utf8_lossy(&buf[..n]);
+    text.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
 fn free_udp_port() -> u16 {
     std::net::UdpSocket::bind("127.0.0.1:0")
         .unwrap()
@@ -333,6 +352,7 @@ async fn a_drained_node_takes_no_new_calls_lets_its_calls_end_then_hands_over_th
         (r["store"].as_str(), r["bus"].as_str()),
         (Some("ok"), Some("ok"))
     );
+    assert_eq!(sip_options(c.sip_ports[1]).await, 200);
     c.nodes[1].terminate();
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
@@ -353,6 +373,8 @@ async fn a_drained_node_takes_no_new_calls_lets_its_calls_end_then_hands_over_th
         e["error"]["message"].as_str().unwrap().contains("stopping"),
         "{e}"
     );
+    // SIP too: a dispatcher's OPTIONS probe gets 503, so Kamailio sends new calls elsewhere.
+    assert_eq!(sip_options(c.sip_ports[1]).await, 503);
     // The other nodes still take calls.
     let fresh = c.established_call(0).await;
     // Two of b's calls end while it drains (hung up through c, answered by b).

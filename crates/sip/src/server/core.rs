@@ -24,6 +24,11 @@ pub trait Directory: Send + Sync + 'static {
     /// A REGISTER changed `user`'s contacts here; `bindings` is what this node now holds for
     /// them (empty: none). Nodes of a cluster share them.
     fn registered(&self, _user: &str, _bindings: &[crate::registrar::Binding]) {}
+    /// The node is stopping: new calls get 503 and OPTIONS probes 503, so a dispatcher in
+    /// front sends new calls elsewhere while the dialogs here go on.
+    fn draining(&self) -> bool {
+        false
+    }
 }
 
 /// A token bucket for new calls.
