@@ -52,6 +52,16 @@ fn graph_version(v: &str) -> bool {
 pub enum Route {
     Here(Body),
     To(String, Body),
+    /// Refused before it could be routed (a body over the size limit).
+    Refused(ApiError),
+}
+
+fn too_large(limit: usize) -> ApiError {
+    ApiError {
+        status: 413,
+        code: "RequestEntityTooLarge".into(),
+        message: format!("The request body is larger than {limit} bytes."),
+    }
 }
 
 /// A new call that joins a meeting is created on the node that holds the meeting, so the
@@ -72,8 +82,7 @@ pub async fn route_new_call(
     }
     let limit = node.directory.read().server.max_body_bytes;
     let Ok(bytes) = axum::body::to_bytes(body, limit).await else {
-        // Too large: answered here, where the same limit gives the usual 413.
-        return Route::Here(Body::from(vec![0u8; limit + 1]));
+        return Route::Refused(too_large(limit));
     };
     let owner = match serde_json::from_slice::<serde_json::Value>(&bytes) {
         Ok(v) => cluster.meeting_owner(&v).await.unwrap_or_else(|e| {
@@ -106,16 +115,7 @@ pub async fn forward(
     let limit = node.directory.read().server.max_body_bytes;
     let bytes = match axum::body::to_bytes(body, limit).await {
         Ok(b) => b,
-        Err(_) => {
-            return error_response(
-                ctx,
-                &ApiError {
-                    status: 413,
-                    code: "RequestEntityTooLarge".into(),
-                    message: format!("The request body is larger than {limit} bytes."),
-                },
-            );
-        }
+        Err(_) => return error_response(ctx, &too_large(limit)),
     };
     let mut hs: Vec<(String, String)> = headers
         .iter()

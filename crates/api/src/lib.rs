@@ -155,6 +155,7 @@ async fn dispatch(
     }
     let body = match cluster::route_new_call(shared, &method, &headers, &s, body).await {
         cluster::Route::Here(b) => b,
+        cluster::Route::Refused(e) => return error_response(ctx, &e),
         cluster::Route::To(owner, b) => {
             return cluster::forward(shared, ctx, &owner, &method, &uri, &headers, b, &via).await;
         }

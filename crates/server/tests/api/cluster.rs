@@ -200,18 +200,23 @@ impl Cluster {
         (status, serde_json::from_str(&text).unwrap_or(Value::Null))
     }
 
-    /// A call from the bot to Alice through `node`, established.
-    async fn established_call(&self, node: usize) -> String {
+    /// A call from the bot to `user` created through `node`: its id.
+    async fn create_call(&self, node: usize, user: &str) -> String {
         let (s, v) = self
             .req(
                 node,
                 "POST",
                 "/v1.0/communications/calls",
-                Some(p2p_body(&self.hooks.callback(), ALICE)),
+                Some(p2p_body(&self.hooks.callback(), user)),
             )
             .await;
         assert_eq!(s, 201, "{v}");
-        let id = v["id"].as_str().unwrap().to_string();
+        v["id"].as_str().unwrap().to_string()
+    }
+
+    /// A call from the bot to Alice through `node`, established.
+    async fn established_call(&self, node: usize) -> String {
+        let id = self.create_call(node, ALICE).await;
         self.hooks.until_state(&id, "established").await;
         id
     }
@@ -262,6 +267,16 @@ async fn a_call_created_through_one_node_is_controlled_through_the_others() {
         .await;
     assert_eq!(s, 400, "{e}");
     assert!(e["error"]["message"].as_str().is_some(), "{e}");
+    // A new call's body over the size limit is refused before it is routed.
+    let big = json!({"callbackUri": "https://x/cb", "pad": "x".repeat(2 * 1024 * 1024)});
+    let (s, e) = c
+        .req(1, "POST", "/v1.0/communications/calls", Some(big))
+        .await;
+    assert_eq!(
+        (s, e["error"]["code"].as_str()),
+        (413, Some("RequestEntityTooLarge")),
+        "{e}"
+    );
     // An unknown call is 404 on any node.
     let (s, e) = c
         .req(
@@ -649,16 +664,7 @@ async fn a_phone_registered_through_one_node_rings_when_a_bot_calls_its_user_thr
     let other = (registrar + 1) % 3;
     let deadline = Instant::now() + Duration::from_secs(5);
     let id = loop {
-        let (s, v) = c
-            .req(
-                other,
-                "POST",
-                "/v1.0/communications/calls",
-                Some(p2p_body(&c.hooks.callback(), HANK_SIP)),
-            )
-            .await;
-        assert_eq!(s, 201, "{v}");
-        let id = v["id"].as_str().unwrap().to_string();
+        let id = c.create_call(other, HANK_SIP).await;
         let notes = c
             .hooks
             .until(&id, "established or failed", |n| {
@@ -701,16 +707,7 @@ async fn what_a_dead_node_committed_and_did_not_deliver_is_delivered_by_the_surv
         .store(503, std::sync::atomic::Ordering::SeqCst);
     let mut ids = vec![];
     for _ in 0..20 {
-        let (s, v) = c
-            .req(
-                0,
-                "POST",
-                "/v1.0/communications/calls",
-                Some(p2p_body(&c.hooks.callback(), ALICE)),
-            )
-            .await;
-        assert_eq!(s, 201, "{v}");
-        ids.push(v["id"].as_str().unwrap().to_string());
+        ids.push(c.create_call(0, ALICE).await);
     }
     // Alice answers (50 ms); `established` is committed too, and not delivered.
     tokio::time::sleep(Duration::from_millis(400)).await;
