@@ -58,6 +58,8 @@ if [ -z "${SKIP_E2E:-}" ]; then
   RINGSIDE_BIN="$PWD/target/debug/ringside" bash tests/sip/run.sh
   log "end to end: Microsoft's Graph SDKs against ringside serve"
   RINGSIDE_BIN="$PWD/target/debug/ringside" bash tests/e2e/run.sh
+  log "stress: crashes, callback outages, bad disks and networks, a soak (tests/stress)"
+  RINGSIDE_BIN="$PWD/target/debug/ringside" bash tests/stress/run.sh
 fi
 
 log "all suites passed"

@@ -3,8 +3,4 @@
 #![no_main]
 use libfuzzer_sys::fuzz_target;
 
-fuzz_target!(|data: &[u8]| {
-    if let Ok(req) = sip::server::parse_request(data) {
-        let _ = sip::server::read_register(&req);
-    }
-});
+fuzz_target!(|data: &[u8]| fuzzing::sip_message(data));

@@ -3,6 +3,4 @@
 #![no_main]
 use libfuzzer_sys::fuzz_target;
 
-fuzz_target!(|data: &[u8]| {
-    let _ = webrtc::endpoint::stun_username(data);
-});
+fuzz_target!(|data: &[u8]| fuzzing::stun_username(data));

@@ -3,6 +3,4 @@
 #![no_main]
 use libfuzzer_sys::fuzz_target;
 
-fuzz_target!(|data: &[u8]| {
-    webrtc::endpoint::fuzz_offer(data);
-});
+fuzz_target!(|data: &[u8]| fuzzing::webrtc_offer(data));

@@ -24,6 +24,9 @@ fn default_attempts() -> i64 {
 fn default_backoff() -> u64 {
     500
 }
+fn default_notification_timeout() -> u64 {
+    10_000
+}
 fn default_true() -> bool {
     true
 }
@@ -110,6 +113,10 @@ pub struct ServerConfig {
     /// First retry delay; doubles per attempt up to one minute.
     #[serde(default = "default_backoff")]
     pub notification_backoff_ms: u64,
+    /// How long one delivery attempt may take (connect, send, the bot's answer) before it
+    /// counts as failed and is retried.
+    #[serde(default = "default_notification_timeout")]
+    pub notification_timeout_ms: u64,
     /// Development mode: callbacks, webhooks and prompts may use plain http to loopback, and a
     /// TLS certificate is generated when none is configured.
     #[serde(default = "default_true")]

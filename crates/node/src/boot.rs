@@ -251,7 +251,7 @@ pub async fn start(b: Boot) -> Result<Arc<Node>, String> {
     let notifier_cfg = NotifierConfig {
         max_attempts: cfg.server.notification_max_attempts,
         backoff_ms: cfg.server.notification_backoff_ms,
-        timeout: Duration::from_secs(10),
+        timeout: Duration::from_millis(cfg.server.notification_timeout_ms.max(1)),
     };
     let policy = Policy::of(&cfg.server);
     let (sip_cfg, server_cfg) = (cfg.sip.clone(), cfg.server.clone());

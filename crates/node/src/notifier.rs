@@ -92,6 +92,10 @@ impl CallbackSigner {
     }
 }
 
+/// The notification's sequence number: the same on every attempt and redelivery, increasing
+/// along a call, so a bot can drop a duplicate (an attempt it answered too late) by it.
+pub const SEQUENCE_HEADER: &str = "ringside-sequence";
+
 pub async fn run(
     cfg: NotifierConfig,
     mut rows: mpsc::UnboundedReceiver<OutboxRow>,
@@ -254,6 +258,7 @@ async fn post(
             .header("authorization", auth)
             .header("client-request-id", uuid::Uuid::new_v4().to_string())
             .header("scenario-id", &row.call_id)
+            .header(SEQUENCE_HEADER, row.seq)
             .body(row.body.clone())
             .send()
             .await

@@ -1,0 +1,375 @@
+"""What the stress scenarios share: a `ringside serve` process they can kill -9 and restart, a
+bot endpoint whose behaviour a scenario switches (up, down, 500, slow, redirect, cut mid-body),
+Graph requests over plain HTTP, and the checks every scenario ends with: every committed
+notification delivered, per-call order, no call left live.
+
+Everything listens on 127.0.0.1. Ground truth for "committed" is the database itself: the
+outbox's AUTOINCREMENT sequence only advances in a committed transaction, so the notifications
+ever committed are exactly 1..sqlite_sequence('outbox').
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+import httpx
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent.parent
+sys.path.insert(0, str(ROOT / "tests" / "e2e"))
+
+TENANT = "11111111-1111-1111-1111-111111111111"
+ADMIN = "admin-token-stress"
+ALICE = "a11ce000-0000-0000-0000-000000000001"  # answers after 50 ms
+
+
+@dataclass
+class App:
+    id: str
+    secret: str
+    name: str
+
+
+APPS = [
+    App("aaaaaaaa-0000-0000-0000-00000000000a", "secret-a", "Bot A"),
+    App("aaaaaaaa-0000-0000-0000-00000000000b", "secret-b", "Bot B"),
+]
+
+
+def free_port(kind: int = socket.SOCK_STREAM) -> int:
+    with socket.socket(socket.AF_INET, kind) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def binary() -> Path:
+    b = Path(os.environ.get("RINGSIDE_BIN", ROOT / "target" / "debug" / "ringside"))
+    if not b.is_absolute():
+        b = ROOT / b
+    if not os.access(b, os.X_OK):
+        sys.exit(f"ringside binary not found at {b} (build it, or set RINGSIDE_BIN)")
+    return b
+
+
+def config(port: int, webhooks: dict[str, str], server_extra: str = "", extra: str = "", sip_port: int = 0) -> str:
+    apps = "\n".join(
+        f'[[apps]]\nid = "{a.id}"\ntenant = "{TENANT}"\nname = "{a.name}"\nsecret = "{a.secret}"\nwebhook = "{webhooks[a.id]}"\n'
+        for a in APPS
+    )
+    return f"""
+[server]
+listen = "127.0.0.1:{port}"
+max_calls_per_app = 100000
+rate_per_app = 100000.0
+burst_per_app = 100000.0
+rate_per_tenant = 100000.0
+burst_per_tenant = 100000.0
+{server_extra}
+
+[admin]
+token = "{ADMIN}"
+
+[[tenants]]
+id = "{TENANT}"
+name = "Contoso"
+
+{apps}
+[[users]]
+id = "{ALICE}"
+tenant = "{TENANT}"
+display_name = "Alice"
+behaviour = {{ action = "answer", answerAfterMs = 50 }}
+
+[sip]
+udp = ["127.0.0.1:{sip_port or free_port(socket.SOCK_DGRAM)}"]
+
+[webrtc]
+udp = "127.0.0.1:0"
+{extra}"""
+
+
+class Server:
+    """One `ringside serve` in its own data folder; kill -9 and restart keep the folder."""
+
+    def __init__(self, data_dir: Path, config_text_for_port) -> None:
+        self.data_dir = data_dir
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        data_dir.mkdir(parents=True, exist_ok=True)
+        (data_dir / "ringside.toml").write_text(config_text_for_port(self.port))
+        self.log_path = data_dir / "ringside.log"
+        self.proc: Optional[subprocess.Popen] = None
+        self.tokens: dict[str, str] = {}
+        self.starts = 0
+
+    def start(self, timeout: float = 60) -> None:
+        log = open(self.log_path, "ab")
+        log.write(f"\n---- start {self.starts} ----\n".encode())
+        log.flush()
+        env = dict(os.environ, RUST_LOG=os.environ.get("RUST_LOG", "info,hyper=warn,reqwest=warn,rsipstack=warn,http=warn,notification=warn"), NO_COLOR="1")
+        self.proc = subprocess.Popen(
+            [str(binary()), "--data-dir", str(self.data_dir), "serve"],
+            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
+        )
+        self.starts += 1
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"ringside exited with {self.proc.returncode}:\n{self.log_tail()}")
+            try:
+                if httpx.get(f"{self.base}/readyz", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.05)
+        raise RuntimeError(f"ringside was not ready in {timeout}s:\n{self.log_tail()}")
+
+    def kill9(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(10)
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+
+    def log_tail(self, n: int = 40) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-n:])
+        except OSError:
+            return "(no log)"
+
+    def token(self, app: App) -> str:
+        if app.id not in self.tokens:
+            r = httpx.post(
+                f"{self.base}/{TENANT}/oauth2/v2.0/token",
+                data={"grant_type": "client_credentials", "client_id": app.id, "client_secret": app.secret, "scope": "https://graph.microsoft.com/.default"},
+                timeout=10,
+            )
+            r.raise_for_status()
+            self.tokens[app.id] = r.json()["access_token"]
+        return self.tokens[app.id]
+
+    def db(self) -> sqlite3.Connection:
+        return sqlite3.connect(f"file:{self.data_dir / 'ringside.db'}?mode=ro", uri=True, timeout=30)
+
+    def committed_notifications(self) -> int:
+        """How many notifications were ever committed: the outbox's AUTOINCREMENT high mark."""
+        with self.db() as c:
+            row = c.execute("SELECT seq FROM sqlite_sequence WHERE name='outbox'").fetchone()
+        return row[0] if row else 0
+
+    def undelivered(self) -> tuple[int, int]:
+        """(rows in the outbox, dead letters)."""
+        with self.db() as c:
+            return (c.execute("SELECT count(*) FROM outbox").fetchone()[0], c.execute("SELECT count(*) FROM dead_letters").fetchone()[0])
+
+
+def call_body(callback: str, user: str = ALICE) -> dict:
+    return {
+        "@odata.type": "#microsoft.graph.call",
+        "callbackUri": callback,
+        "targets": [{"@odata.type": "#microsoft.graph.invitationParticipantInfo", "identity": {"@odata.type": "#microsoft.graph.identitySet", "user": {"@odata.type": "#microsoft.graph.identity", "id": user, "displayName": "Target"}}}],
+        "requestedModalities": ["audio"],
+        "mediaConfig": {"@odata.type": "#microsoft.graph.serviceHostedMediaConfig"},
+    }
+
+
+class Graph:
+    """Graph requests as an app, over one HTTP/1.1 connection pool."""
+
+    def __init__(self, server: Server, app: App) -> None:
+        self.server = server
+        self.app = app
+        self.http = httpx.AsyncClient(timeout=30, limits=httpx.Limits(max_connections=64))
+
+    async def request(self, method: str, path: str, body=None) -> tuple[int, object]:
+        h = {"Authorization": f"Bearer {self.server.token(self.app)}"}
+        r = await self.http.request(method, f"{self.server.base}{path}", json=body, headers=h)
+        try:
+            return r.status_code, (r.json() if r.content else None)
+        except ValueError:
+            return r.status_code, r.text
+
+    async def admin(self, method: str, path: str, body=None) -> tuple[int, object]:
+        r = await self.http.request(method, f"{self.server.base}/admin{path}", json=body, headers={"Authorization": f"Bearer {ADMIN}"})
+        try:
+            return r.status_code, (r.json() if r.content else None)
+        except ValueError:
+            return r.status_code, r.text
+
+    async def live_calls(self) -> list[dict]:
+        s, v = await self.request("GET", "/v1.0/communications/calls")
+        assert s == 200, (s, v)
+        return v["value"]
+
+    async def close(self) -> None:
+        await self.http.aclose()
+
+
+# ------------------------------------------------------------------ the bot's endpoint
+
+
+@dataclass
+class Arrival:
+    seq: int
+    call: str
+    at: float        # monotonic seconds
+    status: int      # what the endpoint answered (0: it cut the connection)
+    states: list[str]
+
+
+@dataclass
+class Endpoint:
+    """A bot's notification endpoint on a fixed port. `mode`: up (202), down (not listening),
+    500, slow (answers 200 after `slow_s`), redirect (302 to a private address), cut (reads
+    half the body, then closes)."""
+
+    name: str
+    port: int = field(default_factory=free_port)
+    mode: str = "up"
+    slow_s: float = 30.0
+    arrivals: list[Arrival] = field(default_factory=list)
+    server: Optional[asyncio.base_events.Server] = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/{self.name}"
+
+    async def start(self) -> None:
+        self.server = await asyncio.start_server(self._serve, "127.0.0.1", self.port, reuse_address=True)
+
+    async def set(self, mode: str) -> None:
+        if mode == "down" and self.server is not None:
+            self.server.close()
+            self.server = None
+        elif mode != "down" and self.server is None:
+            await self.start()
+        self.mode = mode
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                lines = head.decode("latin-1").split("\r\n")
+                headers = {k.strip().lower(): v.strip() for k, _, v in (l.partition(":") for l in lines[1:] if l)}
+                n = int(headers.get("content-length", "0"))
+                mode = self.mode
+                if mode == "cut":
+                    await reader.readexactly(n // 2)
+                    self._arrive(headers, None, 0)
+                    writer.transport.abort()
+                    return
+                body = await reader.readexactly(n)
+                if mode == "500":
+                    status, extra = 500, ""
+                elif mode == "redirect":
+                    status, extra = 302, "Location: http://10.255.255.1:9/hook\r\n"
+                else:
+                    status, extra = (200 if mode == "slow" else 202), ""
+                self._arrive(headers, body, status)
+                if mode == "slow":
+                    await asyncio.sleep(self.slow_s)
+                writer.write(f"HTTP/1.1 {status} X\r\n{extra}Content-Length: 0\r\n\r\n".encode())
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError, asyncio.LimitOverrunError):
+            pass
+        finally:
+            writer.close()
+
+    def _arrive(self, headers: dict, body: Optional[bytes], status: int) -> None:
+        states = []
+        if body:
+            try:
+                for item in json.loads(body).get("value", []):
+                    st = (item.get("resourceData") or {}).get("state")
+                    if st and "/participants" not in item.get("resourceUrl", "") and "/operations" not in item.get("resourceUrl", ""):
+                        states.append(st)
+            except ValueError:
+                pass
+        self.arrivals.append(Arrival(int(headers.get("ringside-sequence", "0")), headers.get("scenario-id", ""), time.monotonic(), status, states))
+
+    def delivered(self) -> list[Arrival]:
+        """Arrivals ringside saw succeed (2xx), in order."""
+        return [a for a in self.arrivals if 200 <= a.status < 300]
+
+
+def delivery_report(committed: int, endpoints: list[Endpoint], late: set[int] = frozenset()) -> dict:
+    """The gates every scenario shares. `late`: sequences redelivered from dead letters, which
+    arrive after what followed them in their call (docs/connecting-bots.md)."""
+    seen: dict[int, Arrival] = {}
+    duplicates = 0
+    for e in endpoints:
+        for a in e.delivered():
+            if a.seq in seen:
+                duplicates += 1
+            else:
+                seen[a.seq] = a
+    missing = [s for s in range(1, committed + 1) if s not in seen]
+    per_call: dict[str, list[Arrival]] = {}
+    for a in sorted(seen.values(), key=lambda a: a.at):
+        if a.seq not in late:
+            per_call.setdefault(a.call, []).append(a)
+    out_of_order = []
+    for call, arrivals in per_call.items():
+        seqs = [a.seq for a in arrivals]
+        if seqs != sorted(seqs):
+            out_of_order.append((call, seqs))
+    return {
+        "committed": committed,
+        "delivered": len(seen),
+        "missing": missing,
+        "duplicates": duplicates,
+        "calls": len(per_call),
+        "out_of_order": out_of_order,
+    }
+
+
+def percentile(xs: list[float], p: float) -> float:
+    if not xs:
+        return float("nan")
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, int(round(p / 100 * (len(xs) - 1))))]
+
+
+def table(title: str, rows: list[tuple[str, object]]) -> str:
+    w = max(len(k) for k, _ in rows)
+    lines = [f"## {title}", ""] + [f"  {k.ljust(w)}  {v}" for k, v in rows]
+    text = "\n".join(lines)
+    print(text, flush=True)
+    return text
+
+
+class Gates:
+    """Collects pass/fail lines; `finish` exits non-zero if any failed."""
+
+    def __init__(self) -> None:
+        self.failed: list[str] = []
+
+    def check(self, ok: bool, what: str, quiet: bool = False) -> None:
+        if not ok or not quiet:
+            print(f"  [{'pass' if ok else 'FAIL'}] {what}", flush=True)
+        if not ok:
+            self.failed.append(what)
+
+    def finish(self, server: Optional[Server] = None) -> None:
+        if self.failed:
+            if server is not None:
+                print("---- ringside log tail ----\n" + server.log_tail(60))
+            sys.exit(f"{len(self.failed)} gate(s) failed: " + "; ".join(self.failed))
+        print("all gates passed", flush=True)
