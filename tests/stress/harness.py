@@ -20,7 +20,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 import httpx
 
@@ -31,6 +31,8 @@ sys.path.insert(0, str(ROOT / "tests" / "e2e"))
 TENANT = "11111111-1111-1111-1111-111111111111"
 ADMIN = "admin-token-stress"
 ALICE = "a11ce000-0000-0000-0000-000000000001"  # answers after 50 ms
+ERIN = "e4140000-0000-0000-0000-000000000005"   # answers after 50 ms, presses 4, 5, 6 from 300 ms
+GINA = "91a40000-0000-0000-0000-000000000007"   # answers after 50 ms (transfer target)
 
 
 @dataclass
@@ -62,8 +64,10 @@ def binary() -> Path:
 
 
 def config(port: int, webhooks: dict[str, str], server_extra: str = "", extra: str = "", sip_port: int = 0) -> str:
+    """Two apps (bot A answers SIP calls to `sip:bot@…`), three simulated users."""
     apps = "\n".join(
         f'[[apps]]\nid = "{a.id}"\ntenant = "{TENANT}"\nname = "{a.name}"\nsecret = "{a.secret}"\nwebhook = "{webhooks[a.id]}"\n'
+        + ('addresses = ["sip:bot@contoso.example"]\n' if a is APPS[0] else "")
         for a in APPS
     )
     return f"""
@@ -90,12 +94,42 @@ tenant = "{TENANT}"
 display_name = "Alice"
 behaviour = {{ action = "answer", answerAfterMs = 50 }}
 
+[[users]]
+id = "{ERIN}"
+tenant = "{TENANT}"
+display_name = "Erin"
+behaviour = {{ action = "answer", answerAfterMs = 50, dtmf = [{{ atMs = 300, digits = "456", gapMs = 100 }}] }}
+
+[[users]]
+id = "{GINA}"
+tenant = "{TENANT}"
+display_name = "Gina"
+behaviour = {{ action = "answer", answerAfterMs = 50 }}
+
 [sip]
 udp = ["127.0.0.1:{sip_port or free_port(socket.SOCK_DGRAM)}"]
 
 [webrtc]
 udp = "127.0.0.1:0"
 {extra}"""
+
+
+def _prompt() -> bytes:
+    import io
+    import math
+    import struct
+    import wave
+
+    out = io.BytesIO()
+    with wave.open(out, "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(16000)
+        w.writeframes(b"".join(struct.pack("<h", int(8000 * math.sin(2 * math.pi * 440 * i / 16000))) for i in range(16000)))
+    return out.getvalue()
+
+
+PROMPT = _prompt()
 
 
 class Server:
@@ -174,6 +208,14 @@ class Server:
             row = c.execute("SELECT seq FROM sqlite_sequence WHERE name='outbox'").fetchone()
         return row[0] if row else 0
 
+    def integrity(self) -> str:
+        """PRAGMA integrity_check on the database as it is on disk (with its WAL)."""
+        c = sqlite3.connect(self.data_dir / "ringside.db", timeout=30)
+        try:
+            return "; ".join(r[0] for r in c.execute("PRAGMA integrity_check").fetchall())
+        finally:
+            c.close()
+
     def undelivered(self) -> tuple[int, int]:
         """(rows in the outbox, dead letters)."""
         with self.db() as c:
@@ -231,7 +273,14 @@ class Arrival:
     call: str
     at: float        # monotonic seconds
     status: int      # what the endpoint answered (0: it cut the connection)
-    states: list[str]
+    states: list[str]  # the call's own states in this notification
+    items: list[dict] = field(default_factory=list)  # (changeType, resourceUrl, resourceData)
+
+    def terminated(self) -> bool:
+        return "terminated" in self.states
+
+    def mentions(self, text: str) -> bool:
+        return any(text in i.get("resourceUrl", "") for i in self.items)
 
 
 @dataclass
@@ -246,6 +295,8 @@ class Endpoint:
     slow_s: float = 30.0
     arrivals: list[Arrival] = field(default_factory=list)
     server: Optional[asyncio.base_events.Server] = None
+    # Called with every arrival answered 2xx (a bot reacting: answering an incoming call).
+    hook: Optional[Callable[[Arrival], None]] = None
 
     @property
     def url(self) -> str:
@@ -270,6 +321,11 @@ class Endpoint:
                 headers = {k.strip().lower(): v.strip() for k, _, v in (l.partition(":") for l in lines[1:] if l)}
                 n = int(headers.get("content-length", "0"))
                 mode = self.mode
+                if lines[0].startswith("GET "):
+                    # Prompts: a second of a 440 Hz tone.
+                    writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: audio/wav\r\nContent-Length: %d\r\n\r\n" % len(PROMPT) + PROMPT)
+                    await writer.drain()
+                    continue
                 if mode == "cut":
                     await reader.readexactly(n // 2)
                     self._arrive(headers, None, 0)
@@ -293,16 +349,24 @@ class Endpoint:
             writer.close()
 
     def _arrive(self, headers: dict, body: Optional[bytes], status: int) -> None:
-        states = []
+        states, items = [], []
         if body:
             try:
-                for item in json.loads(body).get("value", []):
-                    st = (item.get("resourceData") or {}).get("state")
-                    if st and "/participants" not in item.get("resourceUrl", "") and "/operations" not in item.get("resourceUrl", ""):
-                        states.append(st)
+                items = json.loads(body).get("value", [])
             except ValueError:
                 pass
-        self.arrivals.append(Arrival(int(headers.get("ringside-sequence", "0")), headers.get("scenario-id", ""), time.monotonic(), status, states))
+            for item in items:
+                data = item.get("resourceData")  # a roster's is a list of participants
+                st = data.get("state") if isinstance(data, dict) else None
+                if st and "/participants" not in item.get("resourceUrl", "") and "/operations" not in item.get("resourceUrl", ""):
+                    states.append(st)
+        a = Arrival(int(headers.get("ringside-sequence", "0")), headers.get("scenario-id", ""), time.monotonic(), status, states, items)
+        self.arrivals.append(a)
+        if self.hook is not None and 200 <= status < 300:
+            try:
+                self.hook(a)
+            except Exception as e:  # a bug in a scenario's bot must not look like a refused notification
+                print(f"bot {self.name}: hook failed on seq {a.seq}: {e!r}", flush=True)
 
     def delivered(self) -> list[Arrival]:
         """Arrivals ringside saw succeed (2xx), in order."""

@@ -26,7 +26,7 @@ scenarios=()
 for a in "$@"; do
   case "$a" in --*) flags+=("$a") ;; *) scenarios+=("$a") ;; esac
 done
-((${#scenarios[@]})) || scenarios=(callbacks)
+((${#scenarios[@]})) || scenarios=(crash callbacks)
 
 for s in "${scenarios[@]}"; do
   printf '\n--- stress: %s %s\n' "$s" "${flags[*]:-}"
