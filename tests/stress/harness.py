@@ -18,6 +18,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional
@@ -135,13 +136,13 @@ PROMPT = _prompt()
 class Server:
     """One `ringside serve` in its own data folder; kill -9 and restart keep the folder."""
 
-    def __init__(self, data_dir: Path, config_text_for_port) -> None:
+    def __init__(self, data_dir: Path, config_text_for_port, log_path: Optional[Path] = None) -> None:
         self.data_dir = data_dir
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         data_dir.mkdir(parents=True, exist_ok=True)
         (data_dir / "ringside.toml").write_text(config_text_for_port(self.port))
-        self.log_path = data_dir / "ringside.log"
+        self.log_path = log_path or data_dir / "ringside.log"
         self.proc: Optional[subprocess.Popen] = None
         self.tokens: dict[str, str] = {}
         self.starts = 0
@@ -155,6 +156,7 @@ class Server:
             [str(binary()), "--data-dir", str(self.data_dir), "serve"],
             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
         )
+        log.close()  # the child has its own
         self.starts += 1
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -204,7 +206,7 @@ class Server:
 
     def committed_notifications(self) -> int:
         """How many notifications were ever committed: the outbox's AUTOINCREMENT high mark."""
-        with self.db() as c:
+        with closing(self.db()) as c:
             row = c.execute("SELECT seq FROM sqlite_sequence WHERE name='outbox'").fetchone()
         return row[0] if row else 0
 
@@ -218,7 +220,7 @@ class Server:
 
     def undelivered(self) -> tuple[int, int]:
         """(rows in the outbox, dead letters)."""
-        with self.db() as c:
+        with closing(self.db()) as c:
             return (c.execute("SELECT count(*) FROM outbox").fetchone()[0], c.execute("SELECT count(*) FROM dead_letters").fetchone()[0])
 
 

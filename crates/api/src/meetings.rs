@@ -1,7 +1,7 @@
 //! Online meetings: create and get (`/communications/onlineMeetings`), and the page a
 //! meeting's `joinWebUrl` opens.
 
-use crate::plumbing::{Ctx, json_response, stopped};
+use crate::plumbing::{Ctx, json_response, not_taken, stopped};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use engine::{ApiError, AppCtx};
@@ -43,7 +43,7 @@ pub async fn create(
             reply: tx,
         })
         .map_err(|_| stopped())?;
-    let mut m = rx.await.map_err(|_| stopped())?;
+    let mut m = rx.await.map_err(|_| not_taken())??;
     let id = m["id"].as_str().unwrap_or_default().to_string();
     m["@odata.context"] =
         format!("{prefix}/$metadata#communications/onlineMeetings/$entity").into();

@@ -200,6 +200,15 @@ pub fn json_ok(v: &Value) -> Response {
         .into_response()
 }
 
+/// A request the driver took but could not commit or answer: it is stopping, or storage failed.
+pub fn not_taken() -> ApiError {
+    ApiError {
+        status: 503,
+        code: "ServiceUnavailable".into(),
+        message: "ringside could not take this request: it is stopping, or its storage is failing; retry.".into(),
+    }
+}
+
 pub fn stopped() -> ApiError {
     ApiError {
         status: 503,

@@ -278,6 +278,59 @@ impl Engine {
         Ok(())
     }
 
+    /// A batch's changes could not be committed: put back the committed versions of the
+    /// objects it changed (`None`: the object did not exist before it), so memory matches the
+    /// store again. The batch's effects are dropped by the caller; the media rooms of the
+    /// conferences involved are re-described on the next flush, and timers follow the
+    /// restored deadlines.
+    pub fn roll_back(
+        &mut self,
+        committed: Vec<(ObjKind, String, Option<Value>)>,
+    ) -> Result<(), String> {
+        self.effects.clear();
+        self.dirty.clear();
+        self.roster_dirty.clear();
+        let mut confs: Vec<String> = Vec::new();
+        for (kind, id, v) in committed {
+            match kind {
+                ObjKind::Call => {
+                    if let Some(c) = self.calls.get(&id) {
+                        confs.push(c.conf_id.clone());
+                    }
+                    if v.is_none() {
+                        self.remove_call(&id);
+                        self.refresh_timer(&id);
+                    }
+                }
+                ObjKind::Conference => {
+                    confs.push(id.clone());
+                    if v.is_none() {
+                        self.confs.remove(&id);
+                    }
+                }
+                ObjKind::Leg => {
+                    if v.is_none() {
+                        self.legs.remove(&id);
+                    }
+                }
+                ObjKind::Meeting => {
+                    if v.is_none() {
+                        self.meetings.remove(&id);
+                    }
+                }
+            }
+            if let Some(v) = v {
+                if let Some(conf) = v.get("conf_id").and_then(Value::as_str) {
+                    confs.push(conf.to_string());
+                }
+                self.restore(kind, v)?;
+            }
+        }
+        self.media_dirty.extend(confs);
+        self.flush();
+        Ok(())
+    }
+
     /// After a restore: tell the media rooms everything again and restart the media work
     /// that was in progress (the rooms' state died with the process). Queued and running
     /// prompts and recordings start over (their prompts are fetched again); DTMF still being

@@ -356,3 +356,22 @@ pub enum Command {
     ListContentSharingSessions,
     GetContentSharingSession(String),
 }
+
+impl Command {
+    /// Reads change nothing: the driver answers them from committed state.
+    pub fn is_read(&self) -> bool {
+        matches!(
+            self,
+            Command::ListCalls
+                | Command::GetCall
+                | Command::ListParticipants
+                | Command::GetParticipant(_)
+                | Command::ListRoutingGroups
+                | Command::GetRoutingGroup(_)
+                | Command::ListOperations
+                | Command::GetOperation(_)
+                | Command::ListContentSharingSessions
+                | Command::GetContentSharingSession(_)
+        )
+    }
+}

@@ -851,3 +851,51 @@ fn a_ringing_legs_timeout_belongs_to_the_call_that_rang_it() {
         Some("deleted:terminated")
     );
 }
+
+/// A batch whose commit failed is undone: the engine goes back to the committed objects (the
+/// store's versions, here a map), so a refused create leaves no call, a refused hang-up
+/// leaves the call up, and no timer of the undone work fires later.
+#[test]
+fn a_batch_that_could_not_be_committed_is_undone() {
+    let mut w = World::new();
+    let mut stored: std::collections::HashMap<(ObjKind, String), Value> = Default::default();
+    let mut commit = |e: &mut Engine| {
+        for (k, id, v) in e.take_dirty() {
+            match v {
+                Some(v) => stored.insert((k, id), v),
+                None => stored.remove(&(k, id)),
+            };
+        }
+    };
+    let (first, _) = w.established("u1");
+    commit(&mut w.e);
+
+    // The failed batch: a new call and the first call's hang-up.
+    let (second, _) = w.outgoing("u2");
+    w.api(Some(&first), Command::DeleteCall).unwrap();
+    let touched: Vec<(ObjKind, String, Option<Value>)> =
+        w.e.take_dirty()
+            .into_iter()
+            .map(|(k, id, _)| {
+                let v = stored.get(&(k, id.clone())).cloned();
+                (k, id, v)
+            })
+            .collect();
+    w.e.roll_back(touched).unwrap();
+    w.drain();
+
+    assert!(w.e.call(&second).is_none(), "the refused call is gone");
+    let c = w.e.call(&first).expect("the first call is still there");
+    assert_eq!(serde_json::to_value(c.state).unwrap(), "established");
+    assert_eq!(w.e.call_count(), 1);
+    assert_eq!(w.e.calls_of_app("app1"), 1);
+    // Long after every deadline of the undone work: nothing about the refused call.
+    let undone_notes = w.notes.len();
+    w.advance(120_000);
+    assert!(
+        w.notes[undone_notes..]
+            .iter()
+            .all(|(_, url, _)| !url.contains(&second)),
+        "no timer of the refused call fired"
+    );
+}

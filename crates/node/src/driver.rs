@@ -37,6 +37,10 @@ struct Driver {
     store: Store,
     sinks: Sinks,
     last_expiry: u64,
+    /// What happened outside (leg and media events, fetched prompts, delivery outcomes) in a
+    /// batch that could not be committed: fed again ahead of the next batch, so a storage
+    /// outage delays these facts instead of losing them.
+    replay: Vec<Msg>,
 }
 
 pub fn run(engine: Engine, store: Store, rx: mpsc::Receiver<Msg>, sinks: Sinks) {
@@ -45,6 +49,7 @@ pub fn run(engine: Engine, store: Store, rx: mpsc::Receiver<Msg>, sinks: Sinks) 
         store,
         sinks,
         last_expiry: 0,
+        replay: Vec::new(),
     };
     let mut just_started = true;
     loop {
@@ -99,9 +104,16 @@ impl Driver {
         let now = now_ms();
         let mut held: Vec<Held> = Vec::new();
         let mut changes = Vec::new();
-        for m in batch {
+        let mut facts: Vec<Msg> = Vec::new();
+        let mut reads: Vec<Msg> = Vec::new();
+        let replayed = std::mem::take(&mut self.replay);
+        for m in replayed.into_iter().chain(batch) {
+            if let Some(f) = fact(&m) {
+                facts.push(f);
+            }
             match m {
                 Msg::Outbox(c) => changes.push(c),
+                Msg::Api { ref cmd, .. } if cmd.is_read() => reads.push(m),
                 m => self.feed(now, m, &mut held),
             }
         }
@@ -119,7 +131,7 @@ impl Driver {
         let committed = match self.store.commit_with(&dirty, &notes, &changes, &effects) {
             Ok(rows) => Some(rows),
             Err(e) => {
-                tracing::error!(error = %e, "store commit failed; replying 503");
+                tracing::error!(error = %e, requests = held.len(), events_kept = facts.len(), "store commit failed; replying 503 and undoing the batch");
                 None
             }
         };
@@ -127,24 +139,34 @@ impl Driver {
         self.sinks
             .stats
             .record(messages, committing - began, committing.elapsed());
+        if !ok {
+            // Nothing of the batch happened: memory goes back to what is stored, its effects
+            // are dropped, its requests get 503, and the outside events come again next batch.
+            self.roll_back(&dirty);
+            self.replay = facts;
+            for r in held {
+                r(false);
+            }
+            self.answer_reads(reads);
+            return;
+        }
         // Recordings are registered before the notifications that announce them go out.
         for e in &effects {
             if let Effect::SaveRecording { .. } = e {
                 self.save_recording(now, e);
             }
         }
-        if ok && let Some(o) = &self.sinks.owned {
+        if let Some(o) = &self.sinks.owned {
             o.update(dirty.iter().map(|(k, id, v)| (*k, id.as_str(), v.as_ref())));
         }
         for r in held {
-            r(ok);
+            r(true);
         }
-        if ok {
-            self.tell_journal(&dirty);
-            for c in &changes {
-                if let store::OutboxChange::Dead { seq, .. } = c {
-                    self.sinks.journal.dead_letter_committed(*seq);
-                }
+        self.answer_reads(reads);
+        self.tell_journal(&dirty);
+        for c in &changes {
+            if let store::OutboxChange::Dead { seq, .. } = c {
+                self.sinks.journal.dead_letter_committed(*seq);
             }
         }
         for row in committed.into_iter().flatten() {
@@ -152,6 +174,51 @@ impl Driver {
         }
         for e in effects {
             self.carry_out(e);
+        }
+    }
+
+    /// Reads, answered after the batch's commit (or its undoing): they see committed state
+    /// only, and a failed commit does not fail them.
+    fn answer_reads(&mut self, reads: Vec<Msg>) {
+        let now = now_ms();
+        for m in reads {
+            if let Msg::Api {
+                app,
+                call_id,
+                cmd,
+                ver,
+                reply,
+            } = m
+            {
+                let r = guarded("api", || {
+                    self.engine
+                        .handle_api(now, &app, call_id.as_deref(), cmd, ver)
+                })
+                .unwrap_or_else(|| Err(internal()));
+                let _ = reply.send(r);
+            }
+        }
+    }
+
+    /// Put the engine back to the committed versions of what a failed batch changed, and
+    /// re-describe the media rooms it touched.
+    fn roll_back(&mut self, dirty: &[(engine::ObjKind, String, Option<Value>)]) {
+        let keys: Vec<(engine::ObjKind, String)> =
+            dirty.iter().map(|(k, id, _)| (*k, id.clone())).collect();
+        let undone = self
+            .store
+            .committed_objects(&keys)
+            .map_err(|e| e.to_string())
+            .and_then(|committed| self.engine.roll_back(committed));
+        if let Err(e) = undone {
+            // Reading failed too: memory keeps the uncommitted changes (they are written with
+            // the next batch that commits).
+            tracing::error!(error = %e, "undoing a failed batch failed");
+        }
+        for e in self.engine.drain_effects() {
+            if let Effect::Media(_) = e {
+                self.carry_out(e);
+            }
         }
     }
 
@@ -187,12 +254,18 @@ impl Driver {
                     engine.incoming_call_to(now, &app, &webhook, caller, script, target.map(|t| *t))
                 });
                 if let Some(r) = r {
+                    let legs = self.sinks.legs.clone();
                     if sip {
                         // Same channel as the leg actions that follow: ordered before them.
-                        let _ = self.sinks.legs.send(Control::AddSip { leg: r.1.clone() });
+                        let _ = legs.send(Control::AddSip { leg: r.1.clone() });
                     }
-                    held.push(Box::new(move |_| {
-                        let _ = reply.send(r);
+                    held.push(Box::new(move |ok| {
+                        if ok {
+                            let _ = reply.send(r);
+                        } else if sip {
+                            // Dropping the reply refuses the call (503).
+                            let _ = legs.send(Control::Forget { leg: r.1 });
+                        }
                     }));
                 }
             }
@@ -201,11 +274,15 @@ impl Driver {
             }
             Msg::Referred { token, reply } => {
                 let r = guarded("referred", || engine.referred(now, &token)).unwrap_or(Err(500));
+                let legs = self.sinks.legs.clone();
                 if let Ok(leg) = &r {
                     // Ordered before the leg actions that follow (see Incoming).
-                    let _ = self.sinks.legs.send(Control::AddSip { leg: leg.clone() });
+                    let _ = legs.send(Control::AddSip { leg: leg.clone() });
                 }
                 held.push(Box::new(move |ok| {
+                    if !ok && let Ok(leg) = &r {
+                        let _ = legs.send(Control::Forget { leg: leg.clone() });
+                    }
                     let _ = reply.send(if ok { r } else { Err(503) });
                 }));
             }
@@ -231,8 +308,8 @@ impl Driver {
                 reply,
             } => {
                 let v = engine.create_meeting(now, &app, subject, organizer, start, end);
-                held.push(Box::new(move |_| {
-                    let _ = reply.send(v);
+                held.push(Box::new(move |ok| {
+                    let _ = reply.send(if ok { Ok(v) } else { Err(unavailable()) });
                 }));
             }
             Msg::JoinMeeting {
@@ -531,6 +608,31 @@ fn guarded<T>(what: &str, f: impl FnOnce() -> T) -> Option<T> {
             None
         }
     }
+}
+
+/// A copy of an input that reports something that happened outside the engine (kept to be
+/// fed again if its batch cannot be committed); requests are answered instead.
+fn fact(m: &Msg) -> Option<Msg> {
+    Some(match m {
+        Msg::Leg { leg_id, event } => Msg::Leg {
+            leg_id: leg_id.clone(),
+            event: event.clone(),
+        },
+        Msg::Fetched {
+            call_id,
+            op_id,
+            index,
+            result,
+        } => Msg::Fetched {
+            call_id: call_id.clone(),
+            op_id: op_id.clone(),
+            index: *index,
+            result: result.clone(),
+        },
+        Msg::Media(ev) => Msg::Media(ev.clone()),
+        Msg::Outbox(c) => Msg::Outbox(c.clone()),
+        _ => return None,
+    })
 }
 
 fn internal() -> ApiError {

@@ -63,7 +63,7 @@ pub enum Msg {
         organizer: graph::IdentitySet,
         start: Option<String>,
         end: Option<String>,
-        reply: oneshot::Sender<Value>,
+        reply: oneshot::Sender<Result<Value, ApiError>>,
     },
     GetMeeting {
         tenant: String,

@@ -78,6 +78,18 @@ pub async fn run(data_dir: &Path, config: Option<&Path>) -> Vec<Check> {
     out
 }
 
+/// Can a file be written (and synced) in `dir`? The probe file is removed again.
+pub fn probe_writable(dir: &Path) -> std::io::Result<()> {
+    use std::io::Write;
+    let probe = dir.join(".ringside-write-probe");
+    let written = std::fs::File::create(&probe).and_then(|mut f| {
+        f.write_all(b"ok")?;
+        f.sync_all()
+    });
+    let _ = std::fs::remove_file(&probe);
+    written
+}
+
 fn data_folder(dir: &Path) -> Vec<Check> {
     if let Err(e) = std::fs::create_dir_all(dir) {
         return vec![check(
@@ -86,16 +98,12 @@ fn data_folder(dir: &Path) -> Vec<Check> {
             format!("cannot create the data folder {}: {e}", dir.display()),
         )];
     }
-    let probe = dir.join(".doctor-probe");
-    let mut out = vec![match std::fs::write(&probe, b"ok") {
-        Ok(()) => {
-            let _ = std::fs::remove_file(&probe);
-            check(
-                "data",
-                Outcome::Ok,
-                format!("{} is writable", dir.display()),
-            )
-        }
+    let mut out = vec![match probe_writable(dir) {
+        Ok(()) => check(
+            "data",
+            Outcome::Ok,
+            format!("{} is writable", dir.display()),
+        ),
         Err(e) => check(
             "data",
             Outcome::Fail,

@@ -146,6 +146,13 @@ pub async fn start(opts: Options) -> Result<Running, String> {
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     std::fs::create_dir_all(&opts.data_dir)
         .map_err(|e| format!("cannot create {}: {e}", opts.data_dir.display()))?;
+    // A read-only (or full) data folder would only turn every request into a 503: say so now.
+    doctor::probe_writable(&opts.data_dir).map_err(|e| {
+        format!(
+            "cannot write in the data folder {}: {e} (ringside keeps its database, keys and recordings there)",
+            opts.data_dir.display()
+        )
+    })?;
     let Loaded {
         cfg,
         path,

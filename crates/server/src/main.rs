@@ -128,13 +128,20 @@ fn main() {
     // (admin changes, auth failures, refused outbound requests) carry target "audit".
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| "info,hyper=warn,reqwest=warn,rsipstack=warn".into());
+    // A log that cannot be written (its disk is full) is skipped: tracing-subscriber would
+    // otherwise report it on stderr, which panics the logging thread when stderr is on the
+    // same full disk.
     if std::env::var("RINGSIDE_LOG_FORMAT").is_ok_and(|f| f.eq_ignore_ascii_case("json")) {
         tracing_subscriber::fmt()
             .json()
             .with_env_filter(filter)
+            .log_internal_errors(false)
             .init();
     } else {
-        tracing_subscriber::fmt().with_env_filter(filter).init();
+        tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .log_internal_errors(false)
+            .init();
     }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -169,6 +169,30 @@ impl Store {
         objects_of(rows)
     }
 
+    /// The committed versions of these objects (`None`: not stored), as a failed batch left
+    /// them: what the engine goes back to when its changes could not be committed.
+    pub fn committed_objects(
+        &mut self,
+        keys: &[(ObjKind, String)],
+    ) -> Result<Vec<(ObjKind, String, Option<Value>)>> {
+        let mut out = Vec::with_capacity(keys.len());
+        for (kind, id) in keys {
+            let rows = self.db.query(
+                "SELECT json FROM objects WHERE kind=?1 AND id=?2",
+                &[kind.as_str().into(), id.into()],
+            )?;
+            let v = match rows.first() {
+                Some(r) => Some(
+                    serde_json::from_str(&r.s(0)?)
+                        .map_err(|e| StoreError::Corrupt(id.clone(), e.to_string()))?,
+                ),
+                None => None,
+            };
+            out.push((*kind, id.clone(), v));
+        }
+        Ok(out)
+    }
+
     pub fn pending_outbox(&mut self) -> Result<Vec<OutboxRow>> {
         self.db
             .query(

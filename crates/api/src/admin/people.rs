@@ -87,7 +87,7 @@ pub async fn call(node: &Node, id: &str, b: &[u8]) -> Answer {
             reply: tx,
         })
         .map_err(|_| bad("ringside is stopping"))?;
-    let (call_id, leg_id) = rx.await.map_err(|_| bad("ringside is stopping"))?;
+    let (call_id, leg_id) = rx.await.map_err(|_| crate::plumbing::not_taken())?;
     let _ = node.endpoints.send(Control::AddCaller {
         leg: leg_id.clone(),
         user_id: user.id.clone(),

@@ -305,8 +305,9 @@ async fn incoming_to_app(
         sip: false,
         reply: tx,
     });
-    rx.await
-        .map_err(|_| Refused::Unavailable("ringside is stopping".into()))
+    rx.await.map_err(|_| {
+        Refused::Unavailable("ringside is stopping, or could not commit the call to storage".into())
+    })
 }
 
 /// The browser puts its call on hold, or takes it off: the bot sees the participant held
