@@ -22,170 +22,19 @@ from __future__ import annotations
 import argparse
 import asyncio
 import random
-import shutil
 import subprocess
 import tempfile
 import time
-import uuid
-from dataclasses import dataclass, field
 from pathlib import Path
 
-import httpx
-
-from harness import ALICE, APPS, ERIN, GINA, HERE, ROOT, TENANT, Arrival, Endpoint, Gates, Graph, Server, call_body, config, delivery_report, free_port, table
+from harness import APPS, Endpoint, Gates, Server, config, delivery_report, free_port, table
+from load import Load, sipp
 
 PROFILES = {
     "short": dict(kills=20, between=(2.0, 5.0), p2p_every=0.25, incoming_every=1.0, meeting_every=3.0, sip_rate=1),
     "full": dict(kills=20, between=(5.0, 15.0), p2p_every=0.02, incoming_every=0.1, meeting_every=0.5, sip_rate=5),
 }
 ANSWER_DEADLINE_S = 8
-NETWORK = (httpx.HTTPError, OSError)
-
-
-@dataclass
-class Ledger:
-    """What ringside acknowledged."""
-    calls: dict[str, str] = field(default_factory=dict)          # call id → how it began
-    ended: dict[str, str] = field(default_factory=dict)          # call id → DELETE / transfer acknowledged
-    operations: dict[str, str] = field(default_factory=dict)     # operation id → call id
-    refused: int = 0                                             # requests that failed while ringside was down
-    errors: list[str] = field(default_factory=list)              # a 4xx/5xx that is not about a dead call
-
-
-def target(user: str, name: str) -> dict:
-    return {"@odata.type": "#microsoft.graph.invitationParticipantInfo", "identity": {"@odata.type": "#microsoft.graph.identitySet", "user": {"@odata.type": "#microsoft.graph.identity", "id": user, "displayName": name}}}
-
-
-class Load:
-    def __init__(self, server: Server, bots: list[Endpoint], profile: dict) -> None:
-        self.server = server
-        self.a, self.b = bots
-        self.ga, self.gb = Graph(server, APPS[0]), Graph(server, APPS[1])
-        self.profile = profile
-        self.ledger = Ledger()
-        self.stop = asyncio.Event()
-        self.tasks: set[asyncio.Task] = set()
-        self.a.hook = self.on_bot_a
-        self.sip_calls = 0
-
-    async def req(self, g: Graph, method: str, path: str, body=None, ok=(200, 201, 202, 204)) -> tuple[int, object] | None:
-        """A request; None when ringside was unreachable (killed) — not acknowledged."""
-        try:
-            s, v = await g.request(method, path, body)
-        except NETWORK:
-            self.ledger.refused += 1
-            return None
-        if s not in ok and s not in (404, 400, 409, 503):
-            # 404/400/409: the call ended under us (a kill restarts its timers; a transfer ended it).
-            self.ledger.errors.append(f"{method} {path} -> {s} {str(v)[:200]}")
-        return s, v
-
-    def spawn(self, coro) -> None:
-        t = asyncio.create_task(coro)
-        self.tasks.add(t)
-        t.add_done_callback(self.tasks.discard)
-
-    async def every(self, seconds: float, make) -> None:
-        while not self.stop.is_set():
-            self.spawn(make())
-            try:
-                await asyncio.wait_for(self.stop.wait(), seconds)
-            except asyncio.TimeoutError:
-                pass
-
-    async def end(self, g: Graph, cid: str) -> None:
-        r = await self.req(g, "DELETE", f"/v1.0/communications/calls/{cid}")
-        if r and r[0] == 204:
-            self.ledger.ended[cid] = "DELETE"
-
-    async def p2p(self) -> None:
-        """Call a user, play a prompt, listen for tones, then transfer or hang up."""
-        r = await self.req(self.ga, "POST", "/v1.0/communications/calls", call_body(self.a.url, random.choice([ALICE, ERIN])))
-        if not r or r[0] != 201:
-            return
-        cid = r[1]["id"]
-        self.ledger.calls[cid] = "p2p"
-        await asyncio.sleep(0.3)
-        prompt = {"clientContext": "prompt", "prompts": [{"@odata.type": "#microsoft.graph.mediaPrompt", "mediaInfo": {"@odata.type": "#microsoft.graph.mediaInfo", "uri": f"{self.a.url}/prompt.wav", "resourceId": str(uuid.uuid4())}}]}
-        for action, body in [("playPrompt", prompt), ("subscribeToTone", {"clientContext": "tones"})]:
-            r = await self.req(self.ga, "POST", f"/v1.0/communications/calls/{cid}/{action}", body)
-            if r and r[0] == 200 and isinstance(r[1], dict) and r[1].get("status") == "running":
-                self.ledger.operations[r[1]["id"]] = cid
-        await asyncio.sleep(0.7)
-        if random.random() < 0.4:
-            r = await self.req(self.ga, "POST", f"/v1.0/communications/calls/{cid}/transfer", {"transferTarget": target(GINA, "Gina")})
-            if r and r[0] == 202:
-                self.ledger.ended[cid] = "transfer"
-                return
-        await self.end(self.ga, cid)
-
-    async def incoming(self) -> None:
-        """A simulated user calls bot A (answered by `on_bot_a`)."""
-        try:
-            s, v = await self.ga.admin("POST", f"/users/{ALICE}/call", {"target": APPS[0].id})
-        except NETWORK:
-            self.ledger.refused += 1
-            return
-        if s == 201:
-            self.ledger.calls[v["callId"]] = "incoming"
-
-    def on_bot_a(self, a: Arrival) -> None:
-        for item in a.items:
-            data = item.get("resourceData")
-            if isinstance(data, dict) and item.get("changeType") == "created" and data.get("state") == "incoming" and not self.stop.is_set():
-                caller = ((data.get("source") or {}).get("identity") or {}).get("user") or {}
-                if caller.get("id") != ALICE:
-                    self.sip_calls += 1  # SIPp's "carol", not the simulated user
-                self.spawn(self.answer(data.get("id") or a.call))
-
-    async def answer(self, cid: str) -> None:
-        body = {"callbackUri": self.a.url, "acceptedModalities": ["audio"], "mediaConfig": {"@odata.type": "#microsoft.graph.serviceHostedMediaConfig"}}
-        self.ledger.calls.setdefault(cid, "incoming")
-        r = await self.req(self.ga, "POST", f"/v1.0/communications/calls/{cid}/answer", body)
-        if r and r[0] == 202:
-            await asyncio.sleep(1.0)
-            await self.end(self.ga, cid)
-
-    async def meeting(self) -> None:
-        """Two bots join a fresh meeting, stay a second, leave."""
-        r = await self.req(self.ga, "POST", "/beta/communications/onlineMeetings", {"subject": "stress"})
-        if not r or r[0] != 201:
-            return
-        m = r[1]
-        joins = []
-        for g, bot in ((self.ga, self.a), (self.gb, self.b)):
-            body = {
-                "@odata.type": "#microsoft.graph.call",
-                "callbackUri": bot.url,
-                "requestedModalities": ["audio"],
-                "mediaConfig": {"@odata.type": "#microsoft.graph.serviceHostedMediaConfig"},
-                "chatInfo": {"threadId": m["chatInfo"]["threadId"], "messageId": "0"},
-                "meetingInfo": {"@odata.type": "#microsoft.graph.organizerMeetingInfo", "organizer": m["participants"]["organizer"]["identity"], "allowConversationWithoutHost": True},
-                "tenantId": TENANT,
-            }
-            r = await self.req(g, "POST", "/v1.0/communications/calls", body)
-            if r and r[0] == 201:
-                self.ledger.calls[r[1]["id"]] = "meeting"
-                joins.append((g, r[1]["id"]))
-        await asyncio.sleep(1.0)
-        for g, cid in joins:
-            await self.end(g, cid)
-
-    async def finish(self) -> None:
-        self.stop.set()
-        await asyncio.gather(*list(self.tasks), return_exceptions=True)
-
-
-def sipp(server_sip: int, rate: int, seconds: float, workdir: Path) -> subprocess.Popen | None:
-    """SIPp calling bot A at `rate` calls/s for `seconds` (uac-hung-up: the bot hangs up)."""
-    if shutil.which("sipp") is None:
-        return None
-    workdir.mkdir(parents=True, exist_ok=True)
-    return subprocess.Popen(
-        ["sipp", f"127.0.0.1:{server_sip}", "-sf", str(ROOT / "tests/sip/uac-hung-up.xml"), "-s", "bot", "-i", "127.0.0.1", "-p", str(free_port(2)),
-         "-r", str(rate), "-m", str(int(rate * seconds)), "-timeout", f"{int(seconds) + 60}s", "-nostdin", "-recv_timeout", "15000", "-trace_stat", "-fd", "1000"],
-        cwd=workdir, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
 
 
 async def run(profile: dict, data: Path, seed: int) -> None:

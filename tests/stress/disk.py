@@ -170,6 +170,7 @@ async def run(work: Path) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--full", action="store_true", help="the same run (it has one size)")
     ap.parse_args()
     if os.geteuid() != 0:
         raise SystemExit("disk.py mounts a small tmpfs for ringside's data folder: run it as root (CI does)")

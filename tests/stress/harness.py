@@ -33,7 +33,7 @@ TENANT = "11111111-1111-1111-1111-111111111111"
 ADMIN = "admin-token-stress"
 ALICE = "a11ce000-0000-0000-0000-000000000001"  # answers after 50 ms
 ERIN = "e4140000-0000-0000-0000-000000000005"   # answers after 50 ms, presses 4, 5, 6 from 300 ms
-GINA = "91a40000-0000-0000-0000-000000000007"   # answers after 50 ms (transfer target)
+GINA = "91a40000-0000-0000-0000-000000000007"   # answers after 50 ms, hangs up 3 s later (transfer target)
 
 
 @dataclass
@@ -65,7 +65,9 @@ def binary() -> Path:
 
 
 def config(port: int, webhooks: dict[str, str], server_extra: str = "", extra: str = "", sip_port: int = 0) -> str:
-    """Two apps (bot A answers SIP calls to `sip:bot@…`), three simulated users."""
+    """Two apps (bot A answers SIP calls to `sip:bot@…`), three simulated users. They keep
+    none of what they hear (`recordHeardSeconds = 0`): nothing here asks, and a long run would
+    otherwise measure that bounded history (64 MB, registry.rs) rather than ringside."""
     apps = "\n".join(
         f'[[apps]]\nid = "{a.id}"\ntenant = "{TENANT}"\nname = "{a.name}"\nsecret = "{a.secret}"\nwebhook = "{webhooks[a.id]}"\n'
         + ('addresses = ["sip:bot@contoso.example"]\n' if a is APPS[0] else "")
@@ -93,19 +95,19 @@ name = "Contoso"
 id = "{ALICE}"
 tenant = "{TENANT}"
 display_name = "Alice"
-behaviour = {{ action = "answer", answerAfterMs = 50 }}
+behaviour = {{ action = "answer", answerAfterMs = 50, recordHeardSeconds = 0 }}
 
 [[users]]
 id = "{ERIN}"
 tenant = "{TENANT}"
 display_name = "Erin"
-behaviour = {{ action = "answer", answerAfterMs = 50, dtmf = [{{ atMs = 300, digits = "456", gapMs = 100 }}] }}
+behaviour = {{ action = "answer", answerAfterMs = 50, dtmf = [{{ atMs = 300, digits = "456", gapMs = 100 }}], recordHeardSeconds = 0 }}
 
 [[users]]
 id = "{GINA}"
 tenant = "{TENANT}"
 display_name = "Gina"
-behaviour = {{ action = "answer", answerAfterMs = 50 }}
+behaviour = {{ action = "answer", answerAfterMs = 50, hangupAfterMs = 3000, recordHeardSeconds = 0 }}
 
 [sip]
 udp = ["127.0.0.1:{sip_port or free_port(socket.SOCK_DGRAM)}"]

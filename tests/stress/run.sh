@@ -3,7 +3,7 @@
 # `ringside serve` on loopback, misbehaves at it, and exits non-zero when a gate fails.
 #   bash tests/stress/run.sh                  the short profiles (the test command runs these)
 #   bash tests/stress/run.sh callbacks        one scenario
-#   bash tests/stress/run.sh --full crash     the figures (longer)
+#   bash tests/stress/run.sh --full crash     the figures (longer; the soak for an hour)
 # RINGSIDE_BIN: the binary under test (default target/debug/ringside).
 set -euo pipefail
 

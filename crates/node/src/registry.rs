@@ -28,23 +28,43 @@ pub struct LogEntry {
     pub event: String,
 }
 
-/// Simulated users' ports kept for `heard` after their legs end (the most recent ones).
+/// Simulated users' ports kept for `heard` (the most recent ones): at most this many, holding
+/// at most [`KEPT_AUDIO_SAMPLES`] of heard audio between them (a user keeps up to an hour).
 const KEPT_PORTS: usize = 500;
+const KEPT_AUDIO_SAMPLES: usize = 32 * 1024 * 1024; // 64 MB of 16-bit samples
+
+/// Legs whose logs are kept: the most recent ones; a leg still live is never dropped.
+const KEPT_LOGS: usize = 500;
 
 type KeptPorts = (HashMap<String, Arc<Mutex<SimPort>>>, VecDeque<String>);
 
+/// Leg logs by id, and the ids in the order their legs began.
+type Logs = (HashMap<String, LegLog>, VecDeque<String>);
+
 #[derive(Default)]
 pub struct Registry {
-    pub logs: Mutex<HashMap<String, LegLog>>,
+    logs: Mutex<Logs>,
     ports: Mutex<KeptPorts>,
 }
 
 impl Registry {
     pub fn log(&self, leg: &str, user: Option<&str>, event: impl Into<String>) {
-        let mut logs = self.logs.lock().expect("registry");
-        if logs.len() > 10_000 {
-            // Bounded: drop finished legs first.
-            logs.retain(|_, l| l.state != "ended");
+        let mut guard = self.logs.lock().expect("registry");
+        let (logs, order) = &mut *guard;
+        if !logs.contains_key(leg) {
+            order.push_back(leg.to_string());
+            // Bounded: the oldest finished legs go first (a live one goes to the back).
+            for _ in 0..order.len() {
+                if order.len() <= KEPT_LOGS {
+                    break;
+                }
+                let Some(old) = order.pop_front() else { break };
+                if logs.get(&old).is_some_and(|l| l.state != "ended") {
+                    order.push_back(old);
+                } else {
+                    logs.remove(&old);
+                }
+            }
         }
         let l = logs.entry(leg.to_string()).or_insert_with(|| LegLog {
             leg_id: leg.to_string(),
@@ -76,7 +96,12 @@ impl Registry {
         if p.0.insert(leg.to_string(), port).is_none() {
             p.1.push_back(leg.to_string());
         }
-        while p.1.len() > KEPT_PORTS {
+        let held = |p: &KeptPorts| -> usize {
+            p.0.values()
+                .map(|port| port.lock().map(|x| x.heard().len()).unwrap_or(0))
+                .sum()
+        };
+        while p.1.len() > KEPT_PORTS || (p.1.len() > 1 && held(&p) > KEPT_AUDIO_SAMPLES) {
             if let Some(old) = p.1.pop_front() {
                 p.0.remove(&old);
             }
@@ -94,6 +119,7 @@ impl Registry {
             .logs
             .lock()
             .expect("registry")
+            .0
             .values()
             .cloned()
             .collect();
@@ -106,5 +132,35 @@ impl Registry {
         }
         v.sort_by_key(|l| l.events.first().map(|e| e.at_ms).unwrap_or(0));
         v
+    }
+}
+
+#[cfg(test)]
+mod bounds {
+    use super::*;
+
+    #[test]
+    fn finished_legs_are_forgotten_oldest_first_and_live_ones_never() {
+        let r = Registry::default();
+        r.log("live", Some("u"), "answered");
+        for i in 0..KEPT_LOGS + 100 {
+            let leg = format!("leg-{i}");
+            r.log(&leg, Some("u"), "answered");
+            r.log(&leg, Some("u"), "hung up");
+        }
+        let legs = r.legs();
+        assert_eq!(legs.len(), KEPT_LOGS);
+        assert!(
+            legs.iter().any(|l| l.leg_id == "live"),
+            "a live leg is kept"
+        );
+        assert!(
+            !legs.iter().any(|l| l.leg_id == "leg-0"),
+            "the oldest finished leg went"
+        );
+        assert!(
+            legs.iter()
+                .any(|l| l.leg_id == format!("leg-{}", KEPT_LOGS + 99))
+        );
     }
 }

@@ -1,0 +1,202 @@
+"""Soak: mixed traffic at a steady rate for a long time, watching the process.
+
+The load of crash.py without the kills, with calls held for seconds so media runs the whole
+time (prompts mixed, meetings, SIPp phones). Every few seconds: resident memory, open file
+descriptors and threads of the ringside process, media ticks and late ticks, live calls.
+
+Gates (after the warm-up):
+  * resident anonymous memory (the heap: ringside's state) grows less than 1 MB per hour
+    (least-squares slope over the samples); the total, which also counts code pages read in
+    as new paths first run, is reported beside it;
+  * file descriptors and threads are flat: the last window's peak is no higher than the
+    first window's peak plus a small margin (connections and calls come and go);
+  * media ticks late by more than 5 ms stay under 0.1 %;
+  * no stuck calls: once the load stops and the timers have run, no call is live, and every
+    committed notification was delivered.
+
+    python tests/stress/soak.py                       # 10 minutes (the test command)
+    python tests/stress/soak.py --minutes 60 --csv soak.csv --plot docs/soak.png
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import csv
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+from harness import ADMIN, APPS, Endpoint, Gates, Server, config, delivery_report, free_port, table
+from load import Load, sipp
+
+PROFILE = dict(p2p_every=1.0, incoming_every=2.0, meeting_every=10.0, sip_rate=1, hold_s=6.0)
+ANSWER_DEADLINE_S = 8
+
+
+def proc_figures(pid: int) -> tuple[float, float, int, int]:
+    """(resident MB, of which anonymous MB, open fds, threads) of a process."""
+    rss_kb, anon_kb, threads = 0, 0, 0
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                rss_kb = int(line.split()[1])
+            elif line.startswith("RssAnon:"):
+                anon_kb = int(line.split()[1])
+            elif line.startswith("Threads:"):
+                threads = int(line.split()[1])
+    return rss_kb / 1024, anon_kb / 1024, len(os.listdir(f"/proc/{pid}/fd")), threads
+
+
+def slope_per_hour(ts: list[float], ys: list[float]) -> float:
+    n = len(ts)
+    if n < 2:
+        return 0.0
+    mt, my = sum(ts) / n, sum(ys) / n
+    den = sum((t - mt) ** 2 for t in ts)
+    return 0.0 if den == 0 else sum((t - mt) * (y - my) for t, y in zip(ts, ys)) / den * 3600
+
+
+def plot(samples: list[dict], warm_s: float, out: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    t = [s["t"] / 60 for s in samples]
+    fig, axes = plt.subplots(4, 1, figsize=(9, 9), sharex=True)
+    axes[0].plot(t, [s["rss_mb"] for s in samples], lw=1, label="resident")
+    axes[0].plot(t, [s["anon_mb"] for s in samples], lw=1, label="of which anonymous")
+    axes[0].legend(loc="lower right")
+    for ax, key, label in zip(axes, ["rss_mb", "fds", "threads", "live_calls"], ["memory (MB)", "open file descriptors", "threads", "live calls"]):
+        if key != "rss_mb":
+            ax.plot(t, [s[key] for s in samples], lw=1)
+        ax.axvline(warm_s / 60, color="grey", ls=":", lw=1)
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+    axes[-1].set_xlabel("minutes (dotted: end of warm-up)")
+    fig.suptitle("ringside soak: mixed traffic at a steady rate")
+    fig.tight_layout()
+    fig.savefig(out, dpi=90)
+
+
+async def run(minutes: float, data: Path, csv_path: Path | None, png: Path | None, every_s: float) -> None:
+    bot_a, bot_b = Endpoint("a"), Endpoint("b")
+    await bot_a.start()
+    await bot_b.start()
+    sip_port = free_port(2)
+    extra = f"notification_backoff_ms = 100\nnotification_max_attempts = 1000\nanswer_deadline_seconds = {ANSWER_DEADLINE_S}"
+    server = Server(data, lambda port: config(port, {APPS[0].id: bot_a.url + "/incoming", APPS[1].id: bot_b.url + "/incoming"}, extra, sip_port=sip_port))
+    await asyncio.to_thread(server.start)
+    pid = server.proc.pid
+    load = Load(server, [bot_a, bot_b], PROFILE)
+    gates = Gates()
+    duration = minutes * 60
+    warm_s = min(600.0, duration / 2)  # the bounded histories (console, simulated legs) fill first
+    phone = sipp(sip_port, PROFILE["sip_rate"], duration, data / "sipp")
+    loops = [
+        asyncio.create_task(load.every(PROFILE["p2p_every"], load.p2p)),
+        asyncio.create_task(load.every(PROFILE["incoming_every"], load.incoming)),
+        asyncio.create_task(load.every(PROFILE["meeting_every"], load.meeting)),
+    ]
+    samples: list[dict] = []
+    admin = httpx.AsyncClient(timeout=10, headers={"Authorization": f"Bearer {ADMIN}"})
+    t0 = time.monotonic()
+    try:
+        while (now := time.monotonic() - t0) < duration:
+            rss, anon, fds, threads = proc_figures(pid)
+            m = (await admin.get(f"{server.base}/admin/media")).json()
+            calls = (await admin.get(f"{server.base}/admin/calls")).json()
+            samples.append(dict(t=round(now, 1), rss_mb=round(rss, 2), anon_mb=round(anon, 2), fds=fds, threads=threads, ticks=m["ticks"], late=m["ticksLate5ms"], members=m["members"], live_calls=len(calls.get("calls", calls.get("value", [])))))
+            if len(samples) % max(1, int(60 / every_s)) == 0:
+                s = samples[-1]
+                print(f"{now / 60:5.1f} min: rss {s['rss_mb']:.1f} MB (anonymous {s['anon_mb']:.1f}), fds {fds}, threads {threads}, media members {s['members']}, live calls {s['live_calls']}", flush=True)
+            await asyncio.sleep(every_s)
+        await load.finish()
+        for t in loops:
+            await t
+        if phone is not None:
+            phone.kill()
+        await asyncio.sleep(ANSWER_DEADLINE_S + 2)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and (server.undelivered()[0] > 0 or await load.ga.live_calls() or await load.gb.live_calls()):
+            # SIP calls whose phone went away are hung up by the bot (crash.py does the same).
+            for g in (load.ga, load.gb):
+                for c in await g.live_calls():
+                    if c.get("state") == "established":
+                        await g.request("DELETE", f"/v1.0/communications/calls/{c['id']}")
+            await asyncio.sleep(1)
+        live = await load.ga.live_calls() + await load.gb.live_calls()
+        committed = server.committed_notifications()
+    finally:
+        await admin.aclose()
+        await load.ga.close()
+        await load.gb.close()
+        await asyncio.to_thread(server.stop)
+
+    if csv_path:
+        with open(csv_path, "w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=list(samples[0]))
+            w.writeheader()
+            w.writerows(samples)
+    if png:
+        plot(samples, warm_s, png)
+    after = [s for s in samples if s["t"] >= warm_s]
+    window = max(1, len(after) // 5)
+    first, last = after[:window], after[-window:]
+    # The gate is on anonymous memory (heap and the like): resident memory also counts pages of
+    # the binary and libraries read in as code paths first run, which is not growth of state.
+    rss_slope = slope_per_hour([s["t"] for s in after], [s["rss_mb"] for s in after])
+    anon_slope = slope_per_hour([s["t"] for s in after], [s["anon_mb"] for s in after])
+    ticks = after[-1]["ticks"] - after[0]["ticks"]
+    late = after[-1]["late"] - after[0]["late"]
+    late_pct = 100 * late / ticks if ticks else 0.0
+    fd_rise = max(s["fds"] for s in last) - max(s["fds"] for s in first)
+    thread_rise = max(s["threads"] for s in last) - max(s["threads"] for s in first)
+    rep = delivery_report(committed, [bot_a, bot_b])
+    kinds: dict[str, int] = {}
+    for k in load.ledger.calls.values():
+        kinds[k] = kinds.get(k, 0) + 1
+    rows = [
+        ("duration / warm-up", f"{duration / 60:.0f} min / {warm_s / 60:.1f} min, {len(samples)} samples"),
+        ("calls", ", ".join(f"{v} {k}" for k, v in sorted(kinds.items())) + f"; {load.sip_calls} from SIPp"),
+        ("live calls (mean after warm-up)", f"{sum(s['live_calls'] for s in after) / len(after):.1f}"),
+        ("resident memory first → last", f"{after[0]['rss_mb']:.1f} → {after[-1]['rss_mb']:.1f} MB"),
+        ("resident memory slope", f"{rss_slope:+.2f} MB/h"),
+        ("anonymous memory first → last", f"{after[0]['anon_mb']:.1f} → {after[-1]['anon_mb']:.1f} MB"),
+        ("anonymous memory slope", f"{anon_slope:+.2f} MB/h"),
+        ("fds peak first → last window", f"{max(s['fds'] for s in first)} → {max(s['fds'] for s in last)}"),
+        ("threads peak first → last window", f"{max(s['threads'] for s in first)} → {max(s['threads'] for s in last)}"),
+        ("media ticks / late > 5 ms", f"{ticks} / {late} ({late_pct:.3f} %)"),
+        ("notifications committed / delivered", f"{committed} / {rep['delivered']} ({rep['duplicates']} duplicates)"),
+        ("calls live at the end", len(live)),
+    ]
+    table("soak", rows)
+    gates.check(anon_slope < 1.0, f"resident anonymous memory grows < 1 MB/h after warm-up ({anon_slope:+.2f} MB/h)")
+    gates.check(fd_rise <= 8, f"file descriptors flat (last window peak {fd_rise:+d})")
+    gates.check(thread_rise <= 2, f"threads flat (last window peak {thread_rise:+d})")
+    gates.check(late_pct < 0.1, f"media late ticks < 0.1 % ({late_pct:.3f} %)")
+    gates.check(not live, f"no call stuck ({len(live)} live)")
+    gates.check(not rep["missing"] and not rep["out_of_order"], "every notification delivered, in per-call order")
+    gates.check(not load.ledger.errors, f"no request failed ({load.ledger.errors[:3]})")
+    gates.finish(server)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--minutes", type=float, default=10)
+    ap.add_argument("--full", action="store_true", help="the issue's figure: one hour")
+    ap.add_argument("--every", type=float, default=5, help="seconds between samples")
+    ap.add_argument("--csv", type=Path)
+    ap.add_argument("--plot", type=Path, help="a PNG of the curves (needs matplotlib)")
+    ap.add_argument("--data-dir", type=Path)
+    args = ap.parse_args()
+    data = args.data_dir or Path(tempfile.mkdtemp(prefix="ringside-soak-"))
+    print(f"data folder: {data}")
+    asyncio.run(run(60 if args.full else args.minutes, data, args.csv, args.plot, args.every))
+
+
+if __name__ == "__main__":
+    main()
