@@ -46,17 +46,23 @@ class Baresip:
         password: str,
         source: Path,
         answermode: str = "auto",
+        netns: Optional[str] = None,
+        host: str = "127.0.0.1",
+        server: str = "127.0.0.1",
     ) -> None:
+        """`netns`: run baresip in that network namespace, listening on `host` there (SIP
+        and its control port), registering to ringside at `server`."""
         self.dir = workdir
         self.dir.mkdir(parents=True, exist_ok=True)
         self.rec = self.dir / "rec"
         self.rec.mkdir(exist_ok=True)
         self.ctrl_port = free_port()
-        self.sip_listen = free_sip_port()
+        self.host = host
+        self.sip_listen = free_sip_port() if netns is None else 5070  # a namespace of its own
         rtp = 45000 + (self.sip_listen % 50) * 20
         (self.dir / "config").write_text(
             f"""poll_method		epoll
-sip_listen		127.0.0.1:{self.sip_listen}
+sip_listen		{host}:{self.sip_listen}
 audio_player		aufile,{self.dir}/discard.wav
 audio_source		aufile,{source}
 audio_alert		aufile,{self.dir}/discard.wav
@@ -78,17 +84,17 @@ module_tmp		account.so
 module_app		contact.so
 module_app		menu.so
 snd_path		{self.rec}
-ctrl_tcp_listen		127.0.0.1:{self.ctrl_port}
+ctrl_tcp_listen		{host}:{self.ctrl_port}
 """
         )
         (self.dir / "accounts").write_text(
-            f"<sip:{user}@127.0.0.1:{sip_port}>;auth_pass={password};regint=300;"
+            f"<sip:{user}@{server}:{sip_port}>;auth_pass={password};regint=300;"
             f"answermode={answermode};audio_codecs=PCMU,PCMA\n"
         )
         (self.dir / "contacts").write_text("")
         self.log = open(self.dir / "baresip.log", "wb")
         self.proc = subprocess.Popen(
-            ["baresip", "-f", str(self.dir)],
+            (["ip", "netns", "exec", netns] if netns else []) + ["baresip", "-f", str(self.dir)],
             stdin=subprocess.DEVNULL,
             stdout=self.log,
             stderr=subprocess.STDOUT,
@@ -104,7 +110,7 @@ ctrl_tcp_listen		127.0.0.1:{self.ctrl_port}
         deadline = time.monotonic() + 10
         while True:
             try:
-                return socket.create_connection(("127.0.0.1", self.ctrl_port), timeout=1)
+                return socket.create_connection((self.host, self.ctrl_port), timeout=1)
             except OSError:
                 if time.monotonic() > deadline or self.proc.poll() is not None:
                     raise RuntimeError(f"baresip did not start: {self.log_tail()}")

@@ -8,19 +8,10 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
 cd "$root"
 
-bin="${RINGSIDE_BIN:-target/debug/ringside}"
-case "$bin" in /*) ;; *) bin="$root/$bin" ;; esac
-if [ ! -x "$bin" ]; then
-    echo "run.sh: ringside binary not found at $bin (build it, or set RINGSIDE_BIN)" >&2
-    exit 2
-fi
-export RINGSIDE_BIN="$bin"
-
-venv="$here/.venv"
-if [ ! -x "$venv/bin/python" ]; then
-    python3 -m venv "$venv"
-fi
-"$venv/bin/pip" install --quiet --disable-pip-version-check -r "$here/requirements.txt"
+# shellcheck source=../lib.sh
+. "$root/tests/lib.sh"
+ringside_bin
+e2e_venv
 bash "$here/fixtures.sh" >/dev/null
 # Microsoft's Node libraries for the documented examples (docs/examples/node), as locked.
 npm ci --prefix "$root/docs/examples/node" --no-audit --no-fund --loglevel=error >/dev/null

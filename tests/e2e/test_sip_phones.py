@@ -205,3 +205,36 @@ async def test_the_phone_calls_the_app_which_answers_and_the_phone_hears_it(beta
     heard = audio.load(phone.received().read_bytes())
     score, _ = audio.correlation(heard, audio.fixture("prompt8k.wav"))
     assert score > 0.9, f"the phone heard the app's prompt (correlation {score:.3f})"
+
+
+async def test_ended_calls_leave_no_sip_dialog_behind(beta, ringside, hooks, callback, phone):
+    """Calls the phone makes and calls the bot makes both end without a trace in the SIP
+    stack: its dialog count (`/admin/media` `rtp.dialogs`) comes back to zero. (Incoming
+    dialogs were once kept forever, ~13 KB per call, found by the soak.)"""
+    for _ in range(2):
+        before = len(hooks.snapshot())
+        phone.command("dial", f"sip:bot@127.0.0.1:{ringside.sip_port}")
+        deadline = time.monotonic() + 10
+        incoming = None
+        while incoming is None:
+            assert time.monotonic() < deadline, "no incoming call notification"
+            incoming = next((n for n in hooks.snapshot()[before:] if n.path.endswith("/incoming") and n.change == "created"), None)
+            await asyncio.sleep(0.02)
+        w = hooks.watch(incoming.data["id"])
+        await beta.communications.calls.by_call_id(incoming.data["id"]).answer.post(
+            AnswerPostRequestBody(callback_uri=callback, accepted_modalities=[Modality.Audio], media_config=service_media())
+        )
+        await w.until_state("established")
+        phone.command("hangup")
+        await w.until_state("terminated")
+    call, w = await call_user(beta, hooks, callback, IVAN_SIP)
+    phone.wait("CALL_ESTABLISHED", 3)
+    await hang_up(beta, w, call.id)
+    deadline = time.monotonic() + 5
+    while True:
+        s, v = await ringside.admin("GET", "/media")
+        assert s == 200, v
+        if v["rtp"]["dialogs"] == 0:
+            break
+        assert time.monotonic() < deadline, f"SIP dialogs left after every call ended: {v['rtp']}"
+        await asyncio.sleep(0.1)

@@ -28,7 +28,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from harness import ALICE, APPS, Endpoint, Gates, Graph, Server, call_body, config, delivery_report, percentile, table
+from harness import ALICE, APPS, Endpoint, Gates, Graph, bots_and_server, call_body, delivery_report, percentile, table
 
 PROFILES = {
     # phase seconds, notification_backoff_ms, notification_max_attempts
@@ -109,12 +109,8 @@ def check_schedule(bot: Endpoint, spans: list[tuple[str, float, float]], expecte
 
 
 async def run(profile: dict, data_dir: Path) -> None:
-    bot_a, bot_b = Endpoint("a"), Endpoint("b")
-    await bot_a.start()
-    await bot_b.start()
     extra = f"notification_backoff_ms = {profile['backoff_ms']}\nnotification_max_attempts = {profile['attempts']}\nanswer_deadline_seconds = {ANSWER_DEADLINE_S}"
-    server = Server(data_dir, lambda port: config(port, {APPS[0].id: bot_a.url + "/incoming", APPS[1].id: bot_b.url + "/incoming"}, extra))
-    await asyncio.to_thread(server.start)
+    bot_a, bot_b, server = await bots_and_server(data_dir, extra)
     ga, gb = Graph(server, APPS[0]), Graph(server, APPS[1])
     gates = Gates()
     try:

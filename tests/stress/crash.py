@@ -27,7 +27,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from harness import APPS, Endpoint, Gates, Server, config, delivery_report, free_port, table
+from harness import Gates, bots_and_server, delivery_report, free_port, table
 from load import Load, sipp
 
 PROFILES = {
@@ -39,13 +39,9 @@ ANSWER_DEADLINE_S = 8
 
 async def run(profile: dict, data: Path, seed: int) -> None:
     random.seed(seed)
-    bot_a, bot_b = Endpoint("a"), Endpoint("b")
-    await bot_a.start()
-    await bot_b.start()
     sip_port = free_port(2)
     extra = f"notification_backoff_ms = 100\nnotification_max_attempts = 1000\nanswer_deadline_seconds = {ANSWER_DEADLINE_S}"
-    server = Server(data, lambda port: config(port, {APPS[0].id: bot_a.url + "/incoming", APPS[1].id: bot_b.url + "/incoming"}, extra, sip_port=sip_port))
-    await asyncio.to_thread(server.start)
+    bot_a, bot_b, server = await bots_and_server(data, extra, sip_port)
     load = Load(server, [bot_a, bot_b], profile)
     gates = Gates()
     integrity: list[str] = []

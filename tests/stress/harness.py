@@ -64,7 +64,7 @@ def binary() -> Path:
     return b
 
 
-def config(port: int, webhooks: dict[str, str], server_extra: str = "", extra: str = "", sip_port: int = 0) -> str:
+def config(port: int, webhooks: dict[str, str], server_extra: str = "", extra: str = "", sip_port: int = 0, sip_host: str = "127.0.0.1") -> str:
     """Two apps (bot A answers SIP calls to `sip:bot@…`), three simulated users. They keep
     none of what they hear (`recordHeardSeconds = 0`): nothing here asks, and a long run would
     otherwise measure that bounded history (64 MB, registry.rs) rather than ringside."""
@@ -110,7 +110,9 @@ display_name = "Gina"
 behaviour = {{ action = "answer", answerAfterMs = 50, hangupAfterMs = 3000, recordHeardSeconds = 0 }}
 
 [sip]
-udp = ["127.0.0.1:{sip_port or free_port(socket.SOCK_DGRAM)}"]
+udp = ["{sip_host}:{sip_port or free_port(socket.SOCK_DGRAM)}"]
+rtp_ip = "{sip_host}"
+digest = ["MD5"]  # baresip 1.0 answers only MD5 challenges
 
 [webrtc]
 udp = "127.0.0.1:0"
@@ -301,6 +303,7 @@ class Endpoint:
     server: Optional[asyncio.base_events.Server] = None
     # Called with every arrival answered 2xx (a bot reacting: answering an incoming call).
     hook: Optional[Callable[[Arrival], None]] = None
+    prompt: bytes = b""  # what GET answers (default: PROMPT)
 
     @property
     def url(self) -> str:
@@ -326,8 +329,9 @@ class Endpoint:
                 n = int(headers.get("content-length", "0"))
                 mode = self.mode
                 if lines[0].startswith("GET "):
-                    # Prompts: a second of a 440 Hz tone.
-                    writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: audio/wav\r\nContent-Length: %d\r\n\r\n" % len(PROMPT) + PROMPT)
+                    # Prompts: a second of a 440 Hz tone unless told otherwise.
+                    wav = self.prompt or PROMPT
+                    writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: audio/wav\r\nContent-Length: %d\r\n\r\n" % len(wav) + wav)
                     await writer.drain()
                     continue
                 if mode == "cut":
@@ -375,6 +379,17 @@ class Endpoint:
     def delivered(self) -> list[Arrival]:
         """Arrivals ringside saw succeed (2xx), in order."""
         return [a for a in self.arrivals if 200 <= a.status < 300]
+
+
+async def bots_and_server(data: Path, server_extra: str, sip_port: int = 0) -> tuple[Endpoint, Endpoint, Server]:
+    """Bots A and B listening, and ringside started in `data` with them as the two apps'
+    endpoints (SIP on `sip_port` when given)."""
+    bot_a, bot_b = Endpoint("a"), Endpoint("b")
+    await bot_a.start()
+    await bot_b.start()
+    server = Server(data, lambda port: config(port, {APPS[0].id: bot_a.url + "/incoming", APPS[1].id: bot_b.url + "/incoming"}, server_extra, sip_port=sip_port))
+    await asyncio.to_thread(server.start)
+    return bot_a, bot_b, server
 
 
 def delivery_report(committed: int, endpoints: list[Endpoint], late: set[int] = frozenset()) -> dict:

@@ -48,6 +48,12 @@ class Load:
         self.a.hook = self.on_bot_a
         self.hold_s = profile.get("hold_s", 1.0)  # how long a call stays up
         self.sip_calls = 0
+        # 0: every meeting is new; N: N meetings, then they are joined again in turn (a
+        # meeting is kept data, like a directory entry: a fresh one every few seconds for an
+        # hour would measure meetings kept, not a leak).
+        self.meeting_pool = profile.get("meeting_pool", 0)
+        self.meetings: list[dict] = []
+        self.meetings_joined = 0
 
     async def req(self, g: Graph, method: str, path: str, body=None, ok=(200, 201, 202, 204)) -> tuple[int, object] | None:
         """A request; None when ringside was unreachable (killed) — not acknowledged."""
@@ -128,11 +134,17 @@ class Load:
             await self.end(self.ga, cid)
 
     async def meeting(self) -> None:
-        """Two bots join a fresh meeting, stay a second, leave."""
-        r = await self.req(self.ga, "POST", "/beta/communications/onlineMeetings", {"subject": "stress"})
-        if not r or r[0] != 201:
-            return
-        m = r[1]
+        """Two bots join a meeting (a fresh one, or the next of the pool), stay, leave."""
+        self.meetings_joined += 1
+        if self.meeting_pool and len(self.meetings) >= self.meeting_pool:
+            m = self.meetings[self.meetings_joined % self.meeting_pool]
+        else:
+            r = await self.req(self.ga, "POST", "/beta/communications/onlineMeetings", {"subject": "stress"})
+            if not r or r[0] != 201:
+                return
+            m = r[1]
+            if self.meeting_pool:
+                self.meetings.append(m)
         joins = []
         for g, bot in ((self.ga, self.a), (self.gb, self.b)):
             body = {

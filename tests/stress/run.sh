@@ -11,27 +11,29 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
 cd "$root"
 
-bin="${RINGSIDE_BIN:-target/debug/ringside}"
-case "$bin" in /*) ;; *) bin="$root/$bin" ;; esac
-[ -x "$bin" ] || { echo "run.sh: ringside binary not found at $bin (build it, or set RINGSIDE_BIN)" >&2; exit 2; }
-export RINGSIDE_BIN="$bin"
-
-# The end-to-end suite's virtualenv (httpx and numpy are all the scenarios need).
-venv="$root/tests/e2e/.venv"
-[ -x "$venv/bin/python" ] || python3 -m venv "$venv"
-"$venv/bin/pip" install --quiet --disable-pip-version-check -r "$root/tests/e2e/requirements.txt"
+# shellcheck source=../lib.sh
+. "$root/tests/lib.sh"
+ringside_bin
+e2e_venv  # httpx and numpy are all the scenarios need, and baresip.py for badnet
 
 flags=()
 scenarios=()
 for a in "$@"; do
   case "$a" in --*) flags+=("$a") ;; *) scenarios+=("$a") ;; esac
 done
-((${#scenarios[@]})) || scenarios=(crash callbacks disk)
+((${#scenarios[@]})) || scenarios=(crash callbacks disk badnet)
 
 for s in "${scenarios[@]}"; do
-  if [ "$s" = disk ] && [ "$(id -u)" -ne 0 ]; then
-    printf '\n--- stress: disk SKIPPED: it mounts a small tmpfs, which needs root (CI runs as root)\n'
-    continue
+  if [ "$(id -u)" -ne 0 ]; then
+    case "$s" in
+      disk) why="it mounts a small tmpfs" ;;
+      badnet) why="it makes network namespaces and TUN devices" ;;
+      *) why="" ;;
+    esac
+    if [ -n "$why" ]; then
+      printf '\n--- stress: %s SKIPPED: %s, which needs root (CI runs as root)\n' "$s" "$why"
+      continue
+    fi
   fi
   printf '\n--- stress: %s %s\n' "$s" "${flags[*]:-}"
   "$venv/bin/python" "$here/$s.py" "${flags[@]}"

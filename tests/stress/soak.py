@@ -3,6 +3,9 @@
 The load of crash.py without the kills, with calls held for seconds so media runs the whole
 time (prompts mixed, meetings, SIPp phones). Every few seconds: resident memory, open file
 descriptors and threads of the ringside process, media ticks and late ticks, live calls.
+Before the steady load, 600 short calls fill what ringside keeps a bounded history of (the
+console's latest 500 calls, the latest 500 simulated legs); the warm-up (30 % of the run, at
+most 10 minutes) lets the allocator settle into the steady load.
 
 Gates (after the warm-up):
   * resident anonymous memory (the heap: ringside's state) grows less than 1 MB per hour
@@ -12,7 +15,8 @@ Gates (after the warm-up):
     first window's peak plus a small margin (connections and calls come and go);
   * media ticks late by more than 5 ms stay under 0.1 %;
   * no stuck calls: once the load stops and the timers have run, no call is live, and every
-    committed notification was delivered.
+    committed notification was delivered;
+  * nothing left behind: no audio port, SIP dialog or room member remains (`/admin/media`).
 
     python tests/stress/soak.py                       # 10 minutes (the test command)
     python tests/stress/soak.py --minutes 60 --csv soak.csv --plot docs/soak.png
@@ -29,10 +33,10 @@ from pathlib import Path
 
 import httpx
 
-from harness import ADMIN, APPS, Endpoint, Gates, Server, config, delivery_report, free_port, table
+from harness import ADMIN, ALICE, Gates, bots_and_server, call_body, delivery_report, free_port, table
 from load import Load, sipp
 
-PROFILE = dict(p2p_every=1.0, incoming_every=2.0, meeting_every=10.0, sip_rate=1, hold_s=6.0)
+PROFILE = dict(p2p_every=1.0, incoming_every=2.0, meeting_every=10.0, sip_rate=1, hold_s=6.0, meeting_pool=12)
 ANSWER_DEADLINE_S = 8
 
 
@@ -82,19 +86,36 @@ def plot(samples: list[dict], warm_s: float, out: Path) -> None:
     fig.savefig(out, dpi=90)
 
 
+async def fill_histories(load: Load, calls: int = 600, per_s: float = 8.0) -> None:
+    """Short bot calls to a simulated user, fast, before the steady load: they fill what
+    ringside keeps a bounded history of (the console's 500 latest calls, the 500 latest
+    simulated legs' logs and ports), which the steady rate alone takes most of ten minutes to
+    fill. After this, growth is growth."""
+
+    async def one() -> None:
+        r = await load.req(load.ga, "POST", "/v1.0/communications/calls", call_body(load.a.url, ALICE))
+        if r and r[0] == 201:
+            load.ledger.calls[r[1]["id"]] = "to fill the histories"
+            await asyncio.sleep(1.0)
+            await load.end(load.ga, r[1]["id"])
+
+    tasks = []
+    for _ in range(calls):
+        tasks.append(asyncio.create_task(one()))
+        await asyncio.sleep(1 / per_s)
+    await asyncio.gather(*tasks)
+
+
 async def run(minutes: float, data: Path, csv_path: Path | None, png: Path | None, every_s: float) -> None:
-    bot_a, bot_b = Endpoint("a"), Endpoint("b")
-    await bot_a.start()
-    await bot_b.start()
     sip_port = free_port(2)
     extra = f"notification_backoff_ms = 100\nnotification_max_attempts = 1000\nanswer_deadline_seconds = {ANSWER_DEADLINE_S}"
-    server = Server(data, lambda port: config(port, {APPS[0].id: bot_a.url + "/incoming", APPS[1].id: bot_b.url + "/incoming"}, extra, sip_port=sip_port))
-    await asyncio.to_thread(server.start)
+    bot_a, bot_b, server = await bots_and_server(data, extra, sip_port)
     pid = server.proc.pid
     load = Load(server, [bot_a, bot_b], PROFILE)
     gates = Gates()
     duration = minutes * 60
-    warm_s = min(600.0, duration / 2)  # the bounded histories (console, simulated legs) fill first
+    await fill_histories(load)
+    warm_s = min(600.0, duration * 0.3)  # the allocator settling into the steady load
     phone = sipp(sip_port, PROFILE["sip_rate"], duration, data / "sipp")
     loops = [
         asyncio.create_task(load.every(PROFILE["p2p_every"], load.p2p)),
@@ -130,6 +151,7 @@ async def run(minutes: float, data: Path, csv_path: Path | None, png: Path | Non
             await asyncio.sleep(1)
         live = await load.ga.live_calls() + await load.gb.live_calls()
         committed = server.committed_notifications()
+        left = (await admin.get(f"{server.base}/admin/media")).json()
     finally:
         await admin.aclose()
         await load.ga.close()
@@ -162,6 +184,7 @@ async def run(minutes: float, data: Path, csv_path: Path | None, png: Path | Non
     rows = [
         ("duration / warm-up", f"{duration / 60:.0f} min / {warm_s / 60:.1f} min, {len(samples)} samples"),
         ("calls", ", ".join(f"{v} {k}" for k, v in sorted(kinds.items())) + f"; {load.sip_calls} from SIPp"),
+        ("meetings", f"{len(load.meetings)} (each joined by two bots, in turn: {load.meetings_joined} times)"),
         ("live calls (mean after warm-up)", f"{sum(s['live_calls'] for s in after) / len(after):.1f}"),
         ("resident memory first → last", f"{after[0]['rss_mb']:.1f} → {after[-1]['rss_mb']:.1f} MB"),
         ("resident memory slope", f"{rss_slope:+.2f} MB/h"),
@@ -179,6 +202,8 @@ async def run(minutes: float, data: Path, csv_path: Path | None, png: Path | Non
     gates.check(thread_rise <= 2, f"threads flat (last window peak {thread_rise:+d})")
     gates.check(late_pct < 0.1, f"media late ticks < 0.1 % ({late_pct:.3f} %)")
     gates.check(not live, f"no call stuck ({len(live)} live)")
+    behind = {"audio ports": left["ports"], "SIP dialogs": left["rtp"]["dialogs"], "room members": left["members"]}
+    gates.check(not any(behind.values()), f"nothing left behind once every call ended ({behind})")
     gates.check(not rep["missing"] and not rep["out_of_order"], "every notification delivered, in per-call order")
     gates.check(not load.ledger.errors, f"no request failed ({load.ledger.errors[:3]})")
     gates.finish(server)

@@ -70,6 +70,8 @@ pub struct Config {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct RtpTotals {
     pub legs: usize,
+    /// SIP dialogs the stack holds (incoming and outgoing, until they end).
+    pub dialogs: usize,
     pub packets_in: u64,
     pub packets_out: u64,
     /// Expected by sequence number and received, of the far ends' streams.
@@ -352,7 +354,10 @@ impl Sip {
     /// RTP counters summed over the connected legs (for benchmarks and monitoring).
     pub fn rtp_totals(&self) -> RtpTotals {
         let legs = self.ctx.legs.lock().expect("legs");
-        let mut t = RtpTotals::default();
+        let mut t = RtpTotals {
+            dialogs: self.ctx.dialogs.len(),
+            ..RtpTotals::default()
+        };
         for l in legs.values() {
             let s = l.rtp.session.lock().expect("rtp");
             let st = s.stats();
@@ -785,6 +790,9 @@ impl Ctx {
             return;
         }
         if let DialogState::Terminated(id, reason) = st {
+            // The dialog layer keeps every dialog (and its INVITE transaction's channels)
+            // until told to forget it: without this each call to ringside stayed in memory.
+            self.dialogs.remove_dialog(&id);
             let leg = self.by_dialog.lock().expect("legs").remove(&id.to_string());
             if let Some(leg_id) = leg {
                 tracing::info!(leg = %leg_id, ?reason, "SIP leg ended");

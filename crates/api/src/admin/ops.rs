@@ -27,7 +27,7 @@ pub fn media_json(node: &Node) -> Value {
     let rtp = node.sip.get().map(|s| {
         let t = s.rtp_totals();
         json!({
-            "legs": t.legs, "packetsIn": t.packets_in, "packetsOut": t.packets_out,
+            "legs": t.legs, "dialogs": t.dialogs, "packetsIn": t.packets_in, "packetsOut": t.packets_out,
             "expected": t.expected, "received": t.received, "late": t.late,
             "concealed": t.concealed, "dropped": t.dropped,
         })
@@ -63,7 +63,7 @@ pub fn media_json(node: &Node) -> Value {
     });
     json!({
         "ticks": m.ticks, "ticksLate5ms": m.late_5ms, "maxLateMs": m.max_late_us as f64 / 1000.0,
-        "resyncs": m.resyncs, "skippedFrames": m.skipped_frames, "busyMs": m.busy_us / 1000, "rooms": m.rooms, "members": m.members,
+        "resyncs": m.resyncs, "skippedFrames": m.skipped_frames, "busyMs": m.busy_us / 1000, "rooms": m.rooms, "members": m.members, "ports": node.media.ports.len(),
         "rtp": rtp,
         "webrtc": webrtc,
         "transcription": transcription,

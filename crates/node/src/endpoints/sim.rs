@@ -5,6 +5,7 @@
 //! (`ringside heard`).
 
 use super::legs::{Cx, End, Leg, Legs};
+use crate::inputs::Control;
 use directory::{Behaviour, User};
 use engine::LegEvent;
 use graph::ParticipantInfo;
@@ -62,7 +63,13 @@ fn later(cx: &Cx, leg: &str, after_ms: u64, event: LegEvent) -> JoinHandle<()> {
     tokio::spawn(async move {
         tokio::time::sleep(Duration::from_millis(after_ms)).await;
         cx.log(&leg, None, describe(&event));
+        let gone = matches!(event, LegEvent::HungUp | LegEvent::Failed { .. });
         cx.event(&leg, event);
+        if gone {
+            // The engine sends nothing back to a leg that left by itself: let go of it here
+            // (its scripted tasks and its audio port), or every such leg stays for good.
+            let _ = cx.node.endpoints.send(Control::Forget { leg });
+        }
     })
 }
 

@@ -394,3 +394,44 @@ async fn prompts_that_time_out_are_too_large_or_not_playable_fail_with_a_reason_
         .await;
     assert_eq!((s, v["state"].as_str()), (200, Some("established")));
 }
+
+#[tokio::test]
+async fn legs_that_end_by_themselves_leave_no_audio_port_behind() {
+    // Found by the soak (tests/stress/soak.py): a simulated user who hung up, declined or was
+    // busy was never let go of, so its scripted tasks and audio port stayed for good.
+    let h = Harness::start().await;
+    let frank = h.call_user(FRANK_HANGS_UP).await;
+    let dave = h.call_user(DAVE_DECLINE).await;
+    let bob = h.call_user(BOB_BUSY).await;
+    let (s, v) = h
+        .admin(
+            "POST",
+            &format!("/users/{ALICE}/call"),
+            Some(json!({"target": APP, "script": {"hangupAfterMs": 200}})),
+        )
+        .await;
+    assert_eq!(s, 201, "{v}");
+    let caller = v["callId"].as_str().unwrap().to_string();
+    h.next_incoming().await;
+    let answer = json!({"callbackUri": h.callback(), "acceptedModalities": ["audio"], "mediaConfig": {"@odata.type": "#microsoft.graph.serviceHostedMediaConfig"}});
+    let (s, v, _) = h
+        .req(
+            "POST",
+            &format!("/v1.0/communications/calls/{caller}/answer"),
+            Some(answer),
+        )
+        .await;
+    assert_eq!(s, 202, "{v}");
+    for call in [&frank, &dave, &bob, &caller] {
+        h.until_state(call, "terminated").await;
+    }
+    eventually(
+        "every audio port is let go of once no call is up",
+        || async {
+            let (s, v) = h.admin("GET", "/media", None).await;
+            assert_eq!(s, 200, "{v}");
+            v["ports"] == 0
+        },
+    )
+    .await;
+}
