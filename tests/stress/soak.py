@@ -73,6 +73,7 @@ def plot(samples: list[dict], warm_s: float, out: Path) -> None:
     fig, axes = plt.subplots(4, 1, figsize=(9, 9), sharex=True)
     axes[0].plot(t, [s["rss_mb"] for s in samples], lw=1, label="resident")
     axes[0].plot(t, [s["anon_mb"] for s in samples], lw=1, label="of which anonymous")
+    axes[0].plot(t, [s["heap_mb"] for s in samples], lw=1, label="heap in use (allocator's count)")
     axes[0].legend(loc="lower right")
     for ax, key, label in zip(axes, ["rss_mb", "fds", "threads", "live_calls"], ["memory (MB)", "open file descriptors", "threads", "live calls"]):
         if key != "rss_mb":
@@ -130,10 +131,11 @@ async def run(minutes: float, data: Path, csv_path: Path | None, png: Path | Non
             rss, anon, fds, threads = proc_figures(pid)
             m = (await admin.get(f"{server.base}/admin/media")).json()
             calls = (await admin.get(f"{server.base}/admin/calls")).json()
-            samples.append(dict(t=round(now, 1), rss_mb=round(rss, 2), anon_mb=round(anon, 2), fds=fds, threads=threads, ticks=m["ticks"], late=m["ticksLate5ms"], members=m["members"], live_calls=len(calls.get("calls", calls.get("value", [])))))
+            heap = (await admin.get(f"{server.base}/admin/driver")).json().get("heap") or {}
+            samples.append(dict(t=round(now, 1), rss_mb=round(rss, 2), anon_mb=round(anon, 2), heap_mb=round(heap.get("inUseBytes", 0) / 2**20, 3), held_mb=round(heap.get("heldBytes", 0) / 2**20, 3), fds=fds, threads=threads, ticks=m["ticks"], late=m["ticksLate5ms"], members=m["members"], live_calls=len(calls.get("calls", calls.get("value", [])))))
             if len(samples) % max(1, int(60 / every_s)) == 0:
                 s = samples[-1]
-                print(f"{now / 60:5.1f} min: rss {s['rss_mb']:.1f} MB (anonymous {s['anon_mb']:.1f}), fds {fds}, threads {threads}, media members {s['members']}, live calls {s['live_calls']}", flush=True)
+                print(f"{now / 60:5.1f} min: rss {s['rss_mb']:.1f} MB (anonymous {s['anon_mb']:.1f}, heap in use {s['heap_mb']:.2f}), fds {fds}, threads {threads}, media members {s['members']}, live calls {s['live_calls']}", flush=True)
             await asyncio.sleep(every_s)
         await load.finish()
         for t in loops:
@@ -172,6 +174,7 @@ async def run(minutes: float, data: Path, csv_path: Path | None, png: Path | Non
     # the binary and libraries read in as code paths first run, which is not growth of state.
     rss_slope = slope_per_hour([s["t"] for s in after], [s["rss_mb"] for s in after])
     anon_slope = slope_per_hour([s["t"] for s in after], [s["anon_mb"] for s in after])
+    heap_slope = slope_per_hour([s["t"] for s in after], [s["heap_mb"] for s in after])
     ticks = after[-1]["ticks"] - after[0]["ticks"]
     late = after[-1]["late"] - after[0]["late"]
     late_pct = 100 * late / ticks if ticks else 0.0
@@ -190,6 +193,7 @@ async def run(minutes: float, data: Path, csv_path: Path | None, png: Path | Non
         ("resident memory slope", f"{rss_slope:+.2f} MB/h"),
         ("anonymous memory first → last", f"{after[0]['anon_mb']:.1f} → {after[-1]['anon_mb']:.1f} MB"),
         ("anonymous memory slope", f"{anon_slope:+.2f} MB/h"),
+        ("heap in use (allocator's count) first → last", f"{after[0]['heap_mb']:.2f} → {after[-1]['heap_mb']:.2f} MB ({heap_slope:+.2f} MB/h); held from the system {after[0]['held_mb']:.1f} → {after[-1]['held_mb']:.1f} MB"),
         ("fds peak first → last window", f"{max(s['fds'] for s in first)} → {max(s['fds'] for s in last)}"),
         ("threads peak first → last window", f"{max(s['threads'] for s in first)} → {max(s['threads'] for s in last)}"),
         ("media ticks / late > 5 ms", f"{ticks} / {late} ({late_pct:.3f} %)"),

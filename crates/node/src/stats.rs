@@ -80,3 +80,23 @@ impl DriverStats {
         })
     }
 }
+
+/// The allocator's own count of the heap (glibc's `mallinfo2`, `GET /admin/driver` `heap`):
+/// bytes handed out to ringside, and bytes the allocator holds from the system. Resident
+/// memory that rises while `inUseBytes` stays flat is the allocator's fragmentation, not
+/// ringside's state; the soak (tests/stress/soak.py) reports both.
+pub fn heap() -> Value {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        // SAFETY: mallinfo2 takes no pointers; it reads the allocator's counters under the
+        // allocator's own locks.
+        let m = unsafe { libc::mallinfo2() };
+        serde_json::json!({
+            "inUseBytes": m.uordblks + m.hblkhd,
+            "heldBytes": m.arena + m.hblkhd,
+            "freeBytes": m.fordblks,
+        })
+    }
+    #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+    Value::Null
+}

@@ -72,7 +72,9 @@ pub fn media_json(node: &Node) -> Value {
 }
 
 pub fn driver(node: &Node) -> Answer {
-    ok(node.driver_stats.to_json())
+    let mut v = node.driver_stats.to_json();
+    v["heap"] = node::stats::heap();
+    ok(v)
 }
 
 pub fn sip_registrations(node: &Node, user: &str) -> Answer {
