@@ -21,7 +21,7 @@ scenarios=()
 for a in "$@"; do
   case "$a" in --*) flags+=("$a") ;; *) scenarios+=("$a") ;; esac
 done
-((${#scenarios[@]})) || scenarios=(crash callbacks disk badnet)
+((${#scenarios[@]})) || scenarios=(crash callbacks disk badnet soak)
 
 for s in "${scenarios[@]}"; do
   if [ "$(id -u)" -ne 0 ]; then

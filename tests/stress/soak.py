@@ -4,7 +4,7 @@ The load of crash.py without the kills, with calls held for seconds so media run
 time (prompts mixed, meetings, SIPp phones). Every few seconds: resident memory, open file
 descriptors and threads of the ringside process, media ticks and late ticks, live calls.
 Before the steady load, 600 short calls fill what ringside keeps a bounded history of (the
-console's latest 500 calls, the latest 500 simulated legs); the warm-up (30 % of the run, at
+console's latest 500 calls, the latest 500 simulated legs); the warm-up (half the run, at
 most 10 minutes) lets the allocator settle into the steady load.
 
 Gates (after the warm-up):
@@ -116,7 +116,7 @@ async def run(minutes: float, data: Path, csv_path: Path | None, png: Path | Non
     gates = Gates()
     duration = minutes * 60
     await fill_histories(load)
-    warm_s = min(600.0, duration * 0.3)  # the allocator settling into the steady load
+    warm_s = min(600.0, duration / 2)  # the histories take the steady mix, the allocator settles
     phone = sipp(sip_port, PROFILE["sip_rate"], duration, data / "sipp")
     loops = [
         asyncio.create_task(load.every(PROFILE["p2p_every"], load.p2p)),

@@ -81,22 +81,29 @@ impl DriverStats {
     }
 }
 
-/// The allocator's own count of the heap (glibc's `mallinfo2`, `GET /admin/driver` `heap`):
-/// bytes handed out to ringside, and bytes the allocator holds from the system. Resident
-/// memory that rises while `inUseBytes` stays flat is the allocator's fragmentation, not
-/// ringside's state; the soak (tests/stress/soak.py) reports both.
+/// ringside's allocator, for every binary that links the node (the server, its tests and the
+/// benches alike). glibc's malloc let resident memory creep under a steady load while the
+/// bytes in use stayed flat: freed blocks between live ones stayed resident, and a fixed mmap
+/// threshold, trimming the heap and fewer arenas each only slowed it (tests/stress/soak.py,
+/// docs/reliability.md). jemalloc keeps blocks of one size together and hands pages nobody
+/// uses back to the system within seconds (its dirty-page decay).
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
+/// The allocator's own count (`GET /admin/driver` `heap`): bytes handed out to ringside
+/// (`inUseBytes`), bytes in pages the allocator has resident (`heldBytes`), and the difference
+/// (`freeBytes`). Resident memory that rises while `inUseBytes` stays flat is the allocator's,
+/// not ringside's state; the soak (tests/stress/soak.py) reports both.
 pub fn heap() -> Value {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    {
-        // SAFETY: mallinfo2 takes no pointers; it reads the allocator's counters under the
-        // allocator's own locks.
-        let m = unsafe { libc::mallinfo2() };
-        serde_json::json!({
-            "inUseBytes": m.uordblks + m.hblkhd,
-            "heldBytes": m.arena + m.hblkhd,
-            "freeBytes": m.fordblks,
-        })
-    }
-    #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
-    Value::Null
+    use tikv_jemalloc_ctl::{epoch, stats};
+    // The counters are a snapshot taken at each epoch.
+    let _ = epoch::advance();
+    let (Ok(in_use), Ok(held)) = (stats::allocated::read(), stats::resident::read()) else {
+        return Value::Null;
+    };
+    serde_json::json!({
+        "inUseBytes": in_use,
+        "heldBytes": held,
+        "freeBytes": held.saturating_sub(in_use),
+    })
 }

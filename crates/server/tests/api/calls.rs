@@ -525,7 +525,7 @@ async fn the_operator_sees_where_the_driver_spends_its_time() {
         assert!(d[k].as_f64().unwrap() >= 0.0, "{k}: {d}");
     }
     assert!(d["maxCommitMs"].as_f64() <= d["commitMs"].as_f64(), "{d}");
-    // The allocator's own count, to tell ringside's state from fragmentation (glibc).
+    // The allocator's own count, to tell ringside's state from the allocator's (jemalloc).
     let heap = &d["heap"];
     let in_use = heap["inUseBytes"].as_u64().unwrap();
     assert!(in_use > 0, "{d}");
