@@ -15,25 +15,94 @@ Gates, after the load stops and the bots hang up what is left:
   * the SQLite file passes PRAGMA integrity_check after every kill.
 
     python tests/stress/crash.py                 # the test command's run (20 kills)
-    python tests/stress/crash.py --full          # heavier load, longer between kills
+    python tests/stress/crash.py --capacity      # the mixed load's capacity on this machine
+    python tests/stress/crash.py --full          # capacity first, then 20 kills at half of it
+
+Capacity: the short profile's mix (a bot call every 250 ms, an incoming call a second, a
+meeting every 3 s, SIPp at 1 call/s) scaled ×1, ×2, ×4 … for 20 s a step without kills, until
+a step fails: a request failed, create/answer/action p99 over 500 ms, media ticks late over
+0.1 %, or less than 90 % of the intended calls acknowledged. The last step that held is the
+capacity; CPU of ringside and of this load client are reported per step, so a client that
+saturates first is visible.
 """
 from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import random
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
 
-from harness import Gates, bots_and_server, delivery_report, free_port, table
+import httpx
+
+from harness import ADMIN, Gates, bots_and_server, delivery_report, free_port, percentile, table
 from load import Load, sipp
 
 PROFILES = {
     "short": dict(kills=20, between=(2.0, 5.0), p2p_every=0.25, incoming_every=1.0, meeting_every=3.0, sip_rate=1),
-    "full": dict(kills=20, between=(5.0, 15.0), p2p_every=0.02, incoming_every=0.1, meeting_every=0.5, sip_rate=5),
+    "full": dict(kills=20, between=(5.0, 15.0)),  # the short mix scaled to half the capacity
 }
+STEP_S = 20.0
+STEP_P99_S = 0.5
+
+
+def scaled(profile: dict, k: float) -> dict:
+    """The short profile's mix, k times as fast."""
+    base = PROFILES["short"]
+    return dict(profile, p2p_every=base["p2p_every"] / k, incoming_every=base["incoming_every"] / k, meeting_every=base["meeting_every"] / k, sip_rate=max(1, round(base["sip_rate"] * k)))
+
+
+def cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a process."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def capacity(data: Path) -> float:
+    """The highest multiple of the short mix that ringside keeps up with (module docstring)."""
+    sip_port = free_port(2)
+    extra = f"notification_backoff_ms = 100\nanswer_deadline_seconds = {ANSWER_DEADLINE_S}"
+    bot_a, bot_b, server = await bots_and_server(data, extra, sip_port)
+    held, k, rows = 0.0, 1.0, []
+    admin = httpx.AsyncClient(timeout=10, headers={"Authorization": f"Bearer {ADMIN}"})
+    try:
+        while True:
+            profile = scaled({}, k)
+            load = Load(server, [bot_a, bot_b], profile)
+            m0 = (await admin.get(f"{server.base}/admin/media")).json()
+            cpu0, me0, t0 = cpu_s(server.proc.pid), time.process_time(), time.monotonic()
+            phone = sipp(sip_port, profile["sip_rate"], STEP_S, data / f"sipp-{k:g}")
+            loops = [asyncio.create_task(load.every(profile[f], flow)) for f, flow in (("p2p_every", load.p2p), ("incoming_every", load.incoming), ("meeting_every", load.meeting))]
+            await asyncio.sleep(STEP_S)
+            await load.finish()
+            await asyncio.gather(*loops)
+            wall = time.monotonic() - t0
+            cpu, me = cpu_s(server.proc.pid) - cpu0, time.process_time() - me0
+            m1 = (await admin.get(f"{server.base}/admin/media")).json()
+            if phone is not None:
+                phone.wait(timeout=60)
+            ticks, late = m1["ticks"] - m0["ticks"], m1["ticksLate5ms"] - m0["ticksLate5ms"]
+            intended = STEP_S * (1 / profile["p2p_every"] + 1 / profile["incoming_every"] + 2 / profile["meeting_every"] + profile["sip_rate"])
+            got = len(load.ledger.calls)
+            p50, p99 = percentile(load.ledger.latency, 50), percentile(load.ledger.latency, 99)
+            late_pc = 100 * late / max(1, ticks)
+            ok = not load.ledger.errors and p99 < STEP_P99_S and late_pc < 0.1 and got >= 0.9 * intended
+            rows.append((f"×{k:g}: {intended / STEP_S:.1f} calls/s", f"{got / STEP_S:.1f} acknowledged/s, requests p50 {p50 * 1000:.0f} / p99 {p99 * 1000:.0f} ms, late ticks {late_pc:.3f} %, CPU ringside {100 * cpu / wall:.0f} % / client {100 * me / wall:.0f} % of a core, errors {len(load.ledger.errors)} → {'held' if ok else 'did not hold'}"))
+            print(rows[-1][0], rows[-1][1], flush=True)
+            await asyncio.sleep(ANSWER_DEADLINE_S)  # the step's calls end before the next
+            if not ok:
+                break
+            held, k = k, k * 2
+    finally:
+        await admin.aclose()
+        await asyncio.to_thread(server.stop)
+    table("capacity of the mixed load (steps of 20 s, no kills)", rows + [("capacity", f"×{held:g} the short mix" if held else "not even ×1")])
+    return held
 ANSWER_DEADLINE_S = 8
 
 
@@ -137,7 +206,8 @@ async def run(profile: dict, data: Path, seed: int) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--full", action="store_true")
+    ap.add_argument("--full", action="store_true", help="capacity first, then 20 kills at half of it")
+    ap.add_argument("--capacity", action="store_true", help="only measure the mixed load's capacity")
     ap.add_argument("--kills", type=int)
     ap.add_argument("--seed", type=int, default=int(time.time()) % 100000)
     ap.add_argument("--data-dir", type=Path)
@@ -147,7 +217,15 @@ def main() -> None:
         profile["kills"] = args.kills
     data = args.data_dir or Path(tempfile.mkdtemp(prefix="ringside-crash-"))
     print(f"data folder: {data}")
-    asyncio.run(run(profile, data, args.seed))
+    if args.capacity or args.full:
+        held = asyncio.run(capacity(data / "capacity"))
+        if args.capacity:
+            return
+        if not held:
+            sys.exit("ringside did not keep up with even the short mix: no capacity to halve")
+        profile = scaled(profile, held / 2)
+        print(f"the kills run at half the capacity: ×{held / 2:g} the short mix", flush=True)
+    asyncio.run(run(profile, data / "kills", args.seed))
 
 
 if __name__ == "__main__":

@@ -148,7 +148,7 @@ class Server:
         (data_dir / "ringside.toml").write_text(config_text_for_port(self.port))
         self.log_path = log_path or data_dir / "ringside.log"
         self.proc: Optional[subprocess.Popen] = None
-        self.tokens: dict[str, str] = {}
+        self.tokens: dict[str, tuple[str, float]] = {}  # app id → (token, refresh after)
         self.starts = 0
 
     def start(self, timeout: float = 60) -> None:
@@ -195,15 +195,20 @@ class Server:
             return "(no log)"
 
     def token(self, app: App) -> str:
-        if app.id not in self.tokens:
+        """The app's access token, fetched again five minutes before it expires (as MSAL does:
+        the soak's hour outlives one)."""
+        token, until = self.tokens.get(app.id, ("", 0.0))
+        if time.monotonic() >= until:
             r = httpx.post(
                 f"{self.base}/{TENANT}/oauth2/v2.0/token",
                 data={"grant_type": "client_credentials", "client_id": app.id, "client_secret": app.secret, "scope": "https://graph.microsoft.com/.default"},
                 timeout=10,
             )
             r.raise_for_status()
-            self.tokens[app.id] = r.json()["access_token"]
-        return self.tokens[app.id]
+            v = r.json()
+            token, until = v["access_token"], time.monotonic() + float(v["expires_in"]) - 300
+            self.tokens[app.id] = (token, until)
+        return token
 
     def db(self) -> sqlite3.Connection:
         return sqlite3.connect(f"file:{self.data_dir / 'ringside.db'}?mode=ro", uri=True, timeout=30)

@@ -9,6 +9,7 @@ import asyncio
 import random
 import shutil
 import subprocess
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -30,6 +31,7 @@ class Ledger:
     operations: dict[str, str] = field(default_factory=dict)     # operation id → call id
     refused: int = 0                                             # requests that failed while ringside was down
     errors: list[str] = field(default_factory=list)              # a 4xx/5xx that is not about a dead call
+    latency: list[float] = field(default_factory=list)           # seconds, each answered request
 
 
 def target(user: str, name: str) -> dict:
@@ -57,11 +59,13 @@ class Load:
 
     async def req(self, g: Graph, method: str, path: str, body=None, ok=(200, 201, 202, 204)) -> tuple[int, object] | None:
         """A request; None when ringside was unreachable (killed) — not acknowledged."""
+        t0 = time.monotonic()
         try:
             s, v = await g.request(method, path, body)
         except NETWORK:
             self.ledger.refused += 1
             return None
+        self.ledger.latency.append(time.monotonic() - t0)
         if s not in ok and s not in (404, 400, 409, 503):
             # 404/400/409: the call ended under us (a kill restarts its timers; a transfer ended it).
             self.ledger.errors.append(f"{method} {path} -> {s} {str(v)[:200]}")

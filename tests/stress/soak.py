@@ -9,8 +9,10 @@ most 10 minutes) lets the allocator settle into the steady load.
 
 Gates (after the warm-up):
   * resident anonymous memory (the heap: ringside's state) grows less than 1 MB per hour
-    (least-squares slope over the samples); the total, which also counts code pages read in
-    as new paths first run, is reported beside it;
+    (least-squares slope over the samples) when at least half an hour is measured; in shorter
+    runs, where calls coming and going move it by about half a megabyte, it grows less than
+    1 MB over the window. The total, which also counts code pages read in as new paths first
+    run, is reported beside it;
   * file descriptors and threads are flat: the last window's peak is no higher than the
     first window's peak plus a small margin (connections and calls come and go);
   * media ticks late by more than 5 ms stay under 0.1 %;
@@ -201,7 +203,16 @@ async def run(minutes: float, data: Path, csv_path: Path | None, png: Path | Non
         ("calls live at the end", len(live)),
     ]
     table("soak", rows)
-    gates.check(anon_slope < 1.0, f"resident anonymous memory grows < 1 MB/h after warm-up ({anon_slope:+.2f} MB/h)")
+    # Resident memory rises and falls by about half a megabyte as calls come and go, so a
+    # window shorter than half an hour cannot tell 1 MB/h from that: there the gate is growth
+    # under 1 MB over the window, which still catches a leak of about 1 KB a call (the SIP
+    # dialogs that leaked 13 KB each grew 4 MB in 5 minutes). The hour's run gates on 1 MB/h.
+    window_h = (after[-1]["t"] - after[0]["t"]) / 3600
+    if window_h >= 0.5:
+        gates.check(anon_slope < 1.0, f"resident anonymous memory grows < 1 MB/h after warm-up ({anon_slope:+.2f} MB/h)")
+    else:
+        grown = anon_slope * window_h
+        gates.check(grown < 1.0, f"resident anonymous memory grows < 1 MB over the {window_h * 60:.0f} minutes after warm-up ({grown:+.2f} MB; {anon_slope:+.2f} MB/h, which a window under half an hour cannot resolve)")
     gates.check(fd_rise <= 8, f"file descriptors flat (last window peak {fd_rise:+d})")
     gates.check(thread_rise <= 2, f"threads flat (last window peak {thread_rise:+d})")
     gates.check(late_pct < 0.1, f"media late ticks < 0.1 % ({late_pct:.3f} %)")
