@@ -46,6 +46,7 @@ PROFILES = {
     "short": dict(kills=20, between=(2.0, 5.0), p2p_every=0.25, incoming_every=1.0, meeting_every=3.0, sip_rate=1),
     "full": dict(kills=20, between=(5.0, 15.0)),  # the short mix scaled to half the capacity
 }
+ANSWER_DEADLINE_S = 8
 STEP_S = 20.0
 STEP_P99_S = 0.5
 
@@ -77,7 +78,7 @@ async def capacity(data: Path) -> float:
             m0 = (await admin.get(f"{server.base}/admin/media")).json()
             cpu0, me0, t0 = cpu_s(server.proc.pid), time.process_time(), time.monotonic()
             phone = sipp(sip_port, profile["sip_rate"], STEP_S, data / f"sipp-{k:g}")
-            loops = [asyncio.create_task(load.every(profile[f], flow)) for f, flow in (("p2p_every", load.p2p), ("incoming_every", load.incoming), ("meeting_every", load.meeting))]
+            loops = load.flows()
             await asyncio.sleep(STEP_S)
             await load.finish()
             await asyncio.gather(*loops)
@@ -103,7 +104,6 @@ async def capacity(data: Path) -> float:
         await asyncio.to_thread(server.stop)
     table("capacity of the mixed load (steps of 20 s, no kills)", rows + [("capacity", f"×{held:g} the short mix" if held else "not even ×1")])
     return held
-ANSWER_DEADLINE_S = 8
 
 
 async def run(profile: dict, data: Path, seed: int) -> None:
@@ -117,11 +117,7 @@ async def run(profile: dict, data: Path, seed: int) -> None:
     downtime: list[float] = []
     expected_s = profile["kills"] * sum(profile["between"]) / 2
     phone = sipp(sip_port, profile["sip_rate"], expected_s, data / "sipp")
-    loops = [
-        asyncio.create_task(load.every(profile["p2p_every"], load.p2p)),
-        asyncio.create_task(load.every(profile["incoming_every"], load.incoming)),
-        asyncio.create_task(load.every(profile["meeting_every"], load.meeting)),
-    ]
+    loops = load.flows()
     t_start = time.monotonic()
     try:
         for k in range(profile["kills"]):

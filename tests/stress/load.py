@@ -71,6 +71,10 @@ class Load:
             self.ledger.errors.append(f"{method} {path} -> {s} {str(v)[:200]}")
         return s, v
 
+    def flows(self) -> list[asyncio.Task]:
+        """The mix's three flows running at the profile's rates, until `finish`."""
+        return [asyncio.create_task(self.every(self.profile[k], flow)) for k, flow in (("p2p_every", self.p2p), ("incoming_every", self.incoming), ("meeting_every", self.meeting))]
+
     def spawn(self, coro) -> None:
         t = asyncio.create_task(coro)
         self.tasks.add(t)

@@ -120,11 +120,7 @@ async def run(minutes: float, data: Path, csv_path: Path | None, png: Path | Non
     await fill_histories(load)
     warm_s = min(600.0, duration / 2)  # the histories take the steady mix, the allocator settles
     phone = sipp(sip_port, PROFILE["sip_rate"], duration, data / "sipp")
-    loops = [
-        asyncio.create_task(load.every(PROFILE["p2p_every"], load.p2p)),
-        asyncio.create_task(load.every(PROFILE["incoming_every"], load.incoming)),
-        asyncio.create_task(load.every(PROFILE["meeting_every"], load.meeting)),
-    ]
+    loops = load.flows()
     samples: list[dict] = []
     admin = httpx.AsyncClient(timeout=10, headers={"Authorization": f"Bearer {ADMIN}"})
     t0 = time.monotonic()
