@@ -7,8 +7,9 @@
 //! * The runtime ([`runtime::Media`]): one media thread per core, rooms sharded across them by
 //!   conference id, each thread ticking on drift-free absolute 20 ms deadlines; commands arrive
 //!   on bounded channels and events leave through a callback that never blocks.
-//! * Endpoints' audio comes in and goes out through [`port::Port`]s: simulated users now, SIP
-//!   and WebRTC legs later.
+//! * Endpoints' audio comes in and goes out through [`port::Port`]s: simulated users, SIP and
+//!   WebRTC legs. The legs' packets go through [`udp_batch`], batched UDP I/O shared by the SIP
+//!   media threads and the WebRTC endpoint.
 //!
 //! The command and event types below are the whole contract with the call engine.
 
@@ -21,6 +22,7 @@ pub mod rate;
 pub mod room;
 pub mod runtime;
 pub mod transcribe;
+pub mod udp_batch;
 pub mod vad;
 pub mod wav;
 

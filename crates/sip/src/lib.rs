@@ -21,4 +21,3 @@ pub mod rtp_port;
 pub mod sdp;
 pub mod server;
 pub mod session;
-pub mod udp_batch;

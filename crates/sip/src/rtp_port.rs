@@ -2,7 +2,7 @@
 //! room's thread does all of a leg's RTP through its [`media::port::Port`]: each tick it reads
 //! what has arrived into the [`RtpSession`] (jitter buffer) with one `recvmmsg`, every packet
 //! carrying the kernel's arrival time so jitter is measured as if read on arrival, and sends
-//! the tick's packets with one `sendmmsg` (both in [`crate::udp_batch`]). No task wakes per
+//! the tick's packets with one `sendmmsg` (both in [`media::udp_batch`]). No task wakes per
 //! packet.
 //!
 //! RTCP goes over the next (odd) port: received reports feed the session, and every
@@ -66,7 +66,7 @@ struct RtpSocket {
     /// `started` on the Unix clock (kernel receive times are on it), in nanoseconds.
     started_unix_ns: u64,
     last_rx_ms: Arc<AtomicU64>,
-    /// The far end the socket is tied to ([`crate::udp_batch::set_peer`]): the latched
+    /// The far end the socket is tied to ([`media::udp_batch::set_peer`]): the latched
     /// address, so the kernel drops RTP from anyone else and sends skip the route lookup.
     peer: Option<SocketAddr>,
 }
@@ -79,7 +79,7 @@ impl RtpSocket {
         // One packet a tick is the norm; a few more after a stall are read in more calls.
         const PER_CALL: usize = 4;
         loop {
-            let n = crate::udp_batch::drain_up_to(&self.socket, PER_CALL, |d, from, at| {
+            let n = media::udp_batch::drain_up_to(&self.socket, PER_CALL, |d, from, at| {
                 let ns = match at {
                     Some(t) => t.saturating_sub(base),
                     None => started.elapsed().as_nanos() as u64,
@@ -100,7 +100,7 @@ impl RtpSocket {
         // Latched: tie the socket to the far end. A new offer unlatches: untie it, so RTP
         // from the new address is heard.
         let want = s.latched_remote();
-        if want != self.peer && crate::udp_batch::set_peer(&self.socket, want).is_ok() {
+        if want != self.peer && media::udp_batch::set_peer(&self.socket, want).is_ok() {
             self.peer = want;
         }
     }
@@ -127,7 +127,7 @@ impl Port for RtpPort {
         };
         // Non-blocking: a full socket buffer drops the packets, as the network would.
         let to = (self.io.peer != Some(remote)).then_some(remote);
-        let _ = crate::udp_batch::send(&self.io.socket, &self.packets, to);
+        let _ = media::udp_batch::send(&self.io.socket, &self.packets, to);
         self.packets.clear();
     }
 
@@ -179,7 +179,7 @@ impl RtpLeg {
     pub fn start(socket: UdpSocket, session: RtpSession) -> std::io::Result<RtpLeg> {
         socket.set_nonblocking(true)?;
         let local = socket.local_addr()?;
-        crate::udp_batch::enable_timestamps(&socket)?;
+        media::udp_batch::enable_timestamps(&socket)?;
         let session = Arc::new(Mutex::new(session));
         let started = Instant::now();
         let started_unix_ns = std::time::SystemTime::now()

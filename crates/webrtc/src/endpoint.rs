@@ -2,21 +2,27 @@
 //! address; the browser does the checks), DTLS-SRTP, Opus or G.711 at 16 kHz.
 //!
 //! The legs are spread over shards, one thread per core, each owning its legs' str0m
-//! sessions and codecs. One reader thread takes every datagram off the socket and hands it to
+//! sessions and codecs. One reader thread takes the datagrams off the socket and hands each to
 //! the shard of its leg: by the sender's address once known, else by the ICE username of a
 //! STUN binding request (the leg's local ufrag). Every 20 ms a shard sends each connected
 //! leg what the room wrote to its port and runs the sessions' timers.
+//!
+//! Nothing wakes per datagram: the reader takes what has arrived with one `recvmmsg`, at most
+//! once a millisecond ([`PACE`]), and hands each shard its share as one batch; a shard sends
+//! what its sessions wrote with `sendmmsg`, every packet to its own browser. At 500 legs that
+//! is 25,000 datagrams a second each way in about a thousand wake-ups of each thread.
 
 use crate::port::WebPort;
 use crate::voice::Voice;
 use media::port::PortRef;
+use media::udp_batch::{self, RecvBatch};
 use std::collections::HashMap;
 use std::io::ErrorKind;
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 use str0m::change::SdpOffer;
 use str0m::format::{Codec, CodecExtra};
 use str0m::media::{MediaKind, MediaTime, Mid};
@@ -43,12 +49,16 @@ enum Work {
     Hangup {
         leg_id: String,
     },
-    Datagram {
-        key: u64,
-        source: SocketAddr,
-        at: Instant,
-        data: Vec<u8>,
-    },
+    /// What arrived for the shard's legs since the reader's last pass.
+    Datagrams(Vec<Inbound>),
+}
+
+/// A datagram for a leg: who sent it, and when it arrived.
+struct Inbound {
+    key: u64,
+    source: SocketAddr,
+    at: Instant,
+    data: Vec<u8>,
 }
 
 /// Which shard, and which leg in it, a datagram is for.
@@ -124,6 +134,8 @@ impl WebRtc {
         };
         let socket = UdpSocket::bind(bind).map_err(|e| format!("WebRTC UDP {bind}: {e}"))?;
         let addr = socket.local_addr().map_err(|e| e.to_string())?;
+        // Each datagram's arrival time from the kernel: the reader comes once a millisecond.
+        let _ = udp_batch::enable_timestamps(&socket);
         let socket = Arc::new(socket);
         let routes: Arc<RwLock<Routes>> = Default::default();
         let stats: Arc<Stats> = Default::default();
@@ -142,6 +154,7 @@ impl WebRtc {
                 stats: stats.clone(),
                 load: load.clone(),
                 legs: HashMap::new(),
+                outbox: Vec::new(),
                 tuning: opts.opus,
             };
             std::thread::Builder::new()
@@ -238,15 +251,21 @@ struct Reader {
     alive: Arc<AtomicBool>,
 }
 
+/// How often the reader takes what has arrived: a shard then wakes about once a millisecond
+/// with a batch, rather than once per datagram (audio waits at most this long).
+pub const PACE: Duration = Duration::from_millis(1);
+
 impl Reader {
     fn run(self) {
-        let mut buf = vec![0u8; 2000];
+        let mut batch = RecvBatch::default();
+        let mut out: Vec<Vec<Inbound>> = self.shards.iter().map(|_| Vec::new()).collect();
         let _ = self
             .socket
             .set_read_timeout(Some(Duration::from_millis(500)));
         while self.alive.load(Ordering::Relaxed) {
-            let (n, source) = match self.socket.recv_from(&mut buf) {
-                Ok(x) => x,
+            // Wait for a first datagram; take the rest of what is waiting with it.
+            let mut n = match udp_batch::recv_waiting(&*self.socket, &mut batch) {
+                Ok(n) => n,
                 Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
                     continue;
                 }
@@ -255,17 +274,40 @@ impl Reader {
                     continue;
                 }
             };
-            let data = &buf[..n];
-            let Some(route) = self.route(source, data) else {
-                self.stats.strays.fetch_add(1, Ordering::Relaxed);
-                continue;
-            };
-            let _ = self.shards[route.shard].send(Work::Datagram {
-                key: route.key,
-                source,
-                at: Instant::now(),
-                data: data.to_vec(),
-            });
+            let woke = Instant::now();
+            let wall = unix_ns(SystemTime::now());
+            loop {
+                for i in 0..n {
+                    let Some((data, source, stamp)) = batch.get(i) else {
+                        continue;
+                    };
+                    let Some(route) = self.route(source, data) else {
+                        self.stats.strays.fetch_add(1, Ordering::Relaxed);
+                        continue;
+                    };
+                    out[route.shard].push(Inbound {
+                        key: route.key,
+                        source,
+                        at: arrival(stamp, woke, wall),
+                        data: data.to_vec(),
+                    });
+                }
+                if n < udp_batch::BATCH {
+                    break;
+                }
+                n = match udp_batch::recv(&*self.socket, &mut batch) {
+                    Ok(n) => n,
+                    Err(_) => break,
+                };
+            }
+            for (shard, inbound) in out.iter_mut().enumerate() {
+                if !inbound.is_empty() {
+                    let _ = self.shards[shard].send(Work::Datagrams(std::mem::take(inbound)));
+                }
+            }
+            if let Some(rest) = PACE.checked_sub(woke.elapsed()) {
+                std::thread::sleep(rest);
+            }
         }
     }
 
@@ -284,6 +326,19 @@ impl Reader {
     }
 }
 
+fn unix_ns(t: SystemTime) -> u64 {
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
+}
+
+/// When a datagram arrived: the kernel's stamp (nanoseconds since the Unix epoch), placed on
+/// the monotonic clock by its distance from `read` (taken at wall time `wall`); else `read`.
+fn arrival(stamp: Option<u64>, read: Instant, wall: u64) -> Instant {
+    stamp
+        .and_then(|at| read.checked_sub(Duration::from_nanos(wall.saturating_sub(at))))
+        .unwrap_or(read)
+}
+
 /// A shard: some of the legs, their sessions and codecs, on one thread.
 struct Shard {
     n: usize,
@@ -294,6 +349,8 @@ struct Shard {
     stats: Arc<Stats>,
     load: Arc<Vec<AtomicUsize>>,
     legs: HashMap<u64, Leg>,
+    /// What the sessions wrote since the last send, each to its browser.
+    outbox: Vec<(SocketAddr, Vec<u8>)>,
     tuning: crate::opus::Tuning,
 }
 
@@ -305,7 +362,10 @@ impl Shard {
         loop {
             let wait = next_tick.saturating_duration_since(Instant::now());
             match rx.recv_timeout(wait) {
-                Ok(w) => self.work(w),
+                Ok(w) => {
+                    self.work(w);
+                    self.send();
+                }
                 Err(mpsc::RecvTimeoutError::Timeout) => {}
                 Err(mpsc::RecvTimeoutError::Disconnected) => return,
             }
@@ -320,6 +380,7 @@ impl Shard {
                     .max_late_us
                     .fetch_max(late.as_micros() as u64, Ordering::Relaxed);
                 self.tick(now);
+                self.send();
                 next_tick += TICK;
                 if next_tick < now {
                     // Far behind (a stall): start again from now rather than burst.
@@ -329,31 +390,40 @@ impl Shard {
         }
     }
 
+    /// Everything the sessions wrote, in as few system calls as it takes.
+    fn send(&mut self) {
+        if !self.outbox.is_empty() {
+            let _ = udp_batch::send_each(&*self.socket, &self.outbox);
+            self.outbox.clear();
+        }
+    }
+
+    fn receive(&mut self, d: Inbound) {
+        let Some(leg) = self.legs.get_mut(&d.key) else {
+            return;
+        };
+        let Ok(contents) = d.data.as_slice().try_into() else {
+            return; // not STUN, DTLS or RTP: dropped
+        };
+        let input = Input::Receive(
+            d.at,
+            Receive {
+                proto: Protocol::Udp,
+                source: d.source,
+                destination: self.addr,
+                contents,
+            },
+        );
+        if leg.rtc.accepts(&input) && leg.rtc.handle_input(input).is_ok() {
+            self.drive(d.key);
+        }
+    }
+
     fn work(&mut self, w: Work) {
         match w {
-            Work::Datagram {
-                key,
-                source,
-                at,
-                data,
-            } => {
-                let Some(leg) = self.legs.get_mut(&key) else {
-                    return;
-                };
-                let Ok(contents) = data.as_slice().try_into() else {
-                    return; // not STUN, DTLS or RTP: dropped
-                };
-                let input = Input::Receive(
-                    at,
-                    Receive {
-                        proto: Protocol::Udp,
-                        source,
-                        destination: self.addr,
-                        contents,
-                    },
-                );
-                if leg.rtc.accepts(&input) && leg.rtc.handle_input(input).is_ok() {
-                    self.drive(key);
+            Work::Datagrams(batch) => {
+                for d in batch {
+                    self.receive(d);
                 }
             }
             Work::Accept {
@@ -406,7 +476,7 @@ impl Shard {
         let Some(leg) = self.legs.get_mut(&key) else {
             return;
         };
-        if let Err(reason) = drive(leg, &self.socket, &self.events, self.tuning)
+        if let Err(reason) = drive(leg, &mut self.outbox, &self.events, self.tuning)
             && let Some(leg) = self.forget(key)
         {
             let _ = self.events.send(LegEvent::Closed {
@@ -554,10 +624,11 @@ fn send_audio(leg: &mut Leg, now: Instant) {
     }
 }
 
-/// Run a leg's session until it waits: datagrams out, events handled. Why it ended, if it did.
+/// Run a leg's session until it waits: datagrams out (into `outbox`), events handled. Why it
+/// ended, if it did.
 fn drive(
     leg: &mut Leg,
-    socket: &UdpSocket,
+    outbox: &mut Vec<(SocketAddr, Vec<u8>)>,
     events: &Sender<LegEvent>,
     tuning: crate::opus::Tuning,
 ) -> Result<(), String> {
@@ -576,9 +647,7 @@ fn drive(
                 }
                 return Ok(());
             }
-            Output::Transmit(t) => {
-                let _ = socket.send_to(&t.contents, t.destination);
-            }
+            Output::Transmit(t) => outbox.push((t.destination, t.contents.into())),
             Output::Event(e) => on_event(leg, e, events, tuning)?,
         }
     }

@@ -1,12 +1,14 @@
-//! Batched, non-blocking UDP I/O for RTP: `recvmmsg(2)` reads up to [`BATCH`] datagrams in
-//! one system call, each with the kernel's receive time (`SO_TIMESTAMPNS`, so a reader that
-//! comes once per media tick still knows when every packet really arrived), and `sendmmsg(2)`
-//! sends a media tick's packets in one. The media threads do both. All of ringside's unsafe
-//! socket code is here.
+//! Batched UDP I/O for RTP: `recvmmsg(2)` reads up to [`BATCH`] datagrams in one system call,
+//! each with the kernel's receive time (`SO_TIMESTAMPNS`, so a reader that comes once per
+//! media tick still knows when every packet really arrived), and `sendmmsg(2)` sends a media
+//! tick's packets in one. The SIP media threads do both for their calls' sockets; the WebRTC
+//! endpoint reads its one socket with [`recv_waiting`] and sends each shard's packets, every
+//! one to its own browser, with [`send_each`]. All of ringside's unsafe socket code is here.
 //!
-//! Nothing here ever blocks: both use `MSG_DONTWAIT`. A full send buffer is not an error (the
-//! packets are dropped, as the network would); an empty socket reads as [`io::ErrorKind::WouldBlock`]
-//! so an async caller can wait for readiness again.
+//! Only [`recv_waiting`] blocks (until a first datagram, or the socket's read timeout);
+//! everything else uses `MSG_DONTWAIT`. A full send buffer is not an error (the packets are
+//! dropped, as the network would); an empty socket reads as [`io::ErrorKind::WouldBlock`] so
+//! an async caller can wait for readiness again.
 
 use std::cell::RefCell;
 use std::io;
@@ -143,6 +145,21 @@ pub fn recv(socket: &impl AsRawFd, b: &mut RecvBatch) -> io::Result<usize> {
 /// One `recvmmsg` of at most `max` (≤ [`BATCH`]) datagrams: a media tick usually finds one
 /// waiting, so only that many headers are prepared.
 pub fn recv_up_to(socket: &impl AsRawFd, b: &mut RecvBatch, max: usize) -> io::Result<usize> {
+    recv_with(socket, b, max, libc::MSG_DONTWAIT)
+}
+
+/// One `recvmmsg` that waits for a first datagram (as long as the socket's read timeout, then
+/// `WouldBlock`) and takes what else is already waiting with it, up to [`BATCH`].
+pub fn recv_waiting(socket: &impl AsRawFd, b: &mut RecvBatch) -> io::Result<usize> {
+    recv_with(socket, b, BATCH, libc::MSG_WAITFORONE)
+}
+
+fn recv_with(
+    socket: &impl AsRawFd,
+    b: &mut RecvBatch,
+    max: usize,
+    flags: libc::c_int,
+) -> io::Result<usize> {
     const NONE: MaybeUninit<libc::mmsghdr> = MaybeUninit::uninit();
     let max = max.clamp(1, BATCH);
     let mut iov: [MaybeUninit<libc::iovec>; BATCH] = [const { MaybeUninit::uninit() }; BATCH];
@@ -171,14 +188,13 @@ pub fn recv_up_to(socket: &impl AsRawFd, b: &mut RecvBatch, max: usize) -> io::R
         msgs[i].msg_hdr.msg_control = b.control[i].as_mut_ptr() as *mut libc::c_void;
         msgs[i].msg_hdr.msg_controllen = std::mem::size_of::<[u64; CONTROL_WORDS]>() as _;
     }
-    // SAFETY: every pointer refers to a live local or to `b`'s buffers, sized as declared;
-    // MSG_DONTWAIT keeps the call from blocking.
+    // SAFETY: every pointer refers to a live local or to `b`'s buffers, sized as declared.
     let n = unsafe {
         libc::recvmmsg(
             socket.as_raw_fd(),
             msgs.as_mut_ptr(),
             max as libc::c_uint,
-            libc::MSG_DONTWAIT,
+            flags,
             std::ptr::null_mut(),
         )
     };
@@ -217,8 +233,8 @@ fn stamp(hdr: &libc::msghdr) -> Option<u64> {
 }
 
 fn to_storage(a: &SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
-    // SAFETY: an all-zero sockaddr_storage is valid; we fill the variant the family names.
-    let mut s: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+    // We fill the variant the family names.
+    let mut s = zeroed_storage();
     let len = match a {
         SocketAddr::V4(v4) => {
             // SAFETY: sockaddr_storage is large and aligned enough for sockaddr_in.
@@ -332,6 +348,51 @@ pub fn send(socket: &UdpSocket, packets: &[Vec<u8>], to: Option<SocketAddr>) -> 
     sent_or_dropped(sent as isize)
 }
 
+/// Send each packet to its own address, [`BATCH`] to a `sendmmsg`, without blocking. Returns
+/// how many the kernel took; one it refuses (a full buffer) is dropped and the rest still go.
+pub fn send_each(socket: &impl AsRawFd, packets: &[(SocketAddr, Vec<u8>)]) -> io::Result<usize> {
+    let mut taken = 0;
+    let mut at = 0;
+    while at < packets.len() {
+        let chunk = &packets[at..packets.len().min(at + BATCH)];
+        let mut names = [(zeroed_storage(), 0 as libc::socklen_t); BATCH];
+        let mut iov: [MaybeUninit<libc::iovec>; BATCH] = [const { MaybeUninit::uninit() }; BATCH];
+        // SAFETY: an all-zero mmsghdr is valid.
+        let mut msgs: [libc::mmsghdr; BATCH] = unsafe { std::mem::zeroed() };
+        for (i, (to, p)) in chunk.iter().enumerate() {
+            names[i] = to_storage(to);
+            iov[i].write(libc::iovec {
+                iov_base: p.as_ptr() as *mut libc::c_void,
+                iov_len: p.len(),
+            });
+            msgs[i].msg_hdr.msg_name = &mut names[i].0 as *mut _ as *mut libc::c_void;
+            msgs[i].msg_hdr.msg_namelen = names[i].1;
+            msgs[i].msg_hdr.msg_iov = iov[i].as_mut_ptr();
+            msgs[i].msg_hdr.msg_iovlen = 1;
+        }
+        // SAFETY: the first `chunk.len()` headers point at live locals and at `packets`, which
+        // the kernel only reads.
+        let sent = unsafe {
+            libc::sendmmsg(
+                socket.as_raw_fd(),
+                msgs.as_mut_ptr(),
+                chunk.len() as libc::c_uint,
+                libc::MSG_DONTWAIT,
+            )
+        };
+        let sent = sent_or_dropped(sent as isize)?;
+        taken += sent;
+        // The one the kernel stopped at is dropped; carry on after it.
+        at += if sent < chunk.len() { sent + 1 } else { sent };
+    }
+    Ok(taken)
+}
+
+fn zeroed_storage() -> libc::sockaddr_storage {
+    // SAFETY: an all-zero sockaddr_storage is valid.
+    unsafe { std::mem::zeroed() }
+}
+
 /// A send's result: how many went, or 0 when the kernel dropped them (a full buffer, an ICMP
 /// error from an earlier packet) rather than an error.
 fn sent_or_dropped(sent: isize) -> io::Result<usize> {
@@ -414,6 +475,49 @@ mod tests {
             got,
             vec![(b"hello".to_vec(), stranger.local_addr().unwrap())]
         );
+    }
+
+    #[test]
+    fn each_packet_goes_to_its_own_address_and_a_waiting_read_takes_what_is_there() {
+        let me = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let peers: Vec<UdpSocket> = (0..3)
+            .map(|_| UdpSocket::bind("127.0.0.1:0").unwrap())
+            .collect();
+        let packets: Vec<(SocketAddr, Vec<u8>)> = (0..BATCH + 5)
+            .map(|i| (peers[i % 3].local_addr().unwrap(), vec![i as u8; 1 + i]))
+            .collect();
+        assert_eq!(send_each(&me, &packets).unwrap(), BATCH + 5);
+        let mut b = RecvBatch::default();
+        for (n, peer) in peers.iter().enumerate() {
+            peer.set_read_timeout(Some(std::time::Duration::from_secs(2)))
+                .unwrap();
+            let got = recv_waiting(peer, &mut b).unwrap();
+            let heard: Vec<Vec<u8>> = (0..got)
+                .map(|i| {
+                    let (d, from, _) = b.get(i).unwrap();
+                    assert_eq!(from, me.local_addr().unwrap());
+                    d.to_vec()
+                })
+                .collect();
+            let sent: Vec<Vec<u8>> = packets
+                .iter()
+                .skip(n)
+                .step_by(3)
+                .map(|(_, p)| p.clone())
+                .collect();
+            assert_eq!(
+                heard, sent,
+                "peer {n} hears its own packets, in order, in one read"
+            );
+        }
+        // Nothing waiting: the read waits for the socket's timeout, then says so.
+        peers[0]
+            .set_read_timeout(Some(std::time::Duration::from_millis(50)))
+            .unwrap();
+        let began = std::time::Instant::now();
+        let e = recv_waiting(&peers[0], &mut b).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::WouldBlock);
+        assert!(began.elapsed() >= std::time::Duration::from_millis(40));
     }
 
     #[test]
