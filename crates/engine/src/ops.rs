@@ -92,6 +92,13 @@ pub(crate) fn finish_op(
         o.recording_location.get_or_insert_with(String::new);
         o.recording_access_token.get_or_insert_with(String::new);
     }
+    // A finished prompt keeps what it was, not the audio it played: a long call's operations
+    // would otherwise hold every prompt's samples (the prompt cache keeps what is reused).
+    if matches!(o.kind, OpKind::PlayPrompt | OpKind::Record)
+        && let Some(m) = o.media.as_mut()
+    {
+        m.audio = Vec::new();
+    }
     let data = render::operation(o);
     let suppress =
         o.media.as_ref().is_some_and(|m| m.loop_forever) && status == OperationStatus::Completed;

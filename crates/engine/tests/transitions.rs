@@ -432,6 +432,12 @@ fn play_prompt_runs_once_fetched_and_completes_when_the_room_says_so() {
     assert_eq!(done[0].0, "deleted");
     assert_eq!(done[0].2["status"], "completed");
     assert_eq!(done[0].2["clientContext"], "cc");
+    // The finished operation is still there to read, without the samples it played.
+    let kept = &w.e.call(&c).unwrap().operations[&op];
+    assert!(
+        kept.media.as_ref().is_some_and(|m| m.audio.is_empty()),
+        "a finished prompt lets go of its audio"
+    );
 }
 
 #[test]

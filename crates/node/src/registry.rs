@@ -91,6 +91,22 @@ impl Registry {
         });
     }
 
+    /// A leg is gone from ringside, however it went (the far end hung up, its media was lost,
+    /// the engine ended it): its log, if it has one and does not say so yet, says it ended, so
+    /// it can make way for newer ones. A leg without a log gets none.
+    pub fn ended(&self, leg: &str) {
+        let mut guard = self.logs.lock().expect("registry");
+        if let Some(l) = guard.0.get_mut(leg)
+            && l.state != "ended"
+        {
+            l.state = "ended".into();
+            l.events.push(LogEntry {
+                at_ms: now_ms(),
+                event: "ended".into(),
+            });
+        }
+    }
+
     pub fn keep_port(&self, leg: &str, port: Arc<Mutex<SimPort>>) {
         let mut p = self.ports.lock().expect("registry");
         if p.0.insert(leg.to_string(), port).is_none() {
@@ -162,5 +178,32 @@ mod bounds {
             legs.iter()
                 .any(|l| l.leg_id == format!("leg-{}", KEPT_LOGS + 99))
         );
+    }
+
+    #[test]
+    fn a_leg_that_went_without_a_word_is_ended_by_forgetting_and_makes_way() {
+        let r = Registry::default();
+        // A phone rung by the bot answers, then hangs up: its endpoint logs no "ended".
+        r.log("phone", None, "dialling sip:bob@example.org");
+        r.log("phone", None, "answered");
+        r.ended("phone");
+        r.ended("phone");
+        let phone = r.legs().into_iter().find(|l| l.leg_id == "phone").unwrap();
+        assert_eq!(phone.state, "ended");
+        assert_eq!(
+            phone.events.iter().filter(|e| e.event == "ended").count(),
+            1,
+            "said once"
+        );
+        for i in 0..KEPT_LOGS {
+            r.log(&format!("leg-{i}"), None, "ringing");
+        }
+        assert!(
+            !r.legs().iter().any(|l| l.leg_id == "phone"),
+            "the ended leg made way for a live one"
+        );
+        // A leg that never had a log gets none for ending.
+        r.ended("app-leg");
+        assert!(!r.legs().iter().any(|l| l.leg_id == "app-leg"));
     }
 }

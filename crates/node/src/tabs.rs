@@ -33,10 +33,13 @@ impl Tabs {
     pub fn open(&self, user: &str) -> (u64, UnboundedReceiver<Value>) {
         let (tx, rx) = unbounded_channel();
         let id = self.next.fetch_add(1, Ordering::Relaxed);
-        self.by_user
-            .lock()
-            .expect("tabs")
-            .entry(user.to_ascii_lowercase())
+        let mut all = self.by_user.lock().expect("tabs");
+        // Tabs closed since are let go of here too, not only when the user is next called.
+        all.retain(|_, tabs| {
+            tabs.retain(|(_, tx)| !tx.is_closed());
+            !tabs.is_empty()
+        });
+        all.entry(user.to_ascii_lowercase())
             .or_default()
             .push((id, tx));
         (id, rx)
@@ -135,5 +138,17 @@ mod tests {
         assert!(t.claim("l1", Side::Browser));
         assert_eq!(t.unfork("l1"), Some(Side::Browser));
         assert_eq!(t.fork_of("l1"), None);
+    }
+
+    #[test]
+    fn closed_tabs_are_let_go_of_when_another_opens() {
+        let t = Tabs::default();
+        let (_, ann) = t.open("Ann");
+        assert!(t.signed_in("ann"));
+        drop(ann); // the tab closed; nobody has called Ann since
+        let (_, _bob) = t.open("bob");
+        assert!(!t.by_user.lock().unwrap().contains_key("ann"));
+        assert!(!t.signed_in("ann"));
+        assert!(t.signed_in("bob"));
     }
 }

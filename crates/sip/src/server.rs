@@ -741,15 +741,12 @@ impl Ctx {
         });
         match answer_rx.await {
             Ok(Ok(leg_id)) => {
-                self.by_dialog
-                    .lock()
-                    .expect("legs")
-                    .insert(dialog.id().to_string(), leg_id.clone());
+                let id = dialog.id().to_string();
                 let _ = dialog.ringing(None, None);
                 self.legs.lock().expect("legs").insert(
                     leg_id.clone(),
                     SipLeg {
-                        dialog,
+                        dialog: dialog.clone(),
                         answer,
                         rtp,
                         local,
@@ -759,6 +756,16 @@ impl Ctx {
                         refer,
                     },
                 );
+                self.by_dialog
+                    .lock()
+                    .expect("legs")
+                    .insert(id.clone(), leg_id.clone());
+                // The caller may have given up (CANCEL) while the engine took the call: its
+                // dialog then ended before the leg was known here, and nothing else would end
+                // the leg. Whichever of this and `dialog_state` comes second finds nothing.
+                if matches!(dialog.state(), DialogState::Terminated(..)) {
+                    self.dialog_ended(&id, "the caller left before the call was taken");
+                }
                 // The bot may have answered (or rejected) before the leg got here.
                 let early = self.early.lock().expect("legs").remove(&leg_id);
                 if let Some((c, _)) = early {
@@ -793,12 +800,17 @@ impl Ctx {
             // The dialog layer keeps every dialog (and its INVITE transaction's channels)
             // until told to forget it: without this each call to ringside stayed in memory.
             self.dialogs.remove_dialog(&id);
-            let leg = self.by_dialog.lock().expect("legs").remove(&id.to_string());
-            if let Some(leg_id) = leg {
-                tracing::info!(leg = %leg_id, ?reason, "SIP leg ended");
-                self.legs.lock().expect("legs").remove(&leg_id);
-                let _ = self.events.send(SipEvent::HungUp { leg_id });
-            }
+            self.dialog_ended(&id.to_string(), &format!("{reason:?}"));
+        }
+    }
+
+    /// A dialog ended: its leg, if it has one still, is gone, and the engine hears so.
+    fn dialog_ended(&self, dialog_id: &str, reason: &str) {
+        let leg = self.by_dialog.lock().expect("legs").remove(dialog_id);
+        if let Some(leg_id) = leg {
+            tracing::info!(leg = %leg_id, reason, "SIP leg ended");
+            self.legs.lock().expect("legs").remove(&leg_id);
+            let _ = self.events.send(SipEvent::HungUp { leg_id });
         }
     }
 

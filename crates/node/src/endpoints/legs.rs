@@ -89,9 +89,13 @@ impl Legs {
     }
 
     /// Stop driving a leg: its endpoint lets go of it and its audio leaves the media runtime.
+    /// Every way a leg goes ends here, so what else knew it lets go too: a fork's record of
+    /// which side took it, and its log (which then says it ended and can make way).
     pub fn forget(&mut self, leg: &str) {
         self.cx.node.media.ports.remove(leg);
         self.table.remove(leg);
+        self.cx.node.tabs.unfork(leg);
+        self.cx.node.registry.ended(leg);
     }
 
     /// The engine ended a leg: its endpoint ends it, and so does whatever ends with it.

@@ -570,6 +570,30 @@ async fn every_registered_phone_rings_the_first_to_answer_wins_and_the_other_is_
 }
 
 #[tokio::test]
+async fn two_phones_that_both_answer_leave_one_call_and_no_sip_dialog_behind() {
+    let (h, sip_port) = sip_server().await;
+    // Both of hank's phones answer 200 ms after ringing: one takes the call, the other's
+    // answer is ended at once (by ringside's BYE, or by rsipstack's if the CANCEL crossed it).
+    let _desk = Phone::register_and_run(sip_port, "uas-answer.xml", &[]).await;
+    let _soft = Phone::register_and_run(sip_port, "uas-answer.xml", &[]).await;
+    let id = h.call_user(HANK_SIP).await;
+    h.until_state(&id, "established").await;
+    hang_up(&h, &id).await;
+    let mut dialogs = serde_json::Value::Null;
+    for _ in 0..50 {
+        dialogs = rtp_counters(&h).await["dialogs"].clone();
+        if dialogs == 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        dialogs, 0,
+        "every answered branch was let go of once it ended"
+    );
+}
+
+#[tokio::test]
 async fn a_phone_that_holds_and_resumes_shows_as_hold_and_is_answered_per_rfc3264() {
     // SIPp checks the answers: sendonly is answered recvonly, sendrecv again sendrecv.
     let (h, sipp, dir) = phone_calls(&["-sf", &scenario("uac-hold.xml")]).await;

@@ -304,9 +304,7 @@ impl Ctx {
                     // Answered after another branch won, or after the call was given up:
                     // this one only gets a BYE.
                     if winner.is_some() || !self.is_dialing(&leg_id) {
-                        tokio::spawn(async move {
-                            let _ = dialog.bye().await;
-                        });
+                        self.bye_and_forget(dialog);
                         continue;
                     }
                     let started = answered_media(&mut branches[i], i, &resp.body);
@@ -315,9 +313,7 @@ impl Ctx {
                         Err(e) => {
                             tracing::info!(leg = %leg_id, contact = %branches[i].contact, error = %e, "SIP answer unusable");
                             branches[i].done = Some(488);
-                            tokio::spawn(async move {
-                                let _ = dialog.bye().await;
-                            });
+                            self.bye_and_forget(dialog);
                             self.maybe_failed(&leg_id, &branches, winner);
                             continue;
                         }
@@ -358,6 +354,17 @@ impl Ctx {
         }
         // Every branch is done and none is connected.
         self.dialing.lock().expect("dialing").remove(&leg_id);
+    }
+
+    /// End an answered branch ringside does not keep. The dialog layer registered it when its
+    /// 2xx came and keeps it until told (rsipstack leaves that to the caller), so once the BYE
+    /// is done it is forgotten.
+    fn bye_and_forget(&self, dialog: InviteDialog) {
+        let dialogs = self.dialogs.clone();
+        tokio::spawn(async move {
+            let _ = dialog.bye().await;
+            dialogs.remove_dialog(&dialog.id());
+        });
     }
 
     /// Once every branch has failed, the call has failed (unless it was given up already).
