@@ -316,36 +316,19 @@ pub fn send(socket: &UdpSocket, packets: &[Vec<u8>], to: Option<SocketAddr>) -> 
     let n = packets.len().min(BATCH);
     let (mut name, namelen) = match &to {
         Some(to) => to_storage(to),
-        // SAFETY: an all-zero sockaddr_storage is valid (and unused: no name is passed).
-        None => (unsafe { std::mem::zeroed() }, 0),
+        // Unused: no name is passed.
+        None => (zeroed_storage(), 0),
     };
     let name_ptr = match to {
         Some(_) => &mut name as *mut _ as *mut libc::c_void,
         None => std::ptr::null_mut(),
     };
-    let mut iov: [MaybeUninit<libc::iovec>; BATCH] = [const { MaybeUninit::uninit() }; BATCH];
-    // SAFETY: an all-zero mmsghdr is valid.
-    let mut msgs: [libc::mmsghdr; BATCH] = unsafe { std::mem::zeroed() };
-    for i in 0..n {
-        iov[i].write(libc::iovec {
-            iov_base: packets[i].as_ptr() as *mut libc::c_void,
-            iov_len: packets[i].len(),
-        });
-        msgs[i].msg_hdr.msg_name = name_ptr;
-        msgs[i].msg_hdr.msg_namelen = namelen;
-        msgs[i].msg_hdr.msg_iov = iov[i].as_mut_ptr();
-        msgs[i].msg_hdr.msg_iovlen = 1;
-    }
-    // SAFETY: pointers refer to live locals and to `packets`, which the kernel only reads.
-    let sent = unsafe {
-        libc::sendmmsg(
-            socket.as_raw_fd(),
-            msgs.as_mut_ptr(),
-            n as libc::c_uint,
-            libc::MSG_DONTWAIT,
-        )
-    };
-    sent_or_dropped(sent as isize)
+    send_batch(
+        socket,
+        packets[..n]
+            .iter()
+            .map(|p| (p.as_slice(), name_ptr, namelen)),
+    )
 }
 
 /// Send each packet to its own address, [`BATCH`] to a `sendmmsg`, without blocking. Returns
@@ -356,36 +339,53 @@ pub fn send_each(socket: &impl AsRawFd, packets: &[(SocketAddr, Vec<u8>)]) -> io
     while at < packets.len() {
         let chunk = &packets[at..packets.len().min(at + BATCH)];
         let mut names = [(zeroed_storage(), 0 as libc::socklen_t); BATCH];
-        let mut iov: [MaybeUninit<libc::iovec>; BATCH] = [const { MaybeUninit::uninit() }; BATCH];
-        // SAFETY: an all-zero mmsghdr is valid.
-        let mut msgs: [libc::mmsghdr; BATCH] = unsafe { std::mem::zeroed() };
-        for (i, (to, p)) in chunk.iter().enumerate() {
+        for (i, (to, _)) in chunk.iter().enumerate() {
             names[i] = to_storage(to);
-            iov[i].write(libc::iovec {
-                iov_base: p.as_ptr() as *mut libc::c_void,
-                iov_len: p.len(),
-            });
-            msgs[i].msg_hdr.msg_name = &mut names[i].0 as *mut _ as *mut libc::c_void;
-            msgs[i].msg_hdr.msg_namelen = names[i].1;
-            msgs[i].msg_hdr.msg_iov = iov[i].as_mut_ptr();
-            msgs[i].msg_hdr.msg_iovlen = 1;
         }
-        // SAFETY: the first `chunk.len()` headers point at live locals and at `packets`, which
-        // the kernel only reads.
-        let sent = unsafe {
-            libc::sendmmsg(
-                socket.as_raw_fd(),
-                msgs.as_mut_ptr(),
-                chunk.len() as libc::c_uint,
-                libc::MSG_DONTWAIT,
-            )
-        };
-        let sent = sent_or_dropped(sent as isize)?;
+        let named = chunk
+            .iter()
+            .zip(names.iter_mut())
+            .map(|((_, p), (name, len))| (p.as_slice(), name as *mut _ as *mut libc::c_void, *len));
+        let sent = send_batch(socket, named)?;
         taken += sent;
         // The one the kernel stopped at is dropped; carry on after it.
         at += if sent < chunk.len() { sent + 1 } else { sent };
     }
     Ok(taken)
+}
+
+/// One `sendmmsg` of up to [`BATCH`] packets, each with the address to send it to (a null
+/// name for the tied peer), without blocking: how many the kernel took.
+fn send_batch<'a>(
+    socket: &impl AsRawFd,
+    packets: impl Iterator<Item = (&'a [u8], *mut libc::c_void, libc::socklen_t)>,
+) -> io::Result<usize> {
+    let mut iov: [MaybeUninit<libc::iovec>; BATCH] = [const { MaybeUninit::uninit() }; BATCH];
+    // SAFETY: an all-zero mmsghdr is valid.
+    let mut msgs: [libc::mmsghdr; BATCH] = unsafe { std::mem::zeroed() };
+    let mut n = 0;
+    for (i, (p, name, namelen)) in packets.take(BATCH).enumerate() {
+        iov[i].write(libc::iovec {
+            iov_base: p.as_ptr() as *mut libc::c_void,
+            iov_len: p.len(),
+        });
+        msgs[i].msg_hdr.msg_name = name;
+        msgs[i].msg_hdr.msg_namelen = namelen;
+        msgs[i].msg_hdr.msg_iov = iov[i].as_mut_ptr();
+        msgs[i].msg_hdr.msg_iovlen = 1;
+        n = i + 1;
+    }
+    // SAFETY: the first `n` headers point at live locals, at the callers' addresses and at
+    // the packets, which the kernel only reads.
+    let sent = unsafe {
+        libc::sendmmsg(
+            socket.as_raw_fd(),
+            msgs.as_mut_ptr(),
+            n as libc::c_uint,
+            libc::MSG_DONTWAIT,
+        )
+    };
+    sent_or_dropped(sent as isize)
 }
 
 fn zeroed_storage() -> libc::sockaddr_storage {
