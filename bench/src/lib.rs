@@ -34,6 +34,18 @@ pub fn cpu_s(pid: u32) -> f64 {
     (ticks(11) + ticks(12)) / 100.0
 }
 
+/// CPU seconds the hypervisor gave to other guests while this machine's CPUs wanted it
+/// (steal, all CPUs, since boot): late ticks on a virtual machine come with it.
+pub fn stolen_s() -> f64 {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let cpu = stat.lines().next().unwrap_or("");
+    cpu.split_whitespace()
+        .nth(8)
+        .and_then(|v| v.parse::<f64>().ok())
+        .unwrap_or(0.0)
+        / 100.0
+}
+
 /// The `p` quantile (0..=1) of `v` (sorted in place); NaN when empty.
 pub fn percentile(v: &mut [f64], p: f64) -> f64 {
     if v.is_empty() {

@@ -15,7 +15,9 @@ Gates (after the warm-up):
     run, is reported beside it;
   * file descriptors and threads are flat: the last window's peak is no higher than the
     first window's peak plus a small margin (connections and calls come and go);
-  * media ticks late by more than 5 ms stay under 0.1 %;
+  * media ticks late by more than 5 ms stay under 0.1 %, counted over the samples in which
+    the hypervisor (on a virtual machine) took at most 50 ms of CPU from this one — when at
+    least a quarter are such; otherwise over all. Both figures and the CPU taken are printed;
   * no stuck calls: once the load stops and the timers have run, no call is live, and every
     committed notification was delivered;
   * nothing left behind: no audio port, SIP dialog or room member remains (`/admin/media`).
@@ -40,6 +42,9 @@ from load import Load, sipp
 
 PROFILE = dict(p2p_every=1.0, incoming_every=2.0, meeting_every=10.0, sip_rate=1, hold_s=6.0, meeting_pool=12)
 ANSWER_DEADLINE_S = 8
+# A sample (5 s, every CPU) in which the hypervisor took at most this much CPU time counts as
+# one it left alone (a few 10 ms scheduler ticks of steal are ordinary on a shared host).
+STOLEN_CALM_MS = 50
 
 
 def proc_figures(pid: int) -> tuple[float, float, int, int]:
@@ -54,6 +59,16 @@ def proc_figures(pid: int) -> tuple[float, float, int, int]:
             elif line.startswith("Threads:"):
                 threads = int(line.split()[1])
     return rss_kb / 1024, anon_kb / 1024, len(os.listdir(f"/proc/{pid}/fd")), threads
+
+
+def stolen_ms() -> int:
+    """CPU time the hypervisor gave to others while this machine's CPUs wanted it (all CPUs,
+    ms since boot): a virtual CPU that is not running makes a media tick late whatever runs
+    on it."""
+    with open("/proc/stat") as f:
+        fields = f.readline().split()
+    hz = os.sysconf("SC_CLK_TCK")
+    return int(fields[8]) * 1000 // hz if len(fields) > 8 else 0
 
 
 def slope_per_hour(ts: list[float], ys: list[float]) -> float:
@@ -130,7 +145,7 @@ async def run(minutes: float, data: Path, csv_path: Path | None, png: Path | Non
             m = (await admin.get(f"{server.base}/admin/media")).json()
             calls = (await admin.get(f"{server.base}/admin/calls")).json()
             heap = (await admin.get(f"{server.base}/admin/driver")).json().get("heap") or {}
-            samples.append(dict(t=round(now, 1), rss_mb=round(rss, 2), anon_mb=round(anon, 2), heap_mb=round(heap.get("inUseBytes", 0) / 2**20, 3), held_mb=round(heap.get("heldBytes", 0) / 2**20, 3), fds=fds, threads=threads, ticks=m["ticks"], late=m["ticksLate5ms"], members=m["members"], live_calls=len(calls.get("calls", calls.get("value", [])))))
+            samples.append(dict(t=round(now, 1), rss_mb=round(rss, 2), anon_mb=round(anon, 2), heap_mb=round(heap.get("inUseBytes", 0) / 2**20, 3), held_mb=round(heap.get("heldBytes", 0) / 2**20, 3), fds=fds, threads=threads, ticks=m["ticks"], late=m["ticksLate5ms"], stolen_ms=stolen_ms(), realtime=m.get("realtimeThreads", 0), demotions=m.get("demotions", 0), members=m["members"], live_calls=len(calls.get("calls", calls.get("value", [])))))
             if len(samples) % max(1, int(60 / every_s)) == 0:
                 s = samples[-1]
                 print(f"{now / 60:5.1f} min: rss {s['rss_mb']:.1f} MB (anonymous {s['anon_mb']:.1f}, heap in use {s['heap_mb']:.2f}), fds {fds}, threads {threads}, media members {s['members']}, live calls {s['live_calls']}", flush=True)
@@ -176,6 +191,18 @@ async def run(minutes: float, data: Path, csv_path: Path | None, png: Path | Non
     ticks = after[-1]["ticks"] - after[0]["ticks"]
     late = after[-1]["late"] - after[0]["late"]
     late_pct = 100 * late / ticks if ticks else 0.0
+    # On a virtual machine the hypervisor sometimes runs other guests on this one's CPUs: a
+    # virtual CPU that is not running wakes its media thread late, whatever ringside does
+    # (measured: late ticks come in exactly the seconds the host takes 10-20 % of the CPU,
+    # each one a thread that woke late with nothing else to do). The gate counts the samples
+    # the host left alone; with too few of those it counts them all.
+    steps = list(zip(after, after[1:]))
+    calm = [(a, b) for a, b in steps if b["stolen_ms"] - a["stolen_ms"] <= STOLEN_CALM_MS]
+    stolen = after[-1]["stolen_ms"] - after[0]["stolen_ms"]
+    calm_ticks = sum(b["ticks"] - a["ticks"] for a, b in calm)
+    calm_late = sum(b["late"] - a["late"] for a, b in calm)
+    calm_pct = 100 * calm_late / calm_ticks if calm_ticks else 0.0
+    judged_calm = len(calm) >= len(steps) / 4 and calm_ticks > 0
     fd_rise = max(s["fds"] for s in last) - max(s["fds"] for s in first)
     thread_rise = max(s["threads"] for s in last) - max(s["threads"] for s in first)
     rep = delivery_report(committed, [bot_a, bot_b])
@@ -195,6 +222,9 @@ async def run(minutes: float, data: Path, csv_path: Path | None, png: Path | Non
         ("fds peak first → last window", f"{max(s['fds'] for s in first)} → {max(s['fds'] for s in last)}"),
         ("threads peak first → last window", f"{max(s['threads'] for s in first)} → {max(s['threads'] for s in last)}"),
         ("media ticks / late > 5 ms", f"{ticks} / {late} ({late_pct:.3f} %)"),
+        ("CPU the hypervisor took (steal)", f"{stolen / 1000:.1f} s of {(os.cpu_count() or 1) * (after[-1]['t'] - after[0]['t']):.0f} CPU-seconds; {len(calm)} of {len(steps)} samples had at most {STOLEN_CALM_MS} ms taken"),
+        ("media ticks / late > 5 ms in those samples", f"{calm_ticks} / {calm_late} ({calm_pct:.3f} %)"),
+        ("media threads realtime (last sample) / steps down", f"{after[-1]['realtime']} / {after[-1]['demotions']}"),
         ("notifications committed / delivered", f"{committed} / {rep['delivered']} ({rep['duplicates']} duplicates)"),
         ("calls live at the end", len(live)),
     ]
@@ -211,7 +241,10 @@ async def run(minutes: float, data: Path, csv_path: Path | None, png: Path | Non
         gates.check(grown < 1.0, f"resident anonymous memory grows < 1 MB over the {window_h * 60:.0f} minutes after warm-up ({grown:+.2f} MB; {anon_slope:+.2f} MB/h, which a window under half an hour cannot resolve)")
     gates.check(fd_rise <= 8, f"file descriptors flat (last window peak {fd_rise:+d})")
     gates.check(thread_rise <= 2, f"threads flat (last window peak {thread_rise:+d})")
-    gates.check(late_pct < 0.1, f"media late ticks < 0.1 % ({late_pct:.3f} %)")
+    if judged_calm:
+        gates.check(calm_pct < 0.1, f"media late ticks < 0.1 % while the hypervisor left the CPUs alone ({calm_pct:.3f} %; {late_pct:.3f} % counting every sample)")
+    else:
+        gates.check(late_pct < 0.1, f"media late ticks < 0.1 % ({late_pct:.3f} %; the hypervisor took CPU in most samples)")
     gates.check(not live, f"no call stuck ({len(live)} live)")
     behind = {"audio ports": left["ports"], "SIP dialogs": left["rtp"]["dialogs"], "room members": left["members"]}
     gates.check(not any(behind.values()), f"nothing left behind once every call ended ({behind})")

@@ -5,8 +5,9 @@
 //! CPU and memory are its own. The load client is this process: one thread with one str0m
 //! session per leg, each a full ICE agent on its own UDP port doing DTLS-SRTP, as a browser
 //! does. The legs join meetings of `group` people (each hears the others through the mix)
-//! by their `joinWebUrl` over the web phone's HTTP signalling, `rate` new legs a second; each
-//! speaks a pre-encoded Opus tone every 20 ms. Setup is the time from the offer being sent to
+//! by their `joinWebUrl` over the web phone's HTTP signalling, `rate` new legs a second; the
+//! first `talkers` of each meeting (all, by default) speak a pre-encoded Opus tone every 20 ms,
+//! the others send Opus-encoded silence, as a muted browser does. Setup is the time from the offer being sent to
 //! the first audio packet heard. Once every leg is up, `hold` seconds of steady state are
 //! measured: late ticks of ringside's media threads and of its WebRTC shards (a tick is late
 //! when it starts 5 ms or more after it was due), packets heard, CPU of each side, and the
@@ -15,8 +16,9 @@
 //!   cargo build --release -p server --bin ringside
 //!   cargo run --release -p ringside-bench --bin webrtc -- [legs, default 500] [rate, default 20]
 //!     [hold seconds, default 20] [group, default 5] [voice | low-delay, default voice]
+//!     [talkers per meeting, default: all]
 
-use ringside_bench::{Ringside, cpu_s, percentile, proc_status};
+use ringside_bench::{Ringside, cpu_s, percentile, proc_status, stolen_s};
 use serde_json::{Value, json};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -47,11 +49,19 @@ struct Tally {
     stop: AtomicBool,
 }
 
-/// A second of a 440 Hz tone, Opus-encoded once: every leg replays it.
+/// A second of a 440 Hz tone, Opus-encoded once: every talking leg replays it.
 fn tone_packets() -> Vec<Vec<u8>> {
     let mut enc = webrtc::opus::Encoder::new().expect("opus");
     (0..50)
         .map(|n| enc.encode(&webrtc::client::tone(440.0, n)).expect("encode"))
+        .collect()
+}
+
+/// A second of digital silence, Opus-encoded: what a listening leg's muted microphone sends.
+fn silent_packets() -> Vec<Vec<u8>> {
+    let mut enc = webrtc::opus::Encoder::new().expect("opus");
+    (0..50)
+        .map(|_| enc.encode(&[0; media::FRAME]).expect("encode"))
         .collect()
 }
 
@@ -212,8 +222,9 @@ secret = "bench-secret"
     )
 }
 
-/// `/admin/media`: (media ticks, late, WebRTC ticks, late, WebRTC max late ms).
-async fn media(http: &reqwest::Client, base: &str) -> (u64, u64, u64, u64, f64) {
+/// `/admin/media`: (media ticks, late, WebRTC ticks, late, WebRTC max late ms, frames
+/// encoded by legs' own encoders, common mix encodes, frames sent from common mixes).
+async fn media(http: &reqwest::Client, base: &str) -> (u64, u64, u64, u64, f64, u64, u64, u64) {
     let v: Value = http
         .get(format!("{base}/admin/media"))
         .bearer_auth(ADMIN)
@@ -230,6 +241,9 @@ async fn media(http: &reqwest::Client, base: &str) -> (u64, u64, u64, u64, f64) 
         n(&v["webrtc"]["ticks"]),
         n(&v["webrtc"]["ticksLate5ms"]),
         v["webrtc"]["maxLateMs"].as_f64().unwrap_or(0.0),
+        n(&v["webrtc"]["framesEncoded"]),
+        n(&v["webrtc"]["commonMixEncodes"]),
+        n(&v["webrtc"]["commonMixFrames"]),
     )
 }
 
@@ -244,6 +258,7 @@ async fn main() {
         arg(3, 5) as usize,
     );
     let mode = args.get(4).cloned().unwrap_or_else(|| "voice".into());
+    let talkers = (arg(5, group as u64) as usize).clamp(1, group);
     let rs = Ringside::start("webrtc", |listen| config(listen, group, &mode)).await;
     let (pid, base) = (rs.pid, rs.base.clone());
     let http = reqwest::Client::builder()
@@ -285,7 +300,9 @@ async fn main() {
         user_tokens.push(v["token"].as_str().expect("a user token").to_string());
     }
 
-    let packets = Arc::new(tone_packets());
+    let (tone, silence) = (Arc::new(tone_packets()), Arc::new(silent_packets()));
+    // The leg whose audio is checked: one that listens, when some do.
+    let listener = if talkers < group { talkers } else { 0 };
     let tally: Arc<Tally> = Default::default();
     let rss_before = proc_status(pid, "VmRSS:");
     let ramp = Instant::now();
@@ -297,9 +314,13 @@ async fn main() {
             base: base.clone(),
             token: user_tokens[i % group].clone(),
             target: links[i / group].clone(),
-            packets: packets.clone(),
+            packets: if i % group < talkers {
+                tone.clone()
+            } else {
+                silence.clone()
+            },
             tally: tally.clone(),
-            listen: i == 0,
+            listen: i == listener,
         };
         tasks.push(tokio::spawn(leg.run()));
         tokio::time::sleep_until(tokio::time::Instant::from_std(ramp + gap * (i as u32 + 1))).await;
@@ -315,7 +336,7 @@ async fn main() {
 
     // Steady state.
     let m0 = media(&http, &base).await;
-    let (srv0, cli0) = (cpu_s(pid), cpu_s(std::process::id()));
+    let (srv0, cli0, stolen0) = (cpu_s(pid), cpu_s(std::process::id()), stolen_s());
     let (in0, out0, late0) = (
         tally.packets_in.load(Ordering::Relaxed),
         tally.packets_out.load(Ordering::Relaxed),
@@ -325,7 +346,7 @@ async fn main() {
     tokio::time::sleep(Duration::from_secs(hold)).await;
     let secs = t0.elapsed().as_secs_f64();
     let m1 = media(&http, &base).await;
-    let (srv1, cli1) = (cpu_s(pid), cpu_s(std::process::id()));
+    let (srv1, cli1, stolen1) = (cpu_s(pid), cpu_s(std::process::id()), stolen_s());
     let rss_full = proc_status(pid, "VmRSS:");
     let heard_in = tally.packets_in.load(Ordering::Relaxed) - in0;
     let sent_out = tally.packets_out.load(Ordering::Relaxed) - out0;
@@ -343,8 +364,13 @@ async fn main() {
     let loud = rms.iter().filter(|&&r| r > 500.0).count();
     let pct = |late: u64, ticks: u64| 100.0 * late as f64 / ticks.max(1) as f64;
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let talking = if talkers == group {
+        "everyone talking".to_string()
+    } else {
+        format!("{talkers} talking")
+    };
     println!(
-        "| WebRTC legs (Opus, DTLS-SRTP), meetings of {group}, {rate} new legs/s, {hold} s held | |"
+        "| WebRTC legs (Opus, DTLS-SRTP), meetings of {group} ({talking}), {rate} new legs/s, {hold} s held | |"
     );
     println!("|---|---|");
     println!(
@@ -376,8 +402,15 @@ async fn main() {
         sent_out as f64 / secs / up_legs.max(1) as f64
     );
     println!(
-        "| first leg heard the others (frames louder than RMS 500) | {loud} of {} |",
+        "| a listening leg heard the talkers (frames louder than RMS 500) | {loud} of {} |",
         rms.len()
+    );
+    let (own, common, shared) = (m1.5 - m0.5, m1.6 - m0.6, m1.7 - m0.7);
+    println!(
+        "| Opus encodes per leg per second: own / common mix (frames sent from them) | {:.1} / {:.1} ({:.1}) |",
+        own as f64 / secs / up_legs.max(1) as f64,
+        common as f64 / secs / up_legs.max(1) as f64,
+        shared as f64 / secs / up_legs.max(1) as f64
     );
     println!(
         "| CPU, ringside / load client ({cores} cores) | {:.0} % / {:.0} % of one core |",
@@ -385,6 +418,10 @@ async fn main() {
         100.0 * (cli1 - cli0) / secs
     );
     println!("| client sends late ≥ 5 ms | {client_late} of {sent_out} |");
+    println!(
+        "| CPU the hypervisor took (steal, all cores) | {:.1} % of one core |",
+        100.0 * (stolen1 - stolen0) / secs
+    );
     println!(
         "| ringside resident memory: before → with legs (per leg) | {:.0} → {:.0} MB ({:.0} KB) |",
         rss_before as f64 / 1024.0,

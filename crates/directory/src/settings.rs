@@ -146,6 +146,10 @@ pub struct ServerConfig {
     /// Media threads (0: one per core).
     #[serde(default)]
     pub media_threads: usize,
+    /// Media threads and WebRTC shards ask for realtime scheduling (granted to root or with
+    /// CAP_SYS_NICE; ordinary scheduling otherwise).
+    #[serde(default = "default_true")]
+    pub media_realtime: bool,
     /// Call recordings also keep one track per participant.
     #[serde(default)]
     pub record_participant_tracks: bool,

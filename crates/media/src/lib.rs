@@ -6,7 +6,8 @@
 //!   parts. A room is driven by `tick()` and commands; it never reads a clock or a socket.
 //! * The runtime ([`runtime::Media`]): one media thread per core, rooms sharded across them by
 //!   conference id, each thread ticking on drift-free absolute 20 ms deadlines; commands arrive
-//!   on bounded channels and events leave through a callback that never blocks.
+//!   on bounded channels and events leave through a callback that never blocks. Clock
+//!   threads run realtime when the process may ([`sched`]).
 //! * Endpoints' audio comes in and goes out through [`port::Port`]s: simulated users, SIP and
 //!   WebRTC legs. The legs' packets go through [`udp_batch`], batched UDP I/O shared by the SIP
 //!   media threads and the WebRTC endpoint.
@@ -21,6 +22,7 @@ pub mod port;
 pub mod rate;
 pub mod room;
 pub mod runtime;
+pub mod sched;
 pub mod transcribe;
 pub mod udp_batch;
 pub mod vad;
@@ -184,6 +186,21 @@ pub enum Cmd {
 }
 
 impl Cmd {
+    /// The command's name, for logs.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Cmd::Room(_) => "room",
+            Cmd::Run { .. } => "run",
+            Cmd::Cancel { .. } => "cancel",
+            Cmd::SendTones { .. } => "send tones",
+            Cmd::HoldMusic { .. } => "hold music",
+            Cmd::StartRecording { .. } => "start recording",
+            Cmd::StopRecording { .. } => "stop recording",
+            Cmd::StartTranscription { .. } => "start transcription",
+            Cmd::StopTranscription { .. } => "stop transcription",
+        }
+    }
+
     pub fn conf_id(&self) -> &str {
         match self {
             Cmd::Room(r) => &r.conf_id,

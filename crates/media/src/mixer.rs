@@ -68,6 +68,11 @@ fn audible(frame: &[i16]) -> bool {
 /// this tick and `inputs[i]` is not looked at); `outputs[i]` receives what member `i` hears,
 /// and `heard[i]` says whether it heard anyone: when false, member `i` hears silence and
 /// `outputs[i]` is left as it was (most listeners of a quiet room cost no writes).
+///
+/// `common[i]` says whether member `i` heard the room's common mix: exactly the speakers the
+/// default group forwards (what everyone hears who did not speak this tick and has no
+/// whisper), so that its output is, sample for sample, every other such member's. Encoders
+/// may encode it once for all of them (as Asterisk's softmix does for its listeners).
 pub fn mix(
     members: &[MemberState],
     routes: &[Route],
@@ -75,10 +80,15 @@ pub fn mix(
     has: &[bool],
     outputs: &mut [[i16; FRAME]],
     heard: &mut [bool],
+    common: &mut [bool],
 ) {
     let n = members.len();
     assert!(
-        inputs.len() == n && has.len() == n && outputs.len() == n && heard.len() == n,
+        inputs.len() == n
+            && has.len() == n
+            && outputs.len() == n
+            && heard.len() == n
+            && common.len() == n,
         "one input and one output per member"
     );
     // Who can be heard by anyone this tick. Up to MAX_SPEAKERS of them, all are forwarded and
@@ -110,6 +120,15 @@ pub fn mix(
             .collect();
         &loudest
     };
+    let mut everyone = [0usize; MAX_SPEAKERS];
+    let mut shared = 0;
+    for &s in speakers.iter().filter(|&&s| members[s].in_default_group) {
+        if shared == MAX_SPEAKERS {
+            break;
+        }
+        everyone[shared] = s;
+        shared += 1;
+    }
     for (listener, out) in outputs.iter_mut().enumerate() {
         let mut from = [0usize; MAX_SPEAKERS];
         let mut k = 0;
@@ -123,6 +142,8 @@ pub fn mix(
             }
         }
         heard[listener] = k > 0;
+        // The same speakers in the same order: the same sum, sample for sample.
+        common[listener] = from[..k] == everyone[..shared];
         match from[..k] {
             [] => {}
             [s] => out.copy_from_slice(&inputs[s]),
@@ -151,9 +172,15 @@ mod tests {
     }
 
     fn run(members: &[MemberState], routes: &[Route], levels: &[i16]) -> Vec<i16> {
+        mixed(members, routes, levels).0
+    }
+
+    /// What each member hears (a frame's first sample) and whether it is the common mix.
+    fn mixed(members: &[MemberState], routes: &[Route], levels: &[i16]) -> (Vec<i16>, Vec<bool>) {
         let frames: Vec<[i16; FRAME]> = levels.iter().map(|&v| frame(v)).collect();
         let mut out = vec![[7i16; FRAME]; members.len()];
         let mut heard = vec![true; members.len()];
+        let mut common = vec![false; members.len()];
         mix(
             members,
             routes,
@@ -161,11 +188,41 @@ mod tests {
             &vec![true; levels.len()],
             &mut out,
             &mut heard,
+            &mut common,
         );
-        out.iter()
+        let firsts = out
+            .iter()
             .zip(heard)
             .map(|(f, h)| if h { f[0] } else { 0 })
-            .collect()
+            .collect();
+        (firsts, common)
+    }
+
+    #[test]
+    fn listeners_who_hear_the_same_speakers_are_marked_as_hearing_the_common_mix() {
+        // Seven members, six speak: the loudest four are what everyone hears; the two quietest
+        // speakers and the silent member hear those four (the common mix); each of the four
+        // hears the other three and the fifth loudest.
+        let m = vec![MemberState::default(); 7];
+        let (out, common) = mixed(&m, &[], &[1, 2, 4, 8, 16, 32, 0]);
+        assert_eq!(common, [true, true, false, false, false, false, true]);
+        assert_eq!((out[0], out[1], out[6]), (60, 60, 60));
+        assert_eq!(out[2], 2 + 8 + 16 + 32);
+        // A quiet room: everyone hears the same silence.
+        let (_, common) = mixed(&m, &[], &[0; 7]);
+        assert_eq!(common, [true; 7]);
+        // Member 0 left the default group and whispers to member 2, whose mix is its own; the
+        // muted member 3 hears the common mix (member 1); member 1 hears nobody, unlike the rest.
+        let mut m = vec![MemberState::default(); 4];
+        m[0].in_default_group = false;
+        m[3].muted = true;
+        let whisper = Route {
+            sources: vec![0],
+            receivers: vec![2],
+        };
+        let (out, common) = mixed(&m, &[whisper], &[1, 10, 0, 1000]);
+        assert_eq!(out, [0, 0, 11, 10]);
+        assert_eq!(common, [false, false, false, true]);
     }
 
     #[test]
@@ -230,15 +287,31 @@ mod tests {
         let m = vec![MemberState::default(); 3];
         let frames = [frame(1), frame(10), frame(100)];
         let mut out = vec![[7i16; FRAME]; 3];
-        let mut heard = [false; 3];
-        mix(&m, &[], &frames, &[true, false, true], &mut out, &mut heard);
+        let (mut heard, mut common) = ([false; 3], [false; 3]);
+        mix(
+            &m,
+            &[],
+            &frames,
+            &[true, false, true],
+            &mut out,
+            &mut heard,
+            &mut common,
+        );
         let firsts: Vec<i16> = out.iter().map(|f| f[0]).collect();
         assert_eq!(firsts, [100, 101, 1]);
         assert_eq!(heard, [true; 3]);
         // One speaker heard: the listener gets that frame exactly, sample for sample.
         let ramp: [i16; FRAME] = std::array::from_fn(|i| i as i16 - 160);
         let frames = [ramp, frame(0), frame(0)];
-        mix(&m, &[], &frames, &[true, true, false], &mut out, &mut heard);
+        mix(
+            &m,
+            &[],
+            &frames,
+            &[true, true, false],
+            &mut out,
+            &mut heard,
+            &mut common,
+        );
         assert_eq!(out[1], ramp);
         assert_eq!(
             heard,

@@ -19,6 +19,12 @@ pub trait Port: Send {
     }
     /// What the endpoint hears this tick.
     fn write(&mut self, frame: &[i16; FRAME]);
+    /// What the endpoint hears this tick when it is its room's common mix: every port written
+    /// with the same `tag` this tick got the same samples, so an endpoint may encode them once
+    /// for all its legs that hear it.
+    fn write_common(&mut self, frame: &[i16; FRAME], _tag: Common) {
+        self.write(frame)
+    }
     /// An app's unmixed media stream: what `participant` said this tick (only those who said
     /// something; [`Port::write`] is not called for such a port).
     fn write_source(&mut self, _participant: &str, _frame: &[i16; FRAME]) {}
@@ -31,6 +37,13 @@ pub trait Port: Send {
     fn tone_event(&mut self, _key: char) -> bool {
         false
     }
+}
+
+/// Which common mix a frame is ([`Port::write_common`]): the room's and the tick's numbers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Common {
+    pub mix: u64,
+    pub tick: u64,
 }
 
 pub type PortRef = Arc<Mutex<dyn Port>>;

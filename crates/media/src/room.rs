@@ -485,6 +485,9 @@ impl CallRecorder {
     }
 }
 
+/// Rooms numbered as they are made, so that no two share a common mix's tag.
+static NEXT_ROOM: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
 pub struct Room {
     pub id: String,
     members: Vec<Member>,
@@ -503,6 +506,11 @@ pub struct Room {
     outputs: Vec<[i16; FRAME]>,
     /// Whether `outputs[i]` holds what member `i` hears this tick (false: silence).
     heard: Vec<bool>,
+    /// Whether member `i` hears the room's common mix this tick ([`mixer::mix`]).
+    common: Vec<bool>,
+    /// This room among all rooms, for the common mix's tag.
+    serial: u64,
+    ticks: u64,
 }
 
 impl Room {
@@ -522,6 +530,9 @@ impl Room {
             has: vec![],
             outputs: vec![],
             heard: vec![],
+            common: vec![],
+            serial: NEXT_ROOM.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            ticks: 0,
         }
     }
 
@@ -597,6 +608,7 @@ impl Room {
         self.inputs.resize(n, [0; FRAME]);
         self.outputs.resize(n, [0; FRAME]);
         self.heard.resize(n, false);
+        self.common.resize(n, false);
         self.has.resize(n, false);
     }
 
@@ -836,7 +848,25 @@ impl Room {
             &self.has,
             &mut self.outputs,
             &mut self.heard,
+            &mut self.common,
         );
+        self.hear(outs);
+        if !self.recorders.is_empty() {
+            self.record(outs);
+        }
+        if !self.transcribers.is_empty() {
+            self.transcribe(outs);
+        }
+    }
+
+    /// After the mix: every member hears its part (legs through their ports, bots' media).
+    fn hear(&mut self, outs: &mut Vec<Out>) {
+        let n = self.members.len();
+        self.ticks += 1;
+        let tag = crate::port::Common {
+            mix: self.serial,
+            tick: self.ticks,
+        };
         for i in 0..n {
             let m = &self.members[i];
             match &m.spec.endpoint {
@@ -850,6 +880,10 @@ impl Room {
                         let mut f = [0i16; FRAME];
                         p.next(&mut f);
                         port.lock().expect("port").write(&f);
+                    } else if self.common[i] {
+                        port.lock()
+                            .expect("port")
+                            .write_common(heard_by(&self.outputs, &self.heard, i), tag);
                     } else {
                         port.lock()
                             .expect("port")
@@ -872,12 +906,6 @@ impl Room {
                     }
                 }
             }
-        }
-        if !self.recorders.is_empty() {
-            self.record(outs);
-        }
-        if !self.transcribers.is_empty() {
-            self.transcribe(outs);
         }
     }
 
@@ -1331,6 +1359,83 @@ mod tests {
             true
         }
         fn write(&mut self, _frame: &[i16; FRAME]) {}
+    }
+
+    /// A leg that says a constant level (0: nothing) and notes what it hears, and whether it
+    /// came as the room's common mix.
+    #[derive(Default)]
+    struct Tagged {
+        level: i16,
+        got: Vec<(i16, Option<crate::port::Common>)>,
+    }
+    impl crate::port::Port for Tagged {
+        fn read(&mut self, out: &mut [i16; FRAME]) -> bool {
+            out.fill(self.level);
+            self.level != 0
+        }
+        fn write(&mut self, frame: &[i16; FRAME]) {
+            self.got.push((frame[0], None));
+        }
+        fn write_common(&mut self, frame: &[i16; FRAME], tag: crate::port::Common) {
+            self.got.push((frame[0], Some(tag)));
+        }
+    }
+
+    #[test]
+    fn listeners_get_the_common_mix_tagged_alike_and_speakers_their_own() {
+        let mut w = world(0);
+        let legs: Vec<Arc<Mutex<Tagged>>> = [1000, 100, 0, 0]
+            .into_iter()
+            .map(|level| {
+                Arc::new(Mutex::new(Tagged {
+                    level,
+                    ..Default::default()
+                }))
+            })
+            .collect();
+        let mut members = vec![member("bot", Endpoint::Bot("c1".into()))];
+        for (i, p) in legs.iter().enumerate() {
+            let id = format!("l{i}");
+            w.ports.insert(&id, p.clone());
+            members.push(member(&id, Endpoint::Leg(id.clone())));
+        }
+        w.spec(members.clone(), vec![]);
+        w.ticks(2);
+        let got = |i: usize| legs[i].lock().unwrap().got.clone();
+        // The two speakers hear each other on their own; the two listeners hear both, tagged
+        // as the same common mix, a new tick each time.
+        assert_eq!(got(0), [(100, None), (100, None)]);
+        assert_eq!(got(1), [(1000, None), (1000, None)]);
+        let (l2, l3) = (got(2), got(3));
+        assert_eq!(l2, l3);
+        assert!(
+            l2.iter()
+                .all(|(level, tag)| *level == 1100 && tag.is_some())
+        );
+        let (t1, t2) = (l2[0].1.unwrap(), l2[1].1.unwrap());
+        assert_eq!((t1.mix, t2.tick), (t2.mix, t1.tick + 1));
+        // Muted, the first speaker hears the others as the listeners do: the common mix.
+        members[1].muted = true;
+        w.spec(members, vec![]);
+        w.ticks(1);
+        let (l0, l2) = (got(0), got(2));
+        assert_eq!(l0.last(), l2.last());
+        assert_eq!(l2.last().unwrap().0, 100);
+        // Another room's common mix is another mix.
+        let mut other = Room::new("other");
+        let p = Arc::new(Mutex::new(Tagged::default()));
+        w.ports.insert("x", p.clone());
+        other.apply(
+            RoomSpec {
+                conf_id: "other".into(),
+                members: vec![member("x", Endpoint::Leg("x".into()))],
+                routes: vec![],
+            },
+            &w.ports,
+        );
+        other.tick(&w.ports, &mut vec![]);
+        let theirs = p.lock().unwrap().got[0].1.unwrap();
+        assert_ne!(theirs.mix, t1.mix);
     }
 
     #[test]

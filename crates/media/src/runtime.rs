@@ -17,6 +17,9 @@ use std::time::{Duration, Instant};
 
 pub type Sink = Arc<dyn Fn(Event) + Send + Sync>;
 
+/// Work on a media thread taking longer than this is logged: a tick has 20 ms for every room.
+const SLOW: Duration = Duration::from_millis(5);
+
 #[derive(Debug, Clone)]
 pub struct Config {
     /// Media threads (0: one per core).
@@ -25,6 +28,8 @@ pub struct Config {
     pub recordings_dir: PathBuf,
     /// Commands each thread's channel holds.
     pub queue: usize,
+    /// Ask for realtime scheduling for the media threads ([`crate::sched`]).
+    pub realtime: bool,
 }
 
 impl Default for Config {
@@ -33,6 +38,7 @@ impl Default for Config {
             threads: 0,
             recordings_dir: PathBuf::from("recordings"),
             queue: 8192,
+            realtime: true,
         }
     }
 }
@@ -53,6 +59,8 @@ pub struct Stats {
     pub busy_us: AtomicU64,
     pub rooms: AtomicU64,
     pub members: AtomicU64,
+    /// How the media threads are scheduled.
+    pub sched: crate::sched::SchedStats,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -140,9 +148,10 @@ impl Media {
             let stats = stats.clone();
             let sink = sink.clone();
             let wtx = wtx.clone();
+            let realtime = cfg.realtime;
             std::thread::Builder::new()
                 .name(format!("media-{n}"))
-                .spawn(move || run_thread(rx, ports, stats, sink, wtx))
+                .spawn(move || run_thread(rx, ports, stats, sink, wtx, realtime))
                 .expect("spawn media thread");
         }
         Media {
@@ -188,13 +197,35 @@ fn run_thread(
     stats: Arc<Stats>,
     sink: Sink,
     writer: mpsc::Sender<WriterJob>,
+    realtime: bool,
 ) {
+    let mut clock = crate::sched::Clock::start(realtime, "media", &stats.sched);
     let tick = Duration::from_millis(TICK_MS);
     let mut rooms: HashMap<String, Room> = HashMap::new();
     let mut outs: Vec<Out> = vec![];
     let mut next = Instant::now() + tick;
     let (mut my_rooms, mut my_members) = (0u64, 0u64);
+    // For the log of a late tick: what the thread did since the last one.
+    let mut last_work = Duration::ZERO;
     loop {
+        let (mut commands, mut commanding) = (0u32, Duration::ZERO);
+        let mut woke_late = Duration::ZERO;
+        let mut take = |cmd: Cmd, rooms: &mut HashMap<String, Room>, outs: &mut Vec<Out>| {
+            let t = Instant::now();
+            let kind = cmd.kind();
+            apply(rooms, cmd, &ports, outs);
+            let took = t.elapsed();
+            if took > SLOW {
+                tracing::warn!(
+                    command = kind,
+                    ms = took.as_millis() as u64,
+                    "slow media command"
+                );
+            }
+            commands += 1;
+            commanding += took;
+            clock.worked(took, Instant::now());
+        };
         // Take commands until the tick is due.
         loop {
             let now = Instant::now();
@@ -202,13 +233,16 @@ fn run_thread(
                 break;
             }
             match rx.recv_timeout(next - now) {
-                Ok(cmd) => apply(&mut rooms, cmd, &ports, &mut outs),
-                Err(RecvTimeoutError::Timeout) => break,
+                Ok(cmd) => take(cmd, &mut rooms, &mut outs),
+                Err(RecvTimeoutError::Timeout) => {
+                    woke_late = Instant::now().saturating_duration_since(next);
+                    break;
+                }
                 Err(RecvTimeoutError::Disconnected) => return,
             }
         }
         while let Ok(cmd) = rx.try_recv() {
-            apply(&mut rooms, cmd, &ports, &mut outs);
+            take(cmd, &mut rooms, &mut outs);
         }
         let start = Instant::now();
         let late = start.saturating_duration_since(next);
@@ -219,13 +253,45 @@ fn run_thread(
         stats
             .max_late_us
             .fetch_max(late.as_micros() as u64, Ordering::Relaxed);
+        let count = rooms.len();
+        let mut slowest: (Duration, Option<&str>) = (Duration::ZERO, None);
         for room in rooms.values_mut() {
+            let t = Instant::now();
             room.tick(&ports, &mut outs);
+            let took = t.elapsed();
+            if took > slowest.0 {
+                slowest = (took, Some(room.id.as_str()));
+            }
         }
+        if slowest.0 > SLOW {
+            tracing::warn!(
+                room = slowest.1.unwrap_or_default(),
+                ms = slowest.0.as_millis() as u64,
+                rooms = count,
+                "slow room tick"
+            );
+        }
+        let t = Instant::now();
         dispatch(&mut outs, &sink, &writer);
+        if t.elapsed() > SLOW {
+            tracing::warn!(ms = t.elapsed().as_millis() as u64, "slow media events");
+        }
+        let busy = start.elapsed();
+        if late > Duration::from_millis(5) {
+            tracing::debug!(
+                late_ms = late.as_millis() as u64,
+                woke_late_ms = woke_late.as_millis() as u64,
+                commands,
+                commands_ms = commanding.as_millis() as u64,
+                last_tick_ms = last_work.as_millis() as u64,
+                "late media tick"
+            );
+        }
+        last_work = busy;
         stats
             .busy_us
-            .fetch_add(start.elapsed().as_micros() as u64, Ordering::Relaxed);
+            .fetch_add(busy.as_micros() as u64, Ordering::Relaxed);
+        clock.worked(busy, Instant::now());
         let members: u64 = rooms.values().map(|r| r.member_count() as u64).sum();
         let n = rooms.len() as u64;
         // Publish this thread's share of the totals as a difference.

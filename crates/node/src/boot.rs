@@ -200,6 +200,7 @@ fn start_media(
         media::runtime::Config {
             threads: cfg.server.media_threads,
             recordings_dir: data_dir.join("recordings"),
+            realtime: cfg.server.media_realtime,
             ..Default::default()
         },
         sink,
@@ -295,7 +296,7 @@ pub async fn start(b: Boot) -> Result<Arc<Node>, String> {
         tokio::spawn(endpoints::sip::events(node.clone(), sip_rx));
     }
     if let Some(w) = &webrtc_cfg {
-        start_webrtc(&node, w)?;
+        start_webrtc(&node, w, server_cfg.media_realtime)?;
     }
     let Restored {
         engine,
@@ -390,7 +391,11 @@ async fn join_cluster(
 }
 
 /// The WebRTC endpoint, as `[webrtc]` asks; a setting out of range is refused with its reason.
-fn start_webrtc(node: &Arc<Node>, w: &directory::WebRtcConfig) -> Result<(), String> {
+fn start_webrtc(
+    node: &Arc<Node>,
+    w: &directory::WebRtcConfig,
+    realtime: bool,
+) -> Result<(), String> {
     let bind = w
         .udp
         .parse()
@@ -416,6 +421,7 @@ fn start_webrtc(node: &Arc<Node>, w: &directory::WebRtcConfig) -> Result<(), Str
             complexity: w.opus_complexity,
             low_delay,
         },
+        realtime,
     };
     let (tx, rx) = std::sync::mpsc::channel();
     let _ = node.webrtc.set(webrtc::WebRtc::start(bind, tx, opts)?);

@@ -83,6 +83,14 @@ pub struct Stats {
     pub max_late_us: AtomicU64,
     /// Datagrams from addresses no leg knows (dropped).
     pub strays: AtomicU64,
+    /// How the shard threads are scheduled.
+    pub sched: media::sched::SchedStats,
+    /// Frames encoded by a leg's own encoder.
+    pub own_encodes: AtomicU64,
+    /// Frames of rooms' common mixes encoded by a shared encoder, and frames sent from those
+    /// encodings (one encoding serves every leg of the shard that hears that mix).
+    pub common_encodes: AtomicU64,
+    pub common_frames: AtomicU64,
 }
 
 /// The handle the rest of ringside holds.
@@ -119,6 +127,8 @@ pub struct Options {
     pub shards: usize,
     /// How the Opus encoders of what browsers hear trade quality for CPU.
     pub opus: crate::opus::Tuning,
+    /// Ask for realtime scheduling for the shard threads ([`media::sched`]).
+    pub realtime: bool,
 }
 
 impl WebRtc {
@@ -156,6 +166,12 @@ impl WebRtc {
                 legs: HashMap::new(),
                 outbox: Vec::new(),
                 tuning: opts.opus,
+                realtime: opts.realtime,
+                mixes: CommonMixes {
+                    tuning: opts.opus,
+                    stats: stats.clone(),
+                    by_mix: HashMap::new(),
+                },
             };
             std::thread::Builder::new()
                 .name(format!("ringside-webrtc-{n}"))
@@ -352,19 +368,25 @@ struct Shard {
     /// What the sessions wrote since the last send, each to its browser.
     outbox: Vec<(SocketAddr, Vec<u8>)>,
     tuning: crate::opus::Tuning,
+    realtime: bool,
+    mixes: CommonMixes,
 }
 
 const TICK: Duration = Duration::from_millis(20);
 
 impl Shard {
     fn run(mut self, rx: Receiver<Work>) {
+        let stats = self.stats.clone();
+        let mut clock = media::sched::Clock::start(self.realtime, "webrtc", &stats.sched);
         let mut next_tick = Instant::now() + TICK;
         loop {
             let wait = next_tick.saturating_duration_since(Instant::now());
             match rx.recv_timeout(wait) {
                 Ok(w) => {
+                    let t = Instant::now();
                     self.work(w);
                     self.send();
+                    clock.worked(t.elapsed(), Instant::now());
                 }
                 Err(mpsc::RecvTimeoutError::Timeout) => {}
                 Err(mpsc::RecvTimeoutError::Disconnected) => return,
@@ -381,6 +403,7 @@ impl Shard {
                     .fetch_max(late.as_micros() as u64, Ordering::Relaxed);
                 self.tick(now);
                 self.send();
+                clock.worked(now.elapsed(), Instant::now());
                 next_tick += TICK;
                 if next_tick < now {
                     // Far behind (a stall): start again from now rather than burst.
@@ -465,10 +488,11 @@ impl Shard {
         let keys: Vec<u64> = self.legs.keys().copied().collect();
         for key in keys {
             if let Some(leg) = self.legs.get_mut(&key) {
-                send_audio(leg, now);
+                send_audio(leg, now, &mut self.mixes);
             }
             self.drive(key);
         }
+        self.mixes.forget_idle(now);
     }
 
     /// Run a leg's session until it waits; a leg whose session ended is forgotten and reported.
@@ -604,23 +628,115 @@ fn accept(addr: SocketAddr, leg_id: &str, offer: &str) -> Result<(Leg, String), 
 }
 
 /// What the room wrote for the browser since the last tick, encoded.
-fn send_audio(leg: &mut Leg, now: Instant) {
+fn send_audio(leg: &mut Leg, now: Instant, mixes: &mut CommonMixes) {
     if !leg.connected {
+        // What the room wrote before the browser could hear it is not sent late: the leg
+        // starts with what is current (and in step with the other legs of its room).
+        leg.port.lock().expect("port").clear_outgoing();
         return;
     }
     let Some((mid, pt, voice)) = &mut leg.audio else {
         return;
     };
     let frame = leg.port.lock().expect("port").next_outgoing();
-    let Some(frame) = frame else { return };
-    let Ok(packet) = voice.encode(&frame) else {
+    let Some((mut frame, mut common)) = frame else {
         return;
+    };
+    if let (Some(tag), Voice::Opus { .. }) = (common, &voice)
+        && let Some(latest) = mixes.latest(tag.mix)
+        && tag.tick < latest
+    {
+        let tag = media::port::Common {
+            tick: latest,
+            ..tag
+        };
+        if let Some(f) = leg.port.lock().expect("port").catch_up(tag) {
+            (frame, common) = (f, Some(tag));
+        }
+    }
+    let shared = match (common, &voice) {
+        (Some(tag), Voice::Opus { .. }) => mixes.encode(tag, &frame, now),
+        _ => None,
+    };
+    let packet = match shared {
+        Some(p) => p,
+        None => {
+            mixes.stats.own_encodes.fetch_add(1, Ordering::Relaxed);
+            match voice.encode(&frame) {
+                Ok(p) => p,
+                Err(_) => return,
+            }
+        }
     };
     let (clock, per_frame) = voice.clock();
     let rtp = MediaTime::new(leg.rtp_time, clock);
     leg.rtp_time += per_frame;
     if let Some(w) = leg.rtc.writer(*mid) {
         let _ = w.write(*pt, now, rtp, packet);
+    }
+}
+
+/// The Opus encoders of the rooms' common mixes on one shard: the legs that hear their
+/// room's common mix (everyone who is not one of the speakers, in a meeting) share one encoder
+/// and one payload per tick instead of each encoding the same samples; each leg still sends
+/// it in its own RTP stream. A leg moves between its own encoder and the shared one as it
+/// starts and stops speaking (its decoder hears a frame from another encoder's state then:
+/// Asterisk's softmix makes the same trade).
+struct CommonMixes {
+    tuning: crate::opus::Tuning,
+    stats: Arc<Stats>,
+    by_mix: HashMap<u64, SharedEncoder>,
+}
+
+struct SharedEncoder {
+    enc: crate::opus::Encoder,
+    /// The latest tick encoded and its payload.
+    tick: u64,
+    payload: Vec<u8>,
+    used: Instant,
+}
+
+/// A common mix's encoder unused this long is let go.
+const COMMON_IDLE: Duration = Duration::from_secs(1);
+
+impl CommonMixes {
+    /// The payload of common mix `tag` at its tick, encoded once per tick; `None` when it
+    /// cannot be shared (this leg is behind the others: its own encoder takes it).
+    fn encode(
+        &mut self,
+        tag: media::port::Common,
+        frame: &[i16; media::FRAME],
+        now: Instant,
+    ) -> Option<Vec<u8>> {
+        let shared = match self.by_mix.entry(tag.mix) {
+            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::hash_map::Entry::Vacant(e) => e.insert(SharedEncoder {
+                enc: crate::opus::Encoder::tuned(self.tuning).ok()?,
+                tick: 0,
+                payload: vec![],
+                used: now,
+            }),
+        };
+        shared.used = now;
+        if tag.tick > shared.tick {
+            shared.payload = shared.enc.encode(frame).ok()?;
+            shared.tick = tag.tick;
+            self.stats.common_encodes.fetch_add(1, Ordering::Relaxed);
+        } else if tag.tick < shared.tick {
+            return None;
+        }
+        self.stats.common_frames.fetch_add(1, Ordering::Relaxed);
+        Some(shared.payload.clone())
+    }
+
+    /// The latest tick of common mix `mix` encoded here.
+    fn latest(&self, mix: u64) -> Option<u64> {
+        self.by_mix.get(&mix).map(|s| s.tick)
+    }
+
+    fn forget_idle(&mut self, now: Instant) {
+        self.by_mix
+            .retain(|_, s| now.saturating_duration_since(s.used) < COMMON_IDLE);
     }
 }
 

@@ -2,7 +2,7 @@
 //! what the browser should hear; the endpoint's thread fills one side and drains the other.
 
 use media::jitter::JitterBuffer;
-use media::port::Port;
+use media::port::{Common, Port};
 use media::{FRAME, RATE};
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
@@ -15,7 +15,8 @@ pub struct WebPort {
     jitter: JitterBuffer,
     /// 48 kHz RTP timestamps extended past their 32-bit wrap, to place 16 kHz audio.
     last_ts: Option<(u32, u64)>,
-    outgoing: VecDeque<[i16; FRAME]>,
+    /// What the room wrote, each with its common mix's tag when it was one.
+    outgoing: VecDeque<([i16; FRAME], Option<Common>)>,
     tones: VecDeque<char>,
     start: std::time::Instant,
 }
@@ -52,9 +53,31 @@ impl WebPort {
         self.tones.push_back(key);
     }
 
-    /// The next frame to send to the browser, if the room wrote one.
-    pub fn next_outgoing(&mut self) -> Option<[i16; FRAME]> {
+    /// The next frame to send to the browser, if the room wrote one, and which common mix it
+    /// is when it is one.
+    pub fn next_outgoing(&mut self) -> Option<([i16; FRAME], Option<Common>)> {
         self.outgoing.pop_front()
+    }
+
+    /// When a frame of common mix `tag` is waiting, drop what waits before it and take it: a
+    /// leg one frame behind the others of its room (the room wrote to it after this shard had
+    /// already sent) catches up, so it can share their encoding again.
+    pub fn catch_up(&mut self, tag: Common) -> Option<[i16; FRAME]> {
+        let at = self.outgoing.iter().position(|(_, c)| *c == Some(tag))?;
+        self.outgoing.drain(..at);
+        self.outgoing.pop_front().map(|(f, _)| f)
+    }
+
+    /// Forget what is waiting to be sent.
+    pub fn clear_outgoing(&mut self) {
+        self.outgoing.clear();
+    }
+
+    fn queue(&mut self, frame: &[i16; FRAME], common: Option<Common>) {
+        if self.outgoing.len() >= MAX_QUEUED {
+            self.outgoing.pop_front();
+        }
+        self.outgoing.push_back((*frame, common));
     }
 }
 
@@ -64,10 +87,11 @@ impl Port for WebPort {
     }
 
     fn write(&mut self, frame: &[i16; FRAME]) {
-        if self.outgoing.len() >= MAX_QUEUED {
-            self.outgoing.pop_front();
-        }
-        self.outgoing.push_back(*frame);
+        self.queue(frame, None);
+    }
+
+    fn write_common(&mut self, frame: &[i16; FRAME], tag: Common) {
+        self.queue(frame, Some(tag));
     }
 
     fn take_tone(&mut self) -> Option<char> {

@@ -21,6 +21,7 @@ fn in_low_delay_mode_the_browser_still_hears_the_room() {
             complexity: 0,
             low_delay: true,
         },
+        realtime: true,
     };
     both_ways_with(&[Codec::Opus], "opus/48000", opts);
 }
@@ -132,4 +133,85 @@ fn keys_pressed_in_the_browser_arrive_once_each_as_events() {
         })
         .unwrap();
     assert_eq!(keys, "12#*9");
+}
+
+#[test]
+fn browsers_hearing_the_same_common_mix_share_one_encoding_and_each_hears_it() {
+    use media::port::Common;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let (tx, _events) = mpsc::channel();
+    let opts = webrtc::endpoint::Options {
+        shards: 1,
+        ..Default::default()
+    };
+    let server = WebRtc::start("127.0.0.1:0".parse().unwrap(), tx, opts).unwrap();
+    let mut browsers = vec![];
+    let mut ports = vec![];
+    for leg in ["leg-a", "leg-b"] {
+        let (mut b, offer) = Browser::offer().unwrap();
+        let (answer, port) = server.accept(leg, &offer).unwrap();
+        b.accept_answer(&answer).unwrap();
+        browsers.push(b);
+        ports.push(port);
+    }
+    // The room: every 20 ms both legs hear its common mix, a 1 kHz tone, tagged alike.
+    let stop = Arc::new(AtomicBool::new(false));
+    let room = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let mut tick = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                tick += 1;
+                let frame = tone(1000.0, tick as usize);
+                let tag = Common { mix: 7, tick };
+                for p in &ports {
+                    p.lock().unwrap().write_common(&frame, tag);
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        })
+    };
+    let listeners: Vec<_> = browsers
+        .into_iter()
+        .map(|mut b| {
+            std::thread::spawn(move || {
+                b.run(Duration::from_secs(8), &mut |_| None, &mut |b| {
+                    b.heard.len() >= 32_000
+                })
+                .unwrap();
+                b
+            })
+        })
+        .collect();
+    let heard: Vec<f64> = listeners
+        .into_iter()
+        .map(|t| {
+            let b = t.join().unwrap();
+            assert!(b.heard.len() >= 16_000, "heard {} samples", b.heard.len());
+            frequency(&b.heard[b.heard.len() - 16_000..])
+        })
+        .collect();
+    stop.store(true, Ordering::Relaxed);
+    room.join().unwrap();
+    for f in heard {
+        assert!(
+            (f - 1000.0).abs() < 50.0,
+            "each browser hears 1 kHz: {f:.0} Hz"
+        );
+    }
+    let get = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+    let (encodes, frames) = (
+        get(&server.stats.common_encodes),
+        get(&server.stats.common_frames),
+    );
+    assert_eq!(
+        get(&server.stats.own_encodes),
+        0,
+        "no leg encoded on its own"
+    );
+    assert!(
+        encodes > 50 && 2 * frames >= 3 * encodes,
+        "one encoding served both legs: {encodes} encodes, {frames} frames"
+    );
 }

@@ -38,6 +38,9 @@ pub fn media_json(node: &Node) -> Value {
         json!({
             "legs": get(&s.legs), "ticks": get(&s.ticks), "ticksLate5ms": get(&s.late_ticks),
             "maxLateMs": get(&s.max_late_us) as f64 / 1000.0, "strayDatagrams": get(&s.strays),
+            "realtimeThreads": get(&s.sched.realtime), "demotions": get(&s.sched.demotions),
+            "framesEncoded": get(&s.own_encodes), "commonMixEncodes": get(&s.common_encodes),
+            "commonMixFrames": get(&s.common_frames),
         })
     });
     let sp = &node.speech;
@@ -64,6 +67,8 @@ pub fn media_json(node: &Node) -> Value {
     json!({
         "ticks": m.ticks, "ticksLate5ms": m.late_5ms, "maxLateMs": m.max_late_us as f64 / 1000.0,
         "resyncs": m.resyncs, "skippedFrames": m.skipped_frames, "busyMs": m.busy_us / 1000, "rooms": m.rooms, "members": m.members, "ports": node.media.ports.len(),
+        "realtimeThreads": node.media.stats.sched.realtime.load(std::sync::atomic::Ordering::Relaxed),
+        "demotions": node.media.stats.sched.demotions.load(std::sync::atomic::Ordering::Relaxed),
         "rtp": rtp,
         "webrtc": webrtc,
         "transcription": transcription,
