@@ -16,7 +16,8 @@
 //!   cargo build --release -p server --bin ringside
 //!   cargo run --release -p ringside-bench --bin webrtc -- [legs, default 500] [rate, default 20]
 //!     [hold seconds, default 20] [group, default 5] [voice | low-delay, default voice]
-//!     [talkers per meeting, default: all]
+//!     [talkers per meeting, default: all]; BENCH_REALTIME=false runs ringside's clock threads at
+//!     ordinary priority
 
 use ringside_bench::{Ringside, cpu_s, percentile, proc_status, stolen_s};
 use serde_json::{Value, json};
@@ -198,6 +199,8 @@ impl Leg {
 }
 
 fn config(listen: &str, group: usize, mode: &str) -> String {
+    // BENCH_REALTIME=false: ringside's clock threads at ordinary priority.
+    let realtime = std::env::var("BENCH_REALTIME").unwrap_or_else(|_| "true".into()) != "false";
     let users: String = (0..group)
         .map(|u| format!("[[users]]\nid = \"{USER}-{u}\"\ntenant = \"{TENANT}\"\n"))
         .collect();
@@ -205,6 +208,7 @@ fn config(listen: &str, group: usize, mode: &str) -> String {
         r#"
 [server]
 listen = "{listen}"
+media_realtime = {realtime}
 max_calls_per_app = 100000
 max_calls_per_tenant = 100000
 [admin]
