@@ -247,7 +247,7 @@ impl Driver {
                 caller,
                 script,
                 target,
-                sip,
+                leg,
                 reply,
             } => {
                 let r = guarded("incoming", || {
@@ -255,15 +255,13 @@ impl Driver {
                 });
                 if let Some(r) = r {
                     let legs = self.sinks.legs.clone();
-                    if sip {
-                        // Same channel as the leg actions that follow: ordered before them.
-                        let _ = legs.send(Control::AddSip { leg: r.1.clone() });
-                    }
+                    // Same channel as the leg actions that follow: ordered before them.
+                    let added = tell(&legs, leg.control(&r.1));
                     held.push(Box::new(move |ok| {
                         if ok {
                             let _ = reply.send(r);
-                        } else if sip {
-                            // Dropping the reply refuses the call (503).
+                        } else if added {
+                            // Dropping the reply refuses the call (a phone hears 503).
                             let _ = legs.send(Control::Forget { leg: r.1 });
                         }
                     }));
@@ -316,12 +314,22 @@ impl Driver {
                 tenant,
                 who,
                 meeting,
+                leg,
                 reply,
             } => {
                 let r = guarded("join", || engine.join_meeting(now, &tenant, who, meeting))
-                    .unwrap_or_else(|| Err(internal()))
-                    .map(|leg| Reply::json(201, serde_json::json!({ "legId": leg })));
+                    .unwrap_or_else(|| Err(internal()));
+                let legs = self.sinks.legs.clone();
+                // Ordered before the leg actions that follow (see Incoming).
+                let added = match &r {
+                    Ok(id) => tell(&legs, leg.control(id)).then(|| id.clone()),
+                    Err(_) => None,
+                };
+                let r = r.map(|leg| Reply::json(201, serde_json::json!({ "legId": leg })));
                 held.push(Box::new(move |ok| {
+                    if !ok && let Some(leg) = added {
+                        let _ = legs.send(Control::Forget { leg });
+                    }
                     let _ = reply.send(if ok { r } else { Err(unavailable()) });
                 }));
             }
@@ -661,4 +669,15 @@ fn snapshot(e: &Engine) -> Value {
         .map(|l| serde_json::json!({"id": l.id, "party": l.party, "state": format!("{:?}", l.state), "role": format!("{:?}", l.role), "conference": l.conf_id}))
         .collect();
     serde_json::json!({ "calls": calls, "legs": legs })
+}
+
+/// Tell the endpoints about a new leg, if there is anything to tell; whether there was.
+fn tell(legs: &tokio::sync::mpsc::UnboundedSender<Control>, c: Option<Control>) -> bool {
+    match c {
+        Some(c) => {
+            let _ = legs.send(c);
+            true
+        }
+        None => false,
+    }
 }

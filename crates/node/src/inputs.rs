@@ -34,9 +34,8 @@ pub enum Msg {
         script: Option<Value>,
         /// Who the call is for, when not the app itself (its resource account).
         target: Option<Box<graph::IdentitySet>>,
-        /// The caller is a SIP phone: the endpoints learn it before any action for the leg
-        /// (the bot may answer before whoever sent this hears back).
-        sip: bool,
+        /// Who drives the caller's leg.
+        leg: NewLeg,
         reply: oneshot::Sender<(String, String)>,
     },
     /// A SIP phone's new call at ringside's REFER (`token` is the Refer-To user part): the
@@ -74,6 +73,8 @@ pub enum Msg {
         tenant: String,
         who: ParticipantInfo,
         meeting: engine::MeetingRef,
+        /// Who drives the new leg.
+        leg: NewLeg,
         reply: oneshot::Sender<ApiResult>,
     },
     DeadLetters {
@@ -123,6 +124,51 @@ pub enum Msg {
         limit: usize,
         reply: oneshot::Sender<Vec<store::Recording>>,
     },
+}
+
+/// Who drives a leg that starts with an incoming call or a meeting join. The driver tells the
+/// endpoints as soon as the engine has made the leg, on the channel the engine's actions for
+/// it take, so they know the leg before any action (the bot may answer, or the engine end the
+/// leg, before whoever asked hears back).
+pub enum NewLeg {
+    /// Whoever asked drives it (an app-to-app bridge).
+    Own,
+    /// A SIP phone (crates/sip).
+    Sip,
+    /// A browser (crates/webrtc).
+    Web,
+    /// A simulated user calling an app, with its script.
+    Caller {
+        user_id: String,
+        behaviour: Behaviour,
+    },
+    /// A simulated user joining a meeting, with its script.
+    Joined {
+        user_id: String,
+        behaviour: Behaviour,
+    },
+}
+
+impl NewLeg {
+    /// What the endpoints are told about leg `leg`, if anything.
+    pub fn control(self, leg: &str) -> Option<Control> {
+        let leg = leg.to_string();
+        Some(match self {
+            NewLeg::Own => return None,
+            NewLeg::Sip => Control::AddSip { leg },
+            NewLeg::Web => Control::AddWeb { leg },
+            NewLeg::Caller { user_id, behaviour } => Control::AddCaller {
+                leg,
+                user_id,
+                behaviour,
+            },
+            NewLeg::Joined { user_id, behaviour } => Control::Joined {
+                leg,
+                user_id,
+                behaviour,
+            },
+        })
+    }
 }
 
 /// What the endpoints are told: leg actions from the engine, and legs that started elsewhere.

@@ -31,5 +31,5 @@ pub mod tls;
 
 pub use boot::{Boot, start};
 pub use clock::now_ms;
-pub use inputs::{ApiResult, Control, Msg};
+pub use inputs::{ApiResult, Control, Msg, NewLeg};
 pub use node::Node;

@@ -8,7 +8,7 @@ use axum::response::IntoResponse;
 use directory::Behaviour;
 use engine::{ApiError, AppCtx};
 use graph::{IdentitySet, ParticipantInfo};
-use node::{Control, Msg, Node};
+use node::{Msg, NewLeg, Node};
 use serde::Deserialize;
 use serde_json::json;
 use tokio::sync::oneshot;
@@ -83,16 +83,14 @@ pub async fn call(node: &Node, id: &str, b: &[u8]) -> Answer {
             caller: participant(&user),
             script: None,
             target: None,
-            sip: false,
+            leg: NewLeg::Caller {
+                user_id: user.id.clone(),
+                behaviour: user.behaviour.merged(&req.script),
+            },
             reply: tx,
         })
         .map_err(|_| bad("ringside is stopping"))?;
     let (call_id, leg_id) = rx.await.map_err(|_| crate::plumbing::not_taken())?;
-    let _ = node.endpoints.send(Control::AddCaller {
-        leg: leg_id.clone(),
-        user_id: user.id.clone(),
-        behaviour: user.behaviour.merged(&req.script),
-    });
     created(json!({"callId": call_id, "legId": leg_id, "appId": app.id}))
 }
 
@@ -125,17 +123,16 @@ pub async fn join(node: &Node, id: &str, b: &[u8]) -> Answer {
             tenant: user.tenant.clone(),
             who: participant(&user),
             meeting,
+            leg: NewLeg::Joined {
+                user_id: user.id.clone(),
+                behaviour: user.behaviour.merged(&req.script),
+            },
             reply: tx,
         })
         .map_err(|_| bad("ringside is stopping"))?;
     let reply = rx.await.map_err(|_| bad("ringside is stopping"))??;
     let body = reply.body.unwrap_or_default();
     let leg = body["legId"].as_str().unwrap_or_default().to_string();
-    let _ = node.endpoints.send(Control::Joined {
-        leg: leg.clone(),
-        user_id: user.id.clone(),
-        behaviour: user.behaviour.merged(&req.script),
-    });
     created(json!({ "legId": leg }))
 }
 

@@ -3,7 +3,7 @@
 //! so the two calls hear each other.
 
 use super::legs::{Cx, End, Leg, Legs};
-use crate::inputs::Msg;
+use crate::inputs::{Msg, NewLeg};
 use engine::{AppCtx, LegEvent};
 use graph::ParticipantInfo;
 use tokio::sync::oneshot;
@@ -66,7 +66,7 @@ pub async fn ring(legs: &mut Legs, leg: &str, id: &str, from: ParticipantInfo) {
         caller: from,
         script: None,
         target: None,
-        sip: false,
+        leg: NewLeg::Own,
         reply: tx,
     });
     let Ok((_call, b_leg)) = rx.await else { return };

@@ -3,7 +3,7 @@
 //! calls.
 
 use super::legs::{Cx, End, Leg, Legs};
-use crate::inputs::{Control, Msg};
+use crate::inputs::{Control, Msg, NewLeg};
 use crate::node::Node;
 use crate::tabs::Side;
 use directory::User;
@@ -309,7 +309,7 @@ async fn incoming(node: &Node, ev: SipEvent) {
         caller,
         script: None,
         target,
-        sip: true,
+        leg: NewLeg::Sip,
         reply: tx,
     });
     match rx.await {

@@ -3,7 +3,7 @@
 //! at the browser, and a browser that goes away ends its leg.
 
 use super::legs::{Cx, End, Leg, Legs};
-use crate::inputs::{Control, Msg};
+use crate::inputs::{Control, Msg, NewLeg};
 use crate::node::Node;
 use directory::User;
 use engine::{AppCtx, LegEvent};
@@ -223,9 +223,6 @@ pub async fn call_app(
         }
     };
     node.media.ports.insert(&leg_id, port);
-    let _ = node.endpoints.send(Control::AddWeb {
-        leg: leg_id.clone(),
-    });
     node.registry
         .log(&leg_id, Some(&user.id), "calling from a browser");
     Ok(Placed {
@@ -255,6 +252,7 @@ async fn join_meeting(node: &Arc<Node>, user: &User, thread: String) -> Result<S
         tenant: user.tenant.clone(),
         who: participant(user),
         meeting: engine::MeetingRef::Thread(thread.clone()),
+        leg: NewLeg::Web,
         reply: tx,
     });
     let reply = rx
@@ -302,7 +300,7 @@ async fn incoming_to_app(
         caller,
         script: None,
         target: None,
-        sip: false,
+        leg: NewLeg::Web,
         reply: tx,
     });
     rx.await.map_err(|_| {
