@@ -72,6 +72,8 @@ struct Leg {
     token: String,
     target: String,
     packets: Arc<Vec<Vec<u8>>>,
+    /// The packets are Opus-encoded digital silence.
+    silent: bool,
     tally: Arc<Tally>,
     listen: bool,
 }
@@ -173,7 +175,13 @@ impl Leg {
                             .find(|p| p.spec().codec == Codec::Opus)
                             .map(|p| p.pt())
                             .ok_or("Opus was not negotiated")?;
-                        w = w.audio_level(-30, true);
+                        // As a browser marks them: a tone at -30 dBov, a muted microphone's
+                        // digital silence at -127.
+                        w = if self.silent {
+                            w.audio_level(-127, false)
+                        } else {
+                            w.audio_level(-30, true)
+                        };
                         let packet = self.packets[sent as usize % self.packets.len()].clone();
                         let t = MediaTime::new(sent * 960, Frequency::FORTY_EIGHT_KHZ);
                         w.write(pt, now, t, packet).map_err(|e| e.to_string())?;
@@ -323,6 +331,7 @@ async fn main() {
             } else {
                 silence.clone()
             },
+            silent: i % group >= talkers,
             tally: tally.clone(),
             listen: i == listener,
         };

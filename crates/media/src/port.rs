@@ -17,6 +17,11 @@ pub trait Port: Send {
         let mut scratch = [0i16; FRAME];
         self.read(&mut scratch)
     }
+    /// Told before each [`Port::read`]: whether the room needs this leg's silence as well as
+    /// its sound. False when the audio only goes into the mix (no bot records it, listens for
+    /// keys in it or streams it, and nothing transcribes or records the call), where silence
+    /// adds nothing: an endpoint may then leave packets it knows to be silent undecoded.
+    fn silence_needed(&mut self, _needed: bool) {}
     /// What the endpoint hears this tick.
     fn write(&mut self, frame: &[i16; FRAME]);
     /// What the endpoint hears this tick when it is its room's common mix: every port written

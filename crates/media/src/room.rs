@@ -182,6 +182,13 @@ struct Bot {
     played_out: Vec<Event>,
 }
 
+impl Bot {
+    /// Still playing, recording, sending tones or reporting: its media outlives its call.
+    fn busy(&self) -> bool {
+        self.job.is_some() || !self.tones.is_empty() || !self.played_out.is_empty()
+    }
+}
+
 impl Job {
     /// The phase after the prompts (or at the start, when there are none).
     fn after_prompts(&self) -> Option<Phase> {
@@ -581,6 +588,9 @@ impl Room {
             .iter()
             .filter(|m| matches!(m.spec.endpoint, Endpoint::Bot(_)))
             .count();
+        if self.bots.0.len() > self.bot_members {
+            self.forget_idle_bots();
+        }
         self.hold_music.retain(|id, _| {
             self.members
                 .iter()
@@ -787,10 +797,12 @@ impl Room {
                     let (states, routes) = (&self.states, &self.routes);
                     let hears = |j: usize| mixer::hears(states, routes, j, i);
                     let tones = bots.iter().any(|&(j, t, _)| t && hears(j));
-                    let listened = tones
+                    // Who needs all of this leg's audio, silence included.
+                    let whole = tones
                         || !self.recorders.is_empty()
                         || !self.transcribers.is_empty()
-                        || bots.iter().any(|&(j, _, r)| r && hears(j))
+                        || bots.iter().any(|&(j, _, r)| r && hears(j));
+                    let listened = whole
                         || self.members.iter().enumerate().any(|(j, o)| {
                             j != i && matches!(o.spec.endpoint, Endpoint::Leg(_)) && hears(j)
                         });
@@ -802,6 +814,7 @@ impl Room {
                     // A skipped frame is not in `inputs`: for the mix, this member sent
                     // nothing (nobody would hear it anyway).
                     self.has[i] = if listened {
+                        p.silence_needed(whole);
                         p.read(&mut self.inputs[i])
                     } else {
                         p.skip();
@@ -964,11 +977,14 @@ impl Room {
         }
     }
 
-    /// Bots whose call is not (or no longer) in the room still run their media.
+    /// Bots whose call is not (or no longer) in the room still run their media; once it has
+    /// finished, the room lets go of them.
     fn run_orphan_bots(&mut self, outs: &mut Vec<Out>) {
+        if self.bots.0.len() == self.bot_members {
+            return;
+        }
         let mut scratch = [0i16; FRAME];
-        let orphans = self.bots.0.len() > self.bot_members;
-        for (call, b) in self.bots.0.iter_mut().filter(|_| orphans) {
+        for (call, b) in self.bots.0.iter_mut() {
             if !self
                 .members
                 .iter()
@@ -976,6 +992,27 @@ impl Room {
             {
                 b.render(call, &mut scratch, outs, &mut vec![]);
                 b.hear(call, &[0; FRAME], false, outs);
+            }
+        }
+        self.forget_idle_bots();
+    }
+
+    /// Drop the bots whose call left the room and whose media has finished (members keep
+    /// their bots' slots, so those are numbered again).
+    fn forget_idle_bots(&mut self) {
+        let members = &self.members;
+        let before = self.bots.0.len();
+        self.bots.0.retain(|(call, b)| {
+            b.busy()
+                || members
+                    .iter()
+                    .any(|m| matches!(&m.spec.endpoint, Endpoint::Bot(c) if c == call))
+        });
+        if self.bots.0.len() != before {
+            for m in &mut self.members {
+                if let Endpoint::Bot(call) = &m.spec.endpoint {
+                    m.bot = Some(self.bots.slot(call));
+                }
             }
         }
     }
@@ -1200,6 +1237,33 @@ mod tests {
 
     fn loud(s: &[i16]) -> usize {
         s.iter().filter(|x| x.unsigned_abs() > 1000).count()
+    }
+
+    #[test]
+    fn a_bot_whose_call_left_plays_its_prompt_out_and_is_then_forgotten() {
+        let mut w = world(1);
+        let user = member("u1", Endpoint::Leg("u1".into()));
+        // Bots come and go without media: the room keeps nothing of them.
+        for n in 0..20 {
+            let bot = member(&format!("b{n}"), Endpoint::Bot(format!("c{n}")));
+            w.spec(vec![bot, user.clone()], vec![]);
+            w.ticks(1);
+        }
+        w.spec(vec![user.clone()], vec![]);
+        assert_eq!(w.room.bots.0.len(), 0);
+        // The bot of c1 starts a prompt and its call leaves the room: the prompt plays out
+        // and completes, then the bot is gone.
+        w.spec(
+            vec![member("bot", Endpoint::Bot("c1".into())), user.clone()],
+            vec![],
+        );
+        w.cmd(run(Some(tone_audio(200, 440.0, -6.0)), None));
+        w.ticks(2);
+        w.spec(vec![user], vec![]);
+        assert_eq!(w.room.bots.0.len(), 1, "still playing");
+        w.ticks(20);
+        assert_eq!(w.done(), [("op", "completedSuccessfully")]);
+        assert_eq!(w.room.bots.0.len(), 0);
     }
 
     #[test]

@@ -173,9 +173,23 @@ impl Browser {
                 duration: Duration::from_millis(60),
             });
         }
+        // The level of what the microphone sent (RFC 6464), as browsers mark every packet:
+        // -127 dBov for digital silence (a muted microphone).
+        let (level, voice) = audio_level(frame);
+        w = w.audio_level(level, voice);
         w.write(pt, Instant::now(), t, packet)
             .map_err(|e| e.to_string())
     }
+}
+
+/// A frame's RFC 6464 level in dBov (-127 for digital silence) and whether it holds sound.
+pub fn audio_level(frame: &[i16; FRAME]) -> (i8, bool) {
+    let e: f64 = frame.iter().map(|&s| (s as f64).powi(2)).sum::<f64>() / FRAME as f64;
+    if e == 0.0 {
+        return (-127, false);
+    }
+    let dbov = 10.0 * (e / (32768.0f64 * 32768.0)).log10();
+    (dbov.round().clamp(-126.0, 0.0) as i8, dbov > -50.0)
 }
 
 /// A browser-side session (full ICE) on `local`, offering one audio m-line with these codecs

@@ -91,6 +91,8 @@ pub struct Stats {
     /// encodings (one encoding serves every leg of the shard that hears that mix).
     pub common_encodes: AtomicU64,
     pub common_frames: AtomicU64,
+    /// Packets marked as digital silence that were not decoded (only the mix wanted them).
+    pub undecoded: AtomicU64,
 }
 
 /// The handle the rest of ringside holds.
@@ -500,8 +502,13 @@ impl Shard {
         let Some(leg) = self.legs.get_mut(&key) else {
             return;
         };
-        if let Err(reason) = drive(leg, &mut self.outbox, &self.events, self.tuning)
-            && let Some(leg) = self.forget(key)
+        if let Err(reason) = drive(
+            leg,
+            &mut self.outbox,
+            &self.events,
+            self.tuning,
+            &self.stats,
+        ) && let Some(leg) = self.forget(key)
         {
             let _ = self.events.send(LegEvent::Closed {
                 leg_id: leg.id,
@@ -747,6 +754,7 @@ fn drive(
     outbox: &mut Vec<(SocketAddr, Vec<u8>)>,
     events: &Sender<LegEvent>,
     tuning: crate::opus::Tuning,
+    stats: &Stats,
 ) -> Result<(), String> {
     loop {
         if !leg.rtc.is_alive() {
@@ -764,7 +772,7 @@ fn drive(
                 return Ok(());
             }
             Output::Transmit(t) => outbox.push((t.destination, t.contents.into())),
-            Output::Event(e) => on_event(leg, e, events, tuning)?,
+            Output::Event(e) => on_event(leg, e, events, tuning, stats)?,
         }
     }
 }
@@ -774,6 +782,7 @@ fn on_event(
     e: Event,
     events: &Sender<LegEvent>,
     tuning: crate::opus::Tuning,
+    stats: &Stats,
 ) -> Result<(), String> {
     match e {
         Event::Connected => {
@@ -814,12 +823,23 @@ fn on_event(
                     }
                 }
             };
-            if let Ok(samples) = voice.decode(&d.data) {
-                let ts = d
-                    .time
-                    .rebase(str0m::media::Frequency::FORTY_EIGHT_KHZ)
-                    .numer() as u32;
-                leg.port.lock().expect("port").arrived(ts, samples);
+            let ts = d
+                .time
+                .rebase(str0m::media::Frequency::FORTY_EIGHT_KHZ)
+                .numer() as u32;
+            let mut port = leg.port.lock().expect("port");
+            // A browser marks what its microphone sends while muted as digital silence (RFC
+            // 6464, -127 dBov): when only the mix takes this leg's audio, it is not decoded.
+            let silent = d.ext_vals.audio_level == Some(-127) && !port.wants_silence();
+            let samples = match silent.then(|| voice.skip_silence(&d.data)).flatten() {
+                Some(s) => {
+                    stats.undecoded.fetch_add(1, Ordering::Relaxed);
+                    Some(s)
+                }
+                None => voice.decode(&d.data).ok(),
+            };
+            if let Some(samples) = samples {
+                port.arrived(ts, samples);
             }
         }
         _ => {}

@@ -90,6 +90,15 @@ impl Encoder {
     }
 }
 
+/// How many 16 kHz samples an Opus packet holds, read from its header (no decoding); `None`
+/// for a packet libopus cannot read.
+pub fn packet_samples(packet: &[u8]) -> Option<usize> {
+    // SAFETY: `packet` is valid for its stated length; libopus only reads it.
+    let n =
+        unsafe { ffi::opus_packet_get_nb_samples(packet.as_ptr(), packet.len() as i32, 16_000) };
+    (n > 0).then_some(n as usize)
+}
+
 impl Decoder {
     pub fn new() -> Result<Decoder, String> {
         let mut err = 0;
@@ -99,6 +108,13 @@ impl Decoder {
             return Err(format!("opus decoder: error {err}"));
         }
         Ok(Decoder(d))
+    }
+
+    /// Forget the stream so far: the next packet is decoded as a stream's first (after
+    /// packets that were not decoded, rather than continue from a state they never updated).
+    pub fn reset(&mut self) {
+        // SAFETY: a live decoder and a request that takes no argument.
+        unsafe { ffi::opus_decoder_ctl(self.0, ffi::OPUS_RESET_STATE) };
     }
 
     /// One packet into 16 kHz samples (up to 120 ms). A packet libopus refuses is an error,

@@ -19,6 +19,8 @@ pub struct WebPort {
     outgoing: VecDeque<([i16; FRAME], Option<Common>)>,
     tones: VecDeque<char>,
     start: std::time::Instant,
+    /// What the room said at its last read ([`Port::silence_needed`]).
+    silence_needed: bool,
 }
 
 impl WebPort {
@@ -29,6 +31,7 @@ impl WebPort {
             outgoing: VecDeque::new(),
             tones: VecDeque::new(),
             start: std::time::Instant::now(),
+            silence_needed: true,
         }))
     }
 
@@ -46,6 +49,11 @@ impl WebPort {
         }
         let arrival = self.start.elapsed().as_millis() as u64;
         self.jitter.push((ext / 3) as u32, arrival, samples);
+    }
+
+    /// Whether the room needs the browser's silence decoded (else only its sound).
+    pub fn wants_silence(&self) -> bool {
+        self.silence_needed
     }
 
     /// A key the browser pressed (RFC 4733).
@@ -92,6 +100,10 @@ impl Port for WebPort {
 
     fn write_common(&mut self, frame: &[i16; FRAME], tag: Common) {
         self.queue(frame, Some(tag));
+    }
+
+    fn silence_needed(&mut self, needed: bool) {
+        self.silence_needed = needed;
     }
 
     fn take_tone(&mut self) -> Option<char> {

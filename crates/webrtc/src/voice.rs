@@ -76,6 +76,20 @@ impl Voice {
         }
     }
 
+    /// For an Opus payload the sender marked digital silence (RFC 6464 level -127 dBov): the
+    /// silence it holds, without decoding it (the next payload decoded starts the decoder
+    /// afresh). `None` for other codecs, or a payload whose length cannot be read.
+    pub fn skip_silence(&mut self, payload: &[u8]) -> Option<Vec<i16>> {
+        match self {
+            Voice::Opus { dec, .. } => {
+                let n = crate::opus::packet_samples(payload)?;
+                dec.reset();
+                Some(vec![0; n])
+            }
+            Voice::G711 { .. } => None,
+        }
+    }
+
     /// A received payload as 16 kHz samples.
     pub fn decode(&mut self, payload: &[u8]) -> Result<Vec<i16>, String> {
         match self {

@@ -215,3 +215,43 @@ fn browsers_hearing_the_same_common_mix_share_one_encoding_and_each_hears_it() {
         "one encoding served both legs: {encodes} encodes, {frames} frames"
     );
 }
+
+#[test]
+fn a_muted_browsers_silence_is_not_decoded_when_only_the_mix_takes_it() {
+    use std::sync::atomic::Ordering;
+    let (tx, _events) = mpsc::channel();
+    let server = WebRtc::start("127.0.0.1:0".parse().unwrap(), tx, Default::default()).unwrap();
+    let (mut browser, offer) = Browser::offer().unwrap();
+    let (answer, port) = server.accept("leg-m", &offer).unwrap();
+    assert!(answer.contains("ssrc-audio-level"), "{answer}");
+    browser.accept_answer(&answer).unwrap();
+    // The browser is muted for its first 60 frames (digital silence, marked -127 dBov), then
+    // speaks 440 Hz. The room needs its silence for the first 30 ticks only (say, a bot was
+    // recording), then takes its audio for the mix alone.
+    let mut heard_by_room: Vec<i16> = vec![];
+    let mut ticks = 0;
+    let mut speak = |n: usize| {
+        let mut frame = [0i16; FRAME];
+        let mut p = port.lock().unwrap();
+        ticks += 1;
+        p.silence_needed(ticks <= 30);
+        if p.read(&mut frame) {
+            heard_by_room.extend_from_slice(&frame);
+        }
+        Some(if n < 60 { [0; FRAME] } else { tone(440.0, n) })
+    };
+    browser
+        .run(Duration::from_secs(8), &mut speak, &mut |b| b.sent >= 130)
+        .unwrap();
+    let undecoded = server.stats.undecoded.load(Ordering::Relaxed);
+    assert!(
+        (10..=40).contains(&undecoded),
+        "the silence after the room stopped needing it was left undecoded: {undecoded}"
+    );
+    let spoken = &heard_by_room[heard_by_room.len() - 16_000..];
+    let f = frequency(spoken);
+    assert!(
+        (f - 440.0).abs() < 30.0,
+        "the room hears the browser's voice once it speaks: {f:.0} Hz"
+    );
+}

@@ -40,7 +40,7 @@ pub fn media_json(node: &Node) -> Value {
             "maxLateMs": get(&s.max_late_us) as f64 / 1000.0, "strayDatagrams": get(&s.strays),
             "realtimeThreads": get(&s.sched.realtime), "demotions": get(&s.sched.demotions),
             "framesEncoded": get(&s.own_encodes), "commonMixEncodes": get(&s.common_encodes),
-            "commonMixFrames": get(&s.common_frames),
+            "commonMixFrames": get(&s.common_frames), "silentPacketsUndecoded": get(&s.undecoded),
         })
     });
     let sp = &node.speech;
