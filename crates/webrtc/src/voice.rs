@@ -13,6 +13,8 @@ pub enum Voice {
     Opus {
         enc: Encoder,
         dec: Decoder,
+        /// Packets went by undecoded: the decoder starts afresh at the next one.
+        stale: bool,
     },
     G711 {
         law: Law,
@@ -36,6 +38,7 @@ impl Voice {
                     None => Encoder::new().ok()?,
                 },
                 dec: Decoder::new().ok()?,
+                stale: false,
             }),
             Codec::PCMU => Some(Voice::g711(Law::Mu)),
             Codec::PCMA => Some(Voice::g711(Law::A)),
@@ -81,9 +84,9 @@ impl Voice {
     /// afresh). `None` for other codecs, or a payload whose length cannot be read.
     pub fn skip_silence(&mut self, payload: &[u8]) -> Option<Vec<i16>> {
         match self {
-            Voice::Opus { dec, .. } => {
+            Voice::Opus { stale, .. } => {
                 let n = crate::opus::packet_samples(payload)?;
-                dec.reset();
+                *stale = true;
                 Some(vec![0; n])
             }
             Voice::G711 { .. } => None,
@@ -93,7 +96,13 @@ impl Voice {
     /// A received payload as 16 kHz samples.
     pub fn decode(&mut self, payload: &[u8]) -> Result<Vec<i16>, String> {
         match self {
-            Voice::Opus { dec, .. } => dec.decode(payload),
+            Voice::Opus { dec, stale, .. } => {
+                if std::mem::take(stale) {
+                    // Resetting costs about as much as decoding: once, not per skipped packet.
+                    dec.reset();
+                }
+                dec.decode(payload)
+            }
             Voice::G711 { law, up, .. } => {
                 let mut narrow = Vec::with_capacity(payload.len());
                 law.decode(payload, &mut narrow);
