@@ -147,8 +147,9 @@ pub struct ServerConfig {
     #[serde(default)]
     pub media_threads: usize,
     /// Media threads and WebRTC shards ask for realtime scheduling (granted to root or with
-    /// CAP_SYS_NICE; ordinary scheduling otherwise).
-    #[serde(default = "default_true")]
+    /// CAP_SYS_NICE; ordinary scheduling otherwise). Off by default, as in Asterisk and
+    /// FreeSWITCH: a dedicated media host turns it on.
+    #[serde(default)]
     pub media_realtime: bool,
     /// Call recordings also keep one track per participant.
     #[serde(default)]

@@ -38,7 +38,7 @@ impl Default for Config {
             threads: 0,
             recordings_dir: PathBuf::from("recordings"),
             queue: 8192,
-            realtime: true,
+            realtime: false,
         }
     }
 }
