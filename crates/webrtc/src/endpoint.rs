@@ -167,7 +167,6 @@ impl WebRtc {
                 load: load.clone(),
                 legs: HashMap::new(),
                 outbox: Vec::new(),
-                tuning: opts.opus,
                 realtime: opts.realtime,
                 mixes: CommonMixes {
                     tuning: opts.opus,
@@ -369,8 +368,8 @@ struct Shard {
     legs: HashMap<u64, Leg>,
     /// What the sessions wrote since the last send, each to its browser.
     outbox: Vec<(SocketAddr, Vec<u8>)>,
-    tuning: crate::opus::Tuning,
     realtime: bool,
+    /// The shared encoders, and the tuning every encoder of the shard uses.
     mixes: CommonMixes,
 }
 
@@ -506,7 +505,7 @@ impl Shard {
             leg,
             &mut self.outbox,
             &self.events,
-            self.tuning,
+            self.mixes.tuning,
             &self.stats,
         ) && let Some(leg) = self.forget(key)
         {

@@ -112,10 +112,7 @@ fn a_malformed_offer_is_refused_with_a_reason_and_the_endpoint_carries_on() {
 fn keys_pressed_in_the_browser_arrive_once_each_as_events() {
     let (tx, _events) = mpsc::channel();
     let server = WebRtc::start("127.0.0.1:0".parse().unwrap(), tx, Default::default()).unwrap();
-    let (mut browser, offer) = Browser::offer().unwrap();
-    let (answer, port) = server.accept("leg-k", &offer).unwrap();
-    assert!(answer.contains("telephone-event/48000"), "{answer}");
-    browser.accept_answer(&answer).unwrap();
+    let (mut browser, port) = answered(&server, "leg-k", "telephone-event/48000");
     browser.keys.extend("12#*9".chars());
     let mut keys = String::new();
     let mut speak = |n: usize| {
@@ -149,9 +146,7 @@ fn browsers_hearing_the_same_common_mix_share_one_encoding_and_each_hears_it() {
     let mut browsers = vec![];
     let mut ports = vec![];
     for leg in ["leg-a", "leg-b"] {
-        let (mut b, offer) = Browser::offer().unwrap();
-        let (answer, port) = server.accept(leg, &offer).unwrap();
-        b.accept_answer(&answer).unwrap();
+        let (b, port) = answered(&server, leg, "opus/48000");
         browsers.push(b);
         ports.push(port);
     }
@@ -221,10 +216,7 @@ fn a_muted_browsers_silence_is_not_decoded_when_only_the_mix_takes_it() {
     use std::sync::atomic::Ordering;
     let (tx, _events) = mpsc::channel();
     let server = WebRtc::start("127.0.0.1:0".parse().unwrap(), tx, Default::default()).unwrap();
-    let (mut browser, offer) = Browser::offer().unwrap();
-    let (answer, port) = server.accept("leg-m", &offer).unwrap();
-    assert!(answer.contains("ssrc-audio-level"), "{answer}");
-    browser.accept_answer(&answer).unwrap();
+    let (mut browser, port) = answered(&server, "leg-m", "ssrc-audio-level");
     // The browser is muted for its first 60 frames (digital silence, marked -127 dBov), then
     // speaks 440 Hz. The room needs its silence for the first 30 ticks only (say, a bot was
     // recording), then takes its audio for the mix alone.
@@ -254,4 +246,13 @@ fn a_muted_browsers_silence_is_not_decoded_when_only_the_mix_takes_it() {
         (f - 440.0).abs() < 30.0,
         "the room hears the browser's voice once it speaks: {f:.0} Hz"
     );
+}
+
+/// A browser offering Opus, answered by `server` as leg `leg` with an answer naming `expect`.
+fn answered(server: &WebRtc, leg: &str, expect: &str) -> (Browser, media::port::PortRef) {
+    let (mut browser, offer) = Browser::offer().unwrap();
+    let (answer, port) = server.accept(leg, &offer).unwrap();
+    assert!(answer.contains(expect), "{answer}");
+    browser.accept_answer(&answer).unwrap();
+    (browser, port)
 }
