@@ -82,11 +82,24 @@ impl Ringside {
         std::fs::create_dir_all(&dir).unwrap();
         let listen = format!("127.0.0.1:{}", free_port());
         std::fs::write(dir.join("ringside.toml"), config(&listen)).unwrap();
+        // BENCH_LOG=<filter> keeps ringside's log (at that filter) in <data dir>.log.
+        let (filter, log) = match std::env::var("BENCH_LOG") {
+            Ok(f) => {
+                let path = dir.with_extension("log");
+                eprintln!("ringside's log: {}", path.display());
+                (f, Some(std::fs::File::create(path).unwrap()))
+            }
+            Err(_) => ("warn".to_string(), None),
+        };
+        let output = |log: &Option<std::fs::File>| match log {
+            Some(f) => std::process::Stdio::from(f.try_clone().unwrap()),
+            None => std::process::Stdio::null(),
+        };
         let child = tokio::process::Command::new(&bin)
             .args(["--data-dir", dir.to_str().unwrap(), "serve"])
-            .env("RUST_LOG", "warn")
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
+            .env("RUST_LOG", filter)
+            .stdout(output(&log))
+            .stderr(output(&log))
             .kill_on_drop(true)
             .spawn()
             .unwrap_or_else(|e| {

@@ -31,6 +31,7 @@ fn main() {
         let mut enc = Encoder::tuned(Tuning {
             complexity,
             low_delay,
+            ..Default::default()
         })
         .expect("opus encoder");
         let mut dec = Decoder::new().expect("opus decoder");

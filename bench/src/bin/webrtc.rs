@@ -2,33 +2,40 @@
 //! this machine, each Opus-decoded, mixed and Opus-encoded, and how long a leg takes to set up.
 //!
 //! ringside runs as its own process (`target/release/ringside`, or `RINGSIDE_BIN`), so its
-//! CPU and memory are its own. The load client is this process: one thread with one str0m
-//! session per leg, each a full ICE agent on its own UDP port doing DTLS-SRTP, as a browser
-//! does. The legs join meetings of `group` people (each hears the others through the mix)
-//! by their `joinWebUrl` over the web phone's HTTP signalling, `rate` new legs a second; the
-//! first `talkers` of each meeting (all, by default) speak a pre-encoded Opus tone every 20 ms,
-//! the others send Opus-encoded silence, as a muted browser does. Setup is the time from the offer being sent to
-//! the first audio packet heard. Once every leg is up, `hold` seconds of steady state are
-//! measured: late ticks of ringside's media threads and of its WebRTC shards (a tick is late
-//! when it starts 5 ms or more after it was due), packets heard, CPU of each side, and the
-//! resident memory ringside gained per leg.
+//! CPU and memory are its own. The load client is this process: one str0m session per leg,
+//! each a full ICE agent on its own UDP port doing DTLS-SRTP, as a browser does, driven by a
+//! few client threads (one per core; `BENCH_CLIENT_THREADS`) that each poll their legs'
+//! sockets together, as a browser's network thread does. The legs join meetings of `group`
+//! people (each hears the others through the mix) by their `joinWebUrl` over the web phone's
+//! HTTP signalling, `rate` new legs a second; the first `talkers` of each meeting (all, by
+//! default) speak a pre-encoded Opus tone every 20 ms, the others are muted microphones:
+//! Opus-encoded digital silence marked -127 dBov, sent with DTX when ringside's answer asks for
+//! it (as browsers do: a comfort-noise packet every 400 ms) and every 20 ms otherwise. Setup is
+//! the time from the offer being sent to the first audio packet heard. Once every leg is up,
+//! `hold` seconds of steady state are measured: late ticks of ringside's media threads and of
+//! its WebRTC shards (a tick is late when it starts 5 ms or more after it was due), packets
+//! heard, CPU of each side, and the resident memory ringside gained per leg.
 //!
 //!   cargo build --release -p server --bin ringside
 //!   cargo run --release -p ringside-bench --bin webrtc -- [legs, default 500] [rate, default 20]
 //!     [hold seconds, default 20] [group, default 5] [voice | low-delay, default voice]
-//!     [talkers per meeting, default: all]; BENCH_REALTIME=false runs ringside's clock threads at
-//!     ordinary priority
+//!     [talkers per meeting, default: all]
+//!
+//! Environment: BENCH_REALTIME=false runs ringside's clock threads at ordinary priority;
+//! BENCH_DTX=false has ringside not ask for DTX; BENCH_LOG=<filter> keeps ringside's log.
 
 use ringside_bench::{Ringside, cpu_s, percentile, proc_status, stolen_s};
 use serde_json::{Value, json};
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
 use str0m::change::SdpAnswer;
 use str0m::format::Codec;
+use str0m::media::Mid;
 use str0m::media::{Frequency, MediaTime};
 use str0m::net::{Protocol, Receive};
-use str0m::{Event, Input, Output};
+use str0m::{Event, Input, Output, Rtc};
 
 const TENANT: &str = "bench-tenant";
 const APP: &str = "bench-app";
@@ -42,7 +49,9 @@ struct Tally {
     hearing: AtomicUsize,
     packets_in: AtomicU64,
     packets_out: AtomicU64,
-    /// Sends that started 5 ms or more late on the client (the client was too busy).
+    /// 20 ms frames due on the client (sent, or left unsent by DTX), and those whose turn
+    /// came 5 ms or more late (the client was too busy).
+    frames_due: AtomicU64,
     client_late: AtomicU64,
     failures: Mutex<Vec<String>>,
     /// Loudness (RMS) of what the first leg heard, decoded.
@@ -58,37 +67,58 @@ fn tone_packets() -> Vec<Vec<u8>> {
         .collect()
 }
 
-/// A second of digital silence, Opus-encoded: what a listening leg's muted microphone sends.
-fn silent_packets() -> Vec<Vec<u8>> {
+/// Two seconds of digital silence, Opus-encoded: what a listening leg's muted microphone
+/// sends. With `dtx` (when ringside's answer asks for it, as a browser does) the encoder's
+/// frames of two bytes or less are empty: nothing is sent for them, as browsers send nothing
+/// (bar a comfort-noise packet every 400 ms) while their microphone is silent.
+fn silent_packets(dtx: bool) -> Vec<Vec<u8>> {
     let mut enc = webrtc::opus::Encoder::new().expect("opus");
-    (0..50)
+    enc.set_dtx(dtx).expect("dtx");
+    // Past the encoder's hangover, so the replayed loop is DTX's steady state.
+    for _ in 0..50 {
+        enc.encode(&[0; media::FRAME]).expect("encode");
+    }
+    (0..100)
         .map(|_| enc.encode(&[0; media::FRAME]).expect("encode"))
+        .map(|p| if dtx && p.len() <= 2 { vec![] } else { p })
         .collect()
 }
 
-struct Leg {
+/// A browser leg being set up: its offer goes to ringside over HTTP; once answered, its
+/// session moves to a client thread.
+struct Offer {
     http: reqwest::Client,
     base: String,
     token: String,
     target: String,
-    packets: Arc<Vec<Vec<u8>>>,
-    /// The packets are Opus-encoded digital silence.
-    silent: bool,
+    voice: Voice,
     tally: Arc<Tally>,
+    to: mpsc::Sender<ClientLeg>,
+    waker: Arc<mio::Waker>,
+}
+
+/// What a leg says: the packets it replays (an empty one is a frame not sent: DTX), whether
+/// they are a muted microphone's silence, and whether what it hears is decoded (the one leg
+/// whose audio is checked).
+#[derive(Clone)]
+struct Voice {
+    packets: Arc<Vec<Vec<u8>>>,
+    silent: bool,
+    /// A silent leg's packets when the answer asks for DTX.
+    dtx: Option<Arc<Vec<Vec<u8>>>>,
     listen: bool,
 }
 
-impl Leg {
+impl Offer {
     async fn run(self) {
-        if let Err(e) = self.session().await {
+        if let Err(e) = self.send().await {
             self.tally.failures.lock().unwrap().push(e);
         }
     }
 
-    async fn session(&self) -> Result<(), String> {
-        let sock = tokio::net::UdpSocket::bind("127.0.0.1:0")
-            .await
-            .map_err(|e| e.to_string())?;
+    async fn send(&self) -> Result<(), String> {
+        let sock = std::net::UdpSocket::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
+        sock.set_nonblocking(true).map_err(|e| e.to_string())?;
         let local = sock.local_addr().map_err(|e| e.to_string())?;
         let (mut rtc, mid, pending, offer) =
             webrtc::client::offering_session(local, &[Codec::Opus])?;
@@ -106,109 +136,228 @@ impl Leg {
         if status != 201 {
             return Err(format!("offer answered {status}: {v}"));
         }
-        let leg = v["legId"].as_str().unwrap_or_default().to_string();
-        let answer = SdpAnswer::from_sdp_string(v["sdp"].as_str().unwrap_or_default())
-            .map_err(|e| e.to_string())?;
+        let sdp = v["sdp"].as_str().unwrap_or_default();
+        let answer = SdpAnswer::from_sdp_string(sdp).map_err(|e| e.to_string())?;
+        let mut voice = self.voice.clone();
+        if let Some(dtx) = voice.dtx.take()
+            && sdp.contains("usedtx=1")
+        {
+            voice.packets = dtx;
+        }
         rtc.sdp_api()
             .accept_answer(pending, answer)
             .map_err(|e| e.to_string())?;
-        let mut decoder = self
-            .listen
-            .then(|| webrtc::opus::Decoder::new().expect("opus"));
-        let mut buf = vec![0u8; 2000];
-        let mut connected = false;
-        let mut heard = false;
-        let mut sent = 0u64;
-        let mut next_send = Instant::now();
-        while !self.tally.stop.load(Ordering::Relaxed) {
-            let timeout = loop {
-                match rtc.poll_output().map_err(|e| e.to_string())? {
-                    Output::Timeout(t) => break t,
-                    Output::Transmit(t) => {
-                        let _ = sock.send_to(&t.contents, t.destination).await;
-                    }
-                    Output::Event(Event::Connected) => {
-                        connected = true;
-                        next_send = Instant::now();
-                        self.tally.connected.fetch_add(1, Ordering::Relaxed);
-                    }
-                    Output::Event(Event::MediaData(d)) => {
-                        self.tally.packets_in.fetch_add(1, Ordering::Relaxed);
-                        if !heard {
-                            heard = true;
-                            let ms = began.elapsed().as_secs_f64() * 1000.0;
-                            self.tally.setup_ms.lock().unwrap().push(ms);
-                            self.tally.hearing.fetch_add(1, Ordering::Relaxed);
-                        }
-                        if let Some(dec) = decoder.as_mut()
-                            && let Ok(pcm) = dec.decode(&d.data)
-                        {
-                            let e = pcm.iter().map(|&s| (s as f64).powi(2)).sum::<f64>();
-                            let rms = (e / pcm.len().max(1) as f64).sqrt();
-                            self.tally.heard_rms.lock().unwrap().push(rms);
-                        }
-                    }
-                    Output::Event(_) => {}
-                }
+        let leg = ClientLeg {
+            rtc,
+            mid,
+            sock: mio::net::UdpSocket::from_std(sock),
+            local,
+            decoder: self
+                .voice
+                .listen
+                .then(|| webrtc::opus::Decoder::new().expect("opus")),
+            voice,
+            began,
+            connected: false,
+            heard: false,
+            sent: 0,
+            next_send: began,
+            wake: began,
+        };
+        self.to.send(leg).map_err(|_| "the client thread ended")?;
+        self.waker.wake().map_err(|e| e.to_string())
+    }
+}
+
+/// A browser's session on a client thread, on its own UDP port.
+struct ClientLeg {
+    rtc: Rtc,
+    mid: Mid,
+    sock: mio::net::UdpSocket,
+    local: SocketAddr,
+    voice: Voice,
+    decoder: Option<webrtc::opus::Decoder>,
+    began: Instant,
+    connected: bool,
+    heard: bool,
+    sent: u64,
+    /// When the next 20 ms packet is due (once connected).
+    next_send: Instant,
+    /// When the session next wants its timers run.
+    wake: Instant,
+}
+
+const WAKER: mio::Token = mio::Token(usize::MAX);
+
+/// A client thread: the sessions of some legs, driven by one poll loop over their sockets,
+/// as a browser's network thread drives its peer connections (one wake-up serves every leg
+/// with something to do, rather than one task wake-up per leg per packet).
+fn client_thread(poll: mio::Poll, legs_in: mpsc::Receiver<ClientLeg>, tally: Arc<Tally>) {
+    let mut poll = poll;
+    let mut events = mio::Events::with_capacity(1024);
+    let mut legs: Vec<Option<ClientLeg>> = vec![];
+    let mut buf = vec![0u8; 2000];
+    let mut wait = Duration::from_millis(1);
+    while !tally.stop.load(Ordering::Relaxed) {
+        if poll.poll(&mut events, Some(wait)).is_err() {
+            continue;
+        }
+        for leg in legs_in.try_iter() {
+            let mut leg = leg;
+            let token = mio::Token(legs.len());
+            if let Err(e) = poll
+                .registry()
+                .register(&mut leg.sock, token, mio::Interest::READABLE)
+            {
+                tally.failures.lock().unwrap().push(e.to_string());
+                continue;
+            }
+            legs.push(Some(leg));
+        }
+        for ev in events.iter() {
+            if ev.token() == WAKER {
+                continue;
+            }
+            let Some(slot) = legs.get_mut(ev.token().0) else {
+                continue;
             };
-            let wake = if connected {
-                timeout.min(next_send)
-            } else {
-                timeout
-            };
-            tokio::select! {
-                r = sock.recv_from(&mut buf) => {
-                    let (n, source) = r.map_err(|e| e.to_string())?;
-                    let Ok(contents) = buf[..n].try_into() else { continue };
-                    let input = Input::Receive(Instant::now(), Receive { proto: Protocol::Udp, source, destination: local, contents });
-                    rtc.handle_input(input).map_err(|e| e.to_string())?;
-                }
-                _ = tokio::time::sleep_until(tokio::time::Instant::from_std(wake)) => {
-                    let now = Instant::now();
-                    if connected && now >= next_send {
-                        if now - next_send >= Duration::from_millis(5) {
-                            self.tally.client_late.fetch_add(1, Ordering::Relaxed);
-                        }
-                        let mut w = rtc.writer(mid).ok_or("no audio writer")?;
-                        let pt = w
-                            .payload_params()
-                            .find(|p| p.spec().codec == Codec::Opus)
-                            .map(|p| p.pt())
-                            .ok_or("Opus was not negotiated")?;
-                        // As a browser marks them: a tone at -30 dBov, a muted microphone's
-                        // digital silence at -127.
-                        w = if self.silent {
-                            w.audio_level(-127, false)
-                        } else {
-                            w.audio_level(-30, true)
-                        };
-                        let packet = self.packets[sent as usize % self.packets.len()].clone();
-                        let t = MediaTime::new(sent * 960, Frequency::FORTY_EIGHT_KHZ);
-                        w.write(pt, now, t, packet).map_err(|e| e.to_string())?;
-                        sent += 1;
-                        self.tally.packets_out.fetch_add(1, Ordering::Relaxed);
-                        next_send += Duration::from_millis(20);
-                        if next_send < now {
-                            next_send = now + Duration::from_millis(20);
-                        }
-                    }
-                    rtc.handle_input(Input::Timeout(now)).map_err(|e| e.to_string())?;
-                }
+            if let Some(leg) = slot
+                && let Err(e) = leg.receive(&mut buf, &tally)
+            {
+                tally.failures.lock().unwrap().push(e);
+                *slot = None;
             }
         }
-        let _ = self
-            .http
-            .delete(format!("{}/webrtc/calls/{leg}", self.base))
-            .bearer_auth(&self.token)
-            .send()
-            .await;
-        Ok(())
+        let now = Instant::now();
+        let mut next = now + Duration::from_millis(20);
+        for slot in legs.iter_mut() {
+            let Some(leg) = slot else { continue };
+            if let Err(e) = leg.due(now, &tally) {
+                tally.failures.lock().unwrap().push(e);
+                *slot = None;
+                continue;
+            }
+            next = next.min(leg.wake);
+            if leg.connected {
+                next = next.min(leg.next_send);
+            }
+        }
+        wait = next.saturating_duration_since(Instant::now());
+    }
+}
+
+impl ClientLeg {
+    /// Everything waiting on the leg's socket, into its session.
+    fn receive(&mut self, buf: &mut [u8], tally: &Tally) -> Result<(), String> {
+        loop {
+            let (n, source) = match self.sock.recv_from(buf) {
+                Ok(r) => r,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                Err(e) => return Err(e.to_string()),
+            };
+            let Ok(contents) = buf[..n].try_into() else {
+                continue;
+            };
+            let input = Input::Receive(
+                Instant::now(),
+                Receive {
+                    proto: Protocol::Udp,
+                    source,
+                    destination: self.local,
+                    contents,
+                },
+            );
+            self.rtc.handle_input(input).map_err(|e| e.to_string())?;
+        }
+        self.drive(tally)
+    }
+
+    /// The leg's next packet when it is due, and its timers when they are.
+    fn due(&mut self, now: Instant, tally: &Tally) -> Result<(), String> {
+        let send = self.connected && now >= self.next_send;
+        if !send && now < self.wake {
+            return Ok(());
+        }
+        if send {
+            tally.frames_due.fetch_add(1, Ordering::Relaxed);
+            if now - self.next_send >= Duration::from_millis(5) {
+                tally.client_late.fetch_add(1, Ordering::Relaxed);
+            }
+            let mut w = self.rtc.writer(self.mid).ok_or("no audio writer")?;
+            let pt = w
+                .payload_params()
+                .find(|p| p.spec().codec == Codec::Opus)
+                .map(|p| p.pt())
+                .ok_or("Opus was not negotiated")?;
+            // As a browser marks them: a tone at -30 dBov, a muted microphone's digital
+            // silence at -127.
+            w = if self.voice.silent {
+                w.audio_level(-127, false)
+            } else {
+                w.audio_level(-30, true)
+            };
+            let packets = &self.voice.packets;
+            let packet = packets[self.sent as usize % packets.len()].clone();
+            let t = MediaTime::new(self.sent * 960, Frequency::FORTY_EIGHT_KHZ);
+            if !packet.is_empty() {
+                w.write(pt, now, t, packet).map_err(|e| e.to_string())?;
+                tally.packets_out.fetch_add(1, Ordering::Relaxed);
+            }
+            self.sent += 1;
+            self.next_send += Duration::from_millis(20);
+            if self.next_send < now {
+                self.next_send = now + Duration::from_millis(20);
+            }
+        }
+        self.rtc
+            .handle_input(Input::Timeout(now))
+            .map_err(|e| e.to_string())?;
+        self.drive(tally)
+    }
+
+    /// Run the session until it waits: datagrams out, events counted.
+    fn drive(&mut self, tally: &Tally) -> Result<(), String> {
+        loop {
+            match self.rtc.poll_output().map_err(|e| e.to_string())? {
+                Output::Timeout(t) => {
+                    self.wake = t;
+                    return Ok(());
+                }
+                Output::Transmit(t) => {
+                    let _ = self.sock.send_to(&t.contents, t.destination);
+                }
+                Output::Event(Event::Connected) => {
+                    self.connected = true;
+                    self.next_send = Instant::now();
+                    tally.connected.fetch_add(1, Ordering::Relaxed);
+                }
+                Output::Event(Event::MediaData(d)) => {
+                    tally.packets_in.fetch_add(1, Ordering::Relaxed);
+                    if !self.heard {
+                        self.heard = true;
+                        let ms = self.began.elapsed().as_secs_f64() * 1000.0;
+                        tally.setup_ms.lock().unwrap().push(ms);
+                        tally.hearing.fetch_add(1, Ordering::Relaxed);
+                    }
+                    if let Some(dec) = self.decoder.as_mut()
+                        && let Ok(pcm) = dec.decode(&d.data)
+                    {
+                        let e = pcm.iter().map(|&s| (s as f64).powi(2)).sum::<f64>();
+                        let rms = (e / pcm.len().max(1) as f64).sqrt();
+                        tally.heard_rms.lock().unwrap().push(rms);
+                    }
+                }
+                Output::Event(_) => {}
+            }
+        }
     }
 }
 
 fn config(listen: &str, group: usize, mode: &str) -> String {
     // BENCH_REALTIME=false: ringside's clock threads at ordinary priority.
     let realtime = std::env::var("BENCH_REALTIME").unwrap_or_else(|_| "true".into()) != "false";
+    // BENCH_DTX=false: ringside does not ask browsers for Opus DTX.
+    let dtx = std::env::var("BENCH_DTX").unwrap_or_else(|_| "true".into()) != "false";
     let users: String = (0..group)
         .map(|u| format!("[[users]]\nid = \"{USER}-{u}\"\ntenant = \"{TENANT}\"\n"))
         .collect();
@@ -224,6 +373,7 @@ token = "{ADMIN}"
 [webrtc]
 udp = "127.0.0.1:0"
 opus_mode = "{mode}"
+opus_dtx = {dtx}
 [[tenants]]
 id = "{TENANT}"
 [[apps]]
@@ -312,30 +462,57 @@ async fn main() {
         user_tokens.push(v["token"].as_str().expect("a user token").to_string());
     }
 
-    let (tone, silence) = (Arc::new(tone_packets()), Arc::new(silent_packets()));
+    let (tone, silence, dtx) = (
+        Arc::new(tone_packets()),
+        Arc::new(silent_packets(false)),
+        Arc::new(silent_packets(true)),
+    );
     // The leg whose audio is checked: one that listens, when some do.
     let listener = if talkers < group { talkers } else { 0 };
     let tally: Arc<Tally> = Default::default();
+    // The client's threads (BENCH_CLIENT_THREADS, default one per core): each drives its
+    // share of the legs' sessions.
+    let client_threads = std::env::var("BENCH_CLIENT_THREADS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+        .max(1);
+    let mut clients = vec![];
+    let mut threads = vec![];
+    for _ in 0..client_threads {
+        let poll = mio::Poll::new().expect("poll");
+        let waker = Arc::new(mio::Waker::new(poll.registry(), WAKER).expect("waker"));
+        let (to, from) = mpsc::channel();
+        let t = tally.clone();
+        threads.push(std::thread::spawn(move || client_thread(poll, from, t)));
+        clients.push((to, waker));
+    }
     let rss_before = proc_status(pid, "VmRSS:");
     let ramp = Instant::now();
     let mut tasks = vec![];
     let gap = Duration::from_secs_f64(1.0 / rate as f64);
     for i in 0..legs {
-        let leg = Leg {
+        let (to, waker) = clients[i % clients.len()].clone();
+        let offer = Offer {
             http: http.clone(),
             base: base.clone(),
             token: user_tokens[i % group].clone(),
             target: links[i / group].clone(),
-            packets: if i % group < talkers {
-                tone.clone()
-            } else {
-                silence.clone()
+            voice: Voice {
+                packets: if i % group < talkers {
+                    tone.clone()
+                } else {
+                    silence.clone()
+                },
+                silent: i % group >= talkers,
+                dtx: (i % group >= talkers).then(|| dtx.clone()),
+                listen: i == listener,
             },
-            silent: i % group >= talkers,
             tally: tally.clone(),
-            listen: i == listener,
+            to,
+            waker,
         };
-        tasks.push(tokio::spawn(leg.run()));
+        tasks.push(tokio::spawn(offer.run()));
         tokio::time::sleep_until(tokio::time::Instant::from_std(ramp + gap * (i as u32 + 1))).await;
     }
     let ramp_s = ramp.elapsed().as_secs_f64();
@@ -350,10 +527,11 @@ async fn main() {
     // Steady state.
     let m0 = media(&http, &base).await;
     let (srv0, cli0, stolen0) = (cpu_s(pid), cpu_s(std::process::id()), stolen_s());
-    let (in0, out0, late0) = (
+    let (in0, out0, late0, due0) = (
         tally.packets_in.load(Ordering::Relaxed),
         tally.packets_out.load(Ordering::Relaxed),
         tally.client_late.load(Ordering::Relaxed),
+        tally.frames_due.load(Ordering::Relaxed),
     );
     let t0 = Instant::now();
     tokio::time::sleep(Duration::from_secs(hold)).await;
@@ -364,9 +542,13 @@ async fn main() {
     let heard_in = tally.packets_in.load(Ordering::Relaxed) - in0;
     let sent_out = tally.packets_out.load(Ordering::Relaxed) - out0;
     let client_late = tally.client_late.load(Ordering::Relaxed) - late0;
+    let frames_due = tally.frames_due.load(Ordering::Relaxed) - due0;
     tally.stop.store(true, Ordering::Relaxed);
     for t in tasks {
         let _ = tokio::time::timeout(Duration::from_secs(10), t).await;
+    }
+    for t in threads {
+        let _ = t.join();
     }
     rs.stop().await;
 
@@ -430,7 +612,10 @@ async fn main() {
         100.0 * (srv1 - srv0) / secs,
         100.0 * (cli1 - cli0) / secs
     );
-    println!("| client sends late ≥ 5 ms | {client_late} of {sent_out} |");
+    println!(
+        "| client frames late ≥ 5 ms | {:.3} % of {frames_due} |",
+        pct(client_late, frames_due)
+    );
     println!(
         "| CPU the hypervisor took (steal, all cores) | {:.1} % of one core |",
         100.0 * (stolen1 - stolen0) / secs

@@ -27,7 +27,7 @@ fn default_backoff() -> u64 {
 fn default_notification_timeout() -> u64 {
     10_000
 }
-fn default_true() -> bool {
+pub(crate) fn default_true() -> bool {
     true
 }
 fn default_prompt_bytes() -> usize {

@@ -199,7 +199,12 @@ fn run_thread(
     writer: mpsc::Sender<WriterJob>,
     realtime: bool,
 ) {
-    let mut clock = crate::sched::Clock::start(realtime, "media", &stats.sched);
+    let mut clock = crate::sched::Clock::start(
+        realtime,
+        "media",
+        crate::sched::MIXING_PRIORITY,
+        &stats.sched,
+    );
     let tick = Duration::from_millis(TICK_MS);
     let mut rooms: HashMap<String, Room> = HashMap::new();
     let mut outs: Vec<Out> = vec![];
@@ -224,7 +229,7 @@ fn run_thread(
             }
             commands += 1;
             commanding += took;
-            clock.worked(took, Instant::now());
+            clock.check(Instant::now());
         };
         // Take commands until the tick is due.
         loop {
@@ -291,7 +296,7 @@ fn run_thread(
         stats
             .busy_us
             .fetch_add(busy.as_micros() as u64, Ordering::Relaxed);
-        clock.worked(busy, Instant::now());
+        clock.check(Instant::now());
         let members: u64 = rooms.values().map(|r| r.member_count() as u64).sum();
         let n = rooms.len() as u64;
         // Publish this thread's share of the totals as a difference.

@@ -6,20 +6,25 @@
 //! thread has work. Without permission they run as ordinary threads, as before.
 //!
 //! A realtime thread that never sleeps would starve everything else, the control plane
-//! included (hanging up must still work). So each thread watches its own load: when it is busy
-//! more than [`DEMOTE_BUSY`] of a second it returns to the ordinary policy, and only takes the
-//! realtime one back after [`CALM_WINDOWS`] seconds each under [`PROMOTE_BUSY`].
+//! included (hanging up must still work). So each thread watches its own load, the CPU time it
+//! used each second (not the time its work took: waiting for a CPU is not load): above
+//! [`DEMOTE_BUSY`] it returns to the ordinary policy, and only takes the realtime one back
+//! after [`CALM_WINDOWS`] seconds each under [`PROMOTE_BUSY`].
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-/// Realtime priority asked for (1 is the lowest; kernel threads such as interrupt handlers
-/// run at 50).
-const PRIORITY: i32 = 10;
-/// Busy fraction of a second above which a realtime thread steps down.
-pub const DEMOTE_BUSY: f64 = 0.6;
-/// Busy fraction under which a second counts as calm.
-pub const PROMOTE_BUSY: f64 = 0.3;
+/// Realtime priority of the threads that send and receive (the WebRTC shards), 1 being the
+/// lowest (kernel threads such as interrupt handlers run at 50). Their ticks are long: a
+/// shard encodes and encrypts for hundreds of legs.
+pub const TRANSPORT_PRIORITY: i32 = 10;
+/// Realtime priority of the media threads, above the shards': a room's tick is short and
+/// every leg waits on it, so it may interrupt a shard's tick rather than wait for its end.
+pub const MIXING_PRIORITY: i32 = 11;
+/// Fraction of a second of CPU above which a realtime thread steps down.
+pub const DEMOTE_BUSY: f64 = 0.85;
+/// Fraction of a second of CPU under which a second counts as calm.
+pub const PROMOTE_BUSY: f64 = 0.6;
 /// Calm seconds in a row before a stepped-down thread is realtime again.
 pub const CALM_WINDOWS: u32 = 10;
 const WINDOW: Duration = Duration::from_secs(1);
@@ -38,25 +43,28 @@ pub struct Clock<'a> {
     stats: &'a SchedStats,
     /// Realtime was asked for and granted once (so it may be taken back after a step down).
     allowed: bool,
+    priority: i32,
     realtime: bool,
     window: Instant,
-    busy: Duration,
+    /// The thread's CPU time when the window began.
+    cpu: Duration,
     calm: u32,
 }
 
 impl<'a> Clock<'a> {
-    /// Ask for realtime scheduling for the calling thread when `wanted`.
-    pub fn start(wanted: bool, name: &str, stats: &'a SchedStats) -> Clock<'a> {
+    /// Ask for realtime scheduling at `priority` for the calling thread when `wanted`.
+    pub fn start(wanted: bool, name: &str, priority: i32, stats: &'a SchedStats) -> Clock<'a> {
         let mut c = Clock {
             stats,
             allowed: false,
+            priority,
             realtime: false,
             window: Instant::now(),
-            busy: Duration::ZERO,
+            cpu: thread_cpu(),
             calm: 0,
         };
         if wanted {
-            match set_realtime(true) {
+            match set_realtime(Some(priority)) {
                 Ok(()) => {
                     c.allowed = true;
                     c.realtime = true;
@@ -76,20 +84,27 @@ impl<'a> Clock<'a> {
         self.realtime
     }
 
-    /// The thread worked for `busy` (call after each piece of work, with `now` after it).
-    pub fn worked(&mut self, busy: Duration, now: Instant) {
-        self.busy += busy;
+    /// Call after each piece of work: once a second the thread's load is judged. The load
+    /// of the second that ended, if one did.
+    pub fn check(&mut self, now: Instant) -> Option<f64> {
         let span = now.saturating_duration_since(self.window);
         if span < WINDOW {
-            return;
+            return None;
         }
-        let load = self.busy.as_secs_f64() / span.as_secs_f64();
-        (self.window, self.busy) = (now, Duration::ZERO);
+        let cpu = thread_cpu();
+        let load = cpu.saturating_sub(self.cpu).as_secs_f64() / span.as_secs_f64();
+        (self.window, self.cpu) = (now, cpu);
+        self.judge(load);
+        Some(load)
+    }
+
+    /// Step down after a second busier than [`DEMOTE_BUSY`]; back up after calm ones.
+    fn judge(&mut self, load: f64) {
         if !self.allowed {
             return;
         }
         if self.realtime && load > DEMOTE_BUSY {
-            if set_realtime(false).is_ok() {
+            if set_realtime(None).is_ok() {
                 self.realtime = false;
                 self.calm = 0;
                 self.stats.realtime.fetch_sub(1, Ordering::Relaxed);
@@ -105,7 +120,7 @@ impl<'a> Clock<'a> {
             } else {
                 0
             };
-            if self.calm >= CALM_WINDOWS && set_realtime(true).is_ok() {
+            if self.calm >= CALM_WINDOWS && set_realtime(Some(self.priority)).is_ok() {
                 self.realtime = true;
                 self.stats.realtime.fetch_add(1, Ordering::Relaxed);
                 tracing::info!("a media clock thread is realtime again");
@@ -122,12 +137,29 @@ impl Drop for Clock<'_> {
     }
 }
 
+/// CPU time the calling thread has used.
 #[cfg(target_os = "linux")]
-fn set_realtime(on: bool) -> Result<(), std::io::Error> {
-    let (policy, priority) = if on {
-        (libc::SCHED_RR, PRIORITY)
-    } else {
-        (libc::SCHED_OTHER, 0)
+fn thread_cpu() -> Duration {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: an out-parameter that lives across the call.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+}
+
+#[cfg(not(target_os = "linux"))]
+fn thread_cpu() -> Duration {
+    Duration::ZERO
+}
+
+#[cfg(target_os = "linux")]
+/// Realtime at this priority, or (None) the ordinary policy.
+fn set_realtime(priority: Option<i32>) -> Result<(), std::io::Error> {
+    let (policy, priority) = match priority {
+        Some(p) => (libc::SCHED_RR, p),
+        None => (libc::SCHED_OTHER, 0),
     };
     let param = libc::sched_param {
         sched_priority: priority,
@@ -142,7 +174,7 @@ fn set_realtime(on: bool) -> Result<(), std::io::Error> {
 }
 
 #[cfg(not(target_os = "linux"))]
-fn set_realtime(_on: bool) -> Result<(), std::io::Error> {
+fn set_realtime(_priority: Option<i32>) -> Result<(), std::io::Error> {
     Err(std::io::Error::other("not supported on this system"))
 }
 
@@ -162,7 +194,7 @@ mod tests {
     fn a_busy_clock_thread_steps_down_and_comes_back_when_calm() {
         std::thread::spawn(|| {
             let stats = SchedStats::default();
-            let mut c = Clock::start(true, "test", &stats);
+            let mut c = Clock::start(true, "test", MIXING_PRIORITY, &stats);
             if !c.is_realtime() {
                 // Not permitted here (no root or CAP_SYS_NICE): the thread stays ordinary.
                 assert_eq!(policy(), libc::SCHED_OTHER);
@@ -171,25 +203,20 @@ mod tests {
             }
             assert_eq!(policy(), libc::SCHED_RR);
             assert_eq!(stats.realtime.load(Ordering::Relaxed), 1);
-            let t0 = Instant::now();
-            // A second 80 % busy: it steps down.
-            c.worked(Duration::from_millis(800), t0 + WINDOW);
+            // A second 90 % busy: it steps down.
+            c.judge(0.9);
             assert!(!c.is_realtime());
             assert_eq!(policy(), libc::SCHED_OTHER);
             assert_eq!(stats.demotions.load(Ordering::Relaxed), 1);
             assert_eq!(stats.realtime.load(Ordering::Relaxed), 0);
             // Calm seconds, one short of enough, then one busy: still ordinary.
-            let mut t = t0 + WINDOW;
             for _ in 0..CALM_WINDOWS - 1 {
-                t += WINDOW;
-                c.worked(Duration::from_millis(100), t);
+                c.judge(0.1);
             }
-            t += WINDOW;
-            c.worked(Duration::from_millis(500), t);
+            c.judge(0.7);
             assert!(!c.is_realtime());
             for _ in 0..CALM_WINDOWS {
-                t += WINDOW;
-                c.worked(Duration::from_millis(100), t);
+                c.judge(0.1);
             }
             assert!(c.is_realtime());
             assert_eq!(policy(), libc::SCHED_RR);
@@ -204,10 +231,33 @@ mod tests {
     fn not_wanted_means_ordinary() {
         std::thread::spawn(|| {
             let stats = SchedStats::default();
-            let mut c = Clock::start(false, "test", &stats);
-            c.worked(Duration::from_millis(10), Instant::now() + WINDOW);
+            let mut c = Clock::start(false, "test", MIXING_PRIORITY, &stats);
+            c.judge(1.0);
             assert!(!c.is_realtime());
             assert_eq!(policy(), libc::SCHED_OTHER);
+        })
+        .join()
+        .unwrap();
+    }
+
+    #[test]
+    fn the_load_is_the_threads_cpu_time_not_the_time_it_waited() {
+        std::thread::spawn(|| {
+            let stats = SchedStats::default();
+            let mut c = Clock::start(false, "test", MIXING_PRIORITY, &stats);
+            // A second asleep is no load.
+            std::thread::sleep(WINDOW + Duration::from_millis(50));
+            let idle = c.check(Instant::now()).expect("a second ended");
+            assert!(idle < 0.2, "asleep: {idle}");
+            // A second spinning is (on a machine that gives it a CPU at least half the time).
+            let end = Instant::now() + WINDOW + Duration::from_millis(50);
+            let mut spins = 0u64;
+            while Instant::now() < end {
+                spins = std::hint::black_box(spins + 1);
+            }
+            let busy = c.check(Instant::now()).expect("a second ended");
+            assert!(busy > 0.5, "spinning: {busy}");
+            assert_eq!(c.check(Instant::now()), None, "not yet another second");
         })
         .join()
         .unwrap();

@@ -420,6 +420,7 @@ fn start_webrtc(
         opus: webrtc::opus::Tuning {
             complexity: w.opus_complexity,
             low_delay,
+            dtx: w.opus_dtx,
         },
         realtime,
     };

@@ -378,8 +378,15 @@ const TICK: Duration = Duration::from_millis(20);
 impl Shard {
     fn run(mut self, rx: Receiver<Work>) {
         let stats = self.stats.clone();
-        let mut clock = media::sched::Clock::start(self.realtime, "webrtc", &stats.sched);
+        let mut clock = media::sched::Clock::start(
+            self.realtime,
+            "webrtc",
+            media::sched::TRANSPORT_PRIORITY,
+            &stats.sched,
+        );
         let mut next_tick = Instant::now() + TICK;
+        // Since the last tick: the work done between ticks, and the last tick's own.
+        let (mut batches, mut working, mut last_tick) = (0u32, Duration::ZERO, Duration::ZERO);
         loop {
             let wait = next_tick.saturating_duration_since(Instant::now());
             match rx.recv_timeout(wait) {
@@ -387,7 +394,9 @@ impl Shard {
                     let t = Instant::now();
                     self.work(w);
                     self.send();
-                    clock.worked(t.elapsed(), Instant::now());
+                    let took = t.elapsed();
+                    (batches, working) = (batches + 1, working + took);
+                    clock.check(Instant::now());
                 }
                 Err(mpsc::RecvTimeoutError::Timeout) => {}
                 Err(mpsc::RecvTimeoutError::Disconnected) => return,
@@ -398,13 +407,23 @@ impl Shard {
                 self.stats.ticks.fetch_add(1, Ordering::Relaxed);
                 if late >= Duration::from_millis(5) {
                     self.stats.late_ticks.fetch_add(1, Ordering::Relaxed);
+                    tracing::debug!(
+                        shard = self.n,
+                        late_ms = late.as_millis() as u64,
+                        batches,
+                        batches_ms = working.as_millis() as u64,
+                        last_tick_ms = last_tick.as_millis() as u64,
+                        "late WebRTC tick"
+                    );
                 }
                 self.stats
                     .max_late_us
                     .fetch_max(late.as_micros() as u64, Ordering::Relaxed);
                 self.tick(now);
                 self.send();
-                clock.worked(now.elapsed(), Instant::now());
+                last_tick = now.elapsed();
+                (batches, working) = (0, Duration::ZERO);
+                clock.check(Instant::now());
                 next_tick += TICK;
                 if next_tick < now {
                     // Far behind (a stall): start again from now rather than burst.
@@ -456,18 +475,19 @@ impl Shard {
                 offer,
                 reply,
             } => {
-                let r = accept(self.addr, &leg_id, &offer).map(|(leg, sdp)| {
-                    let port: PortRef = leg.port.clone();
-                    self.routes
-                        .write()
-                        .expect("routes")
-                        .by_ufrag
-                        .insert(leg.ufrag.clone(), Route { shard: self.n, key });
-                    self.legs.insert(key, leg);
-                    self.load[self.n].fetch_add(1, Ordering::Relaxed);
-                    self.stats.legs.fetch_add(1, Ordering::Relaxed);
-                    (sdp, port)
-                });
+                let r =
+                    accept(self.addr, &leg_id, &offer, self.mixes.tuning.dtx).map(|(leg, sdp)| {
+                        let port: PortRef = leg.port.clone();
+                        self.routes
+                            .write()
+                            .expect("routes")
+                            .by_ufrag
+                            .insert(leg.ufrag.clone(), Route { shard: self.n, key });
+                        self.legs.insert(key, leg);
+                        self.load[self.n].fetch_add(1, Ordering::Relaxed);
+                        self.stats.legs.fetch_add(1, Ordering::Relaxed);
+                        (sdp, port)
+                    });
                 let _ = reply.send(r);
             }
             Work::Hangup { leg_id } => {
@@ -541,6 +561,9 @@ pub fn with_dtmf(mut cfg: str0m::RtcConfig) -> str0m::RtcConfig {
     cfg
 }
 
+/// The payload type of Opus in ringside's own codec list (an answer takes the browser's).
+const OPUS_PT: u8 = 111;
+
 /// The payload type ringside offers telephone events at (browsers use their own in offers).
 pub const DTMF_PT: u8 = 126;
 
@@ -556,18 +579,28 @@ fn key_of(event: u8) -> Option<char> {
 }
 
 /// A session for a browser's offer, answered.
-fn answer(addr: SocketAddr, offer: &str) -> Result<(Rtc, String), String> {
+/// With `dtx`, the answer asks the browser for Opus DTX (`usedtx=1`, RFC 7587): while its
+/// microphone is silent or muted it sends a comfort-noise packet every 400 ms instead of one
+/// every 20 ms. The jitter buffer plays the gaps as silence.
+fn answer(addr: SocketAddr, offer: &str, dtx: bool) -> Result<(Rtc, String), String> {
     let offer =
         SdpOffer::from_sdp_string(offer).map_err(|e| format!("malformed SDP offer: {e}"))?;
-    let mut rtc = with_dtmf(
-        Rtc::builder()
-            .set_ice_lite(true)
-            .clear_codecs()
-            .enable_opus(true, false)
-            .enable_pcmu(true, false)
-            .enable_pcma(true, false),
-    )
-    .build(Instant::now());
+    let mut cfg = Rtc::builder().set_ice_lite(true).clear_codecs();
+    cfg.codec_config().add_config(
+        str0m::media::Pt::new_with_value(OPUS_PT),
+        None,
+        Codec::Opus,
+        str0m::media::Frequency::FORTY_EIGHT_KHZ,
+        Some(2),
+        str0m::format::FormatParams {
+            min_p_time: Some(10),
+            use_inband_fec: Some(true),
+            use_dtx: dtx.then_some(true),
+            ..Default::default()
+        },
+    );
+    let mut rtc =
+        with_dtmf(cfg.enable_pcmu(true, false).enable_pcma(true, false)).build(Instant::now());
     let candidate = Candidate::host(addr, "udp").map_err(|e| e.to_string())?;
     rtc.add_local_candidate(candidate);
     let answer = rtc
@@ -580,8 +613,9 @@ fn answer(addr: SocketAddr, offer: &str) -> Result<(Rtc, String), String> {
 /// Whether an offer can be answered, without taking a leg for it.
 pub fn check_offer(offer: &str) -> Result<(), String> {
     let addr = SocketAddr::from(([127, 0, 0, 1], 9));
-    let (_, sdp) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| answer(addr, offer)))
-        .map_err(|_| "the offer could not be read".to_string())??;
+    let (_, sdp) =
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| answer(addr, offer, true)))
+            .map_err(|_| "the offer could not be read".to_string())??;
     has_audio(&sdp)
 }
 
@@ -601,13 +635,15 @@ pub fn fuzz_offer(offer: &[u8]) {
     let _ = answer(
         SocketAddr::from(([127, 0, 0, 1], 9)),
         &String::from_utf8_lossy(offer),
+        true,
     );
 }
 
-fn accept(addr: SocketAddr, leg_id: &str, offer: &str) -> Result<(Leg, String), String> {
+fn accept(addr: SocketAddr, leg_id: &str, offer: &str, dtx: bool) -> Result<(Leg, String), String> {
     // Whatever a browser sends must not take the endpoint (and every other leg) down.
-    let (rtc, sdp) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| answer(addr, offer)))
-        .map_err(|_| "the offer could not be read".to_string())??;
+    let (rtc, sdp) =
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| answer(addr, offer, dtx)))
+            .map_err(|_| "the offer could not be read".to_string())??;
     if !sdp
         .lines()
         .any(|l| l.starts_with("m=audio") && !l.starts_with("m=audio 0 "))

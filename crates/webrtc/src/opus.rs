@@ -17,6 +17,9 @@ pub struct Tuning {
     /// CELT only (`OPUS_APPLICATION_RESTRICTED_LOWDELAY`): cheaper to encode than SILK's
     /// speech model, at some cost in quality at low bitrates.
     pub low_delay: bool,
+    /// Browsers are asked for DTX (`usedtx=1` in the answer): a silent or muted microphone
+    /// then sends a comfort-noise packet every 400 ms rather than a packet every 20 ms.
+    pub dtx: bool,
 }
 
 impl Default for Tuning {
@@ -24,6 +27,7 @@ impl Default for Tuning {
         Tuning {
             complexity: 1,
             low_delay: false,
+            dtx: true,
         }
     }
 }
@@ -65,6 +69,17 @@ impl Encoder {
         let r = unsafe { ffi::opus_encoder_ctl(self.0, ffi::OPUS_SET_COMPLEXITY_REQUEST, c) };
         if r != ffi::OPUS_OK {
             return Err(format!("opus complexity {c}: error {r}"));
+        }
+        Ok(())
+    }
+
+    /// Discontinuous transmission: after a short hangover, a silent input encodes as packets
+    /// of two bytes or less (not to be sent) except a comfort-noise update every 400 ms.
+    pub fn set_dtx(&mut self, on: bool) -> Result<(), String> {
+        // SAFETY: a live encoder and a request that takes one int.
+        let r = unsafe { ffi::opus_encoder_ctl(self.0, ffi::OPUS_SET_DTX_REQUEST, on as i32) };
+        if r != ffi::OPUS_OK {
+            return Err(format!("opus DTX: error {r}"));
         }
         Ok(())
     }

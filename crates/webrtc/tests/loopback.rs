@@ -20,6 +20,7 @@ fn in_low_delay_mode_the_browser_still_hears_the_room() {
         opus: webrtc::opus::Tuning {
             complexity: 0,
             low_delay: true,
+            ..Default::default()
         },
         realtime: true,
     };
@@ -245,6 +246,71 @@ fn a_muted_browsers_silence_is_not_decoded_when_only_the_mix_takes_it() {
     assert!(
         (f - 440.0).abs() < 30.0,
         "the room hears the browser's voice once it speaks: {f:.0} Hz"
+    );
+}
+
+#[test]
+fn a_browser_asked_for_dtx_pauses_between_talk_spurts_and_the_room_hears_silence_there() {
+    let (tx, _events) = mpsc::channel();
+    let quiet = webrtc::endpoint::Options {
+        opus: webrtc::opus::Tuning {
+            dtx: false,
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let plain = WebRtc::start("127.0.0.1:0".parse().unwrap(), tx.clone(), quiet).unwrap();
+    let (_, offer) = Browser::offer().unwrap();
+    let (answer, _) = plain.accept("leg-p", &offer).unwrap();
+    assert!(!answer.contains("usedtx"), "{answer}");
+
+    let server = WebRtc::start("127.0.0.1:0".parse().unwrap(), tx, Default::default()).unwrap();
+    let (mut browser, port) = answered(&server, "leg-d", "usedtx=1");
+    // As a browser with DTX: 440 Hz for 40 frames; then silence, sent for 10 frames (the
+    // encoder's hangover) and then not at all bar one comfort-noise packet, until frame 90;
+    // then 440 Hz again.
+    let mut heard_by_room: Vec<[i16; FRAME]> = vec![];
+    let mut speak = |n: usize| {
+        let mut frame = [0i16; FRAME];
+        let mut p = port.lock().unwrap();
+        p.read(&mut frame);
+        heard_by_room.push(frame);
+        match n {
+            40..=49 | 65 => Some([0; FRAME]),
+            50..=89 => None,
+            _ => Some(tone(440.0, n)),
+        }
+    };
+    browser
+        .run(Duration::from_secs(8), &mut speak, &mut |b| b.sent >= 150)
+        .unwrap();
+    let loud =
+        |f: &[i16; FRAME]| f.iter().map(|&s| (s as f64).powi(2)).sum::<f64>() / FRAME as f64 > 1e6;
+    // The room's reads lag the browser's sends by the jitter buffer's delay: find the pause
+    // as the longest quiet run after the first spurt was heard.
+    let first = heard_by_room
+        .iter()
+        .position(loud)
+        .expect("the first spurt is heard");
+    let mut longest = 0;
+    let mut run = 0;
+    for f in &heard_by_room[first..] {
+        run = if loud(f) { 0 } else { run + 1 };
+        longest = longest.max(run);
+    }
+    assert!(
+        (40..=60).contains(&longest),
+        "the pause is heard as silence, not filled with the last spurt: {longest} quiet frames"
+    );
+    let last: Vec<i16> = heard_by_room[heard_by_room.len() - 40..]
+        .iter()
+        .flatten()
+        .copied()
+        .collect();
+    let f = frequency(&last);
+    assert!(
+        (f - 440.0).abs() < 30.0,
+        "the room hears the browser again after the pause: {f:.0} Hz"
     );
 }
 
