@@ -98,8 +98,10 @@ pub struct Stats {
 /// The handle the rest of ringside holds.
 pub struct WebRtc {
     shards: Vec<Sender<Work>>,
-    /// Legs per shard: a new leg goes to the least loaded.
+    /// Legs per shard: a new leg goes to the least loaded, or to its room's.
     load: Arc<Vec<AtomicUsize>>,
+    /// The shard each room's legs were last placed on ([`WebRtc::accept_in`]).
+    placed: Mutex<HashMap<String, usize>>,
     next_key: AtomicU64,
     alive: Arc<AtomicBool>,
     /// Where browsers send their media.
@@ -195,6 +197,7 @@ impl WebRtc {
             shards: senders,
             load,
             next_key: AtomicU64::new(1),
+            placed: Mutex::new(HashMap::new()),
             alive,
             addr,
             stats,
@@ -204,9 +207,19 @@ impl WebRtc {
     /// Answer a browser's offer for `leg_id`: the SDP answer, and the leg's port for its room.
     /// A malformed offer, or one with no audio ringside can speak, is refused with a reason.
     pub fn accept(&self, leg_id: &str, offer: &str) -> Result<(String, PortRef), String> {
-        let shard = (0..self.shards.len())
-            .min_by_key(|&i| self.load[i].load(Ordering::Relaxed))
-            .unwrap_or(0);
+        self.accept_in(leg_id, offer, leg_id)
+    }
+
+    /// As [`WebRtc::accept`], for a leg of room `room` (a meeting, a call): the legs of one
+    /// room go to one shard while it is not much busier than the least busy, so the room's
+    /// common mix is encoded once, not once per shard.
+    pub fn accept_in(
+        &self,
+        leg_id: &str,
+        offer: &str,
+        room: &str,
+    ) -> Result<(String, PortRef), String> {
+        let shard = self.place(room);
         let (reply, rx) = mpsc::channel();
         let stopped = || "the WebRTC endpoint has stopped".to_string();
         self.shards[shard]
@@ -218,6 +231,34 @@ impl WebRtc {
             })
             .map_err(|_| stopped())?;
         rx.recv().map_err(|_| stopped())?
+    }
+
+    /// Legs on each shard.
+    pub fn legs_per_shard(&self) -> Vec<usize> {
+        self.load
+            .iter()
+            .map(|l| l.load(Ordering::Relaxed))
+            .collect()
+    }
+
+    /// The shard for a new leg of `room`: the room's own, unless that holds more than a
+    /// quarter (and at least [`PLACEMENT_SLACK`] legs) more than the least loaded; else the
+    /// least loaded, which becomes the room's.
+    fn place(&self, room: &str) -> usize {
+        let load = |i: usize| self.load[i].load(Ordering::Relaxed);
+        let least = (0..self.shards.len()).min_by_key(|&i| load(i)).unwrap_or(0);
+        let mut placed = self.placed.lock().expect("placements");
+        if let Some(&s) = placed.get(room)
+            && load(s) < load(least) + (load(least) / 4).max(PLACEMENT_SLACK)
+        {
+            return s;
+        }
+        if placed.len() >= MAX_PLACEMENTS {
+            // Only where new legs go depends on it: forgetting is harmless.
+            placed.clear();
+        }
+        placed.insert(room.to_string(), least);
+        least
     }
 
     /// End a leg: its session is closed and forgotten.
@@ -374,6 +415,12 @@ struct Shard {
 }
 
 const TICK: Duration = Duration::from_millis(20);
+
+/// A room's shard takes its new legs while it holds at most this many more than the least
+/// loaded (or a quarter more, when that is more).
+const PLACEMENT_SLACK: usize = 16;
+/// Rooms whose shard is remembered (past that, the memory starts again).
+const MAX_PLACEMENTS: usize = 4096;
 
 impl Shard {
     fn run(mut self, rx: Receiver<Work>) {

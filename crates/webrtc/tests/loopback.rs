@@ -314,6 +314,37 @@ fn a_browser_asked_for_dtx_pauses_between_talk_spurts_and_the_room_hears_silence
     );
 }
 
+#[test]
+fn the_legs_of_one_room_share_a_shard_until_it_is_much_busier_than_the_others() {
+    let (tx, _events) = mpsc::channel();
+    let opts = webrtc::endpoint::Options {
+        shards: 2,
+        ..Default::default()
+    };
+    let server = WebRtc::start("127.0.0.1:0".parse().unwrap(), tx, opts).unwrap();
+    let mut n = 0;
+    let mut join = |room: &str, legs: usize| {
+        for _ in 0..legs {
+            let (_, offer) = Browser::offer().unwrap();
+            n += 1;
+            server.accept_in(&format!("leg-{n}"), &offer, room).unwrap();
+        }
+        let mut l = server.legs_per_shard();
+        l.sort();
+        l
+    };
+    assert_eq!(join("meeting-a", 4), [0, 4], "one room, one shard");
+    assert_eq!(
+        join("meeting-b", 4),
+        [4, 4],
+        "the next room, the other shard"
+    );
+    assert_eq!(join("meeting-a", 3), [4, 7], "more of a room, its shard");
+    // A room far bigger than the rest spills over once its shard holds 16 more legs than the
+    // least loaded.
+    assert_eq!(join("meeting-b", 20), [8, 23]);
+}
+
 /// A browser offering Opus, answered by `server` as leg `leg` with an answer naming `expect`.
 fn answered(server: &WebRtc, leg: &str, expect: &str) -> (Browser, media::port::PortRef) {
     let (mut browser, offer) = Browser::offer().unwrap();

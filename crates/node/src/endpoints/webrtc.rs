@@ -204,14 +204,17 @@ pub async fn call_app(
         ));
     };
     webrtc::endpoint::check_offer(offer).map_err(Refused::BadOffer)?;
-    let (call_id, leg_id) = match thread_of_join_url(target) {
-        Some(thread) => (None, join_meeting(node, user, thread).await?),
+    let (call_id, leg_id, room) = match thread_of_join_url(target) {
+        Some(thread) => {
+            let leg = join_meeting(node, user, thread.clone()).await?;
+            (None, leg, thread)
+        }
         None => {
             let (c, l) = incoming_to_app(node, user, target).await?;
-            (Some(c), l)
+            (Some(c.clone()), l, c)
         }
     };
-    let (answer, port) = match w.accept(&leg_id, offer) {
+    let (answer, port) = match w.accept_in(&leg_id, offer, &room) {
         Ok(x) => x,
         Err(e) => {
             // Checked above; should the endpoint still refuse, the caller hangs up.
