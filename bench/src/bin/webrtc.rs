@@ -358,6 +358,11 @@ fn config(listen: &str, group: usize, mode: &str) -> String {
     let realtime = std::env::var("BENCH_REALTIME").unwrap_or_else(|_| "true".into()) != "false";
     // BENCH_DTX=false: ringside does not ask browsers for Opus DTX.
     let dtx = std::env::var("BENCH_DTX").unwrap_or_else(|_| "true".into()) != "false";
+    // BENCH_SHARDS=<n>: ringside's WebRTC shard threads (default: one per core).
+    let shards: usize = std::env::var("BENCH_SHARDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
     let users: String = (0..group)
         .map(|u| format!("[[users]]\nid = \"{USER}-{u}\"\ntenant = \"{TENANT}\"\n"))
         .collect();
@@ -374,6 +379,7 @@ token = "{ADMIN}"
 udp = "127.0.0.1:0"
 opus_mode = "{mode}"
 opus_dtx = {dtx}
+threads = {shards}
 [[tenants]]
 id = "{TENANT}"
 [[apps]]

@@ -431,7 +431,10 @@ impl Shard {
             media::sched::TRANSPORT_PRIORITY,
             &stats.sched,
         );
-        let mut next_tick = Instant::now() + TICK;
+        // The shards' ticks are spread over the 20 ms (shard n of N starts n/N of a tick
+        // later), so they do not all want the cores, and send, at the same moment.
+        let shards = self.load.len().max(1) as u32;
+        let mut next_tick = Instant::now() + TICK + TICK * self.n as u32 / shards;
         // Since the last tick: the work done between ticks, and the last tick's own.
         let (mut batches, mut working, mut last_tick) = (0u32, Duration::ZERO, Duration::ZERO);
         loop {
