@@ -24,8 +24,13 @@ use tokio::sync::{Notify, mpsc};
 const OUT_FRAMES: usize = 50;
 /// Audio from the app waiting to be played, at most (samples): 10 s.
 const IN_SAMPLES: usize = 16_000 * 10;
-/// Playback starts once this much of the app's audio is waiting: 40 ms of jitter room.
+/// Playback starts once this much of the app's audio is waiting: 40 ms of jitter room at
+/// first; each time the audio runs dry while playing, a frame more (up to [`MAX_START`]), and
+/// a frame less after every [`CALM_FRAMES`] played without running dry, as a jitter buffer
+/// adapts its delay to how the audio arrives.
 const START_SAMPLES: usize = 2 * FRAME;
+const MAX_START: usize = 6 * FRAME;
+const CALM_FRAMES: u32 = 500;
 /// Below this level (dBFS) a frame is `silent`.
 const SILENT_DBFS: f32 = -55.0;
 
@@ -39,6 +44,9 @@ pub struct StreamStats {
     pub frames_dropped: AtomicU64,
     /// Frames of audio the apps sent (20 ms each).
     pub frames_received: AtomicU64,
+    /// Times an app's audio ran out while playing: the end of what it said, or its audio
+    /// arriving later than it plays.
+    pub underflows: AtomicU64,
     /// Messages from apps that were not understood.
     pub bad_messages: AtomicU64,
 }
@@ -55,6 +63,10 @@ pub struct StreamPort {
     out: VecDeque<Frame>,
     inbound: VecDeque<i16>,
     playing: bool,
+    /// Samples waiting before playback starts (see [`START_SAMPLES`]).
+    start: usize,
+    /// Frames played since the audio last ran dry.
+    calm: u32,
     bidirectional: bool,
     wake: Arc<Notify>,
     stats: Arc<StreamStats>,
@@ -89,7 +101,7 @@ impl StreamPort {
 impl Port for StreamPort {
     /// What the app says this tick.
     fn read(&mut self, out: &mut [i16; FRAME]) -> bool {
-        if !self.playing && self.inbound.len() >= START_SAMPLES {
+        if !self.playing && self.inbound.len() >= self.start {
             self.playing = true;
         }
         if !self.playing {
@@ -102,6 +114,15 @@ impl Port for StreamPort {
         out[n..].fill(0);
         if self.inbound.is_empty() {
             self.playing = false;
+            self.calm = 0;
+            self.start = (self.start + FRAME).min(MAX_START);
+            self.stats.underflows.fetch_add(1, Ordering::Relaxed);
+        } else {
+            self.calm += 1;
+            if self.calm >= CALM_FRAMES {
+                self.calm = 0;
+                self.start = self.start.saturating_sub(FRAME).max(START_SAMPLES);
+            }
         }
         n > 0
     }
@@ -148,6 +169,8 @@ impl Streams {
             out: VecDeque::with_capacity(OUT_FRAMES),
             inbound: VecDeque::new(),
             playing: false,
+            start: START_SAMPLES,
+            calm: 0,
             bidirectional: stream.spec.bidirectional,
             wake: wake.clone(),
             stats: self.stats.clone(),
@@ -402,6 +425,8 @@ mod tests {
             out: VecDeque::new(),
             inbound: VecDeque::new(),
             playing: false,
+            start: START_SAMPLES,
+            calm: 0,
             bidirectional: true,
             wake: Arc::new(Notify::new()),
             stats: Default::default(),
@@ -417,6 +442,20 @@ mod tests {
             "the tail, padded"
         );
         assert!(!p.read(&mut f), "nothing more: silence");
+        assert_eq!(p.stats.underflows.load(Ordering::Relaxed), 1);
+        // It ran dry: the next start waits for a frame more (60 ms).
+        p.inbound.extend(std::iter::repeat_n(7, 2 * FRAME));
+        assert!(!p.read(&mut f), "40 ms is no longer enough to start");
+        p.inbound.extend(std::iter::repeat_n(7, FRAME));
+        assert!(p.read(&mut f), "60 ms is");
+        // Audio that keeps coming for ten seconds brings the delay back down.
+        for _ in 0..CALM_FRAMES {
+            p.inbound.extend(std::iter::repeat_n(7, FRAME));
+            assert!(p.read(&mut f));
+        }
+        assert_eq!(p.start, START_SAMPLES);
+        p.inbound.clear();
+        p.playing = false;
         // A slow reader: the queue keeps the newest second.
         for _ in 0..OUT_FRAMES + 5 {
             p.write(&[100; FRAME]);

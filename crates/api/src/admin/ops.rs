@@ -61,7 +61,7 @@ pub fn media_json(node: &Node) -> Value {
     let ss = &node.streams.stats;
     let streams = json!({
         "open": get(&ss.open), "connected": get(&ss.connected), "framesSent": get(&ss.frames_sent),
-        "framesDropped": get(&ss.frames_dropped), "framesReceived": get(&ss.frames_received),
+        "framesDropped": get(&ss.frames_dropped), "framesReceived": get(&ss.frames_received), "underflows": get(&ss.underflows),
         "badMessages": get(&ss.bad_messages),
     });
     json!({
