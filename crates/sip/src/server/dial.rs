@@ -253,7 +253,12 @@ impl Ctx {
         }
         let mut rang = false;
         let mut winner: Option<usize> = None;
-        while let Some((i, ev)) = ev_rx.recv().await {
+        // The answered call ended (with other branches' answers possibly still on their way).
+        let mut ended = false;
+        while !ended || branches.iter().any(|b| b.done.is_none()) {
+            let Some((i, ev)) = ev_rx.recv().await else {
+                break;
+            };
             match ev {
                 Ev::State(DialogState::Early(..)) => {
                     if !rang && winner.is_none() && self.is_dialing(&leg_id) {
@@ -270,7 +275,8 @@ impl Ctx {
                     let _ = self.events.send(SipEvent::HungUp {
                         leg_id: leg_id.clone(),
                     });
-                    return;
+                    // A 2xx that crossed its CANCEL is still to come, BYE'd and forgotten.
+                    ended = true;
                 }
                 Ev::State(st) if winner == Some(i) => {
                     let ctx = self.clone();
