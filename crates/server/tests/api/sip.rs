@@ -50,11 +50,14 @@ fn spawn_caller(port: u16, scenario: &[&str]) -> (tokio::process::Child, std::pa
             "20s",
             "-nostdin",
             "-trace_err",
-            "-p",
         ]
         .map(String::from),
     );
-    args.push(local.to_string());
+    // Over UDP the caller's own port; over TCP (`-t`) the kernel picks the connection's port,
+    // as a port free for UDP may still be taken for TCP (a connection in TIME_WAIT).
+    if !scenario.contains(&"-t") {
+        args.extend(["-p".to_string(), local.to_string()]);
+    }
     // The scenario's own arguments last, so they can override the defaults (-m).
     args.extend(scenario.iter().map(|s| s.to_string()));
     let sipp = tokio::process::Command::new("sipp")
@@ -595,6 +598,33 @@ async fn two_phones_that_both_answer_leave_one_call_and_no_sip_dialog_behind() {
         dialogs, 0,
         "every answered branch was let go of once it ended"
     );
+}
+
+#[tokio::test]
+async fn a_cancelled_phone_that_never_ends_its_invite_is_forgotten_after_64_t1() {
+    let (h, sip_port) = sip_server().await;
+    // The desk phone answers; the softphone takes the CANCEL but never sends its 487.
+    let _desk = Phone::register_and_run(sip_port, "uas-answer-or-cancel.xml", &[]).await;
+    let _soft = Phone::register_and_run(sip_port, "uas-ring-cancel-silent.xml", &[]).await;
+    let id = h.call_user(HANK_SIP).await;
+    h.until_state(&id, "established").await;
+    hang_up(&h, &id).await;
+    let dialogs = || async { rtp_counters(&h).await["dialogs"].clone() };
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    assert_eq!(
+        dialogs().await,
+        1,
+        "the cancelled INVITE still waits for its answer"
+    );
+    let mut left = serde_json::Value::Null;
+    for _ in 0..400 {
+        left = dialogs().await;
+        if left == 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(left, 0, "forgotten once RFC 3261's 64*T1 (32 s) passed");
 }
 
 #[tokio::test]

@@ -14,6 +14,15 @@ use rsipstack::dialog::invitation::InviteOption;
 use rsipstack::dialog::invite_dialog::InviteDialog;
 use rsipstack::sip::{Response, StatusCodeKind};
 use std::net::UdpSocket;
+
+/// The branches' events, and when the cancelled ones must have answered by.
+type BranchEvents<'a> = (
+    &'a mut mpsc::UnboundedReceiver<(usize, Ev)>,
+    &'a mut Option<tokio::time::Instant>,
+);
+
+/// How long a cancelled branch may take to send its final response: RFC 3261's 64*T1.
+const CANCELLED_WAIT: std::time::Duration = std::time::Duration::from_secs(32);
 use std::sync::Arc;
 use tokio::sync::mpsc;
 
@@ -34,6 +43,8 @@ fn final_of<T, E: std::fmt::Display, J: std::fmt::Display>(
 
 struct Branch {
     dialog: InviteDialog,
+    /// The dialog's id as sent, before the phone's tag: the stack's key for it until a 2xx.
+    sent_id: DialogId,
     contact: String,
     local: sdp::Local,
     socket: Option<UdpSocket>,
@@ -199,6 +210,7 @@ impl Ctx {
             }
         });
         Ok(Branch {
+            sent_id: dialog.id(),
             dialog,
             contact: contact.to_string(),
             local,
@@ -255,10 +267,12 @@ impl Ctx {
         let mut winner: Option<usize> = None;
         // The answered call ended (with other branches' answers possibly still on their way).
         let mut ended = false;
-        while !ended || branches.iter().any(|b| b.done.is_none()) {
-            let Some((i, ev)) = ev_rx.recv().await else {
-                break;
-            };
+        let mut cancelled = None;
+        let mut b = (&mut ev_rx, &mut cancelled);
+        while let Some((i, ev)) = self
+            .next_branch_event(&mut b, &mut branches, &leg_id, winner, ended)
+            .await
+        {
             match ev {
                 Ev::State(DialogState::Early(..)) => {
                     if !rang && winner.is_none() && self.is_dialing(&leg_id) {
@@ -360,6 +374,44 @@ impl Ctx {
         }
         // Every branch is done and none is connected.
         self.dialing.lock().expect("dialing").remove(&leg_id);
+    }
+
+    /// The next event of the branches. Once the call stops ringing (answered or given up) the
+    /// other branches are cancelled, and one whose phone sends no final response within
+    /// RFC 3261's 64*T1 (32 s) is forgotten (the stack would keep its INVITE and dialog
+    /// forever): it is done then, with 408. `None` once the answered call has `ended` and
+    /// every branch is done, or when the branches' events have ended.
+    async fn next_branch_event(
+        &self,
+        (rx, cancelled): &mut BranchEvents<'_>,
+        branches: &mut [Branch],
+        leg_id: &str,
+        winner: Option<usize>,
+        ended: bool,
+    ) -> Option<(usize, Ev)> {
+        loop {
+            if ended && branches.iter().all(|b| b.done.is_some()) {
+                return None;
+            }
+            if cancelled.is_none() && (winner.is_some() || !self.is_dialing(leg_id)) {
+                **cancelled = Some(tokio::time::Instant::now() + CANCELLED_WAIT);
+            }
+            let Some(deadline) = **cancelled else {
+                return rx.recv().await;
+            };
+            match tokio::time::timeout_at(deadline, rx.recv()).await {
+                Ok(ev) => return ev,
+                Err(_) => {
+                    for b in branches.iter_mut().filter(|b| b.done.is_none()) {
+                        tracing::info!(leg = %leg_id, contact = %b.contact, "a cancelled SIP branch never answered: forgotten");
+                        self.dialogs.remove_dialog(&b.sent_id);
+                        self.dialogs.remove_dialog(&b.dialog.id());
+                        b.done = Some(408);
+                    }
+                    **cancelled = Some(tokio::time::Instant::now() + CANCELLED_WAIT);
+                }
+            }
+        }
     }
 
     /// End an answered branch ringside does not keep. The dialog layer registered it when its
