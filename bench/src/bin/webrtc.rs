@@ -22,7 +22,9 @@
 //!     [talkers per meeting, default: all]
 //!
 //! Environment: BENCH_REALTIME=false runs ringside's clock threads at ordinary priority;
-//! BENCH_DTX=false has ringside not ask for DTX; BENCH_LOG=<filter> keeps ringside's log.
+//! BENCH_DTX=false has ringside not ask for DTX; BENCH_LOG=<filter> keeps ringside's log;
+//! BENCH_MUTED=false makes the listeners open microphones in a quiet room (their silence
+//! marked -80 dBov, not a muted microphone's -127), so ringside decodes every packet they send.
 
 use ringside_bench::{Ringside, cpu_s, percentile, proc_status, stolen_s};
 use serde_json::{Value, json};
@@ -104,6 +106,8 @@ struct Offer {
 struct Voice {
     packets: Arc<Vec<Vec<u8>>>,
     silent: bool,
+    /// The RFC 6464 level a silent leg marks its packets with: -127 dBov when muted.
+    quiet: i8,
     /// A silent leg's packets when the answer asks for DTX.
     dtx: Option<Arc<Vec<Vec<u8>>>>,
     listen: bool,
@@ -290,9 +294,9 @@ impl ClientLeg {
                 .map(|p| p.pt())
                 .ok_or("Opus was not negotiated")?;
             // As a browser marks them: a tone at -30 dBov, a muted microphone's digital
-            // silence at -127.
+            // silence at -127, an open one's in a quiet room lower than speech.
             w = if self.voice.silent {
-                w.audio_level(-127, false)
+                w.audio_level(self.voice.quiet, false)
             } else {
                 w.audio_level(-30, true)
             };
@@ -392,7 +396,20 @@ secret = "bench-secret"
 
 /// `/admin/media`: (media ticks, late, WebRTC ticks, late, WebRTC max late ms, frames
 /// encoded by legs' own encoders, common mix encodes, frames sent from common mixes).
-async fn media(http: &reqwest::Client, base: &str) -> (u64, u64, u64, u64, f64, u64, u64, u64) {
+/// ringside's counters from `/admin/media`.
+struct Media {
+    ticks: u64,
+    late: u64,
+    shard_ticks: u64,
+    shard_late: u64,
+    shard_max_late_ms: f64,
+    own_encodes: u64,
+    common_encodes: u64,
+    common_frames: u64,
+    undecoded: u64,
+}
+
+async fn media(http: &reqwest::Client, base: &str) -> Media {
     let v: Value = http
         .get(format!("{base}/admin/media"))
         .bearer_auth(ADMIN)
@@ -403,16 +420,18 @@ async fn media(http: &reqwest::Client, base: &str) -> (u64, u64, u64, u64, f64, 
         .await
         .unwrap();
     let n = |v: &Value| v.as_u64().unwrap_or(0);
-    (
-        n(&v["ticks"]),
-        n(&v["ticksLate5ms"]),
-        n(&v["webrtc"]["ticks"]),
-        n(&v["webrtc"]["ticksLate5ms"]),
-        v["webrtc"]["maxLateMs"].as_f64().unwrap_or(0.0),
-        n(&v["webrtc"]["framesEncoded"]),
-        n(&v["webrtc"]["commonMixEncodes"]),
-        n(&v["webrtc"]["commonMixFrames"]),
-    )
+    let w = &v["webrtc"];
+    Media {
+        ticks: n(&v["ticks"]),
+        late: n(&v["ticksLate5ms"]),
+        shard_ticks: n(&w["ticks"]),
+        shard_late: n(&w["ticksLate5ms"]),
+        shard_max_late_ms: w["maxLateMs"].as_f64().unwrap_or(0.0),
+        own_encodes: n(&w["framesEncoded"]),
+        common_encodes: n(&w["commonMixEncodes"]),
+        common_frames: n(&w["commonMixFrames"]),
+        undecoded: n(&w["silentPacketsUndecoded"]),
+    }
 }
 
 #[tokio::main(flavor = "current_thread")]
@@ -468,6 +487,9 @@ async fn main() {
         user_tokens.push(v["token"].as_str().expect("a user token").to_string());
     }
 
+    // BENCH_MUTED=false: the listeners' microphones are open in a quiet room.
+    let muted = std::env::var("BENCH_MUTED").unwrap_or_else(|_| "true".into()) != "false";
+    let quiet = if muted { -127 } else { -80 };
     let (tone, silence, dtx) = (
         Arc::new(tone_packets()),
         Arc::new(silent_packets(false)),
@@ -511,6 +533,7 @@ async fn main() {
                     silence.clone()
                 },
                 silent: i % group >= talkers,
+                quiet,
                 dtx: (i % group >= talkers).then(|| dtx.clone()),
                 listen: i == listener,
             },
@@ -588,14 +611,17 @@ async fn main() {
     );
     println!(
         "| media ticks late ≥ 5 ms (held) | {:.3} % of {} |",
-        pct(m1.1 - m0.1, m1.0 - m0.0),
-        m1.0 - m0.0
+        pct(m1.late - m0.late, m1.ticks - m0.ticks),
+        m1.ticks - m0.ticks
     );
     println!(
         "| WebRTC shard ticks late ≥ 5 ms (held) | {:.3} % of {} (max {:.1} ms since start) |",
-        pct(m1.3 - m0.3, m1.2 - m0.2),
-        m1.2 - m0.2,
-        m1.4
+        pct(
+            m1.shard_late - m0.shard_late,
+            m1.shard_ticks - m0.shard_ticks
+        ),
+        m1.shard_ticks - m0.shard_ticks,
+        m1.shard_max_late_ms
     );
     println!(
         "| packets heard / sent by the browsers per leg per second | {:.1} / {:.1} |",
@@ -606,12 +632,20 @@ async fn main() {
         "| a listening leg heard the talkers (frames louder than RMS 500) | {loud} of {} |",
         rms.len()
     );
-    let (own, common, shared) = (m1.5 - m0.5, m1.6 - m0.6, m1.7 - m0.7);
+    let (own, common, shared) = (
+        m1.own_encodes - m0.own_encodes,
+        m1.common_encodes - m0.common_encodes,
+        m1.common_frames - m0.common_frames,
+    );
     println!(
         "| Opus encodes per leg per second: own / common mix (frames sent from them) | {:.1} / {:.1} ({:.1}) |",
         own as f64 / secs / up_legs.max(1) as f64,
         common as f64 / secs / up_legs.max(1) as f64,
         shared as f64 / secs / up_legs.max(1) as f64
+    );
+    println!(
+        "| packets ringside left undecoded (muted silence) per leg per second | {:.1} |",
+        (m1.undecoded - m0.undecoded) as f64 / secs / up_legs.max(1) as f64
     );
     println!(
         "| CPU, ringside / load client ({cores} cores) | {:.0} % / {:.0} % of one core |",

@@ -188,6 +188,7 @@ impl WebRtc {
             shards: senders.clone(),
             stats: stats.clone(),
             alive: alive.clone(),
+            realtime: opts.realtime,
         };
         std::thread::Builder::new()
             .name("ringside-webrtc-in".into())
@@ -307,6 +308,7 @@ struct Reader {
     shards: Vec<Sender<Work>>,
     stats: Arc<Stats>,
     alive: Arc<AtomicBool>,
+    realtime: bool,
 }
 
 /// How often the reader takes what has arrived: a shard then wakes about once a millisecond
@@ -315,6 +317,13 @@ pub const PACE: Duration = Duration::from_millis(1);
 
 impl Reader {
     fn run(self) {
+        let stats = self.stats.clone();
+        let mut clock = media::sched::Clock::start(
+            self.realtime,
+            "webrtc-in",
+            media::sched::RECEIVE_PRIORITY,
+            &stats.sched,
+        );
         let mut batch = RecvBatch::default();
         let mut out: Vec<Vec<Inbound>> = self.shards.iter().map(|_| Vec::new()).collect();
         let _ = self
@@ -363,6 +372,7 @@ impl Reader {
                     let _ = self.shards[shard].send(Work::Datagrams(std::mem::take(inbound)));
                 }
             }
+            clock.check(Instant::now());
             if let Some(rest) = PACE.checked_sub(woke.elapsed()) {
                 std::thread::sleep(rest);
             }
