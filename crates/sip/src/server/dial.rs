@@ -50,6 +50,9 @@ struct Branch {
     socket: Option<UdpSocket>,
     /// The final status, once known.
     done: Option<u16>,
+    /// The stack's INVITE task and the one forwarding its states: stopped when a cancelled
+    /// branch is forgotten, since a phone that never answers would keep them waiting forever.
+    tasks: [tokio::task::AbortHandle; 2],
 }
 
 /// The response that speaks for a forked call whose branches all failed (RFC 3261 §16.7
@@ -181,7 +184,8 @@ impl Ctx {
         // first: a phone that sends 180 and 200 a millisecond apart (auto-answer) is seen
         // ringing before it is seen answering.
         let ev = ev.clone();
-        tokio::spawn(async move {
+        let invite = handle.abort_handle();
+        let forward = tokio::spawn(async move {
             let mut handle = handle;
             let mut finished = false;
             loop {
@@ -216,6 +220,7 @@ impl Ctx {
             local,
             socket: Some(socket),
             done: None,
+            tasks: [invite, forward.abort_handle()],
         })
     }
 
@@ -406,6 +411,7 @@ impl Ctx {
                         tracing::info!(leg = %leg_id, contact = %b.contact, "a cancelled SIP branch never answered: forgotten");
                         self.dialogs.remove_dialog(&b.sent_id);
                         self.dialogs.remove_dialog(&b.dialog.id());
+                        b.tasks.iter().for_each(|t| t.abort());
                         b.done = Some(408);
                     }
                     **cancelled = Some(tokio::time::Instant::now() + CANCELLED_WAIT);
