@@ -47,6 +47,9 @@ const ADMIN: &str = "bench-admin";
 #[derive(Default)]
 struct Tally {
     setup_ms: Mutex<Vec<f64>>,
+    /// Setup's steps: offer sent → answer received (signalling), → DTLS-SRTP connected.
+    signalling_ms: Mutex<Vec<f64>>,
+    secured_ms: Mutex<Vec<f64>>,
     connected: AtomicUsize,
     hearing: AtomicUsize,
     packets_in: AtomicU64,
@@ -140,6 +143,8 @@ impl Offer {
         if status != 201 {
             return Err(format!("offer answered {status}: {v}"));
         }
+        let answered = began.elapsed().as_secs_f64() * 1000.0;
+        self.tally.signalling_ms.lock().unwrap().push(answered);
         let sdp = v["sdp"].as_str().unwrap_or_default();
         let answer = SdpAnswer::from_sdp_string(sdp).map_err(|e| e.to_string())?;
         let mut voice = self.voice.clone();
@@ -334,6 +339,8 @@ impl ClientLeg {
                     self.connected = true;
                     self.next_send = Instant::now();
                     tally.connected.fetch_add(1, Ordering::Relaxed);
+                    let ms = self.began.elapsed().as_secs_f64() * 1000.0;
+                    tally.secured_ms.lock().unwrap().push(ms);
                 }
                 Output::Event(Event::MediaData(d)) => {
                     tally.packets_in.fetch_add(1, Ordering::Relaxed);
@@ -609,6 +616,19 @@ async fn main() {
         percentile(&mut setup, 0.99),
         percentile(&mut setup, 1.0)
     );
+    for (step, ms) in [
+        ("offer → answer (signalling)", &tally.signalling_ms),
+        ("offer → DTLS-SRTP connected", &tally.secured_ms),
+    ] {
+        let mut ms = ms.lock().unwrap().clone();
+        println!(
+            "| of which {step}: p50 / p95 / p99 / max | {:.0} / {:.0} / {:.0} / {:.0} ms |",
+            percentile(&mut ms, 0.50),
+            percentile(&mut ms, 0.95),
+            percentile(&mut ms, 0.99),
+            percentile(&mut ms, 1.0)
+        );
+    }
     println!(
         "| media ticks late ≥ 5 ms (held) | {:.3} % of {} |",
         pct(m1.late - m0.late, m1.ticks - m0.ticks),
