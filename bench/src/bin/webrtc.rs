@@ -600,7 +600,7 @@ async fn main() {
     rs.stop().await;
 
     let up_legs = tally.hearing.load(Ordering::Relaxed);
-    let mut setup = tally.setup_ms.lock().unwrap().clone();
+    let setup = tally.setup_ms.lock().unwrap().clone();
     let failures = tally.failures.lock().unwrap().clone();
     let rms = tally.heard_rms.lock().unwrap().clone();
     let loud = rms.iter().filter(|&&r| r > 500.0).count();
@@ -620,20 +620,16 @@ async fn main() {
         failures.len()
     );
     println!("| ramp | {ramp_s:.1} s |");
-    println!(
-        "| setup, offer → first audio: p50 / p95 / p99 / max | {:.0} / {:.0} / {:.0} / {:.0} ms |",
-        percentile(&mut setup, 0.50),
-        percentile(&mut setup, 0.95),
-        percentile(&mut setup, 0.99),
-        percentile(&mut setup, 1.0)
-    );
-    for (step, ms) in [
-        ("offer → answer (signalling)", &tally.signalling_ms),
-        ("offer → DTLS-SRTP connected", &tally.secured_ms),
+    // Setup, and the steps it took until the browser was connected.
+    let signalling = tally.signalling_ms.lock().unwrap().clone();
+    let secured = tally.secured_ms.lock().unwrap().clone();
+    for (step, mut ms) in [
+        ("setup, offer → first audio", setup),
+        ("of which offer → answer (signalling)", signalling),
+        ("of which offer → DTLS-SRTP connected", secured),
     ] {
-        let mut ms = ms.lock().unwrap().clone();
         println!(
-            "| of which {step}: p50 / p95 / p99 / max | {:.0} / {:.0} / {:.0} / {:.0} ms |",
+            "| {step}: p50 / p95 / p99 / max | {:.0} / {:.0} / {:.0} / {:.0} ms |",
             percentile(&mut ms, 0.50),
             percentile(&mut ms, 0.95),
             percentile(&mut ms, 0.99),
