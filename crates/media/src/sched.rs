@@ -1,9 +1,9 @@
 //! Realtime scheduling for the threads that keep audio's clock (the media threads, the WebRTC
-//! shards and their reader). A tick that starts late is audio that goes out late, so these threads ask the
-//! kernel for a realtime policy (`SCHED_RR`, low priority) when the process may have one
-//! (root or `CAP_SYS_NICE`, as Asterisk's `-p` and FreeSWITCH's `-rp` do): then nothing else
-//! on the machine — signalling, the store, a load generator, a build — delays a tick while the
-//! thread has work. Without permission they run as ordinary threads, as before.
+//! shards and their reader). A tick that starts late is audio that goes out late, so these
+//! threads ask the kernel for a realtime policy (`SCHED_RR`, low priority) when the process may
+//! have one (root or `CAP_SYS_NICE`, as Asterisk's `-p` and FreeSWITCH's `-rp` do): then
+//! nothing else on the machine — signalling, the store, a load generator, a build — delays a
+//! tick while the thread has work. Without permission they run as ordinary threads, as before.
 //!
 //! A realtime thread that never sleeps would starve everything else, the control plane
 //! included (hanging up must still work). So each thread watches its own load, the CPU time it

@@ -317,12 +317,11 @@ pub const PACE: Duration = Duration::from_millis(1);
 
 impl Reader {
     fn run(self) {
-        let stats = self.stats.clone();
         let mut clock = media::sched::Clock::start(
             self.realtime,
             "webrtc-in",
             media::sched::RECEIVE_PRIORITY,
-            &stats.sched,
+            &self.stats.sched,
         );
         let mut batch = RecvBatch::default();
         let mut out: Vec<Vec<Inbound>> = self.shards.iter().map(|_| Vec::new()).collect();
