@@ -46,6 +46,23 @@ pub fn stolen_s() -> f64 {
         / 100.0
 }
 
+/// The machine's UDP counters since boot (`/proc/net/snmp`): datagrams delivered to a
+/// socket, and those dropped because the socket's receive buffer was full.
+pub fn udp_datagrams() -> (u64, u64) {
+    let snmp = std::fs::read_to_string("/proc/net/snmp").unwrap_or_default();
+    let mut rows = snmp.lines().filter(|l| l.starts_with("Udp:"));
+    let (Some(names), Some(values)) = (rows.next(), rows.next()) else {
+        return (0, 0);
+    };
+    let field = |name: &str| {
+        let i = names.split_whitespace().position(|n| n == name);
+        i.and_then(|i| values.split_whitespace().nth(i))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    (field("InDatagrams"), field("RcvbufErrors"))
+}
+
 /// The `p` quantile (0..=1) of `v` (sorted in place); NaN when empty.
 pub fn percentile(v: &mut [f64], p: f64) -> f64 {
     if v.is_empty() {

@@ -26,7 +26,7 @@
 //! BENCH_MUTED=false makes the listeners open microphones in a quiet room (their silence
 //! marked -80 dBov, not a muted microphone's -127), so ringside decodes every packet they send.
 
-use ringside_bench::{Ringside, cpu_s, percentile, proc_status, stolen_s};
+use ringside_bench::{Ringside, cpu_s, percentile, proc_status, stolen_s, udp_datagrams};
 use serde_json::{Value, json};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -574,6 +574,7 @@ async fn main() {
     // Steady state.
     let m0 = media(&http, &base).await;
     let (srv0, cli0, stolen0) = (cpu_s(pid), cpu_s(std::process::id()), stolen_s());
+    let udp0 = udp_datagrams();
     let (in0, out0, late0, due0) = (
         tally.packets_in.load(Ordering::Relaxed),
         tally.packets_out.load(Ordering::Relaxed),
@@ -585,6 +586,7 @@ async fn main() {
     let secs = t0.elapsed().as_secs_f64();
     let m1 = media(&http, &base).await;
     let (srv1, cli1, stolen1) = (cpu_s(pid), cpu_s(std::process::id()), stolen_s());
+    let udp1 = udp_datagrams();
     let rss_full = proc_status(pid, "VmRSS:");
     let heard_in = tally.packets_in.load(Ordering::Relaxed) - in0;
     let sent_out = tally.packets_out.load(Ordering::Relaxed) - out0;
@@ -661,6 +663,12 @@ async fn main() {
         "| packets heard / sent by the browsers per leg per second | {:.1} / {:.1} |",
         heard_in as f64 / secs / up_legs.max(1) as f64,
         sent_out as f64 / secs / up_legs.max(1) as f64
+    );
+    // Every datagram either side received (media, RTCP, STUN), machine-wide.
+    println!(
+        "| UDP datagrams received, both sides, per leg per second (dropped: receive buffer full) | {:.1} ({}) |",
+        (udp1.0 - udp0.0) as f64 / secs / up_legs.max(1) as f64,
+        udp1.1 - udp0.1
     );
     println!(
         "| a listening leg heard the talkers (frames louder than RMS 500) | {loud} of {} |",

@@ -250,6 +250,31 @@ fn a_muted_browsers_silence_is_not_decoded_when_only_the_mix_takes_it() {
 }
 
 #[test]
+fn the_answer_takes_the_audio_level_and_mid_extensions_but_not_congestion_feedback() {
+    let (tx, _events) = mpsc::channel();
+    let server = WebRtc::start("127.0.0.1:0".parse().unwrap(), tx, Default::default()).unwrap();
+    let (_browser, offer) = Browser::offer().unwrap();
+    for ext in [
+        "ssrc-audio-level",
+        "sdes:mid",
+        "transport-wide-cc",
+        "abs-send-time",
+    ] {
+        assert!(offer.contains(ext), "a browser offers {ext}: {offer}");
+    }
+    let (answer, _port) = server.accept("leg-x", &offer).unwrap();
+    for ext in ["ssrc-audio-level", "sdes:mid"] {
+        assert!(answer.contains(ext), "ringside reads {ext}: {answer}");
+    }
+    for unused in ["transport-wide-cc", "transport-cc", "abs-send-time"] {
+        assert!(
+            !answer.contains(unused),
+            "{unused} is not asked for: {answer}"
+        );
+    }
+}
+
+#[test]
 fn a_browser_asked_for_dtx_pauses_between_talk_spurts_and_the_room_hears_silence_there() {
     let (tx, _events) = mpsc::channel();
     let quiet = webrtc::endpoint::Options {
