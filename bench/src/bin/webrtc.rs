@@ -323,9 +323,13 @@ impl ClientLeg {
                 self.next_send = now + Duration::from_millis(20);
             }
         }
-        self.rtc
-            .handle_input(Input::Timeout(now))
-            .map_err(|e| e.to_string())?;
+        // The session's timers only when they are due (a packet written goes out on the
+        // next poll without them).
+        if now >= self.wake {
+            self.rtc
+                .handle_input(Input::Timeout(now))
+                .map_err(|e| e.to_string())?;
+        }
         self.drive(tally)
     }
 
