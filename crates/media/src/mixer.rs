@@ -4,7 +4,8 @@
 //! else in it; a routing group carries its sources to its receivers (a oneToOne group whose
 //! source left the default group is a whisper); a muted member is heard by nobody; a held
 //! member is heard by nobody and hears only hold music (mixed elsewhere). Only the loudest
-//! four speakers are forwarded, as in Teams.
+//! four speakers are forwarded, as in Teams, and only frames above a noise floor
+//! ([`NOISE_FLOOR`]) are mixed at all: a listener's silence is nobody's to hear.
 
 use crate::FRAME;
 
@@ -59,9 +60,18 @@ pub fn energy(frame: &[i16]) -> u64 {
         / frame.len() as u64
 }
 
-/// Is there anything to hear in a frame? (Cheaper than [`energy`]: stops at the first sample.)
+/// The loudness (mean square) at or below which a frame is not mixed: RMS 16, about -66 dBov.
+/// Below it is a decoder's rendering of digital silence (±1), a browser's comfort noise while
+/// its microphone is quiet, a quiet room after noise suppression; speech, even whispered, is
+/// well above it. A conference mixer gates such frames out (FreeSWITCH's `energy-level` does,
+/// higher): mixed, they would fill the speaker slots a quiet meeting leaves free, and each
+/// listener taking one would lose the common mix and need an encoder of its own, for nothing
+/// anyone can hear.
+pub const NOISE_FLOOR: u64 = 16 * 16;
+
+/// Is there anything to hear in a frame?
 fn audible(frame: &[i16]) -> bool {
-    frame.iter().any(|&s| s != 0)
+    energy(frame) > NOISE_FLOOR
 }
 
 /// Mix one tick. `inputs[i]` is what member `i` sent when `has[i]` (otherwise it sent nothing
@@ -110,7 +120,7 @@ pub fn mix(
         let mut by_energy: Vec<(u64, usize)> = (0..n)
             .filter(|&s| candidate(s))
             .map(|s| (energy(&inputs[s]), s))
-            .filter(|(e, _)| *e > 0)
+            .filter(|(e, _)| *e > NOISE_FLOOR)
             .collect();
         by_energy.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
         loudest = by_energy
@@ -166,9 +176,18 @@ pub fn mix(
 mod tests {
     use super::*;
 
-    /// A frame holding a constant: makes "who is in this mix" readable as a sum.
+    /// What level 1 is in the tests' frames: just above the noise floor, so that levels 1, 2,
+    /// 4… are all heard and their sums stay within 16 bits.
+    const UNIT: i16 = 17;
+
+    /// A frame holding a constant (`v` units): makes "who is in this mix" readable as a sum.
     fn frame(v: i16) -> [i16; FRAME] {
-        [v; FRAME]
+        [v * UNIT; FRAME]
+    }
+
+    /// The first sample of each frame, in units.
+    fn units(out: &[[i16; FRAME]]) -> Vec<i16> {
+        out.iter().map(|f| f[0] / UNIT).collect()
     }
 
     fn run(members: &[MemberState], routes: &[Route], levels: &[i16]) -> Vec<i16> {
@@ -190,10 +209,10 @@ mod tests {
             &mut heard,
             &mut common,
         );
-        let firsts = out
-            .iter()
+        let firsts = units(&out)
+            .into_iter()
             .zip(heard)
-            .map(|(f, h)| if h { f[0] } else { 0 })
+            .map(|(f, h)| if h { f } else { 0 })
             .collect();
         (firsts, common)
     }
@@ -297,8 +316,7 @@ mod tests {
             &mut heard,
             &mut common,
         );
-        let firsts: Vec<i16> = out.iter().map(|f| f[0]).collect();
-        assert_eq!(firsts, [100, 101, 1]);
+        assert_eq!(units(&out), [100, 101, 1]);
         assert_eq!(heard, [true; 3]);
         // One speaker heard: the listener gets that frame exactly, sample for sample.
         let ramp: [i16; FRAME] = std::array::from_fn(|i| i as i16 - 160);
@@ -332,10 +350,55 @@ mod tests {
     #[test]
     fn loud_sums_clip_instead_of_wrapping() {
         let m = vec![MemberState::default(); 3];
-        assert_eq!(run(&m, &[], &[30000, 30000, 30000]), [32767, 32767, 32767]);
-        assert_eq!(
-            run(&m, &[], &[-30000, -30000, -30000]),
-            [-32768, -32768, -32768]
+        for (loud, clipped) in [(30000, i16::MAX), (-30000, i16::MIN)] {
+            let mut out = vec![[0i16; FRAME]; 3];
+            let (mut heard, mut common) = ([false; 3], [false; 3]);
+            mix(
+                &m,
+                &[],
+                &[[loud; FRAME]; 3],
+                &[true; 3],
+                &mut out,
+                &mut heard,
+                &mut common,
+            );
+            assert_eq!(out, [[clipped; FRAME]; 3]);
+        }
+    }
+
+    #[test]
+    fn frames_at_or_below_the_noise_floor_are_not_mixed() {
+        // A decoder's rendering of digital silence (±1), and faint noise at RMS 16: nobody
+        // hears them, so the two quiet members hear the speaker alone, the common mix.
+        let m = vec![MemberState::default(); 4];
+        let dither: [i16; FRAME] = std::array::from_fn(|i| if i % 3 == 0 { 1 } else { -1 });
+        let faint: [i16; FRAME] = std::array::from_fn(|i| if i % 2 == 0 { 16 } else { -16 });
+        let voice: [i16; FRAME] = std::array::from_fn(|i| ((i as i16) % 40 - 20) * 50);
+        let mut out = vec![[7i16; FRAME]; 4];
+        let (mut heard, mut common) = ([false; 4], [false; 4]);
+        mix(
+            &m,
+            &[],
+            &[dither, faint, voice, [0; FRAME]],
+            &[true; 4],
+            &mut out,
+            &mut heard,
+            &mut common,
         );
+        assert_eq!((out[0], out[1], out[3]), (voice, voice, voice));
+        assert_eq!(heard, [true, true, false, true], "the speaker hears nobody");
+        assert_eq!(common, [true, true, false, true]);
+        // Just above the floor, the same noise is heard.
+        let noise: [i16; FRAME] = std::array::from_fn(|i| if i % 2 == 0 { 17 } else { -17 });
+        mix(
+            &m,
+            &[],
+            &[dither, noise, voice, [0; FRAME]],
+            &[true; 4],
+            &mut out,
+            &mut heard,
+            &mut common,
+        );
+        assert_eq!(out[3][0], voice[0] + noise[0]);
     }
 }
