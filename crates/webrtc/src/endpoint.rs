@@ -727,12 +727,7 @@ fn accept(addr: SocketAddr, leg_id: &str, offer: &str, dtx: bool) -> Result<(Leg
     let (rtc, sdp) =
         std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| answer(addr, offer, dtx)))
             .map_err(|_| "the offer could not be read".to_string())??;
-    if !sdp
-        .lines()
-        .any(|l| l.starts_with("m=audio") && !l.starts_with("m=audio 0 "))
-    {
-        return Err("the offer has no audio ringside can receive (Opus)".into());
-    }
+    has_audio(&sdp)?;
     let ufrag = sdp
         .lines()
         .find_map(|l| l.trim().strip_prefix("a=ice-ufrag:"))
