@@ -140,8 +140,9 @@ PROMPT = _prompt()
 class Server:
     """One `ringside serve` in its own data folder; kill -9 and restart keep the folder."""
 
-    def __init__(self, data_dir: Path, config_text_for_port, log_path: Optional[Path] = None) -> None:
+    def __init__(self, data_dir: Path, config_text_for_port, log_path: Optional[Path] = None, log_extra: str = "") -> None:
         self.data_dir = data_dir
+        self.log_extra = log_extra  # more RUST_LOG directives, e.g. ",media::runtime=debug"
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         data_dir.mkdir(parents=True, exist_ok=True)
@@ -155,7 +156,7 @@ class Server:
         log = open(self.log_path, "ab")
         log.write(f"\n---- start {self.starts} ----\n".encode())
         log.flush()
-        env = dict(os.environ, RUST_LOG=os.environ.get("RUST_LOG", "info,hyper=warn,reqwest=warn,rsipstack=warn,http=warn,notification=warn"), NO_COLOR="1")
+        env = dict(os.environ, RUST_LOG=os.environ.get("RUST_LOG", "info,hyper=warn,reqwest=warn,rsipstack=warn,http=warn,notification=warn") + self.log_extra, NO_COLOR="1")
         self.proc = subprocess.Popen(
             [str(binary()), "--data-dir", str(self.data_dir), "serve"],
             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
@@ -386,13 +387,13 @@ class Endpoint:
         return [a for a in self.arrivals if 200 <= a.status < 300]
 
 
-async def bots_and_server(data: Path, server_extra: str, sip_port: int = 0) -> tuple[Endpoint, Endpoint, Server]:
+async def bots_and_server(data: Path, server_extra: str, sip_port: int = 0, log_extra: str = "") -> tuple[Endpoint, Endpoint, Server]:
     """Bots A and B listening, and ringside started in `data` with them as the two apps'
-    endpoints (SIP on `sip_port` when given)."""
+    endpoints (SIP on `sip_port` when given; `log_extra`: more RUST_LOG directives)."""
     bot_a, bot_b = Endpoint("a"), Endpoint("b")
     await bot_a.start()
     await bot_b.start()
-    server = Server(data, lambda port: config(port, {APPS[0].id: bot_a.url + "/incoming", APPS[1].id: bot_b.url + "/incoming"}, server_extra, sip_port=sip_port))
+    server = Server(data, lambda port: config(port, {APPS[0].id: bot_a.url + "/incoming", APPS[1].id: bot_b.url + "/incoming"}, server_extra, sip_port=sip_port), log_extra=log_extra)
     await asyncio.to_thread(server.start)
     return bot_a, bot_b, server
 

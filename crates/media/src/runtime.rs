@@ -254,6 +254,16 @@ fn run_thread(
         stats.ticks.fetch_add(1, Ordering::Relaxed);
         if late > Duration::from_millis(5) {
             stats.late_5ms.fetch_add(1, Ordering::Relaxed);
+            // Logged as the tick starts, so the line's time is the end of the wait: the
+            // stress soak lines it up with when the machine stopped running its CPUs.
+            tracing::debug!(
+                late_us = late.as_micros() as u64,
+                woke_late_ms = woke_late.as_millis() as u64,
+                commands,
+                commands_ms = commanding.as_millis() as u64,
+                last_tick_ms = last_work.as_millis() as u64,
+                "late media tick"
+            );
         }
         stats
             .max_late_us
@@ -282,16 +292,6 @@ fn run_thread(
             tracing::warn!(ms = t.elapsed().as_millis() as u64, "slow media events");
         }
         let busy = start.elapsed();
-        if late > Duration::from_millis(5) {
-            tracing::debug!(
-                late_ms = late.as_millis() as u64,
-                woke_late_ms = woke_late.as_millis() as u64,
-                commands,
-                commands_ms = commanding.as_millis() as u64,
-                last_tick_ms = last_work.as_millis() as u64,
-                "late media tick"
-            );
-        }
         last_work = busy;
         stats
             .busy_us
