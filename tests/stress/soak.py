@@ -220,7 +220,7 @@ async def run(minutes: float, data: Path, csv_path: Path | None, png: Path | Non
     stolen = after[-1]["stolen_ms"] - after[0]["stolen_ms"]
     logged = [(at, by) for at, by in late_ticks(server.log_path) if after[0]["wall"] <= at <= after[-1]["wall"]]
     explained = sum(1 for at, by in logged if probe.realtime and probe.away(at - by, at) >= by - LATE_S)
-    own = late - explained
+    own = max(0, late - explained)  # a line logged on the window's edge is not counted twice
     own_pct = 100 * own / ticks if ticks else 0.0
     window_s = after[-1]["wall"] - after[0]["wall"]
     in_window = [e - st for _, st, e in probe.stalls if after[0]["wall"] <= e <= after[-1]["wall"]]
