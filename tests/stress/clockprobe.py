@@ -9,9 +9,10 @@ priority above everything in the machine, that asks to wake every 2 ms. Nothing 
 guest can hold it up, so when it wakes more than 2 ms late, the CPU was
 not running anything: those stretches are the machine's, with their wall-clock times.
 
-    with ClockProbe(out_dir) as probe:
-        ...                      # the load
-    probe.stalls                 # [(cpu, start, end)] in time.time() seconds
+    probe = ClockProbe(out_dir).start()
+    ...                          # the load
+    probe.stop()
+    probe.stalls                 # [(start, end)] in time.time() seconds, any CPU
     probe.realtime               # False when not permitted (then stalls may be the guest's own)
 
 Run as a script it is one CPU's probe (`--cpu N --out FILE`), writing a line per stall.
@@ -64,46 +65,41 @@ def probe(cpu: int, out: Path) -> None:
 class ClockProbe:
     def __init__(self, out_dir: Path) -> None:
         self.out_dir = out_dir
-        self.procs: list[subprocess.Popen] = []
-        self.stalls: list[tuple[int, float, float]] = []
+        self.procs: list[tuple[subprocess.Popen, Path]] = []
+        self.stalls: list[tuple[float, float]] = []
         self.realtime = False
 
     def start(self) -> "ClockProbe":
         self.out_dir.mkdir(parents=True, exist_ok=True)
         for cpu in sorted(os.sched_getaffinity(0)):
-            self.procs.append(subprocess.Popen([sys.executable, __file__, "--cpu", str(cpu), "--out", str(self.out_dir / f"cpu{cpu}.txt")]))
+            out = self.out_dir / f"cpu{cpu}.txt"
+            self.procs.append((subprocess.Popen([sys.executable, __file__, "--cpu", str(cpu), "--out", str(out)]), out))
         return self
 
     def stop(self) -> None:
         """Stop the probes and read what they saw (again: nothing more)."""
-        running = [p for p in self.procs if p.poll() is None]
-        for p in running:
+        running = [(p, out) for p, out in self.procs if p.poll() is None]
+        for p, _ in running:
             p.terminate()
-        for p in running:
+        for p, _ in running:
             p.wait(10)
         if not running:
             return
         flags = []
-        for cpu in sorted(os.sched_getaffinity(0)):
-            lines = (self.out_dir / f"cpu{cpu}.txt").read_text().splitlines()
+        for _, out in self.procs:
+            lines = out.read_text().splitlines()
             flags.append(lines[:1] == ["realtime 1"])
             for line in lines[1:]:
                 _, start, end = line.split()
-                self.stalls.append((cpu, float(start), float(end)))
+                self.stalls.append((float(start), float(end)))
         self.realtime = bool(flags) and all(flags)
-        self.stalls.sort(key=lambda s: s[1])
-
-    def __enter__(self) -> "ClockProbe":
-        return self.start()
-
-    def __exit__(self, *_: object) -> None:
-        self.stop()
+        self.stalls.sort()
 
     def away(self, start: float, end: float) -> float:
         """Seconds of [start, end] in which some CPU was stalled (the longest overlap of one
         stall: a thread waits out one CPU's stall, not the sum over CPUs)."""
         best = 0.0
-        for _, s, e in self.stalls:
+        for s, e in self.stalls:
             if s >= end:
                 break
             best = max(best, min(e, end) - max(s, start))

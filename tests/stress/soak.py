@@ -223,7 +223,7 @@ async def run(minutes: float, data: Path, csv_path: Path | None, png: Path | Non
     own = max(0, late - explained)  # a line logged on the window's edge is not counted twice
     own_pct = 100 * own / ticks if ticks else 0.0
     window_s = after[-1]["wall"] - after[0]["wall"]
-    in_window = [e - st for _, st, e in probe.stalls if after[0]["wall"] <= e <= after[-1]["wall"]]
+    in_window = [e - st for st, e in probe.stalls if after[0]["wall"] <= e <= after[-1]["wall"]]
     fd_rise = max(s["fds"] for s in last) - max(s["fds"] for s in first)
     thread_rise = max(s["threads"] for s in last) - max(s["threads"] for s in first)
     rep = delivery_report(committed, [bot_a, bot_b])
